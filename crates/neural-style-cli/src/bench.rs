@@ -1,0 +1,88 @@
+//! `neural-style bench`: seconds per optimisation step (forward + backward to the image
+//! through VGG up to relu5_1 with the default content and style losses), random weights.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use neural_style::vgg::random_conv_params;
+use neural_style::{
+    Arch, Layer, LossWeights, Objective, Padding, Pooling, TransferConfig, Vgg, default_device,
+};
+
+use crate::cli::{ArchArg, BenchArgs};
+
+/// Peak resident memory of this process in bytes (Linux), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let arch = match args.arch {
+        ArchArg::Vgg16 => Arch::Vgg16,
+        ArchArg::Vgg19 => Arch::Vgg19,
+    };
+    let config = TransferConfig::default();
+    let device = default_device();
+    let params = random_conv_params(arch, Layer::Relu5_1, 1, 0);
+    let vgg = Vgg::new(
+        arch,
+        params,
+        Layer::Relu5_1,
+        Pooling::Max,
+        Padding::Zero,
+        &device,
+    )?;
+    let n = args.size as usize;
+    let image = neural_style::transfer::noise_image(args.size, args.size, 1);
+    let x = neural_style::InputConvention::TorchRgb01.to_network(&image.data);
+    let style = neural_style::transfer::noise_image(args.size, args.size, 2);
+    let s = neural_style::InputConvention::TorchRgb01.to_network(&style.data);
+    let weights = LossWeights {
+        content: 1.0,
+        style: 1e3,
+        tv: 0.0,
+    };
+    let objective = Objective::new(
+        &vgg,
+        &config,
+        weights,
+        Some(&x),
+        &[(s, args.size, args.size, 1.0)],
+        args.size,
+        args.size,
+    );
+    let mut y = x.clone();
+    y.iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v += ((i % 7) as f32 - 3.0) * 0.01);
+    let _ = objective.evaluate(&y); // warm-up
+    let mut times = Vec::with_capacity(args.steps);
+    for _ in 0..args.steps.max(1) {
+        let t = Instant::now();
+        let (loss, grad) = objective.evaluate(&y);
+        times.push(t.elapsed().as_secs_f64());
+        std::hint::black_box((loss, grad));
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let (min, max) = (times[0], times[times.len() - 1]);
+    let rss = peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let threads = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
+                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads})
+        );
+    } else {
+        println!(
+            "neural-style {arch} {n}x{n}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            times.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Command-line flags (clap derive). They become a checked [`crate::config::RunJob`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Neural style transfer: repaint a photo in the style of a painting (Gatys et al. 2015).
+#[derive(Debug, Parser)]
+#[command(name = "neural-style", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A tool other than style transfer.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Style-transfer flags (the default command).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Other tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Time forward+backward steps through VGG with random weights (no files needed).
+    Bench(BenchArgs),
+}
+
+/// Flags of `neural-style bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Image side in pixels (square).
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Network.
+    #[arg(long, value_enum, default_value_t = ArchArg::Vgg19)]
+    pub arch: ArchArg,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Network architectures.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ArchArg {
+    /// VGG16.
+    Vgg16,
+    /// VGG19.
+    Vgg19,
+}
+
+/// Input conventions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PreprocessArg {
+    /// RGB in 0..1 normalised with the ImageNet mean and std (torchvision models).
+    TorchRgb01,
+    /// BGR in 0..255 minus the mean pixel (Caffe models, neural-style-pt's VGG).
+    CaffeBgr255,
+}
+
+/// Loss forms.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LossFormArg {
+    /// jcjohnson/neural-style: mean squared errors, Gram / (C·H·W).
+    Mean,
+    /// The paper: ½Σ(F-P)², Σ(G-A)²/(4N²M²), unnormalised Gram.
+    Paper,
+}
+
+/// Optimisers.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// L-BFGS (the paper's).
+    Lbfgs,
+    /// Adam.
+    Adam,
+}
+
+/// Pooling.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PoolingArg {
+    /// Max pooling.
+    Max,
+    /// Average pooling.
+    Avg,
+}
+
+/// Border handling.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PaddingArg {
+    /// Zero padding.
+    Zero,
+    /// Mirror padding.
+    Reflect,
+    /// Edge replication.
+    Replicate,
+}
+
+/// Flags of the style-transfer command.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Content photo. Leave out for texture synthesis (style reconstruction from noise).
+    #[arg(short, long, value_name = "PATH")]
+    pub content: Option<PathBuf>,
+    /// Style image; repeat for several styles. Leave out for content reconstruction.
+    #[arg(short, long, value_name = "PATH")]
+    pub style: Vec<PathBuf>,
+    /// Output image; the format follows the extension (.png, .jpg, .bmp, .tif, .webp).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Weights file: .safetensors or PyTorch .pth, torchvision (`features.N.weight`) or named
+    /// (`conv1_1.weight`) keys.
+    #[arg(short, long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// Network architecture [default: from the file's metadata or keys].
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Input convention of the weights [default: from the file's metadata, else torch-rgb-01].
+    #[arg(long, value_enum)]
+    pub preprocess: Option<PreprocessArg>,
+    /// Content layers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "relu4_2")]
+    pub content_layers: Vec<String>,
+    /// Style layers, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+    )]
+    pub style_layers: Vec<String>,
+    /// Weight of each style layer, comma-separated [default: 1 each (mean form), 1/L (paper)].
+    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    pub style_layer_weights: Option<Vec<f32>>,
+    /// Content weight α [default: 5 for Caffe weights, 1 for torchvision, 1 in the paper form].
+    #[arg(long, allow_negative_numbers = true)]
+    pub content_weight: Option<f32>,
+    /// Style weight β [default: 100 for Caffe weights, 1e6 for torchvision, 1e3 in the paper form].
+    #[arg(long, allow_negative_numbers = true)]
+    pub style_weight: Option<f32>,
+    /// Total-variation weight [default: 1e-3 for Caffe weights, 0 otherwise].
+    #[arg(long, allow_negative_numbers = true)]
+    pub tv_weight: Option<f32>,
+    /// How the loss terms are normalised.
+    #[arg(long, value_enum, default_value_t = LossFormArg::Mean)]
+    pub loss_form: LossFormArg,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    pub optimizer: OptimizerArg,
+    /// Loss evaluations (L-BFGS) or steps (Adam).
+    #[arg(short = 'n', long, default_value_t = 500)]
+    pub iterations: usize,
+    /// L-BFGS history size.
+    #[arg(long, default_value_t = 100)]
+    pub lbfgs_history: usize,
+    /// Use a strong-Wolfe line search in L-BFGS.
+    #[arg(long)]
+    pub line_search: bool,
+    /// Adam step size, in 0..255 pixel units.
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    pub learning_rate: f32,
+    /// Initial image: `content`, `noise`, or an image file.
+    #[arg(long, default_value = "content", value_name = "content|noise|PATH")]
+    pub init: String,
+    /// Random seed (noise initialisation).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Pooling between blocks.
+    #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
+    pub pooling: PoolingArg,
+    /// Convolution padding at the image border.
+    #[arg(long, value_enum, default_value_t = PaddingArg::Zero)]
+    pub padding: PaddingArg,
+    /// Output size: the longest side (e.g. 512) or WxH (e.g. 640x480).
+    #[arg(long, default_value = "512", value_name = "N|WxH")]
+    pub size: String,
+    /// Style image size relative to the output size.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub style_scale: f32,
+    /// Weights of the style images, comma-separated (normalised to sum to 1).
+    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    pub style_blend: Option<Vec<f32>>,
+    /// Print the losses every N evaluations (0: never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub print_every: usize,
+    /// Save an intermediate image every N evaluations, as OUTPUT_NNNN.EXT (0: never).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub save_every: usize,
+    /// Write one JSON line per evaluation (evaluation, total, content, style, tv, seconds).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Worker threads (default: all cores). Same inputs, seed and threads give identical output.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Refuse input images with more pixels than this (decompression-bomb guard).
+    #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
+    pub max_input_pixels: u64,
+    /// Do not show the progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

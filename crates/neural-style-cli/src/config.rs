@@ -1,0 +1,207 @@
+//! Turns parsed flags into one checked job: a library `TransferConfig` plus the files and
+//! reporting options of the command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use neural_style::{
+    Arch, Init, InputConvention, Layer, LossForm, OptimizerKind, Padding, Pooling, Size,
+    TransferConfig,
+};
+
+use crate::cli::{
+    ArchArg, LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreprocessArg, RunArgs,
+};
+
+/// A validated style-transfer job.
+#[derive(Debug)]
+pub struct RunJob {
+    /// The library settings.
+    pub config: TransferConfig,
+    /// Content photo.
+    pub content: Option<PathBuf>,
+    /// Style images.
+    pub styles: Vec<PathBuf>,
+    /// Initial image file, for `--init PATH`.
+    pub init_image: Option<PathBuf>,
+    /// Output image.
+    pub output: PathBuf,
+    /// Weights file.
+    pub weights: PathBuf,
+    /// Print losses every N evaluations.
+    pub print_every: usize,
+    /// Save intermediate images every N evaluations.
+    pub save_every: usize,
+    /// JSON-lines log.
+    pub log: Option<PathBuf>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Decoder pixel limit.
+    pub max_input_pixels: u64,
+    /// Hide the progress bar.
+    pub quiet: bool,
+}
+
+fn layers(flag: &str, names: &[String]) -> Result<Vec<Layer>> {
+    names
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|n| n.parse::<Layer>().with_context(|| format!("--{flag}")))
+        .collect()
+}
+
+impl RunJob {
+    /// Checks the flags and builds the job; every error names the flag or file concerned.
+    pub fn from_args(a: RunArgs) -> Result<Self> {
+        let output = a
+            .output
+            .context("--output is required (the image to write, e.g. -o out.png)")?;
+        neural_style::image_io::output_format(&output)?;
+        if output.is_dir() {
+            bail!(
+                "{}: is a directory; --output needs a file name such as out.png",
+                output.display()
+            );
+        }
+        let dir = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "{}: the output directory {} does not exist",
+                output.display(),
+                dir.display()
+            );
+        }
+        let weights = a.weights.context(
+            "--weights is required: give a VGG16/VGG19 .safetensors or .pth file (automatic download is not available yet)",
+        )?;
+        if a.content.is_none() && a.style.is_empty() {
+            bail!(
+                "give --content, --style, or both (style alone synthesises a texture; content alone reconstructs the photo)"
+            );
+        }
+        let (init, init_image) = match a.init.as_str() {
+            "content" => (Init::Content, None),
+            "noise" => (Init::Noise, None),
+            path => (Init::Image, Some(PathBuf::from(path))),
+        };
+        let inputs: Vec<&Path> = a
+            .content
+            .iter()
+            .chain(&a.style)
+            .chain(&init_image)
+            .map(|p| p.as_path())
+            .chain(std::iter::once(weights.as_path()))
+            .collect();
+        for input in &inputs {
+            if same_file(input, &output) {
+                bail!(
+                    "{}: --output is also an input file; choose another output name so the input is not overwritten",
+                    output.display()
+                );
+            }
+        }
+        let size: Size = a.size.parse().context("--size")?;
+        let config = TransferConfig {
+            arch: a.arch.map(|a| match a {
+                ArchArg::Vgg16 => Arch::Vgg16,
+                ArchArg::Vgg19 => Arch::Vgg19,
+            }),
+            convention: a.preprocess.map(|p| match p {
+                PreprocessArg::TorchRgb01 => InputConvention::TorchRgb01,
+                PreprocessArg::CaffeBgr255 => InputConvention::CAFFE,
+            }),
+            content_layers: if a.content.is_some() {
+                layers("content-layers", &a.content_layers)?
+            } else {
+                vec![]
+            },
+            style_layers: if a.style.is_empty() {
+                vec![]
+            } else {
+                layers("style-layers", &a.style_layers)?
+            },
+            style_layer_weights: a.style_layer_weights,
+            content_weight: a.content_weight,
+            style_weight: a.style_weight,
+            tv_weight: a.tv_weight,
+            loss_form: match a.loss_form {
+                LossFormArg::Mean => LossForm::Mean,
+                LossFormArg::Paper => LossForm::Paper,
+            },
+            optimizer: match a.optimizer {
+                OptimizerArg::Lbfgs => OptimizerKind::Lbfgs,
+                OptimizerArg::Adam => OptimizerKind::Adam,
+            },
+            iterations: a.iterations,
+            lbfgs_history: a.lbfgs_history,
+            line_search: a.line_search,
+            learning_rate: a.learning_rate,
+            init,
+            seed: a.seed,
+            pooling: match a.pooling {
+                PoolingArg::Max => Pooling::Max,
+                PoolingArg::Avg => Pooling::Avg,
+            },
+            padding: match a.padding {
+                PaddingArg::Zero => Padding::Zero,
+                PaddingArg::Reflect => Padding::Reflect,
+                PaddingArg::Replicate => Padding::Replicate,
+            },
+            size,
+            style_scale: a.style_scale,
+            style_blend: a.style_blend,
+            snapshot_every: a.save_every,
+        };
+        config.validate(a.style.len()).map_err(flag_error)?;
+        if a.threads == Some(0) {
+            bail!("--threads 0 is not allowed; use at least 1");
+        }
+        Ok(Self {
+            config,
+            content: a.content,
+            styles: a.style,
+            init_image,
+            output,
+            weights,
+            print_every: a.print_every,
+            save_every: a.save_every,
+            log: a.log,
+            threads: a.threads,
+            max_input_pixels: a.max_input_pixels,
+            quiet: a.quiet,
+        })
+    }
+}
+
+/// Rewrites a library setting name as the flag that sets it.
+fn flag_error(e: neural_style::Error) -> anyhow::Error {
+    match e {
+        neural_style::Error::InvalidConfig { field, message } => {
+            anyhow::anyhow!("--{}: {message}", field.replace('_', "-"))
+        }
+        other => other.into(),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// `out.png` + 50 -> `out_0050.png`.
+pub fn snapshot_path(output: &Path, evaluation: usize) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "png".into());
+    output.with_file_name(format!("{stem}_{evaluation:04}.{ext}"))
+}

@@ -1,0 +1,131 @@
+//! The `neural-style` command: flags -> checked job -> library run, with a progress bar,
+//! logs, intermediate images, and a clean exit on errors and signals.
+
+mod bench;
+mod cli;
+mod config;
+mod progress;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use neural_style::{Image, Inputs, Network, default_device};
+
+use crate::cli::{Cli, Command};
+use crate::config::RunJob;
+use crate::progress::Reporter;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
+    }
+    Ok(())
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    if let Some(Command::Bench(args)) = &cli.command {
+        set_threads(args.threads)?;
+        bench::run(args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let job = RunJob::from_args(cli.run)?;
+    set_threads(job.threads)?;
+    let load = |p: &std::path::Path| Image::load(p, job.max_input_pixels);
+    let inputs = Inputs {
+        content: job.content.as_deref().map(load).transpose()?,
+        styles: job
+            .styles
+            .iter()
+            .map(|p| load(p))
+            .collect::<Result<_, _>>()?,
+        init: job.init_image.as_deref().map(load).transpose()?,
+    };
+    let net = Network::load(&job.weights, &job.config, &default_device())?;
+    let log = job
+        .log
+        .as_ref()
+        .map(|p| {
+            std::fs::File::create(p)
+                .with_context(|| format!("{}: cannot create the log file", p.display()))
+        })
+        .transpose()?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+
+    let mut reporter = Reporter::new(
+        job.quiet,
+        job.print_every,
+        log,
+        job.output.clone(),
+        interrupted.clone(),
+    );
+    reporter.println(&format!(
+        "{} ({}, {}), weights {}",
+        net.info.arch,
+        net.convention,
+        match job.config.loss_form {
+            neural_style::LossForm::Mean => "mean loss form",
+            neural_style::LossForm::Paper => "paper loss form",
+        },
+        job.weights.display()
+    ));
+    let output = neural_style::run(&net, &job.config, &inputs, &mut reporter);
+    reporter.finish();
+    let output = output?;
+    if let Some(e) = reporter.error.take() {
+        eprintln!("warning: {e:#}");
+    }
+    if output.stopped && interrupted.load(Ordering::SeqCst) {
+        let stem = job
+            .output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ext = job
+            .output
+            .extension()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = job.output.with_file_name(format!("{stem}.partial.{ext}"));
+        output.image.save(&partial)?;
+        eprintln!(
+            "interrupted after {} evaluations; best image so far (loss {:.6e}) saved to {}",
+            output.evaluations,
+            output.best_loss.total,
+            partial.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    output.image.save(&job.output)?;
+    eprintln!(
+        "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}",
+        job.output.display(),
+        output.evaluations,
+        output.final_loss.total,
+        output.final_loss.content,
+        output.final_loss.style,
+        output.final_loss.tv,
+        output.best_loss.total
+    );
+    Ok(ExitCode::SUCCESS)
+}

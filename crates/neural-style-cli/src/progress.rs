@@ -1,0 +1,130 @@
+//! Draws a run's events: an indicatif progress bar (hidden when stderr is not a terminal),
+//! periodic loss lines, the JSON-lines log and intermediate images.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use neural_style::{Event, Observer};
+
+use crate::config::snapshot_path;
+
+/// The command line's observer.
+pub struct Reporter {
+    bar: ProgressBar,
+    print_every: usize,
+    log: Option<std::io::BufWriter<std::fs::File>>,
+    output: PathBuf,
+    interrupted: Arc<AtomicBool>,
+    /// The first error met while writing a log line or snapshot.
+    pub error: Option<anyhow::Error>,
+}
+
+impl Reporter {
+    /// A reporter; `interrupted` is set by the signal handler.
+    pub fn new(
+        quiet: bool,
+        print_every: usize,
+        log: Option<std::fs::File>,
+        output: PathBuf,
+        interrupted: Arc<AtomicBool>,
+    ) -> Self {
+        let bar = ProgressBar::hidden();
+        if !quiet && std::io::stderr().is_terminal() {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} loss {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self {
+            bar,
+            print_every,
+            log: log.map(std::io::BufWriter::new),
+            output,
+            interrupted,
+            error: None,
+        }
+    }
+
+    /// Prints a line without disturbing the bar.
+    pub fn println(&self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+        if let Some(_log) = &self.log {}
+    }
+
+    fn log_line(&mut self, line: &str) {
+        if let Some(log) = &mut self.log {
+            if let Err(e) = writeln!(log, "{line}").and_then(|_| log.flush()) {
+                self.error
+                    .get_or_insert(anyhow::anyhow!("writing the log: {e}"));
+            }
+        }
+    }
+}
+
+impl Observer for Reporter {
+    fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()> {
+        match event {
+            Event::Started {
+                evaluations,
+                width,
+                height,
+            } => {
+                self.bar.set_length(*evaluations as u64);
+                self.println(&format!(
+                    "Optimising a {width}x{height} image for {evaluations} evaluations"
+                ));
+            }
+            Event::Evaluation {
+                evaluation,
+                loss,
+                elapsed,
+            } => {
+                self.bar.set_position(*evaluation as u64);
+                self.bar.set_message(format!("{:.4e}", loss.total));
+                if self.print_every > 0 && evaluation % self.print_every == 0 {
+                    self.println(&format!(
+                        "Evaluation {evaluation}: total {:.6e}  content {:.6e}  style {:.6e}  tv {:.6e}",
+                        loss.total, loss.content, loss.style, loss.tv
+                    ));
+                }
+                let line = serde_json::json!({
+                    "evaluation": evaluation,
+                    "total": loss.total,
+                    "content": loss.content,
+                    "style": loss.style,
+                    "tv": loss.tv,
+                    "seconds": elapsed.as_secs_f64(),
+                });
+                self.log_line(&line.to_string());
+            }
+            Event::Snapshot { evaluation, image } => {
+                let path = snapshot_path(&self.output, *evaluation);
+                if let Err(e) = image.save(&path) {
+                    self.error.get_or_insert(e.into());
+                }
+            }
+            _ => {}
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The library's error type: one enum whose messages name the file, tensor or value involved.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+
+    /// An image file could not be decoded.
+    #[error("{path}: cannot decode image: {message}")]
+    ImageDecode {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        message: String,
+    },
+
+    /// An image has a size the engine cannot use.
+    #[error("{path}: image is {width}x{height}: {message}")]
+    ImageSize {
+        /// The file.
+        path: PathBuf,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// An image could not be encoded or written.
+    #[error("{path}: cannot write image: {message}")]
+    ImageEncode {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A weights file is not in a format we read.
+    #[error("{path}: not a usable weights file: {message}")]
+    WeightsFormat {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// The weights do not cover every layer the run needs.
+    #[error(
+        "{path}: the weights cannot compute layer(s) {}: missing {} (the file has {})",
+        requested.join(", "), missing.join(", "), available.join(", ")
+    )]
+    MissingLayers {
+        /// The file.
+        path: PathBuf,
+        /// The requested layers that cannot be computed.
+        requested: Vec<String>,
+        /// The convolutions that are absent.
+        missing: Vec<String>,
+        /// The convolutions the file has.
+        available: Vec<String>,
+    },
+
+    /// A tensor has the wrong shape.
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected}")]
+    ShapeMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        tensor: String,
+        /// What the network needs.
+        expected: String,
+        /// What the file holds.
+        found: Vec<usize>,
+    },
+
+    /// A tensor holds NaN or infinite values.
+    #[error("{path}: tensor `{tensor}` contains non-finite values (NaN or inf)")]
+    NonFiniteWeights {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's key.
+        tensor: String,
+    },
+
+    /// A layer name is not one of the network's layers.
+    #[error("unknown layer `{name}` for {arch}; known layers: {known}")]
+    UnknownLayer {
+        /// The name given.
+        name: String,
+        /// The network.
+        arch: String,
+        /// Every name the network has.
+        known: String,
+    },
+
+    /// A configuration value is out of range or contradicts another.
+    #[error("invalid setting `{field}`: {message}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// What is allowed.
+        message: String,
+    },
+
+    /// The optimisation produced a non-finite loss and could not recover.
+    #[error("the loss became non-finite at evaluation {evaluation} and could not be recovered")]
+    Diverged {
+        /// The loss evaluation at which it happened.
+        evaluation: usize,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidConfig {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Images in and out: decoding with limits and EXIF orientation, conversion to planar RGB in
+//! 0..1, Lanczos resizing, and atomic writes (temporary file, then rename).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use image::{
+    DynamicImage, ImageDecoder, ImageFormat, ImageReader, Rgb32FImage, imageops::FilterType,
+};
+
+use crate::error::{Error, Result};
+
+/// Largest number of pixels accepted from an input file by default (a decompression-bomb
+/// guard): 100 megapixels.
+pub const DEFAULT_MAX_INPUT_PIXELS: u64 = 100_000_000;
+
+/// An RGB image stored as three planes (R, G, B) of `width * height` values in 0..1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Planar RGB values, `3 * width * height` of them.
+    pub data: Vec<f32>,
+}
+
+impl Image {
+    /// An image from planar RGB data.
+    pub fn new(width: u32, height: u32, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            3 * width as usize * height as usize,
+            "planar RGB length"
+        );
+        Self {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// Decodes `path` (any format the `image` crate reads, chosen by content), applies its
+    /// EXIF orientation and converts to RGB (grey is replicated, alpha is composited over
+    /// white, 16-bit and float are kept at full precision until conversion).
+    pub fn load(path: &Path, max_pixels: u64) -> Result<Self> {
+        let decode_err = |message: String| Error::ImageDecode {
+            path: path.to_path_buf(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Err(decode_err("is a directory, not an image file".into()));
+        }
+        if meta.len() == 0 {
+            return Err(decode_err("the file is empty".into()));
+        }
+        let mut reader = ImageReader::open(path)
+            .map_err(|e| Error::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
+        if reader.format().is_none() {
+            return Err(decode_err("not a recognised image format".into()));
+        }
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some((max_pixels.saturating_mul(16)).max(64 << 20));
+        reader.limits(limits);
+        let mut decoder = reader
+            .into_decoder()
+            .map_err(|e| decode_err(e.to_string()))?;
+        let (w, h) = decoder.dimensions();
+        if u64::from(w) * u64::from(h) > max_pixels {
+            return Err(Error::ImageSize {
+                path: path.to_path_buf(),
+                width: w,
+                height: h,
+                message: format!(
+                    "more than the {max_pixels} pixels allowed (see --max-input-pixels)"
+                ),
+            });
+        }
+        let orientation = decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms);
+        let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
+        img.apply_orientation(orientation);
+        let image = Self::from_dynamic(&img);
+        if image.width < 2 || image.height < 2 {
+            return Err(Error::ImageSize {
+                path: path.to_path_buf(),
+                width: image.width,
+                height: image.height,
+                message: "too small: at least 2x2 pixels are needed".into(),
+            });
+        }
+        Ok(image)
+    }
+
+    /// Converts a decoded image (alpha composited over white).
+    pub fn from_dynamic(img: &DynamicImage) -> Self {
+        let (width, height) = (img.width(), img.height());
+        let plane = width as usize * height as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        let rgba = img.to_rgba32f();
+        for (i, p) in rgba.pixels().enumerate() {
+            let a = p[3].clamp(0.0, 1.0);
+            for c in 0..3 {
+                data[c * plane + i] = (p[c] * a + (1.0 - a)).clamp(0.0, 1.0);
+            }
+        }
+        Self {
+            width,
+            height,
+            data,
+        }
+    }
+
+    fn to_rgb32f(&self) -> Rgb32FImage {
+        let plane = self.width as usize * self.height as usize;
+        Rgb32FImage::from_fn(self.width, self.height, |x, y| {
+            let i = y as usize * self.width as usize + x as usize;
+            image::Rgb([self.data[i], self.data[plane + i], self.data[2 * plane + i]])
+        })
+    }
+
+    /// The image as 8-bit RGB, clamped and rounded.
+    pub fn to_rgb8(&self) -> image::RgbImage {
+        let plane = self.width as usize * self.height as usize;
+        image::RgbImage::from_fn(self.width, self.height, |x, y| {
+            let i = y as usize * self.width as usize + x as usize;
+            let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            image::Rgb([
+                q(self.data[i]),
+                q(self.data[plane + i]),
+                q(self.data[2 * plane + i]),
+            ])
+        })
+    }
+
+    /// Resized to exactly `width` x `height` with a Lanczos3 filter (a copy when the size
+    /// is already right).
+    pub fn resized(&self, width: u32, height: u32) -> Self {
+        if (width, height) == (self.width, self.height) {
+            return self.clone();
+        }
+        let out = image::imageops::resize(&self.to_rgb32f(), width, height, FilterType::Lanczos3);
+        let plane = width as usize * height as usize;
+        let mut data = vec![0.0f32; 3 * plane];
+        for (i, p) in out.pixels().enumerate() {
+            for c in 0..3 {
+                data[c * plane + i] = p[c].clamp(0.0, 1.0);
+            }
+        }
+        Self {
+            width,
+            height,
+            data,
+        }
+    }
+
+    /// Resized so that its longest side is `longest`, keeping the aspect ratio.
+    pub fn resized_to_longest(&self, longest: u32) -> Self {
+        let (w, h) = fit_longest(self.width, self.height, longest);
+        self.resized(w, h)
+    }
+
+    /// Writes the image to `path` in the format its extension names, atomically: the data
+    /// goes to a temporary file in the same directory, which is renamed over `path` only
+    /// once complete.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let format = output_format(path)?;
+        let rgb = self.to_rgb8();
+        let mut bytes = Vec::new();
+        rgb.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+            .map_err(|e| Error::ImageEncode {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        write_atomically(path, &bytes)
+    }
+}
+
+/// The size whose longest side is `longest`, with the aspect ratio of `width` x `height`.
+pub fn fit_longest(width: u32, height: u32, longest: u32) -> (u32, u32) {
+    if width >= height {
+        let h = (f64::from(height) * f64::from(longest) / f64::from(width))
+            .round()
+            .max(1.0) as u32;
+        (longest, h)
+    } else {
+        let w = (f64::from(width) * f64::from(longest) / f64::from(height))
+            .round()
+            .max(1.0) as u32;
+        (w, longest)
+    }
+}
+
+/// The image format a path's extension names, if we write it.
+pub fn output_format(path: &Path) -> Result<ImageFormat> {
+    let err = |message: String| Error::ImageEncode {
+        path: path.to_path_buf(),
+        message,
+    };
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .ok_or_else(|| err("no file extension; use .png, .jpg, .bmp, .tif or .webp".into()))?;
+    let format = ImageFormat::from_extension(ext)
+        .ok_or_else(|| err(format!("unknown image extension `.{ext}`")))?;
+    match format {
+        ImageFormat::Png
+        | ImageFormat::Jpeg
+        | ImageFormat::Bmp
+        | ImageFormat::Tiff
+        | ImageFormat::WebP => Ok(format),
+        other => Err(err(format!(
+            "writing {other:?} is not supported; use .png, .jpg, .bmp, .tif or .webp"
+        ))),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, then renames it
+/// into place; on failure the temporary file is removed and `path` is untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}

@@ -1,0 +1,51 @@
+//! Neural style transfer (Gatys, Ecker & Bethge 2015, "A Neural Algorithm of Artistic
+//! Style") on [burn]: a frozen VGG network, content and Gram-matrix style losses, and an
+//! optimiser (L-BFGS or Adam) over the image's pixels.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use neural_style::{Image, Inputs, Network, TransferConfig, run, default_device};
+//!
+//! # fn main() -> neural_style::Result<()> {
+//! let config = TransferConfig { iterations: 200, ..TransferConfig::default() };
+//! let net = Network::load("vgg19.safetensors".as_ref(), &config, &default_device())?;
+//! let inputs = Inputs {
+//!     content: Some(Image::load("photo.jpg".as_ref(), neural_style::DEFAULT_MAX_INPUT_PIXELS)?),
+//!     styles: vec![Image::load("painting.jpg".as_ref(), neural_style::DEFAULT_MAX_INPUT_PIXELS)?],
+//!     init: None,
+//! };
+//! let mut observer = |event: &neural_style::Event<'_>| {
+//!     if let neural_style::Event::Evaluation { evaluation, loss, .. } = event {
+//!         let _ = (evaluation, loss.total);
+//!     }
+//!     ControlFlow::Continue(())
+//! };
+//! let output = run(&net, &config, &inputs, &mut observer)?;
+//! output.image.save("out.png".as_ref())?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod image_io;
+pub mod loss;
+pub mod optim;
+pub mod transfer;
+pub mod vgg;
+pub mod weights;
+
+pub use config::{Init, LossWeights, OptimizerKind, Size, TransferConfig};
+pub use error::{Error, Result};
+pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
+pub use loss::LossForm;
+pub use transfer::{
+    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, run,
+};
+pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
+pub use weights::{WeightFile, WeightsInfo};
+
+/// The device runs use by default: burn's pure-Rust `flex` CPU backend with autodiff.
+pub fn default_device() -> burn::prelude::Device {
+    burn::prelude::Device::flex().autodiff()
+}

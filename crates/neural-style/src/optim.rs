@@ -1,0 +1,507 @@
+//! Optimisers over a flat parameter vector: L-BFGS with PyTorch's `torch.optim.LBFGS`
+//! semantics (Nocedal & Wright, "Numerical Optimization", alg. 7.4; optional strong-Wolfe
+//! line search, alg. 3.5/3.6) and Adam (Kingma & Ba 2015).
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+
+/// The objective: loss and gradient at a point, or `Break` to stop the run.
+pub trait Objective {
+    /// Evaluates the loss and its gradient at `x`.
+    fn evaluate(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)>;
+}
+
+impl<F: FnMut(&[f32]) -> ControlFlow<(), (f32, Vec<f32>)>> Objective for F {
+    fn evaluate(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)> {
+        self(x)
+    }
+}
+
+/// L-BFGS settings, with PyTorch's meanings.
+#[derive(Debug, Clone, Copy)]
+pub struct Lbfgs {
+    /// Step length multiplier (`lr`).
+    pub lr: f32,
+    /// Maximum number of iterations (`max_iter`).
+    pub max_iter: usize,
+    /// Maximum number of loss evaluations (`max_eval`).
+    pub max_eval: usize,
+    /// Stop when the largest gradient component is at most this (`tolerance_grad`).
+    pub tolerance_grad: f32,
+    /// Stop when loss or step change by less than this (`tolerance_change`).
+    pub tolerance_change: f32,
+    /// How many correction pairs to keep (`history_size`).
+    pub history_size: usize,
+    /// Use a strong-Wolfe line search (`line_search_fn="strong_wolfe"`).
+    pub strong_wolfe: bool,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Accumulate in f64: the result is the same whichever thread count is used.
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum::<f64>() as f32
+}
+
+fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+fn abs_max(a: &[f32]) -> f32 {
+    a.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+fn abs_sum(a: &[f32]) -> f32 {
+    a.iter().map(|v| f64::from(v.abs())).sum::<f64>() as f32
+}
+
+/// How a minimisation ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// Loss evaluations made.
+    pub evaluations: usize,
+    /// Whether the objective asked to stop.
+    pub stopped: bool,
+}
+
+struct Counter<'a, O: Objective> {
+    objective: &'a mut O,
+    evaluations: usize,
+}
+
+impl<O: Objective> Counter<'_, O> {
+    fn eval(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)> {
+        self.evaluations += 1;
+        self.objective.evaluate(x)
+    }
+}
+
+impl Lbfgs {
+    /// PyTorch's defaults with `max_iter = max_eval = evaluations`.
+    pub fn new(evaluations: usize, history_size: usize, strong_wolfe: bool) -> Self {
+        Self {
+            lr: 1.0,
+            max_iter: evaluations,
+            max_eval: evaluations,
+            tolerance_grad: 1e-7,
+            tolerance_change: 1e-9,
+            history_size,
+            strong_wolfe,
+        }
+    }
+
+    /// Minimises `objective` from `x` (updated in place), as one call of PyTorch's
+    /// `LBFGS.step(closure)`.
+    pub fn minimize<O: Objective>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
+        let mut f = Counter {
+            objective,
+            evaluations: 0,
+        };
+        let stopped = self.run(x, &mut f).is_break();
+        Outcome {
+            evaluations: f.evaluations,
+            stopped,
+        }
+    }
+
+    fn run<O: Objective>(&self, x: &mut [f32], f: &mut Counter<'_, O>) -> ControlFlow<()> {
+        let (mut loss, mut grad) = f.eval(x)?;
+        if abs_max(&grad) <= self.tolerance_grad {
+            return ControlFlow::Continue(());
+        }
+        let n = x.len();
+        let mut old_dirs: VecDeque<Vec<f32>> = VecDeque::new();
+        let mut old_stps: VecDeque<Vec<f32>> = VecDeque::new();
+        let mut ro: VecDeque<f32> = VecDeque::new();
+        let mut h_diag = 1.0f32;
+        let mut d = vec![0.0f32; n];
+        let mut t = 0.0f32;
+        let mut prev_grad: Vec<f32> = Vec::new();
+        let mut al = vec![0.0f32; self.history_size.max(1)];
+        let mut n_iter = 0;
+        while n_iter < self.max_iter {
+            n_iter += 1;
+            if n_iter == 1 {
+                d.iter_mut().zip(&grad).for_each(|(di, g)| *di = -g);
+                h_diag = 1.0;
+            } else {
+                let y: Vec<f32> = grad.iter().zip(&prev_grad).map(|(g, p)| g - p).collect();
+                let s: Vec<f32> = d.iter().map(|di| di * t).collect();
+                let ys = dot(&y, &s);
+                if ys > 1e-10 {
+                    if old_dirs.len() == self.history_size {
+                        old_dirs.pop_front();
+                        old_stps.pop_front();
+                        ro.pop_front();
+                    }
+                    h_diag = ys / dot(&y, &y);
+                    old_dirs.push_back(y);
+                    old_stps.push_back(s);
+                    ro.push_back(1.0 / ys);
+                }
+                // Two-loop recursion for d = -H g.
+                let k = old_dirs.len();
+                let mut q: Vec<f32> = grad.iter().map(|g| -g).collect();
+                for i in (0..k).rev() {
+                    al[i] = dot(&old_stps[i], &q) * ro[i];
+                    axpy(&mut q, -al[i], &old_dirs[i]);
+                }
+                q.iter_mut().for_each(|v| *v *= h_diag);
+                for i in 0..k {
+                    let be_i = dot(&old_dirs[i], &q) * ro[i];
+                    axpy(&mut q, al[i] - be_i, &old_stps[i]);
+                }
+                d = q;
+            }
+            prev_grad.clone_from(&grad);
+            let prev_loss = loss;
+            t = if n_iter == 1 {
+                (1.0f32).min(1.0 / abs_sum(&grad)) * self.lr
+            } else {
+                self.lr
+            };
+            let gtd = dot(&grad, &d);
+            if gtd > -self.tolerance_change {
+                break;
+            }
+            let opt_cond;
+            if self.strong_wolfe {
+                let x_init = x.to_vec();
+                let (l, g, step) = strong_wolfe(
+                    f,
+                    &x_init,
+                    x,
+                    t,
+                    &d,
+                    loss,
+                    &grad,
+                    gtd,
+                    self.tolerance_change,
+                )?;
+                loss = l;
+                grad = g;
+                t = step;
+                x.iter_mut()
+                    .zip(x_init.iter().zip(&d))
+                    .for_each(|(xi, (x0, di))| *xi = x0 + t * di);
+                opt_cond = abs_max(&grad) <= self.tolerance_grad;
+            } else {
+                axpy(x, t, &d);
+                if n_iter != self.max_iter {
+                    let (l, g) = f.eval(x)?;
+                    loss = l;
+                    grad = g;
+                    opt_cond = abs_max(&grad) <= self.tolerance_grad;
+                } else {
+                    opt_cond = false;
+                }
+            }
+            if n_iter == self.max_iter || f.evaluations >= self.max_eval || opt_cond {
+                break;
+            }
+            if abs_max(&d) * t.abs() <= self.tolerance_change {
+                break;
+            }
+            if (loss - prev_loss).abs() < self.tolerance_change {
+                break;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Minimiser of the cubic interpolating (x1, f1, g1) and (x2, f2, g2), clamped to `bounds`.
+fn cubic_interpolate(
+    x1: f32,
+    f1: f32,
+    g1: f32,
+    x2: f32,
+    f2: f32,
+    g2: f32,
+    bounds: Option<(f32, f32)>,
+) -> f32 {
+    let (lo, hi) = bounds.unwrap_or(if x1 <= x2 { (x1, x2) } else { (x2, x1) });
+    let d1 = g1 + g2 - 3.0 * (f1 - f2) / (x1 - x2);
+    let d2_square = d1 * d1 - g1 * g2;
+    if d2_square >= 0.0 {
+        let d2 = d2_square.sqrt();
+        let min_pos = if x1 <= x2 {
+            x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2))
+        } else {
+            x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2))
+        };
+        min_pos.max(lo).min(hi)
+    } else {
+        (lo + hi) / 2.0
+    }
+}
+
+/// A point probed by the line search.
+#[derive(Clone)]
+struct Probe {
+    t: f32,
+    f: f32,
+    g: Vec<f32>,
+    gtd: f32,
+}
+
+/// Strong-Wolfe line search along `d` from `x0` (PyTorch's `_strong_wolfe`): returns the
+/// accepted loss, gradient and step.
+#[allow(clippy::too_many_arguments)]
+fn strong_wolfe<O: Objective>(
+    f: &mut Counter<'_, O>,
+    x0: &[f32],
+    scratch: &mut [f32],
+    mut t: f32,
+    d: &[f32],
+    loss: f32,
+    grad: &[f32],
+    gtd: f32,
+    tolerance_change: f32,
+) -> ControlFlow<(), (f32, Vec<f32>, f32)> {
+    const C1: f32 = 1e-4;
+    const C2: f32 = 0.9;
+    const MAX_LS: usize = 25;
+    let d_norm = abs_max(d);
+    let mut probe = |t: f32, f: &mut Counter<'_, O>| -> ControlFlow<(), Probe> {
+        scratch
+            .iter_mut()
+            .zip(x0.iter().zip(d))
+            .for_each(|(xi, (x, di))| *xi = x + t * di);
+        let (fv, g) = f.eval(scratch)?;
+        let gtd = dot(&g, d);
+        ControlFlow::Continue(Probe { t, f: fv, g, gtd })
+    };
+    let start = Probe {
+        t: 0.0,
+        f: loss,
+        g: grad.to_vec(),
+        gtd,
+    };
+    let mut new = probe(t, f)?;
+    let mut prev = start.clone();
+    let mut ls_iter = 0;
+    let mut done = false;
+    let mut bracket: Vec<Probe>;
+    loop {
+        if ls_iter >= MAX_LS {
+            bracket = vec![start.clone(), new.clone()];
+            break;
+        }
+        if new.f > loss + C1 * t * gtd || (ls_iter > 1 && new.f >= prev.f) {
+            bracket = vec![prev.clone(), new.clone()];
+            break;
+        }
+        if new.gtd.abs() <= -C2 * gtd {
+            bracket = vec![new.clone()];
+            done = true;
+            break;
+        }
+        if new.gtd >= 0.0 {
+            bracket = vec![prev.clone(), new.clone()];
+            break;
+        }
+        let min_step = t + 0.01 * (t - prev.t);
+        let max_step = t * 10.0;
+        t = cubic_interpolate(
+            prev.t,
+            prev.f,
+            prev.gtd,
+            t,
+            new.f,
+            new.gtd,
+            Some((min_step, max_step)),
+        );
+        prev = new;
+        new = probe(t, f)?;
+        ls_iter += 1;
+    }
+    // Zoom: shrink the bracket until a point satisfies the strong-Wolfe conditions.
+    let mut insuf_progress = false;
+    let (mut low, mut high) = if bracket.len() == 2 && bracket[0].f > bracket[1].f {
+        (1, 0)
+    } else {
+        (0, 1)
+    };
+    while !done && ls_iter < MAX_LS && bracket.len() == 2 {
+        if (bracket[1].t - bracket[0].t).abs() * d_norm < tolerance_change {
+            break;
+        }
+        t = cubic_interpolate(
+            bracket[0].t,
+            bracket[0].f,
+            bracket[0].gtd,
+            bracket[1].t,
+            bracket[1].f,
+            bracket[1].gtd,
+            None,
+        );
+        let (bmin, bmax) = (
+            bracket[0].t.min(bracket[1].t),
+            bracket[0].t.max(bracket[1].t),
+        );
+        let eps = 0.1 * (bmax - bmin);
+        if (bmax - t).min(t - bmin) < eps {
+            if insuf_progress || t >= bmax || t <= bmin {
+                t = if (t - bmax).abs() < (t - bmin).abs() {
+                    bmax - eps
+                } else {
+                    bmin + eps
+                };
+                insuf_progress = false;
+            } else {
+                insuf_progress = true;
+            }
+        } else {
+            insuf_progress = false;
+        }
+        let p = probe(t, f)?;
+        ls_iter += 1;
+        if p.f > loss + C1 * t * gtd || p.f >= bracket[low].f {
+            bracket[high] = p;
+            (low, high) = if bracket[0].f <= bracket[1].f {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
+        } else {
+            if p.gtd.abs() <= -C2 * gtd {
+                done = true;
+            } else if p.gtd * (bracket[high].t - bracket[low].t) >= 0.0 {
+                bracket[high] = bracket[low].clone();
+            }
+            bracket[low] = p;
+        }
+    }
+    let best = if bracket.len() == 1 {
+        bracket.swap_remove(0)
+    } else {
+        bracket.swap_remove(low)
+    };
+    ControlFlow::Continue((best.f, best.g, best.t))
+}
+
+/// Adam settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Adam {
+    /// Step size.
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Denominator guard.
+    pub eps: f32,
+    /// Number of steps (one loss evaluation each).
+    pub steps: usize,
+}
+
+impl Adam {
+    /// Adam with PyTorch's defaults and the given step size and step count.
+    pub fn new(lr: f32, steps: usize) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            steps,
+        }
+    }
+
+    /// Minimises `objective` from `x` (updated in place).
+    pub fn minimize<O: Objective>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
+        let mut m = vec![0.0f32; x.len()];
+        let mut v = vec![0.0f32; x.len()];
+        for step in 1..=self.steps {
+            let ControlFlow::Continue((_, g)) = objective.evaluate(x) else {
+                return Outcome {
+                    evaluations: step,
+                    stopped: true,
+                };
+            };
+            let bc1 = 1.0 - self.beta1.powi(step as i32);
+            let bc2 = 1.0 - self.beta2.powi(step as i32);
+            for i in 0..x.len() {
+                m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g[i];
+                v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g[i] * g[i];
+                let denom = (v[i] / bc2).sqrt() + self.eps;
+                x[i] -= self.lr / bc1 * m[i] / denom;
+            }
+        }
+        Outcome {
+            evaluations: self.steps,
+            stopped: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rosenbrock in 2D: minimum 0 at (1, 1).
+    fn rosenbrock(x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)> {
+        let (a, b) = (x[0], x[1]);
+        let f = (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2);
+        let g = vec![
+            -2.0 * (1.0 - a) - 400.0 * a * (b - a * a),
+            200.0 * (b - a * a),
+        ];
+        ControlFlow::Continue((f, g))
+    }
+
+    #[test]
+    fn lbfgs_with_line_search_solves_rosenbrock() {
+        let mut x = vec![-1.5f32, 2.0];
+        let out = Lbfgs::new(200, 10, true).minimize(&mut x, &mut rosenbrock);
+        assert!(
+            (x[0] - 1.0).abs() < 1e-3 && (x[1] - 1.0).abs() < 1e-3,
+            "{x:?} after {out:?}"
+        );
+    }
+
+    #[test]
+    fn lbfgs_counts_evaluations_like_pytorch() {
+        // Without line search PyTorch makes exactly max_iter evaluations on a problem that
+        // does not converge early.
+        let mut calls = 0;
+        let mut x = vec![-1.5f32, 2.0];
+        let mut obj = |x: &[f32]| {
+            calls += 1;
+            rosenbrock(x)
+        };
+        let out = Lbfgs::new(7, 5, false).minimize(&mut x, &mut obj);
+        assert_eq!(out.evaluations, 7);
+        assert_eq!(calls, 7);
+    }
+
+    #[test]
+    fn adam_descends_a_quadratic() {
+        let mut x = vec![3.0f32, -2.0];
+        let mut obj = |x: &[f32]| {
+            ControlFlow::Continue((x[0] * x[0] + x[1] * x[1], vec![2.0 * x[0], 2.0 * x[1]]))
+        };
+        Adam::new(0.1, 300).minimize(&mut x, &mut obj);
+        assert!(x[0].abs() < 0.05 && x[1].abs() < 0.05, "{x:?}");
+    }
+
+    #[test]
+    fn a_break_stops_the_run() {
+        let mut n = 0;
+        let mut x = vec![-1.5f32, 2.0];
+        let mut obj = |x: &[f32]| {
+            n += 1;
+            if n > 3 {
+                ControlFlow::Break(())
+            } else {
+                rosenbrock(x)
+            }
+        };
+        let out = Lbfgs::new(100, 5, false).minimize(&mut x, &mut obj);
+        assert!(out.stopped);
+        assert_eq!(out.evaluations, 4);
+    }
+}

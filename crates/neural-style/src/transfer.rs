@@ -1,0 +1,457 @@
+//! The style-transfer run (Gatys, Ecker & Bethge 2015, sec. 2): content and style targets,
+//! the image initialisation, and the optimisation of the image's pixels, reported to an
+//! observer as events.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{Init, LossWeights, OptimizerKind, Size, TransferConfig};
+use crate::error::{Error, Result};
+use crate::image_io::{Image, fit_longest};
+use crate::loss::{self, LossForm};
+use crate::optim::{Adam, Lbfgs};
+use crate::vgg::{Arch, InputConvention, Layer, Vgg};
+use crate::weights::{WeightFile, WeightsInfo};
+
+/// A loaded network with the convention its inputs follow.
+pub struct Network {
+    /// The feature extractor.
+    pub vgg: Vgg,
+    /// How pixels become its input.
+    pub convention: InputConvention,
+    /// What the weights file provides.
+    pub info: WeightsInfo,
+}
+
+impl Network {
+    /// Loads the convolutions `config` needs from a weights file onto `device`.
+    pub fn load(path: &Path, config: &TransferConfig, device: &Device) -> Result<Self> {
+        let file = WeightFile::open(path)?;
+        let info = file.info(config.arch)?;
+        let arch: Arch = info.arch;
+        let wanted: Vec<Layer> = config
+            .content_layers
+            .iter()
+            .chain(&config.style_layers)
+            .copied()
+            .collect();
+        let params = file.conv_params(arch, &wanted)?;
+        let deepest = wanted.iter().copied().max().unwrap_or(Layer::Relu1_1);
+        let vgg = Vgg::new(
+            arch,
+            params,
+            deepest,
+            config.pooling,
+            config.padding,
+            device,
+        )?;
+        let convention = config
+            .convention
+            .or(info.convention)
+            .unwrap_or(InputConvention::TorchRgb01);
+        Ok(Self {
+            vgg,
+            convention,
+            info,
+        })
+    }
+}
+
+/// The images of a run, at any size (they are resized to the configured size).
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The content photo (none for texture synthesis).
+    pub content: Option<Image>,
+    /// One or more style images (none for content reconstruction).
+    pub styles: Vec<Image>,
+    /// The initial image when `init` is [`Init::Image`].
+    pub init: Option<Image>,
+}
+
+/// The loss terms at one evaluation, each already multiplied by its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct LossParts {
+    /// The sum of the others.
+    pub total: f32,
+    /// α · content.
+    pub content: f32,
+    /// β · style.
+    pub style: f32,
+    /// TV weight · total variation.
+    pub tv: f32,
+}
+
+/// What a run reports while it works.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Targets are computed; the optimisation starts.
+    Started {
+        /// Planned loss evaluations.
+        evaluations: usize,
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+    },
+    /// One loss evaluation finished.
+    Evaluation {
+        /// 1-based evaluation count.
+        evaluation: usize,
+        /// The loss at this evaluation.
+        loss: LossParts,
+        /// Time since the optimisation started.
+        elapsed: Duration,
+    },
+    /// An intermediate image (every `snapshot_every` evaluations).
+    Snapshot {
+        /// The evaluation it was taken at.
+        evaluation: usize,
+        /// The image.
+        image: &'a Image,
+    },
+}
+
+/// Receives a run's events; returning `Break` stops the run, which then returns its best
+/// image so far.
+pub trait Observer {
+    /// Called for each event.
+    fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()>;
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn on_event(&mut self, _: &Event<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+impl<F: FnMut(&Event<'_>) -> ControlFlow<()>> Observer for F {
+    fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()> {
+        self(event)
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The image with the lowest loss seen.
+    pub image: Image,
+    /// Its loss.
+    pub best_loss: LossParts,
+    /// The loss at the last evaluation.
+    pub final_loss: LossParts,
+    /// Loss evaluations made.
+    pub evaluations: usize,
+    /// Whether the observer stopped the run early.
+    pub stopped: bool,
+}
+
+/// The differentiable objective: losses against fixed targets for one image size.
+pub struct Objective<'a> {
+    net: &'a Vgg,
+    layers: Vec<Layer>,
+    content: Vec<(usize, Tensor<4>)>,
+    style: Vec<(usize, Tensor<2>, f32)>,
+    weights: LossWeights,
+    form: LossForm,
+    width: usize,
+    height: usize,
+}
+
+impl<'a> Objective<'a> {
+    /// Builds the targets: content activations of `content` (network input, planar) and the
+    /// blended Gram matrices of `styles` (network input, planar, with their sizes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        net: &'a Vgg,
+        config: &TransferConfig,
+        weights: LossWeights,
+        content: Option<&[f32]>,
+        styles: &[(Vec<f32>, u32, u32, f32)],
+        width: u32,
+        height: u32,
+    ) -> Self {
+        let device = net.device().clone();
+        let to_tensor = |x: &[f32], w: u32, h: u32| {
+            Tensor::<4>::from_data(
+                TensorData::new(x.to_vec(), [1, 3, h as usize, w as usize]),
+                &device,
+            )
+            .autodiff()
+        };
+        let mut layers: Vec<Layer> = Vec::new();
+        for l in config.content_layers.iter().chain(&config.style_layers) {
+            if !layers.contains(l) {
+                layers.push(*l);
+            }
+        }
+        let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
+        let mut content_targets = Vec::new();
+        if let Some(c) = content {
+            if !config.content_layers.is_empty() {
+                let feats = net.features(to_tensor(c, width, height), &config.content_layers);
+                for (l, f) in config.content_layers.iter().zip(feats) {
+                    content_targets.push((index(l), f.detach()));
+                }
+            }
+        }
+        let mut style_targets = Vec::new();
+        if !styles.is_empty() && !config.style_layers.is_empty() {
+            let mut grams: Vec<Option<Tensor<2>>> = vec![None; config.style_layers.len()];
+            for (data, w, h, blend) in styles {
+                let feats = net.features(to_tensor(data, *w, *h), &config.style_layers);
+                for (slot, f) in grams.iter_mut().zip(feats) {
+                    let g = loss::gram(f, config.loss_form).mul_scalar(*blend).detach();
+                    *slot = Some(match slot.take() {
+                        Some(acc) => acc.add(g),
+                        None => g,
+                    });
+                }
+            }
+            for ((l, g), w) in config
+                .style_layers
+                .iter()
+                .zip(grams)
+                .zip(config.layer_weights())
+            {
+                if let Some(g) = g {
+                    style_targets.push((index(l), g, w));
+                }
+            }
+        }
+        Self {
+            net,
+            layers,
+            content: content_targets,
+            style: style_targets,
+            weights,
+            form: config.loss_form,
+            width: width as usize,
+            height: height as usize,
+        }
+    }
+
+    /// Loss terms and the gradient of the total with respect to `x` (network input, planar).
+    pub fn evaluate(&self, x: &[f32]) -> (LossParts, Vec<f32>) {
+        let device = self.net.device();
+        let image = Tensor::<4>::from_data(
+            TensorData::new(x.to_vec(), [1, 3, self.height, self.width]),
+            device,
+        )
+        .autodiff()
+        .require_grad();
+        let feats = self.net.features(image.clone(), &self.layers);
+        let mut content: Option<Tensor<1>> = None;
+        for (i, target) in &self.content {
+            let l = loss::content_loss(feats[*i].clone(), target.clone(), self.form);
+            content = Some(match content {
+                Some(acc) => acc.add(l),
+                None => l,
+            });
+        }
+        let mut style: Option<Tensor<1>> = None;
+        for (i, target, w) in &self.style {
+            let f = feats[*i].clone();
+            let [_, c, h, wd] = f.dims();
+            let l = loss::style_loss(
+                loss::gram(f, self.form),
+                target.clone(),
+                self.form,
+                c,
+                h * wd,
+            )
+            .mul_scalar(*w);
+            style = Some(match style {
+                Some(acc) => acc.add(l),
+                None => l,
+            });
+        }
+        let tv = (self.weights.tv != 0.0)
+            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv));
+        let content = content.map(|c| c.mul_scalar(self.weights.content));
+        let style = style.map(|s| s.mul_scalar(self.weights.style));
+        let value =
+            |t: &Option<Tensor<1>>| t.as_ref().map_or(0.0, |t| t.clone().into_scalar::<f32>());
+        let parts = [content, style, tv];
+        let mut loss = LossParts {
+            content: value(&parts[0]),
+            style: value(&parts[1]),
+            tv: value(&parts[2]),
+            total: 0.0,
+        };
+        let total = parts.into_iter().flatten().reduce(|a, b| a.add(b));
+        let grad = match total {
+            Some(total) => {
+                loss.total = total.clone().into_scalar::<f32>();
+                let grads = total.backward();
+                image
+                    .grad(&grads)
+                    .map(|g| g.into_data().try_into_vec::<f32>().unwrap_or_default())
+                    .unwrap_or_else(|| vec![0.0; x.len()])
+            }
+            None => vec![0.0; x.len()],
+        };
+        (loss, grad)
+    }
+}
+
+/// The output width and height for `config.size` and the content image, if any.
+pub fn output_size(size: Size, content: Option<&Image>) -> (u32, u32) {
+    match (size, content) {
+        (Size::Exact(w, h), _) => (w, h),
+        (Size::Longest(n), Some(c)) => fit_longest(c.width, c.height, n),
+        (Size::Longest(n), None) => (n, n),
+    }
+}
+
+/// Uniform white noise in 0..1, planar RGB, reproducible from `seed`.
+pub fn noise_image(width: u32, height: u32, seed: u64) -> Image {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let data = (0..3 * width as usize * height as usize)
+        .map(|_| rng.random::<f32>())
+        .collect();
+    Image::new(width, height, data)
+}
+
+/// Runs style transfer: resizes the inputs, builds the targets, optimises the image and
+/// returns the best one seen. `observer` sees every evaluation and can stop the run.
+pub fn run(
+    net: &Network,
+    config: &TransferConfig,
+    inputs: &Inputs,
+    observer: &mut dyn Observer,
+) -> Result<Output> {
+    config.validate(inputs.styles.len())?;
+    if inputs.content.is_none() && inputs.styles.is_empty() {
+        return Err(Error::config(
+            "inputs",
+            "a content image, a style image, or both are needed",
+        ));
+    }
+    let arch = net.vgg.arch();
+    for l in config.content_layers.iter().chain(&config.style_layers) {
+        arch.check_layer(*l)?;
+    }
+    let conv = net.convention;
+    let (width, height) = output_size(config.size, inputs.content.as_ref());
+    let content = inputs.content.as_ref().map(|c| c.resized(width, height));
+    let blend: Vec<f32> = match &config.style_blend {
+        Some(b) => {
+            let s: f32 = b.iter().sum();
+            b.iter().map(|x| x / s).collect()
+        }
+        None => vec![1.0 / inputs.styles.len().max(1) as f32; inputs.styles.len()],
+    };
+    let styles: Vec<(Vec<f32>, u32, u32, f32)> = inputs
+        .styles
+        .iter()
+        .zip(&blend)
+        .map(|(s, b)| {
+            let longest = ((width.max(height) as f32) * config.style_scale)
+                .round()
+                .max(16.0) as u32;
+            let s = s.resized_to_longest(longest);
+            (conv.to_network(&s.data), s.width, s.height, *b)
+        })
+        .collect();
+    let weights = config.loss_weights(&conv);
+    let content_input = content.as_ref().map(|c| conv.to_network(&c.data));
+    let objective = Objective::new(
+        &net.vgg,
+        config,
+        weights,
+        content_input.as_deref(),
+        &styles,
+        width,
+        height,
+    );
+
+    let start_image = match (&config.init, &content) {
+        (Init::Content, Some(c)) => c.clone(),
+        (Init::Image, _) => inputs
+            .init
+            .as_ref()
+            .ok_or_else(|| Error::config("init", "init is `image` but no init image was given"))?
+            .resized(width, height),
+        _ => noise_image(width, height, config.seed),
+    };
+    let mut x = conv.to_network(&start_image.data);
+
+    let evaluations = config.iterations;
+    if observer
+        .on_event(&Event::Started {
+            evaluations,
+            width,
+            height,
+        })
+        .is_break()
+    {
+        return Ok(Output {
+            image: start_image,
+            best_loss: LossParts::default(),
+            final_loss: LossParts::default(),
+            evaluations: 0,
+            stopped: true,
+        });
+    }
+    let started = Instant::now();
+    let mut count = 0usize;
+    let mut best: Option<(LossParts, Vec<f32>)> = None;
+    let mut last = LossParts::default();
+    let mut non_finite_at: Option<usize> = None;
+    let mut f = |x: &[f32]| -> ControlFlow<(), (f32, Vec<f32>)> {
+        count += 1;
+        let (parts, grad) = objective.evaluate(x);
+        last = parts;
+        if !parts.total.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            non_finite_at = Some(count);
+            return ControlFlow::Break(());
+        }
+        if best.as_ref().is_none_or(|(b, _)| parts.total < b.total) {
+            best = Some((parts, x.to_vec()));
+        }
+        observer.on_event(&Event::Evaluation {
+            evaluation: count,
+            loss: parts,
+            elapsed: started.elapsed(),
+        })?;
+        if config.snapshot_every > 0 && count % config.snapshot_every == 0 && count < evaluations {
+            let image = Image::new(width, height, conv.from_network(x));
+            observer.on_event(&Event::Snapshot {
+                evaluation: count,
+                image: &image,
+            })?;
+        }
+        ControlFlow::Continue((parts.total, grad))
+    };
+    let outcome = match config.optimizer {
+        OptimizerKind::Lbfgs => Lbfgs::new(evaluations, config.lbfgs_history, config.line_search)
+            .minimize(&mut x, &mut f),
+        OptimizerKind::Adam => Adam::new(
+            config.learning_rate / 255.0 * conv.pixel_scale(),
+            evaluations,
+        )
+        .minimize(&mut x, &mut f),
+    };
+    let Some((best_loss, best_x)) = best else {
+        return Err(Error::Diverged {
+            evaluation: non_finite_at.unwrap_or(1),
+        });
+    };
+    let mut data = conv.from_network(&best_x);
+    data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    Ok(Output {
+        image: Image::new(width, height, data),
+        best_loss,
+        final_loss: last,
+        evaluations: count,
+        stopped: outcome.stopped && non_finite_at.is_none(),
+    })
+}
