@@ -453,7 +453,14 @@ impl Vgg {
 
     fn conv(&self, conv: &Conv, x: Tensor<4>) -> Tensor<4> {
         debug_assert_eq!(conv.layer.kind(), LayerKind::Conv);
-        let (x, pad) = match self.padding {
+        let [_, _, h, w] = x.dims();
+        // Reflection needs two pixels; a 1-pixel-wide activation is replicated instead.
+        let padding = if self.padding == Padding::Reflect && h.min(w) < 2 {
+            Padding::Replicate
+        } else {
+            self.padding
+        };
+        let (x, pad) = match padding {
             Padding::Zero => (x, 1),
             Padding::Reflect => (x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Reflect), 0),
             Padding::Replicate => (x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Edge), 0),
