@@ -30,8 +30,6 @@ pub struct RunJob {
     pub weights: PathBuf,
     /// Print losses every N evaluations.
     pub print_every: usize,
-    /// Save intermediate images every N evaluations.
-    pub save_every: usize,
     /// JSON-lines log.
     pub log: Option<PathBuf>,
     /// Worker threads.
@@ -167,7 +165,6 @@ impl RunJob {
             output,
             weights,
             print_every: a.print_every,
-            save_every: a.save_every,
             log: a.log,
             threads: a.threads,
             max_input_pixels: a.max_input_pixels,

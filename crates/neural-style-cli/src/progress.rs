@@ -64,15 +64,13 @@ impl Reporter {
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
-        if let Some(_log) = &self.log {}
     }
 
     fn log_line(&mut self, line: &str) {
-        if let Some(log) = &mut self.log {
-            if let Err(e) = writeln!(log, "{line}").and_then(|_| log.flush()) {
-                self.error
-                    .get_or_insert(anyhow::anyhow!("writing the log: {e}"));
-            }
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = writeln!(log, "{line}").and_then(|_| log.flush()) {
+            self.error
+                .get_or_insert(anyhow::anyhow!("writing the log: {e}"));
         }
     }
 }

@@ -194,12 +194,10 @@ impl<'a> Objective<'a> {
         }
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
         let mut content_targets = Vec::new();
-        if let Some(c) = content {
-            if !config.content_layers.is_empty() {
-                let feats = net.features(to_tensor(c, width, height), &config.content_layers);
-                for (l, f) in config.content_layers.iter().zip(feats) {
-                    content_targets.push((index(l), f.detach()));
-                }
+        if let Some(c) = content.filter(|_| !config.content_layers.is_empty()) {
+            let feats = net.features(to_tensor(c, width, height), &config.content_layers);
+            for (l, f) in config.content_layers.iter().zip(feats) {
+                content_targets.push((index(l), f.detach()));
             }
         }
         let mut style_targets = Vec::new();
@@ -422,7 +420,10 @@ pub fn run(
             loss: parts,
             elapsed: started.elapsed(),
         })?;
-        if config.snapshot_every > 0 && count % config.snapshot_every == 0 && count < evaluations {
+        if config.snapshot_every > 0
+            && count.is_multiple_of(config.snapshot_every)
+            && count < evaluations
+        {
             let image = Image::new(width, height, conv.from_network(x));
             observer.on_event(&Event::Snapshot {
                 evaluation: count,

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Seconds per step and peak memory of neural-style beside PyTorch, measured in one run on
+this machine (VGG19, random weights, content relu4_2 + style relu1_1..relu5_1, forward and
+backward to the image). Each engine runs in its own process; peak RSS comes from the
+kernel's accounting of that process (wait4).
+
+    python3 tools/bench.py [--sizes 256,512] [--steps 5] [--repeats 1]
+
+Needs torch (pip install torch) and a release build (cargo build --release).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def measure(cmd):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read()
+    _, status, rusage = os.wait4(proc.pid, 0)
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(cmd)}")
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    result["peak_rss_mib"] = rusage.ru_maxrss / 1024.0
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="alternate the two engines this many times")
+    p.add_argument("--arch", default="vgg19")
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
+    args = p.parse_args()
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} not found: run `cargo build --release` first")
+    print(f"{'size':>6} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {'peak RSS MiB':>13}")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        runs = {"neural-style": [], "pytorch": []}
+        for _ in range(args.repeats):
+            runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch]))
+            runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "tools", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch]))
+        summary = {}
+        for engine, rs in runs.items():
+            med = statistics.median(r["median_s"] for r in rs)
+            lo = min(r["min_s"] for r in rs)
+            hi = max(r["max_s"] for r in rs)
+            rss = max(r["peak_rss_mib"] for r in rs)
+            summary[engine] = (med, rss)
+            print(f"{size:>6} {engine:>13} {med:>14.3f} {lo:>7.3f} {hi:>7.3f} {rss:>13.0f}")
+        t = summary["neural-style"][0] / summary["pytorch"][0]
+        m = summary["neural-style"][1] / summary["pytorch"][1]
+        print(f"{size:>6} {'ratio':>13} {t:>13.2f}x {'':>7} {'':>7} {m:>12.2f}x   (neural-style / PyTorch)")
+
+
+if __name__ == "__main__":
+    main()
