@@ -70,3 +70,82 @@ pub fn tv_loss(image: Tensor<4>) -> Tensor<1> {
     let _ = c;
     dy.abs().sum().add(dx.abs().sum())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn features(seed: u64, device: &Device) -> Tensor<4> {
+        let data: Vec<f32> = (0..2 * 3 * 4)
+            .map(|i| ((i as u64 * 2654435761 + seed) % 97) as f32 / 97.0)
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(data, [1, 2, 3, 4]), device)
+    }
+
+    #[test]
+    fn identical_inputs_give_zero_loss() {
+        let device = crate::default_device();
+        for form in [LossForm::Mean, LossForm::Paper] {
+            let f = features(1, &device);
+            let c = content_loss(f.clone(), f.clone(), form).into_scalar::<f32>();
+            let g = gram(f.clone(), form);
+            let s = style_loss(g.clone(), g, form, 2, 12).into_scalar::<f32>();
+            assert_eq!((c, s), (0.0, 0.0));
+        }
+    }
+
+    #[test]
+    fn gram_matches_a_hand_computation() {
+        let device = crate::default_device();
+        // Two channels at two positions: F = [[1, 2], [3, 4]] -> F Fᵀ = [[5, 11], [11, 25]].
+        let f = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 2, 1, 2]),
+            &device,
+        );
+        let paper = gram(f.clone(), LossForm::Paper)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(paper, vec![5.0, 11.0, 11.0, 25.0]);
+        let mean = gram(f, LossForm::Mean)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(mean, vec![1.25, 2.75, 2.75, 6.25]);
+    }
+
+    #[test]
+    fn gradient_reaches_the_image_and_not_the_weights() {
+        let device = crate::default_device();
+        let x = features(3, &device).autodiff().require_grad();
+        let w = Tensor::<4>::from_data(
+            TensorData::new(vec![0.5f32; 2 * 2 * 3 * 3], [2, 2, 3, 3]),
+            &device,
+        )
+        .autodiff();
+        let y = burn::tensor::module::conv2d(
+            x.clone(),
+            w.clone(),
+            None,
+            burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let target = gram(features(5, &device), LossForm::Mean);
+        let loss = style_loss(gram(y, LossForm::Mean), target, LossForm::Mean, 2, 12);
+        let grads = loss.backward();
+        let gx = x.grad(&grads).expect("image gradient");
+        assert!(gx.abs().sum().into_scalar::<f32>() > 0.0);
+        assert!(
+            w.grad(&grads).is_none(),
+            "the network's weights must not get gradients"
+        );
+    }
+
+    #[test]
+    fn tv_counts_vertical_and_horizontal_steps() {
+        let device = crate::default_device();
+        // A 2x2 image per channel: [[0, 1], [3, 5]] -> |1| + |2| (rows) + |3| + |4| (columns) = 10.
+        let data: Vec<f32> = [0.0, 1.0, 3.0, 5.0].repeat(3);
+        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, 2, 2]), &device);
+        assert_eq!(tv_loss(x).into_scalar::<f32>(), 30.0);
+    }
+}

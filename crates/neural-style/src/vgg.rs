@@ -517,3 +517,47 @@ pub fn random_conv_params(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_order_and_torchvision_indices() {
+        assert_eq!(Arch::Vgg19.layers().len(), 37);
+        assert_eq!(Arch::Vgg16.layers().len(), 31);
+        assert_eq!(Arch::Vgg19.feature_index(Layer::Conv5_4), Some(34));
+        assert_eq!(Arch::Vgg19.feature_index(Layer::Conv3_1), Some(10));
+        assert_eq!(Arch::Vgg16.feature_index(Layer::Conv4_1), Some(17));
+        assert_eq!(Arch::Vgg16.feature_index(Layer::Conv5_3), Some(28));
+        assert_eq!(Arch::Vgg16.feature_index(Layer::Conv5_4), None);
+        assert!(Arch::Vgg16.check_layer(Layer::Relu3_4).is_err());
+        assert_eq!(Layer::Relu4_2.source_conv(Arch::Vgg19), Layer::Conv4_2);
+        assert_eq!(Layer::Pool3.source_conv(Arch::Vgg16), Layer::Conv3_3);
+        assert_eq!(Layer::Pool3.source_conv(Arch::Vgg19), Layer::Conv3_4);
+    }
+
+    #[test]
+    fn layer_names_parse_and_print() {
+        for l in Layer::ALL {
+            assert_eq!(l.name().parse::<Layer>().unwrap(), *l);
+        }
+        assert_eq!("RELU4_2".parse::<Layer>().unwrap(), Layer::Relu4_2);
+        let e = "relu6_1".parse::<Layer>().unwrap_err().to_string();
+        assert!(e.contains("relu6_1") && e.contains("relu4_2"), "{e}");
+    }
+
+    #[test]
+    fn conventions_round_trip() {
+        let rgb: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
+        for conv in [InputConvention::TorchRgb01, InputConvention::CAFFE] {
+            let back = conv.from_network(&conv.to_network(&rgb));
+            for (a, b) in rgb.iter().zip(&back) {
+                assert!((a - b).abs() < 1e-5, "{conv}: {a} vs {b}");
+            }
+        }
+        // Caffe: BGR order, 0..255, minus the mean: the first input plane is blue.
+        let x = InputConvention::CAFFE.to_network(&rgb);
+        assert!((x[0] - (rgb[8] * 255.0 - CAFFE_MEAN_BGR[0])).abs() < 1e-3);
+    }
+}

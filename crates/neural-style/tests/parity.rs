@@ -164,7 +164,7 @@ fn losses_and_gradient_match_pytorch() {
 }
 
 #[test]
-fn a_layer_beyond_the_weights_is_refused_with_the_missing_layers() {
+fn tiny_weights_cover_all_sixteen_convolutions() {
     let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert_eq!(info.convs.len(), 16);
