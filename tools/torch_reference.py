@@ -136,6 +136,12 @@ def cmd_fixtures(args):
         weights[f"features.{i}.weight"] = w.contiguous()
         weights[f"features.{i}.bias"] = b.contiguous()
     save_file(weights, os.path.join(args.outdir, "tiny_vgg19.safetensors"), metadata={"input": "torch-rgb-01", "arch": "vgg19"})
+    # The same weights as a PyTorch zip checkpoint, with a classifier as torchvision's files
+    # have (it must be ignored).
+    state = dict(weights)
+    state["classifier.0.weight"] = torch.randn(4, 8, generator=gen)
+    state["classifier.0.bias"] = torch.randn(4, generator=gen)
+    torch.save(state, os.path.join(args.outdir, "tiny_vgg19.pth"))
     content = torch.randn(1, 3, 40, 48, generator=gen)
     style = torch.randn(1, 3, 36, 44, generator=gen)
     x0 = content + 0.5 * torch.randn(1, 3, 40, 48, generator=gen)

@@ -169,3 +169,20 @@ fn tiny_weights_cover_all_sixteen_convolutions() {
     let info = file.info(None).expect("info");
     assert_eq!(info.convs.len(), 16);
 }
+
+#[test]
+fn pth_checkpoint_loads_the_same_parameters_as_safetensors() {
+    let st = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("safetensors");
+    let pth = WeightFile::open(&fixtures().join("tiny_vgg19.pth")).expect("pth");
+    let info = pth.info(None).expect("info");
+    assert_eq!(info.arch, neural_style::Arch::Vgg19, "arch from keys (features.16 = conv3_4)");
+    assert_eq!(info.convention, None, "a .pth carries no convention metadata");
+    let a = st.conv_params(info.arch, &[Layer::Relu5_1]).expect("safetensors params");
+    let b = pth.conv_params(info.arch, &[Layer::Relu5_1]).expect("pth params");
+    assert_eq!(a.len(), 13);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.layer, y.layer);
+        assert_eq!(x.weight, y.weight, "{}", x.layer);
+        assert_eq!(x.bias, y.bias, "{}", x.layer);
+    }
+}
