@@ -79,7 +79,7 @@ def gram(f, form):
     _, c, h, w = f.shape
     f = f.reshape(c, h * w)
     g = f @ f.t()
-    return g / (c * h * w) if form == "mean" else g
+    return g if form == "paper" else g / (c * h * w)
 
 
 def losses(net, x, content_targets, style_targets, cfg):
@@ -87,8 +87,10 @@ def losses(net, x, content_targets, style_targets, cfg):
     layers = list(dict.fromkeys(cfg["content_layers"] + cfg["style_layers"]))
     feats = dict(zip(layers, net.features(x, layers)))
     form = cfg["loss_form"]
+    # "normalized": each mean-form term over its target's energy, TV as a mean pixel step.
+    norm = (lambda t: 1.0 / (t**2).mean().item()) if form == "normalized" else (lambda t: 1.0)
     content = sum(
-        ((feats[l] - t) ** 2).mean() if form == "mean" else 0.5 * ((feats[l] - t) ** 2).sum()
+        ((feats[l] - t) ** 2).mean() * norm(t) if form != "paper" else 0.5 * ((feats[l] - t) ** 2).sum()
         for l, t in zip(cfg["content_layers"], content_targets)
     )
     style = 0.0
@@ -96,8 +98,10 @@ def losses(net, x, content_targets, style_targets, cfg):
         f = feats[l]
         _, c, h, wd = f.shape
         d = (gram(f, form) - a) ** 2
-        style = style + w * (d.mean() if form == "mean" else d.sum() / (4.0 * c * c * (h * wd) ** 2))
+        style = style + w * (d.mean() * norm(a) if form != "paper" else d.sum() / (4.0 * c * c * (h * wd) ** 2))
     tv = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().sum() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().sum()
+    if form == "normalized":
+        tv = tv / (x.shape[1] * x.shape[2] * x.shape[3] * cfg.get("pixel_scale", 1.0))
     c_term = cfg["content_weight"] * content
     s_term = cfg["style_weight"] * style
     t_term = cfg["tv_weight"] * tv
@@ -157,6 +161,8 @@ def cmd_fixtures(args):
         dict(name="mean_avg_zero", loss_form="mean", pooling="avg", padding="zero"),
         dict(name="paper_max_zero", loss_form="paper", pooling="max", padding="zero", content_weight=1.0, style_weight=1e3, tv_weight=0.0),
         dict(name="mean_max_reflect", loss_form="mean", pooling="max", padding="reflect"),
+        dict(name="normalized_max_reflect", loss_form="normalized", pooling="max", padding="reflect",
+             content_weight=1.0, style_weight=10.0, tv_weight=0.5),
         dict(name="mean_avg_replicate_layers", loss_form="mean", pooling="avg", padding="replicate",
              content_layers=["conv3_2", "relu2_2"], style_layers=["relu1_2", "pool2", "relu3_4", "conv5_1"],
              style_layer_weights=[0.5, 1.0, 2.0, 0.25]),
@@ -166,7 +172,7 @@ def cmd_fixtures(args):
         cfg.update(v)
         if "style_layer_weights" not in cfg:
             n = len(cfg["style_layers"])
-            cfg["style_layer_weights"] = [1.0] * n if cfg["loss_form"] == "mean" else [1.0 / n] * n
+            cfg["style_layer_weights"] = [1.0] * n if cfg["loss_form"] == "mean" else [1.0 / n] * n  # paper, normalized: 1/L
         net = Vgg("vgg19", params, cfg["pooling"], cfg["padding"])
         ct, st = targets(net, content, style, cfg)
         x = x0.clone().requires_grad_(True)

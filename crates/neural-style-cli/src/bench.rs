@@ -25,7 +25,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ArchArg::Vgg16 => Arch::Vgg16,
         ArchArg::Vgg19 => Arch::Vgg19,
     };
-    let config = TransferConfig::default();
+    // The mean form, as tools/torch_reference.py's bench computes it.
+    let config = TransferConfig {
+        loss_form: neural_style::LossForm::Mean,
+        ..TransferConfig::default()
+    };
     let device = default_device();
     let params = random_conv_params(arch, Layer::Relu5_1, 1, 0);
     let vgg = Vgg::new(
@@ -50,6 +54,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         &vgg,
         &config,
         weights,
+        1.0,
         Some(&x),
         &[(s, args.size, args.size, 1.0)],
         args.size,

@@ -64,6 +64,8 @@ pub enum PreprocessArg {
 /// Loss forms.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LossFormArg {
+    /// Scale-free: each term divided by its target's energy; weights mean the same on any VGG and size.
+    Normalized,
     /// jcjohnson/neural-style: mean squared errors, Gram / (C·H·W).
     Mean,
     /// The paper: ½Σ(F-P)², Σ(G-A)²/(4N²M²), unnormalised Gram.
@@ -144,7 +146,7 @@ pub struct RunArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub tv_weight: Option<f32>,
     /// How the loss terms are normalised.
-    #[arg(long, value_enum, default_value_t = LossFormArg::Mean)]
+    #[arg(long, value_enum, default_value_t = LossFormArg::Normalized)]
     pub loss_form: LossFormArg,
     /// Optimiser.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
@@ -158,6 +160,9 @@ pub struct RunArgs {
     /// Use a strong-Wolfe line search in L-BFGS.
     #[arg(long)]
     pub line_search: bool,
+    /// Turn off L-BFGS's divergence guard (plain PyTorch LBFGS semantics).
+    #[arg(long)]
+    pub no_safeguard: bool,
     /// Adam step size, in 0..255 pixel units.
     #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub learning_rate: f32,

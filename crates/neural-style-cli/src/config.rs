@@ -126,6 +126,7 @@ impl RunJob {
             style_weight: a.style_weight,
             tv_weight: a.tv_weight,
             loss_form: match a.loss_form {
+                LossFormArg::Normalized => LossForm::Normalized,
                 LossFormArg::Mean => LossForm::Mean,
                 LossFormArg::Paper => LossForm::Paper,
             },
@@ -136,6 +137,7 @@ impl RunJob {
             iterations: a.iterations,
             lbfgs_history: a.lbfgs_history,
             line_search: a.line_search,
+            safeguard: !a.no_safeguard,
             learning_rate: a.learning_rate,
             init,
             seed: a.seed,

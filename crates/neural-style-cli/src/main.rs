@@ -84,6 +84,7 @@ fn run() -> Result<ExitCode> {
         net.info.arch,
         net.convention,
         match job.config.loss_form {
+            neural_style::LossForm::Normalized => "normalised loss form",
             neural_style::LossForm::Mean => "mean loss form",
             neural_style::LossForm::Paper => "paper loss form",
         },
@@ -115,6 +116,17 @@ fn run() -> Result<ExitCode> {
             partial.display()
         );
         return Ok(ExitCode::from(130));
+    }
+    if output.recoveries > 0 {
+        eprintln!(
+            "note: the loss diverged {} time(s); the optimiser went back to its best image and took smaller steps",
+            output.recoveries
+        );
+    }
+    if let (Some(at), 0) = (output.non_finite_at, output.recoveries) {
+        eprintln!(
+            "warning: the loss became non-finite at evaluation {at}; the run stopped and kept its best image"
+        );
     }
     output.image.save(&job.output)?;
     eprintln!(

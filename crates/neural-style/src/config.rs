@@ -89,6 +89,8 @@ pub struct TransferConfig {
     pub lbfgs_history: usize,
     /// L-BFGS strong-Wolfe line search.
     pub line_search: bool,
+    /// L-BFGS divergence guard (see [`crate::optim::Lbfgs::safeguard`]).
+    pub safeguard: bool,
     /// Adam step size, in 0..255 pixel units (scaled to the network's input convention).
     pub learning_rate: f32,
     /// Initial image.
@@ -126,11 +128,12 @@ impl Default for TransferConfig {
             content_weight: None,
             style_weight: None,
             tv_weight: None,
-            loss_form: LossForm::Mean,
+            loss_form: LossForm::Normalized,
             optimizer: OptimizerKind::Lbfgs,
             iterations: 500,
             lbfgs_history: 100,
             line_search: false,
+            safeguard: true,
             learning_rate: 10.0,
             init: Init::Content,
             seed: 0,
@@ -143,6 +146,13 @@ impl Default for TransferConfig {
         }
     }
 }
+
+/// Default content weight of the normalised form.
+pub const NORMALIZED_CONTENT: f32 = 1.0;
+/// Default style weight of the normalised form.
+pub const NORMALIZED_STYLE: f32 = 10.0;
+/// Default total-variation weight of the normalised form.
+pub const NORMALIZED_TV: f32 = 0.0;
 
 /// Loss weights after defaults are applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,6 +173,7 @@ impl TransferConfig {
     /// 1, 1e6 (the PyTorch tutorial's ratio), 0. Paper form: α = 1, β = 1e3 (α/β = 1e-3), TV 0.
     pub fn loss_weights(&self, convention: &InputConvention) -> LossWeights {
         let (c, s, t) = match (self.loss_form, convention) {
+            (LossForm::Normalized, _) => (NORMALIZED_CONTENT, NORMALIZED_STYLE, NORMALIZED_TV),
             (LossForm::Mean, InputConvention::CaffeBgr255 { .. }) => (5.0, 100.0, 1e-3),
             (LossForm::Mean, InputConvention::TorchRgb01) => (1.0, 1e6, 0.0),
             (LossForm::Paper, _) => (1.0, 1e3, 0.0),
@@ -182,7 +193,7 @@ impl TransferConfig {
                 let n = self.style_layers.len().max(1);
                 let w = match self.loss_form {
                     LossForm::Mean => 1.0,
-                    LossForm::Paper => 1.0 / n as f32,
+                    LossForm::Paper | LossForm::Normalized => 1.0 / n as f32,
                 };
                 vec![w; self.style_layers.len()]
             }

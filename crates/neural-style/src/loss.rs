@@ -1,6 +1,6 @@
 //! The losses of Gatys, Ecker & Bethge 2015: content (feature reconstruction), style (Gram
-//! matrix matching) and total variation, in jcjohnson/neural-style's mean form or the
-//! paper's exact form (eq. 1, 3-5).
+//! matrix matching) and total variation, in a scale-free normalised form (the default),
+//! jcjohnson/neural-style's mean form, or the paper's exact form (eq. 1, 3-5).
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LossForm {
-    /// jcjohnson/neural-style: content = mean((F-P)²); G = FFᵀ/(C·H·W); style = mean((G-A)²).
+    /// Scale-free: each term of the mean form divided by its target's energy, content by
+    /// mean(P²) and each style layer by mean(A²), and TV taken as the mean absolute step
+    /// between neighbouring pixels in 0..1 units. Multiplying a network's activations (or
+    /// changing its input convention or the image size) leaves the weights' meaning intact.
     #[default]
+    Normalized,
+    /// jcjohnson/neural-style: content = mean((F-P)²); G = FFᵀ/(C·H·W); style = mean((G-A)²).
     Mean,
     /// The paper: content = ½Σ(F-P)²; G = FFᵀ; style E_l = Σ(G-A)²/(4N²M²).
     Paper,
@@ -23,7 +28,7 @@ pub fn gram(features: Tensor<4>, form: LossForm) -> Tensor<2> {
     let f = features.reshape([c, h * w]);
     let g = f.clone().matmul(f.transpose());
     match form {
-        LossForm::Mean => g.div_scalar((c * h * w) as f32),
+        LossForm::Mean | LossForm::Normalized => g.div_scalar((c * h * w) as f32),
         LossForm::Paper => g,
     }
 }
@@ -32,7 +37,7 @@ pub fn gram(features: Tensor<4>, form: LossForm) -> Tensor<2> {
 pub fn content_loss(features: Tensor<4>, target: Tensor<4>, form: LossForm) -> Tensor<1> {
     let d = features.sub(target);
     match form {
-        LossForm::Mean => d.square().mean(),
+        LossForm::Mean | LossForm::Normalized => d.square().mean(),
         LossForm::Paper => d.square().sum().mul_scalar(0.5),
     }
 }
@@ -48,11 +53,23 @@ pub fn style_loss(
 ) -> Tensor<1> {
     let d = g.sub(target).square();
     match form {
-        LossForm::Mean => d.mean(),
+        LossForm::Mean | LossForm::Normalized => d.mean(),
         LossForm::Paper => {
             let (n, m) = (channels as f64, positions as f64);
             d.sum().div_scalar((4.0 * n * n * m * m) as f32)
         }
+    }
+}
+
+/// The factor that makes a mean-form content or style term scale-free: 1 / mean(target²)
+/// for [`LossForm::Normalized`], 1 otherwise.
+pub fn target_scale<const D: usize>(target: &Tensor<D>, form: LossForm) -> f32 {
+    match form {
+        LossForm::Normalized => {
+            let energy = target.clone().square().mean().into_scalar::<f32>();
+            1.0 / energy.max(1e-12)
+        }
+        LossForm::Mean | LossForm::Paper => 1.0,
     }
 }
 

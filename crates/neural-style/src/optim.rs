@@ -34,7 +34,14 @@ pub struct Lbfgs {
     pub history_size: usize,
     /// Use a strong-Wolfe line search (`line_search_fn="strong_wolfe"`).
     pub strong_wolfe: bool,
+    /// Divergence guard (not in PyTorch): when the loss becomes non-finite or more than
+    /// twice the best seen, go back to the best point, forget the curvature history and
+    /// continue with a step ten times smaller. Never triggers on a run that behaves.
+    pub safeguard: bool,
 }
+
+/// Give up after this many recoveries from divergence.
+const MAX_RECOVERIES: usize = 8;
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Accumulate in f64: the result is the same whichever thread count is used.
@@ -65,6 +72,8 @@ pub struct Outcome {
     pub evaluations: usize,
     /// Whether the objective asked to stop.
     pub stopped: bool,
+    /// How many times the divergence guard restored the best point.
+    pub recoveries: usize,
 }
 
 struct Counter<'a, O: Objective> {
@@ -90,6 +99,7 @@ impl Lbfgs {
             tolerance_change: 1e-9,
             history_size,
             strong_wolfe,
+            safeguard: true,
         }
     }
 
@@ -100,14 +110,21 @@ impl Lbfgs {
             objective,
             evaluations: 0,
         };
-        let stopped = self.run(x, &mut f).is_break();
+        let mut recoveries = 0;
+        let stopped = self.run(x, &mut f, &mut recoveries).is_break();
         Outcome {
             evaluations: f.evaluations,
             stopped,
+            recoveries,
         }
     }
 
-    fn run<O: Objective>(&self, x: &mut [f32], f: &mut Counter<'_, O>) -> ControlFlow<()> {
+    fn run<O: Objective>(
+        &self,
+        x: &mut [f32],
+        f: &mut Counter<'_, O>,
+        recoveries: &mut usize,
+    ) -> ControlFlow<()> {
         let (mut loss, mut grad) = f.eval(x)?;
         if abs_max(&grad) <= self.tolerance_grad {
             return ControlFlow::Continue(());
@@ -122,11 +139,18 @@ impl Lbfgs {
         let mut prev_grad: Vec<f32> = Vec::new();
         let mut al = vec![0.0f32; self.history_size.max(1)];
         let mut n_iter = 0;
+        // A fresh start (the first iteration, or after a recovery) steps along -g.
+        let mut fresh = true;
+        let mut lr = self.lr;
+        let mut best = self.safeguard.then(|| (loss, x.to_vec(), grad.clone()));
         while n_iter < self.max_iter {
             n_iter += 1;
-            if n_iter == 1 {
+            if fresh {
                 d.iter_mut().zip(&grad).for_each(|(di, g)| *di = -g);
                 h_diag = 1.0;
+                old_dirs.clear();
+                old_stps.clear();
+                ro.clear();
             } else {
                 let y: Vec<f32> = grad.iter().zip(&prev_grad).map(|(g, p)| g - p).collect();
                 let s: Vec<f32> = d.iter().map(|di| di * t).collect();
@@ -158,11 +182,12 @@ impl Lbfgs {
             }
             prev_grad.clone_from(&grad);
             let prev_loss = loss;
-            t = if n_iter == 1 {
-                (1.0f32).min(1.0 / abs_sum(&grad)) * self.lr
+            t = if fresh {
+                (1.0f32).min(1.0 / abs_sum(&grad)) * lr
             } else {
-                self.lr
+                lr
             };
+            fresh = false;
             let gtd = dot(&grad, &d);
             if gtd > -self.tolerance_change {
                 break;
@@ -197,6 +222,30 @@ impl Lbfgs {
                     opt_cond = abs_max(&grad) <= self.tolerance_grad;
                 } else {
                     opt_cond = false;
+                }
+            }
+            if let Some((best_loss, best_x, best_grad)) = &mut best {
+                let diverged = !loss.is_finite()
+                    || grad.iter().any(|g| !g.is_finite())
+                    || loss > *best_loss + best_loss.abs().max(f32::MIN_POSITIVE);
+                if diverged {
+                    *recoveries += 1;
+                    x.copy_from_slice(best_x);
+                    loss = *best_loss;
+                    grad.clone_from(best_grad);
+                    lr *= 0.1;
+                    fresh = true;
+                    if *recoveries > MAX_RECOVERIES
+                        || n_iter == self.max_iter
+                        || f.evaluations >= self.max_eval
+                    {
+                        break;
+                    }
+                    continue;
+                } else if loss < *best_loss {
+                    *best_loss = loss;
+                    best_x.copy_from_slice(x);
+                    best_grad.clone_from(&grad);
                 }
             }
             if n_iter == self.max_iter || f.evaluations >= self.max_eval || opt_cond {
@@ -420,6 +469,7 @@ impl Adam {
                 return Outcome {
                     evaluations: step,
                     stopped: true,
+                    recoveries: 0,
                 };
             };
             let bc1 = 1.0 - self.beta1.powi(step as i32);
@@ -434,6 +484,7 @@ impl Adam {
         Outcome {
             evaluations: self.steps,
             stopped: false,
+            recoveries: 0,
         }
     }
 }
@@ -486,6 +537,37 @@ mod tests {
         };
         Adam::new(0.1, 300).minimize(&mut x, &mut obj);
         assert!(x[0].abs() < 0.05 && x[1].abs() < 0.05, "{x:?}");
+    }
+
+    #[test]
+    fn the_safeguard_recovers_from_a_huge_step() {
+        // With lr = 1e6 the second point is far up the Rosenbrock valley's wall.
+        let run = |safeguard: bool| {
+            let mut x = vec![-1.5f32, 2.0];
+            let mut lbfgs = Lbfgs::new(60, 10, false);
+            lbfgs.lr = 1e6;
+            lbfgs.safeguard = safeguard;
+            let out = lbfgs.minimize(&mut x, &mut rosenbrock);
+            (
+                rosenbrock(&x)
+                    .continue_value()
+                    .map(|v| v.0)
+                    .unwrap_or(f32::NAN),
+                out,
+            )
+        };
+        let start = 12.5 + 100.0 * (2.0f32 - 2.25).powi(2);
+        let (unguarded, _) = run(false);
+        assert!(
+            !(unguarded < start),
+            "without the guard the huge step should ruin the run ({unguarded})"
+        );
+        let (guarded, out) = run(true);
+        assert!(out.recoveries > 0);
+        assert!(
+            guarded.is_finite() && guarded < start,
+            "{guarded} after {out:?}"
+        );
     }
 
     #[test]

@@ -151,14 +151,22 @@ pub struct Output {
     pub evaluations: usize,
     /// Whether the observer stopped the run early.
     pub stopped: bool,
+    /// How many times L-BFGS's divergence guard went back to the best point.
+    pub recoveries: usize,
+    /// The first evaluation whose loss or gradient was not finite, if any.
+    pub non_finite_at: Option<usize>,
 }
 
 /// The differentiable objective: losses against fixed targets for one image size.
 pub struct Objective<'a> {
     net: &'a Vgg,
     layers: Vec<Layer>,
-    content: Vec<(usize, Tensor<4>)>,
+    /// (activation index, target, scale).
+    content: Vec<(usize, Tensor<4>, f32)>,
+    /// (activation index, target Gram matrix, layer weight × scale).
     style: Vec<(usize, Tensor<2>, f32)>,
+    /// Multiplies the TV sum (1 except in the normalised form).
+    tv_scale: f32,
     weights: LossWeights,
     form: LossForm,
     width: usize,
@@ -168,11 +176,14 @@ pub struct Objective<'a> {
 impl<'a> Objective<'a> {
     /// Builds the targets: content activations of `content` (network input, planar) and the
     /// blended Gram matrices of `styles` (network input, planar, with their sizes).
+    /// `pixel_scale` is the network-input size of one 0..1 pixel step
+    /// ([`InputConvention::pixel_scale`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: &'a Vgg,
         config: &TransferConfig,
         weights: LossWeights,
+        pixel_scale: f32,
         content: Option<&[f32]>,
         styles: &[(Vec<f32>, u32, u32, f32)],
         width: u32,
@@ -197,7 +208,9 @@ impl<'a> Objective<'a> {
         if let Some(c) = content.filter(|_| !config.content_layers.is_empty()) {
             let feats = net.features(to_tensor(c, width, height), &config.content_layers);
             for (l, f) in config.content_layers.iter().zip(feats) {
-                content_targets.push((index(l), f.detach()));
+                let f = f.detach();
+                let scale = loss::target_scale(&f, config.loss_form);
+                content_targets.push((index(l), f, scale));
             }
         }
         let mut style_targets = Vec::new();
@@ -220,7 +233,8 @@ impl<'a> Objective<'a> {
                 .zip(config.layer_weights())
             {
                 if let Some(g) = g {
-                    style_targets.push((index(l), g, w));
+                    let scale = loss::target_scale(&g, config.loss_form);
+                    style_targets.push((index(l), g, w * scale));
                 }
             }
         }
@@ -229,6 +243,10 @@ impl<'a> Objective<'a> {
             layers,
             content: content_targets,
             style: style_targets,
+            tv_scale: match config.loss_form {
+                LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_scale),
+                LossForm::Mean | LossForm::Paper => 1.0,
+            },
             weights,
             form: config.loss_form,
             width: width as usize,
@@ -247,8 +265,9 @@ impl<'a> Objective<'a> {
         .require_grad();
         let feats = self.net.features(image.clone(), &self.layers);
         let mut content: Option<Tensor<1>> = None;
-        for (i, target) in &self.content {
-            let l = loss::content_loss(feats[*i].clone(), target.clone(), self.form);
+        for (i, target, scale) in &self.content {
+            let l =
+                loss::content_loss(feats[*i].clone(), target.clone(), self.form).mul_scalar(*scale);
             content = Some(match content {
                 Some(acc) => acc.add(l),
                 None => l,
@@ -272,7 +291,7 @@ impl<'a> Objective<'a> {
             });
         }
         let tv = (self.weights.tv != 0.0)
-            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv));
+            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_scale));
         let content = content.map(|c| c.mul_scalar(self.weights.content));
         let style = style.map(|s| s.mul_scalar(self.weights.style));
         let value =
@@ -365,6 +384,7 @@ pub fn run(
         &net.vgg,
         config,
         weights,
+        conv.pixel_scale(),
         content_input.as_deref(),
         &styles,
         width,
@@ -397,6 +417,8 @@ pub fn run(
             final_loss: LossParts::default(),
             evaluations: 0,
             stopped: true,
+            recoveries: 0,
+            non_finite_at: None,
         });
     }
     let started = Instant::now();
@@ -408,11 +430,15 @@ pub fn run(
         count += 1;
         let (parts, grad) = objective.evaluate(x);
         last = parts;
-        if !parts.total.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            non_finite_at = Some(count);
-            return ControlFlow::Break(());
-        }
-        if best.as_ref().is_none_or(|(b, _)| parts.total < b.total) {
+        let finite = parts.total.is_finite() && grad.iter().all(|g| g.is_finite());
+        if !finite {
+            non_finite_at.get_or_insert(count);
+            // L-BFGS's guard restores the best point; anything else stops here, keeping
+            // the best image.
+            if !(config.safeguard && config.optimizer == OptimizerKind::Lbfgs) {
+                return ControlFlow::Break(());
+            }
+        } else if best.as_ref().is_none_or(|(b, _)| parts.total < b.total) {
             best = Some((parts, x.to_vec()));
         }
         observer.on_event(&Event::Evaluation {
@@ -433,8 +459,11 @@ pub fn run(
         ControlFlow::Continue((parts.total, grad))
     };
     let outcome = match config.optimizer {
-        OptimizerKind::Lbfgs => Lbfgs::new(evaluations, config.lbfgs_history, config.line_search)
-            .minimize(&mut x, &mut f),
+        OptimizerKind::Lbfgs => {
+            let mut lbfgs = Lbfgs::new(evaluations, config.lbfgs_history, config.line_search);
+            lbfgs.safeguard = config.safeguard;
+            lbfgs.minimize(&mut x, &mut f)
+        }
         OptimizerKind::Adam => Adam::new(
             config.learning_rate / 255.0 * conv.pixel_scale(),
             evaluations,
@@ -454,5 +483,7 @@ pub fn run(
         final_loss: last,
         evaluations: count,
         stopped: outcome.stopped && non_finite_at.is_none(),
+        recoveries: outcome.recoveries,
+        non_finite_at,
     })
 }

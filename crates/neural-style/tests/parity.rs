@@ -84,10 +84,10 @@ fn losses_and_gradient_match_pytorch() {
             content_layers: layers(&case.content_layers),
             style_layers: layers(&case.style_layers),
             style_layer_weights: Some(case.style_layer_weights.clone()),
-            loss_form: if case.loss_form == "mean" {
-                LossForm::Mean
-            } else {
-                LossForm::Paper
+            loss_form: match case.loss_form.as_str() {
+                "mean" => LossForm::Mean,
+                "normalized" => LossForm::Normalized,
+                _ => LossForm::Paper,
             },
             ..TransferConfig::default()
         };
@@ -118,7 +118,7 @@ fn losses_and_gradient_match_pytorch() {
         };
         let (h, w) = (cshape[2] as u32, cshape[3] as u32);
         let styles = [(style.clone(), sshape[3] as u32, sshape[2] as u32, 1.0)];
-        let objective = Objective::new(&vgg, &config, weights, Some(&content), &styles, w, h);
+        let objective = Objective::new(&vgg, &config, weights, 1.0, Some(&content), &styles, w, h);
         let (loss, grad) = objective.evaluate(&x);
         for (what, got, want) in [
             ("total", loss.total, case.total),
@@ -175,10 +175,21 @@ fn pth_checkpoint_loads_the_same_parameters_as_safetensors() {
     let st = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("safetensors");
     let pth = WeightFile::open(&fixtures().join("tiny_vgg19.pth")).expect("pth");
     let info = pth.info(None).expect("info");
-    assert_eq!(info.arch, neural_style::Arch::Vgg19, "arch from keys (features.16 = conv3_4)");
-    assert_eq!(info.convention, None, "a .pth carries no convention metadata");
-    let a = st.conv_params(info.arch, &[Layer::Relu5_1]).expect("safetensors params");
-    let b = pth.conv_params(info.arch, &[Layer::Relu5_1]).expect("pth params");
+    assert_eq!(
+        info.arch,
+        neural_style::Arch::Vgg19,
+        "arch from keys (features.16 = conv3_4)"
+    );
+    assert_eq!(
+        info.convention, None,
+        "a .pth carries no convention metadata"
+    );
+    let a = st
+        .conv_params(info.arch, &[Layer::Relu5_1])
+        .expect("safetensors params");
+    let b = pth
+        .conv_params(info.arch, &[Layer::Relu5_1])
+        .expect("pth params");
     assert_eq!(a.len(), 13);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.layer, y.layer);
