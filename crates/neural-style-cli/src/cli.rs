@@ -123,16 +123,14 @@ pub struct RunArgs {
     /// Input convention of the weights [default: from the file's metadata, else torch-rgb-01].
     #[arg(long, value_enum)]
     pub preprocess: Option<PreprocessArg>,
-    /// Content layers, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "relu4_2")]
-    pub content_layers: Vec<String>,
-    /// Style layers, comma-separated.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
-    )]
-    pub style_layers: Vec<String>,
+    /// Content layers, comma-separated [default: relu4_2, or the deepest rectifier the
+    /// weights have].
+    #[arg(long, value_delimiter = ',', value_name = "L,...")]
+    pub content_layers: Option<Vec<String>>,
+    /// Style layers, comma-separated [default: relu1_1,relu2_1,relu3_1,relu4_1,relu5_1, those
+    /// the weights have].
+    #[arg(long, value_delimiter = ',', value_name = "L,...")]
+    pub style_layers: Option<Vec<String>>,
     /// Weight of each style layer, comma-separated [default: 1 each (mean form), 1/L (paper)].
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_layer_weights: Option<Vec<f32>>,

@@ -102,6 +102,17 @@ impl RunJob {
             }
         }
         let size: Size = a.size.parse().context("--size")?;
+        // Parsed even when unused, so that a typo is reported either way.
+        let content_layers = a
+            .content_layers
+            .as_deref()
+            .map(|n| layers("content-layers", n))
+            .transpose()?;
+        let style_layers = a
+            .style_layers
+            .as_deref()
+            .map(|n| layers("style-layers", n))
+            .transpose()?;
         let config = TransferConfig {
             arch: a.arch.map(|a| match a {
                 ArchArg::Vgg16 => Arch::Vgg16,
@@ -111,15 +122,17 @@ impl RunJob {
                 PreprocessArg::TorchRgb01 => InputConvention::TorchRgb01,
                 PreprocessArg::CaffeBgr255 => InputConvention::CAFFE,
             }),
+            // Unset lists follow the weights; without a content (style) image there is no
+            // content (style) layer.
             content_layers: if a.content.is_some() {
-                layers("content-layers", &a.content_layers)?
+                content_layers
             } else {
-                vec![]
+                Some(vec![])
             },
             style_layers: if a.style.is_empty() {
-                vec![]
+                Some(vec![])
             } else {
-                layers("style-layers", &a.style_layers)?
+                style_layers
             },
             style_layer_weights: a.style_layer_weights,
             content_weight: a.content_weight,

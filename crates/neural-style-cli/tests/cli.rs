@@ -259,6 +259,23 @@ fn missing_layers_are_listed_in_one_error() {
         &s.p("ok.png"),
     ]);
     assert!(ok.status.success(), "{}", stderr(&ok));
+    // Without layer flags the defaults follow what the weights have.
+    let auto = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-s",
+        &s.p("style.png"),
+        "-w",
+        &truncated,
+        "--size",
+        "32",
+        "-n",
+        "3",
+        "-o",
+        &s.p("auto.png"),
+    ]);
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    // Asking for layers beyond them is one clear error.
     let bad = run(&[
         "-c",
         &s.p("content.png"),
@@ -268,6 +285,10 @@ fn missing_layers_are_listed_in_one_error() {
         &truncated,
         "-n",
         "3",
+        "--content-layers",
+        "relu4_2",
+        "--style-layers",
+        "relu1_1,relu5_1",
         "-o",
         &s.p("bad.png"),
     ]);

@@ -67,10 +67,12 @@ pub struct TransferConfig {
     pub arch: Option<Arch>,
     /// Input convention (`None`: from the weights file's metadata, else torch-rgb-01).
     pub convention: Option<InputConvention>,
-    /// Layers whose activations are matched to the content photo.
-    pub content_layers: Vec<Layer>,
-    /// Layers whose Gram matrices are matched to the style image(s).
-    pub style_layers: Vec<Layer>,
+    /// Layers whose activations are matched to the content photo (`None`: `relu4_2`, or the
+    /// deepest rectifier the weights have when they stop earlier).
+    pub content_layers: Option<Vec<Layer>>,
+    /// Layers whose Gram matrices are matched to the style image(s) (`None`: `relu1_1`,
+    /// `relu2_1`, `relu3_1`, `relu4_1`, `relu5_1`, or those of them the weights have).
+    pub style_layers: Option<Vec<Layer>>,
     /// Per-style-layer weights (`None`: 1 each in the mean form, 1/L in the paper form).
     pub style_layer_weights: Option<Vec<f32>>,
     /// Content weight (α) (`None`: the default for the loss form and convention).
@@ -116,14 +118,8 @@ impl Default for TransferConfig {
         Self {
             arch: None,
             convention: None,
-            content_layers: vec![Layer::Relu4_2],
-            style_layers: vec![
-                Layer::Relu1_1,
-                Layer::Relu2_1,
-                Layer::Relu3_1,
-                Layer::Relu4_1,
-                Layer::Relu5_1,
-            ],
+            content_layers: None,
+            style_layers: None,
             style_layer_weights: None,
             content_weight: None,
             style_weight: None,
@@ -147,6 +143,17 @@ impl Default for TransferConfig {
     }
 }
 
+/// The paper's content layer.
+pub const DEFAULT_CONTENT_LAYERS: &[Layer] = &[Layer::Relu4_2];
+/// The paper's style layers.
+pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
+    Layer::Relu1_1,
+    Layer::Relu2_1,
+    Layer::Relu3_1,
+    Layer::Relu4_1,
+    Layer::Relu5_1,
+];
+
 /// Default content weight of the normalised form.
 pub const NORMALIZED_CONTENT: f32 = 1.0;
 /// Default style weight of the normalised form.
@@ -166,6 +173,54 @@ pub struct LossWeights {
 }
 
 impl TransferConfig {
+    /// The content layers (the defaults when unset).
+    pub fn content_layers(&self) -> &[Layer] {
+        self.content_layers
+            .as_deref()
+            .unwrap_or(DEFAULT_CONTENT_LAYERS)
+    }
+
+    /// The style layers (the defaults when unset).
+    pub fn style_layers(&self) -> &[Layer] {
+        self.style_layers.as_deref().unwrap_or(DEFAULT_STYLE_LAYERS)
+    }
+
+    /// This config with unset layer lists chosen for weights that have the convolutions
+    /// `convs`: the paper's layers when the weights reach them; otherwise the style layers
+    /// among them that the weights have and, for content, the rectifier of the deepest
+    /// convolution. Layers set explicitly are kept (and refused later if out of reach).
+    pub fn with_layers_for(&self, arch: Arch, convs: &[Layer]) -> TransferConfig {
+        let reachable = |l: &Layer| convs.contains(&l.source_conv(arch));
+        let mut out = self.clone();
+        if out.content_layers.is_none() {
+            let layers = if DEFAULT_CONTENT_LAYERS.iter().all(reachable) {
+                DEFAULT_CONTENT_LAYERS.to_vec()
+            } else {
+                // The rectifier right after the deepest convolution the weights have.
+                let deepest = convs.iter().copied().max();
+                Layer::ALL
+                    .iter()
+                    .copied()
+                    .find(|l| {
+                        l.kind() == crate::vgg::LayerKind::Relu
+                            && Some(l.source_conv(arch)) == deepest
+                    })
+                    .into_iter()
+                    .collect()
+            };
+            out.content_layers = Some(layers);
+        }
+        if out.style_layers.is_none() {
+            out.style_layers = Some(
+                DEFAULT_STYLE_LAYERS
+                    .iter()
+                    .copied()
+                    .filter(reachable)
+                    .collect(),
+            );
+        }
+        out
+    }
     /// The loss weights: those set, else the defaults for the loss form and convention.
     ///
     /// Mean form, Caffe convention: jcjohnson/neural-style's 5, 100, 1e-3. Mean form,
@@ -190,12 +245,12 @@ impl TransferConfig {
         match &self.style_layer_weights {
             Some(w) => w.clone(),
             None => {
-                let n = self.style_layers.len().max(1);
+                let n = self.style_layers().len().max(1);
                 let w = match self.loss_form {
                     LossForm::Mean => 1.0,
                     LossForm::Paper | LossForm::Normalized => 1.0 / n as f32,
                 };
-                vec![w; self.style_layers.len()]
+                vec![w; self.style_layers().len()]
             }
         }
     }
@@ -248,20 +303,20 @@ impl TransferConfig {
                 ),
             ));
         }
-        if self.content_layers.is_empty() && self.style_layers.is_empty() {
+        if self.content_layers().is_empty() && self.style_layers().is_empty() {
             return Err(Error::config(
                 "layers",
                 "at least one content or style layer is needed",
             ));
         }
         if let Some(w) = &self.style_layer_weights {
-            if w.len() != self.style_layers.len() {
+            if w.len() != self.style_layers().len() {
                 return Err(Error::config(
                     "style_layer_weights",
                     format!(
                         "{} weights given for {} style layers",
                         w.len(),
-                        self.style_layers.len()
+                        self.style_layers().len()
                     ),
                 ));
             }
@@ -287,7 +342,7 @@ impl TransferConfig {
             }
         }
         if let Some(arch) = self.arch {
-            for l in self.content_layers.iter().chain(&self.style_layers) {
+            for l in self.content_layers().iter().chain(self.style_layers()) {
                 arch.check_layer(*l)?;
             }
         }

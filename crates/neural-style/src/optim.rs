@@ -559,7 +559,7 @@ mod tests {
         let start = 12.5 + 100.0 * (2.0f32 - 2.25).powi(2);
         let (unguarded, _) = run(false);
         assert!(
-            !(unguarded < start),
+            unguarded.is_nan() || unguarded >= start,
             "without the guard the huge step should ruin the run ({unguarded})"
         );
         let (guarded, out) = run(true);

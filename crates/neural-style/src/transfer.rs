@@ -33,10 +33,11 @@ impl Network {
         let file = WeightFile::open(path)?;
         let info = file.info(config.arch)?;
         let arch: Arch = info.arch;
+        let config = config.with_layers_for(arch, &info.convs);
         let wanted: Vec<Layer> = config
-            .content_layers
+            .content_layers()
             .iter()
-            .chain(&config.style_layers)
+            .chain(config.style_layers())
             .copied()
             .collect();
         let params = file.conv_params(arch, &wanted)?;
@@ -198,26 +199,26 @@ impl<'a> Objective<'a> {
             .autodiff()
         };
         let mut layers: Vec<Layer> = Vec::new();
-        for l in config.content_layers.iter().chain(&config.style_layers) {
+        for l in config.content_layers().iter().chain(config.style_layers()) {
             if !layers.contains(l) {
                 layers.push(*l);
             }
         }
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
         let mut content_targets = Vec::new();
-        if let Some(c) = content.filter(|_| !config.content_layers.is_empty()) {
-            let feats = net.features(to_tensor(c, width, height), &config.content_layers);
-            for (l, f) in config.content_layers.iter().zip(feats) {
+        if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
+            let feats = net.features(to_tensor(c, width, height), config.content_layers());
+            for (l, f) in config.content_layers().iter().zip(feats) {
                 let f = f.detach();
                 let scale = loss::target_scale(&f, config.loss_form);
                 content_targets.push((index(l), f, scale));
             }
         }
         let mut style_targets = Vec::new();
-        if !styles.is_empty() && !config.style_layers.is_empty() {
-            let mut grams: Vec<Option<Tensor<2>>> = vec![None; config.style_layers.len()];
+        if !styles.is_empty() && !config.style_layers().is_empty() {
+            let mut grams: Vec<Option<Tensor<2>>> = vec![None; config.style_layers().len()];
             for (data, w, h, blend) in styles {
-                let feats = net.features(to_tensor(data, *w, *h), &config.style_layers);
+                let feats = net.features(to_tensor(data, *w, *h), config.style_layers());
                 for (slot, f) in grams.iter_mut().zip(feats) {
                     let g = loss::gram(f, config.loss_form).mul_scalar(*blend).detach();
                     *slot = Some(match slot.take() {
@@ -227,7 +228,7 @@ impl<'a> Objective<'a> {
                 }
             }
             for ((l, g), w) in config
-                .style_layers
+                .style_layers()
                 .iter()
                 .zip(grams)
                 .zip(config.layer_weights())
@@ -345,6 +346,7 @@ pub fn run(
     inputs: &Inputs,
     observer: &mut dyn Observer,
 ) -> Result<Output> {
+    let config = &config.with_layers_for(net.info.arch, &net.info.convs);
     config.validate(inputs.styles.len())?;
     if inputs.content.is_none() && inputs.styles.is_empty() {
         return Err(Error::config(
@@ -353,8 +355,16 @@ pub fn run(
         ));
     }
     let arch = net.vgg.arch();
-    for l in config.content_layers.iter().chain(&config.style_layers) {
+    for l in config.content_layers().iter().chain(config.style_layers()) {
         arch.check_layer(*l)?;
+        if !net.vgg.has_layer(*l) {
+            return Err(Error::config(
+                "layers",
+                format!(
+                    "{l} is deeper than the layers this network was loaded for; load it with this config"
+                ),
+            ));
+        }
     }
     let conv = net.convention;
     let (width, height) = output_size(config.size, inputs.content.as_ref());

@@ -419,6 +419,11 @@ impl Vgg {
         self.arch
     }
 
+    /// Whether the network was built deep enough to compute `layer`.
+    pub fn has_layer(&self, layer: Layer) -> bool {
+        self.layers.contains(&layer)
+    }
+
     /// The device the network runs on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -81,8 +81,8 @@ fn losses_and_gradient_match_pytorch() {
     assert!(cases.cases.len() >= 5);
     for case in &cases.cases {
         let config = TransferConfig {
-            content_layers: layers(&case.content_layers),
-            style_layers: layers(&case.style_layers),
+            content_layers: Some(layers(&case.content_layers)),
+            style_layers: Some(layers(&case.style_layers)),
             style_layer_weights: Some(case.style_layer_weights.clone()),
             loss_form: match case.loss_form.as_str() {
                 "mean" => LossForm::Mean,
@@ -102,9 +102,9 @@ fn losses_and_gradient_match_pytorch() {
             _ => Padding::Replicate,
         };
         let wanted: Vec<Layer> = config
-            .content_layers
+            .content_layers()
             .iter()
-            .chain(&config.style_layers)
+            .chain(config.style_layers())
             .copied()
             .collect();
         let params = file.conv_params(info.arch, &wanted).expect("params");
