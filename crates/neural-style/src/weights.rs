@@ -408,3 +408,165 @@ fn format_error(path: &Path, message: impl Into<String>) -> Error {
         message: message.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Writes a safetensors file with the given f32 tensors (name, shape, fill value).
+    fn write(
+        dir: &Path,
+        name: &str,
+        tensors: &[(&str, Vec<usize>, f32)],
+        meta: Option<HashMap<String, String>>,
+    ) -> PathBuf {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .map(|(k, shape, v)| {
+                let n: usize = shape.iter().product();
+                (
+                    k.to_string(),
+                    shape.clone(),
+                    std::iter::repeat_n(*v, n)
+                        .flat_map(f32::to_le_bytes)
+                        .collect(),
+                )
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+            .iter()
+            .map(|(k, s, b)| {
+                (
+                    k.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let path = dir.join(name);
+        safetensors::serialize_to_file(views, &meta, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn named_layout_and_metadata_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = HashMap::from([
+            ("input".to_string(), "caffe-bgr-255".to_string()),
+            ("mean_bgr".to_string(), "1,2,3".to_string()),
+        ]);
+        let p = write(
+            dir.path(),
+            "named.safetensors",
+            &[
+                ("conv1_1.weight", vec![4, 3, 3, 3], 0.1),
+                ("conv1_1.bias", vec![4], 0.0),
+            ],
+            Some(meta),
+        );
+        let f = WeightFile::open(&p).unwrap();
+        let info = f.info(None).unwrap();
+        assert_eq!(info.convs, vec![Layer::Conv1_1]);
+        assert_eq!(
+            info.convention,
+            Some(InputConvention::CaffeBgr255 {
+                mean_bgr: [1.0, 2.0, 3.0]
+            })
+        );
+        let params = f.conv_params(info.arch, &[Layer::Relu1_1]).unwrap();
+        assert_eq!((params[0].out_channels, params[0].in_channels), (4, 3));
+    }
+
+    #[test]
+    fn a_wrong_shape_names_the_tensor_and_both_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "bad.safetensors",
+            &[
+                ("features.0.weight", vec![4, 3, 3, 3], 0.1),
+                ("features.0.bias", vec![4], 0.0),
+                ("features.2.weight", vec![4, 5, 3, 3], 0.1),
+                ("features.2.bias", vec![4], 0.0),
+            ],
+            None,
+        );
+        let f = WeightFile::open(&p).unwrap();
+        let e = f
+            .conv_params(Arch::Vgg19, &[Layer::Relu1_2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("features.2.weight")
+                && e.contains("[4, 5, 3, 3]")
+                && e.contains("[out, 4, 3, 3]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn non_finite_values_and_missing_biases_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "nan.safetensors",
+            &[
+                ("features.0.weight", vec![4, 3, 3, 3], f32::NAN),
+                ("features.0.bias", vec![4], 0.0),
+            ],
+            None,
+        );
+        let e = WeightFile::open(&p)
+            .unwrap()
+            .conv_params(Arch::Vgg19, &[Layer::Conv1_1])
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::NonFiniteWeights { ref tensor, .. } if tensor == "features.0.weight"),
+            "{e}"
+        );
+        let p = write(
+            dir.path(),
+            "nobias.safetensors",
+            &[("features.0.weight", vec![4, 3, 3, 3], 0.1)],
+            None,
+        );
+        let e = WeightFile::open(&p)
+            .unwrap()
+            .conv_params(Arch::Vgg19, &[Layer::Conv1_1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing conv1_1"), "{e}");
+    }
+
+    #[test]
+    fn files_that_are_not_weights_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.pth");
+        std::fs::write(&p, b"").unwrap();
+        let e = WeightFile::open(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("empty.pth") && e.contains("empty"), "{e}");
+        let p = dir.path().join("noise.pth");
+        std::fs::write(&p, b"PK\x03\x04 definitely not a zip").unwrap();
+        let e = WeightFile::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("noise.pth"), "{e}");
+        let p = write(
+            dir.path(),
+            "other.safetensors",
+            &[("encoder.weight", vec![2, 2], 1.0)],
+            None,
+        );
+        let e = WeightFile::open(&p)
+            .unwrap()
+            .info(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no VGG convolution") && e.contains("encoder.weight"),
+            "{e}"
+        );
+    }
+}
