@@ -544,7 +544,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("empty.pth");
         std::fs::write(&p, b"").unwrap();
-        let e = WeightFile::open(&p).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = WeightFile::open(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("empty.pth") && e.contains("empty"), "{e}");
         let p = dir.path().join("noise.pth");
         std::fs::write(&p, b"PK\x03\x04 definitely not a zip").unwrap();
