@@ -223,7 +223,9 @@ def cmd_run(args):
     style = to_network(load_image(args.style), convention, mean_bgr).contiguous()
     ct, st = targets(net, content, style, cfg)
     img = content.clone().contiguous().requires_grad_(True)
+    # Tolerances 0, as optim.rs's Lbfgs::new (neural-style-pt disables them too).
     opt = torch.optim.LBFGS([img], max_iter=args.iterations, max_eval=args.iterations, history_size=args.lbfgs_history,
+                            tolerance_grad=0.0, tolerance_change=0.0,
                             line_search_fn="strong_wolfe" if args.line_search else None)
     log = []
 

@@ -89,14 +89,17 @@ impl<O: Objective> Counter<'_, O> {
 }
 
 impl Lbfgs {
-    /// PyTorch's defaults with `max_iter = max_eval = evaluations`.
+    /// PyTorch's defaults with `max_iter = max_eval = evaluations`, except that the
+    /// tolerances are 0 (as neural-style-pt sets them): it stops early only when truly stuck.
+    /// PyTorch's 1e-7 / 1e-9 end a run after one step whenever the gradients are small, as
+    /// they are for Caffe-convention networks whose inputs are in 0..255.
     pub fn new(evaluations: usize, history_size: usize, strong_wolfe: bool) -> Self {
         Self {
             lr: 1.0,
             max_iter: evaluations,
             max_eval: evaluations,
-            tolerance_grad: 1e-7,
-            tolerance_change: 1e-9,
+            tolerance_grad: 0.0,
+            tolerance_change: 0.0,
             history_size,
             strong_wolfe,
             safeguard: true,
