@@ -185,6 +185,17 @@ impl TransferConfig {
         self.style_layers.as_deref().unwrap_or(DEFAULT_STYLE_LAYERS)
     }
 
+    /// Content layers, then style layers not already listed: every layer a run reads.
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut out: Vec<Layer> = Vec::new();
+        for l in self.content_layers().iter().chain(self.style_layers()) {
+            if !out.contains(l) {
+                out.push(*l);
+            }
+        }
+        out
+    }
+
     /// This config with unset layer lists chosen for weights that have the convolutions
     /// `convs`: the paper's layers when the weights reach them; otherwise the style layers
     /// among them that the weights have and, for content, the rectifier of the deepest
@@ -342,7 +353,7 @@ impl TransferConfig {
             }
         }
         if let Some(arch) = self.arch {
-            for l in self.content_layers().iter().chain(self.style_layers()) {
+            for l in self.layers().iter() {
                 arch.check_layer(*l)?;
             }
         }

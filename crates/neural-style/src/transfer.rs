@@ -34,12 +34,7 @@ impl Network {
         let info = file.info(config.arch)?;
         let arch: Arch = info.arch;
         let config = config.with_layers_for(arch, &info.convs);
-        let wanted: Vec<Layer> = config
-            .content_layers()
-            .iter()
-            .chain(config.style_layers())
-            .copied()
-            .collect();
+        let wanted = config.layers();
         let params = file.conv_params(arch, &wanted)?;
         let deepest = wanted.iter().copied().max().unwrap_or(Layer::Relu1_1);
         let vgg = Vgg::new(
@@ -198,12 +193,7 @@ impl<'a> Objective<'a> {
             )
             .autodiff()
         };
-        let mut layers: Vec<Layer> = Vec::new();
-        for l in config.content_layers().iter().chain(config.style_layers()) {
-            if !layers.contains(l) {
-                layers.push(*l);
-            }
-        }
+        let layers = config.layers();
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
         let mut content_targets = Vec::new();
         if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
@@ -355,7 +345,7 @@ pub fn run(
         ));
     }
     let arch = net.vgg.arch();
-    for l in config.content_layers().iter().chain(config.style_layers()) {
+    for l in &config.layers() {
         arch.check_layer(*l)?;
         if !net.vgg.has_layer(*l) {
             return Err(Error::config(
