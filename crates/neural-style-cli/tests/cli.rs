@@ -78,6 +78,14 @@ impl Scene {
     fn p(&self, name: &str) -> String {
         self.dir.path().join(name).to_string_lossy().into_owned()
     }
+    /// `neural-style -c content.png -s style.png -w WEIGHTS EXTRA... -o OUT`.
+    fn transfer(&self, weights: &str, extra: &[&str], out: &str) -> Output {
+        let (c, st, o) = (self.p("content.png"), self.p("style.png"), self.p(out));
+        let mut args = vec!["-c", &c, "-s", &st, "-w", weights];
+        args.extend_from_slice(extra);
+        args.extend(["-o", &o]);
+        run(&args)
+    }
 }
 
 #[test]
@@ -125,13 +133,30 @@ fn same_seed_gives_identical_bytes() {
     let s = Scene::new();
     let w = tiny_weights();
     for out in ["a.png", "b.png"] {
-        let o = run(&[
-            "-c",
-            &s.p("content.png"),
-            "-s",
-            &s.p("style.png"),
-            "-w",
+        let o = s.transfer(
             w.to_str().unwrap(),
+            &[
+                "--size",
+                "40",
+                "-n",
+                "8",
+                "--init",
+                "noise",
+                "--seed",
+                "7",
+                "--threads",
+                "2",
+            ],
+            out,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let a = std::fs::read(s.p("a.png")).unwrap();
+    let b = std::fs::read(s.p("b.png")).unwrap();
+    assert_eq!(a, b, "same seed, different output");
+    let o = s.transfer(
+        w.to_str().unwrap(),
+        &[
             "--size",
             "40",
             "-n",
@@ -139,37 +164,12 @@ fn same_seed_gives_identical_bytes() {
             "--init",
             "noise",
             "--seed",
-            "7",
+            "8",
             "--threads",
             "2",
-            "-o",
-            &s.p(out),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
-    let a = std::fs::read(s.p("a.png")).unwrap();
-    let b = std::fs::read(s.p("b.png")).unwrap();
-    assert_eq!(a, b, "same seed, different output");
-    let o = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
-        w.to_str().unwrap(),
-        "--size",
-        "40",
-        "-n",
-        "8",
-        "--init",
-        "noise",
-        "--seed",
-        "8",
-        "--threads",
-        "2",
-        "-o",
-        &s.p("c.png"),
-    ]);
+        ],
+        "c.png",
+    );
     assert!(o.status.success());
     assert_ne!(
         a,
@@ -240,58 +240,37 @@ fn missing_layers_are_listed_in_one_error() {
         .collect();
     let truncated = s.p("truncated.safetensors");
     safetensors::serialize_to_file(keep, &None, Path::new(&truncated)).unwrap();
-    let ok = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
+    let ok = s.transfer(
         &truncated,
-        "--size",
-        "32",
-        "-n",
-        "3",
-        "--content-layers",
-        "relu2_2",
-        "--style-layers",
-        "relu1_1,relu2_1,relu3_1",
-        "-o",
-        &s.p("ok.png"),
-    ]);
+        &[
+            "--size",
+            "32",
+            "-n",
+            "3",
+            "--content-layers",
+            "relu2_2",
+            "--style-layers",
+            "relu1_1,relu2_1,relu3_1",
+        ],
+        "ok.png",
+    );
     assert!(ok.status.success(), "{}", stderr(&ok));
     // Without layer flags the defaults follow what the weights have.
-    let auto = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
-        &truncated,
-        "--size",
-        "32",
-        "-n",
-        "3",
-        "-o",
-        &s.p("auto.png"),
-    ]);
+    let auto = s.transfer(&truncated, &["--size", "32", "-n", "3"], "auto.png");
     assert!(auto.status.success(), "{}", stderr(&auto));
     // Asking for layers beyond them is one clear error.
-    let bad = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
+    let bad = s.transfer(
         &truncated,
-        "-n",
-        "3",
-        "--content-layers",
-        "relu4_2",
-        "--style-layers",
-        "relu1_1,relu5_1",
-        "-o",
-        &s.p("bad.png"),
-    ]);
+        &[
+            "-n",
+            "3",
+            "--content-layers",
+            "relu4_2",
+            "--style-layers",
+            "relu1_1,relu5_1",
+        ],
+        "bad.png",
+    );
     assert_clean_error(
         &bad,
         &[
@@ -305,39 +284,26 @@ fn missing_layers_are_listed_in_one_error() {
 
     if let Some(shared) = shared() {
         let w = shared.join("weights/vgg19-normalised-to-conv3_1.safetensors");
-        let o = run(&[
-            "-c",
-            &s.p("content.png"),
-            "-s",
-            &s.p("style.png"),
-            "-w",
+        let o = s.transfer(
             w.to_str().unwrap(),
-            "--size",
-            "32",
-            "-n",
-            "3",
-            "--content-layers",
-            "relu2_2",
-            "--style-layers",
-            "relu1_1,relu2_1,relu3_1",
-            "-o",
-            &s.p("n.png"),
-        ]);
+            &[
+                "--size",
+                "32",
+                "-n",
+                "3",
+                "--content-layers",
+                "relu2_2",
+                "--style-layers",
+                "relu1_1,relu2_1,relu3_1",
+            ],
+            "n.png",
+        );
         assert!(o.status.success(), "{}", stderr(&o));
-        let o = run(&[
-            "-c",
-            &s.p("content.png"),
-            "-s",
-            &s.p("style.png"),
-            "-w",
+        let o = s.transfer(
             w.to_str().unwrap(),
-            "--content-layers",
-            "relu4_2",
-            "--style-layers",
-            "relu1_1",
-            "-o",
-            &s.p("n2.png"),
-        ]);
+            &["--content-layers", "relu4_2", "--style-layers", "relu1_1"],
+            "n2.png",
+        );
         assert_clean_error(
             &o,
             &[
@@ -432,16 +398,7 @@ fn bad_inputs_give_one_clear_line_and_no_panic() {
         assert_clean_error(&run(&args), &[expect]);
     }
     // The output may never be an input.
-    let o = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
-        w,
-        "-o",
-        &s.p("content.png"),
-    ]);
+    let o = s.transfer(w, &[], "content.png");
     assert_clean_error(&o, &["content.png", "also an input"]);
     assert_eq!(
         std::fs::read(s.p("content.png")).unwrap(),
