@@ -158,7 +158,11 @@ impl Lbfgs {
                 let y: Vec<f32> = grad.iter().zip(&prev_grad).map(|(g, p)| g - p).collect();
                 let s: Vec<f32> = d.iter().map(|di| di * t).collect();
                 let ys = dot(&y, &s);
-                if ys > 1e-10 {
+                // PyTorch keeps a pair when ys > 1e-10, an absolute threshold: with the small
+                // gradients of Caffe-convention networks (inputs in 0..255) no pair is ever
+                // kept and L-BFGS crawls along -g. Relative to |y||s| the test means the same
+                // at every scale.
+                if ys > 1e-10 * (dot(&y, &y) * dot(&s, &s)).sqrt() {
                     if old_dirs.len() == self.history_size {
                         old_dirs.pop_front();
                         old_stps.pop_front();
