@@ -34,11 +34,18 @@ pub struct Lbfgs {
     pub history_size: usize,
     /// Use a strong-Wolfe line search (`line_search_fn="strong_wolfe"`).
     pub strong_wolfe: bool,
-    /// Divergence guard (not in PyTorch): when the loss becomes non-finite or more than
-    /// twice the best seen, go back to the best point, forget the curvature history and
-    /// continue with a step ten times smaller. Never triggers on a run that behaves.
+    /// Divergence guard (not in PyTorch): when the loss becomes non-finite, explodes (over
+    /// 1000 times the best seen) or stays above twice the best for 5 evaluations in a row,
+    /// go back to the best point, forget the curvature history and continue with a step
+    /// ten times smaller. L-BFGS's own transient spikes (one evaluation at 10-20 times the
+    /// best, then back down) are left alone.
     pub safeguard: bool,
 }
+
+/// A loss this many times the best seen is a divergence at once.
+const EXPLOSION: f32 = 1e3;
+/// A loss above twice the best this many evaluations in a row is a divergence.
+const PATIENCE: usize = 5;
 
 /// Give up after this many recoveries from divergence.
 const MAX_RECOVERIES: usize = 8;
@@ -146,6 +153,7 @@ impl Lbfgs {
         let mut fresh = true;
         let mut lr = self.lr;
         let mut best = self.safeguard.then(|| (loss, x.to_vec(), grad.clone()));
+        let mut above = 0usize;
         while n_iter < self.max_iter {
             n_iter += 1;
             if fresh {
@@ -232,10 +240,14 @@ impl Lbfgs {
                 }
             }
             if let Some((best_loss, best_x, best_grad)) = &mut best {
+                let scale = best_loss.abs().max(f32::MIN_POSITIVE);
+                above = if loss > *best_loss + scale { above + 1 } else { 0 };
                 let diverged = !loss.is_finite()
                     || grad.iter().any(|g| !g.is_finite())
-                    || loss > *best_loss + best_loss.abs().max(f32::MIN_POSITIVE);
+                    || loss > *best_loss + EXPLOSION * scale
+                    || above >= PATIENCE;
                 if diverged {
+                    above = 0;
                     *recoveries += 1;
                     x.copy_from_slice(best_x);
                     loss = *best_loss;
