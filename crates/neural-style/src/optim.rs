@@ -241,7 +241,11 @@ impl Lbfgs {
             }
             if let Some((best_loss, best_x, best_grad)) = &mut best {
                 let scale = best_loss.abs().max(f32::MIN_POSITIVE);
-                above = if loss > *best_loss + scale { above + 1 } else { 0 };
+                above = if loss > *best_loss + scale {
+                    above + 1
+                } else {
+                    0
+                };
                 let diverged = !loss.is_finite()
                     || grad.iter().any(|g| !g.is_finite())
                     || loss > *best_loss + EXPLOSION * scale
