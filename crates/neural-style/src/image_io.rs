@@ -242,3 +242,97 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         Error::io(path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_sixteen_bit_and_alpha_become_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let grey = dir.path().join("grey.png");
+        image::GrayImage::from_fn(4, 3, |x, _| image::Luma([(x * 60) as u8]))
+            .save(&grey)
+            .unwrap();
+        let img = Image::load(&grey, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert_eq!((img.width, img.height), (4, 3));
+        let plane = 12;
+        assert_eq!(img.data[1], img.data[plane + 1]);
+        assert!((img.data[3] - 180.0 / 255.0).abs() < 1e-6);
+
+        let deep = dir.path().join("deep.png");
+        image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(3, 3, |_, _| {
+            image::Rgb([65535u16, 32768, 0])
+        })
+        .save(&deep)
+        .unwrap();
+        let img = Image::load(&deep, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert!(
+            (img.data[0] - 1.0).abs() < 1e-6
+                && (img.data[9] - 32768.0 / 65535.0).abs() < 1e-5
+                && img.data[18] == 0.0
+        );
+
+        let rgba = dir.path().join("rgba.png");
+        image::RgbaImage::from_fn(2, 2, |x, _| {
+            image::Rgba([0, 0, 0, if x == 0 { 0 } else { 255 }])
+        })
+        .save(&rgba)
+        .unwrap();
+        let img = Image::load(&rgba, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert_eq!(
+            img.data[0], 1.0,
+            "transparent pixels are composited over white"
+        );
+        assert_eq!(img.data[1], 0.0, "opaque black stays black");
+    }
+
+    #[test]
+    fn limits_and_sizes_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.png");
+        image::RgbImage::new(100, 100).save(&big).unwrap();
+        let e = Image::load(&big, 5_000).unwrap_err().to_string();
+        assert!(
+            e.contains("big.png") && e.contains("100x100") && e.contains("5000"),
+            "{e}"
+        );
+        let tiny = dir.path().join("tiny.png");
+        image::RgbImage::new(1, 1).save(&tiny).unwrap();
+        let e = Image::load(&tiny, DEFAULT_MAX_INPUT_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tiny.png") && e.contains("too small"), "{e}");
+    }
+
+    #[test]
+    fn save_is_atomic_and_checks_the_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = Image::new(2, 2, vec![0.5; 12]);
+        let out = dir.path().join("out.png");
+        img.save(&out).unwrap();
+        assert_eq!(
+            Image::load(&out, DEFAULT_MAX_INPUT_PIXELS).unwrap().width,
+            2
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        assert!(
+            img.save(&dir.path().join("out.xyz"))
+                .unwrap_err()
+                .to_string()
+                .contains("out.xyz")
+        );
+        assert!(img.save(&dir.path().join("missing/out.png")).is_err());
+    }
+
+    #[test]
+    fn fit_longest_keeps_the_aspect_ratio() {
+        assert_eq!(fit_longest(1024, 768, 256), (256, 192));
+        assert_eq!(fit_longest(768, 1024, 256), (192, 256));
+        assert_eq!(fit_longest(1000, 1, 100), (100, 1));
+    }
+}
