@@ -92,24 +92,21 @@ impl Scene {
 fn a_run_writes_an_image_and_a_log_and_lowers_the_loss() {
     let s = Scene::new();
     let w = tiny_weights();
-    let o = run(&[
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
+    let log = s.p("log.jsonl");
+    let o = s.transfer(
         w.to_str().unwrap(),
-        "--size",
-        "40",
-        "-n",
-        "12",
-        "-o",
-        &s.p("out.png"),
-        "--log",
-        &s.p("log.jsonl"),
-        "--save-every",
-        "5",
-    ]);
+        &[
+            "--size",
+            "40",
+            "-n",
+            "12",
+            "--log",
+            &log,
+            "--save-every",
+            "5",
+        ],
+        "out.png",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let img = image::open(s.p("out.png")).expect("output decodes");
     assert_eq!((img.width(), img.height()), (40, 32));

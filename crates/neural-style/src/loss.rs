@@ -75,7 +75,7 @@ pub fn target_scale<const D: usize>(target: &Tensor<D>, form: LossForm) -> f32 {
 
 /// Total variation of a `[1, 3, H, W]` image: Σ|x(i+1,j) - x(i,j)| + Σ|x(i,j+1) - x(i,j)|.
 pub fn tv_loss(image: Tensor<4>) -> Tensor<1> {
-    let [_, c, h, w] = image.dims();
+    let [_, _, h, w] = image.dims();
     let dy = image
         .clone()
         .narrow(2, 1, h - 1)
@@ -84,7 +84,6 @@ pub fn tv_loss(image: Tensor<4>) -> Tensor<1> {
         .clone()
         .narrow(3, 1, w - 1)
         .sub(image.narrow(3, 0, w - 1));
-    let _ = c;
     dy.abs().sum().add(dx.abs().sum())
 }
 
