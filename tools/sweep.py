@@ -6,8 +6,8 @@
 
 Rows: weights file x (content, style) pair; columns: style weights (or, with
 --style-weights default, one column run with no weight flags at all). Each cell is labelled
-with the style weight and the style loss at the end as a fraction of its first value; a
-summary table is printed. Needs ../shared/testdata, pillow, and a release build.
+with the style weight and the style loss at the end as a fraction of the style loss of the
+starting image at the output size; a summary table is printed. Needs ../shared/testdata, pillow, and a release build.
 """
 import argparse
 import json
@@ -33,10 +33,11 @@ def main():
     p.add_argument("--style-weights", default="default")
     p.add_argument("--extra", default="", help="more flags for every run")
     p.add_argument("--weights", default=",".join(WEIGHTS))
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
     args = p.parse_args()
     if not os.path.isdir(DATA):
         sys.exit(f"{DATA} is absent: nothing to sweep")
-    binary = os.path.join(ROOT, "target", "release", "neural-style")
+    binary = args.binary
     sws = args.style_weights.split(",")
     tmp = tempfile.mkdtemp(prefix="sweep-")
     rows = []
@@ -46,19 +47,27 @@ def main():
             for sw in sws:
                 name = f"{weights.split('.')[0]}-{content.split('.')[0]}-{style.split('.')[0]}-{sw}"
                 out, log = os.path.join(tmp, name + ".png"), os.path.join(tmp, name + ".jsonl")
-                cmd = [binary, "-c", os.path.join(DATA, "content", content), "-s", os.path.join(DATA, "style", style),
-                       "-w", os.path.join(DATA, "weights", weights), "--size", str(args.size), "-n", str(args.iterations),
-                       "-o", out, "--log", log, "-q"] + shlex.split(args.extra)
-                if sw != "default":
-                    cmd += ["--style-weight", sw]
+                base = [binary, "-c", os.path.join(DATA, "content", content), "-s", os.path.join(DATA, "style", style),
+                        "-w", os.path.join(DATA, "weights", weights), "--size", str(args.size), "-q"]
+                base += shlex.split(args.extra) + ([] if sw == "default" else ["--style-weight", sw])
+                cmd = base + ["-n", str(args.iterations), "-o", out, "--log", log]
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 if r.returncode != 0:
                     sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
                 lines = [json.loads(l) for l in open(log)]
-                ratio = lines[-1]["style"] / max(lines[0]["style"], 1e-30)
+                # The style loss of the starting image at the output size: with coarse-to-fine
+                # the log's first line is at a smaller size, so measure it with one evaluation.
+                start_log = os.path.join(tmp, name + ".start.jsonl")
+                start_cmd = base + ["-n", "1", "--no-multiscale", "--log", start_log,
+                                    "-o", os.path.join(tmp, name + ".start.png")]
+                r = subprocess.run(start_cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"failed: {' '.join(start_cmd)}\n{r.stderr}")
+                start = json.loads(open(start_log).readline())
+                ratio = lines[-1]["style"] / max(start["style"], 1e-30)
                 worst = max(l["total"] for l in lines) / max(lines[0]["total"], 1e-30)
                 secs = lines[-1]["seconds"]
-                print(f"{name}: style {lines[0]['style']:.4g} -> {lines[-1]['style']:.4g} ({100 * ratio:.1f}%), "
+                print(f"{name}: style {start['style']:.4g} -> {lines[-1]['style']:.4g} ({100 * ratio:.1f}%), "
                       f"content {lines[-1]['content']:.4g}, max total/first {worst:.2f}, {secs:.0f} s", flush=True)
                 cells.append((out, f"{weights.split('-')[0]} sw={sw} style {100 * ratio:.1f}%"))
             rows.append(cells)

@@ -21,6 +21,60 @@ pub struct Cli {
 pub enum Command {
     /// Time forward+backward steps through VGG with random weights (no files needed).
     Bench(BenchArgs),
+    /// Known models and the weights cache: list, fetch, verify, import, convert.
+    Weights(WeightsArgs),
+}
+
+/// Flags of `neural-style weights`.
+#[derive(Debug, Args)]
+pub struct WeightsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: WeightsAction,
+    /// Cache directory [default: $NEURAL_STYLE_CACHE, else the platform cache directory's
+    /// `neural-style` folder].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// `neural-style weights` actions.
+#[derive(Debug, Subcommand)]
+pub enum WeightsAction {
+    /// The known models and what the cache holds of each (with sizes).
+    List,
+    /// Download (and convert) models ahead of time.
+    Fetch {
+        /// Model names (see `weights list`).
+        #[arg(required = true)]
+        models: Vec<String>,
+    },
+    /// Re-check the SHA-256 of cached models (all cached ones when none are named); a file
+    /// that fails is removed so the next run downloads it again.
+    Verify {
+        /// Model names.
+        models: Vec<String>,
+    },
+    /// Adopt a file downloaded by hand: check its SHA-256 and copy it into the cache.
+    Import {
+        /// The downloaded file.
+        file: PathBuf,
+        /// The model it is.
+        #[arg(long, short)]
+        model: String,
+    },
+    /// Convert a .pth (or .safetensors) to a conv-only .safetensors that loads fast.
+    Convert {
+        /// The weights file to read.
+        input: PathBuf,
+        /// The .safetensors to write.
+        output: PathBuf,
+        /// Network architecture [default: from the file].
+        #[arg(long, value_enum)]
+        arch: Option<ArchArg>,
+        /// Input convention to record in the output [default: the file's, if any].
+        #[arg(long, value_enum)]
+        preprocess: Option<PreprocessArg>,
+    },
 }
 
 /// Flags of `neural-style bench`.
@@ -56,8 +110,10 @@ pub enum ArchArg {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PreprocessArg {
     /// RGB in 0..1 normalised with the ImageNet mean and std (torchvision models).
+    #[value(name = "torch-rgb-01")]
     TorchRgb01,
     /// BGR in 0..255 minus the mean pixel (Caffe models, neural-style-pt's VGG).
+    #[value(name = "caffe-bgr-255")]
     CaffeBgr255,
 }
 
@@ -114,9 +170,16 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// Weights file: .safetensors or PyTorch .pth, torchvision (`features.N.weight`) or named
-    /// (`conv1_1.weight`) keys.
+    /// (`conv1_1.weight`) keys. Without it, --model is downloaded (once) and used.
     #[arg(short, long, value_name = "PATH")]
     pub weights: Option<PathBuf>,
+    /// A known model, downloaded to the cache on first use: vgg19, vgg16, vgg19-caffe.
+    #[arg(long, short = 'm', default_value = neural_style_models::DEFAULT_MODEL, conflicts_with = "weights")]
+    pub model: String,
+    /// Cache directory for downloaded models [default: $NEURAL_STYLE_CACHE, else the
+    /// platform cache directory's `neural-style` folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Network architecture [default: from the file's metadata or keys].
     #[arg(long, value_enum)]
     pub arch: Option<ArchArg>,
@@ -174,11 +237,21 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
     pub pooling: PoolingArg,
     /// Convolution padding at the image border.
-    #[arg(long, value_enum, default_value_t = PaddingArg::Zero)]
+    #[arg(long, value_enum, default_value_t = PaddingArg::Reflect)]
     pub padding: PaddingArg,
     /// Output size: the longest side (e.g. 512) or WxH (e.g. 640x480).
     #[arg(long, default_value = "512", value_name = "N|WxH")]
     pub size: String,
+    /// Optimise at the output size only (no coarse-to-fine schedule).
+    #[arg(long, conflicts_with = "scales")]
+    pub no_multiscale: bool,
+    /// Longest side of the first, coarsest size; sizes grow by √2 up to --size.
+    #[arg(long, default_value_t = neural_style::config::DEFAULT_MIN_SIZE, value_name = "N")]
+    pub min_size: u32,
+    /// Longest sides of the sizes before the final one, comma-separated and increasing
+    /// (e.g. 256,384); replaces the √2 schedule from --min-size.
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub scales: Option<Vec<u32>>,
     /// Style image size relative to the output size.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub style_scale: f32,

@@ -26,8 +26,8 @@ pub struct RunJob {
     pub init_image: Option<PathBuf>,
     /// Output image.
     pub output: PathBuf,
-    /// Weights file.
-    pub weights: PathBuf,
+    /// Where the weights come from.
+    pub weights: WeightsSource,
     /// Print losses every N evaluations.
     pub print_every: usize,
     /// JSON-lines log.
@@ -38,6 +38,20 @@ pub struct RunJob {
     pub max_input_pixels: u64,
     /// Hide the progress bar.
     pub quiet: bool,
+}
+
+/// A weights file given by path, or a known model from the cache.
+#[derive(Debug, Clone)]
+pub enum WeightsSource {
+    /// `--weights PATH`.
+    File(PathBuf),
+    /// `--model NAME`, cached in `cache`.
+    Model {
+        /// The model.
+        model: neural_style_models::Model,
+        /// The cache it lives in.
+        cache: neural_style_models::Cache,
+    },
 }
 
 fn layers(flag: &str, names: &[String]) -> Result<Vec<Layer>> {
@@ -72,9 +86,13 @@ impl RunJob {
                 dir.display()
             );
         }
-        let weights = a.weights.context(
-            "--weights is required: give a VGG16/VGG19 .safetensors or .pth file (automatic download is not available yet)",
-        )?;
+        let weights = match a.weights {
+            Some(path) => WeightsSource::File(path),
+            None => WeightsSource::Model {
+                model: crate::weights_cmd::find(&a.model).context("--model")?,
+                cache: neural_style_models::Cache::locate(a.cache_dir.as_deref())?,
+            },
+        };
         if a.content.is_none() && a.style.is_empty() {
             bail!(
                 "give --content, --style, or both (style alone synthesises a texture; content alone reconstructs the photo)"
@@ -91,7 +109,10 @@ impl RunJob {
             .chain(&a.style)
             .chain(&init_image)
             .map(|p| p.as_path())
-            .chain(std::iter::once(weights.as_path()))
+            .chain(match &weights {
+                WeightsSource::File(p) => Some(p.as_path()),
+                WeightsSource::Model { .. } => None,
+            })
             .collect();
         for input in &inputs {
             if same_file(input, &output) {
@@ -167,6 +188,9 @@ impl RunJob {
             style_scale: a.style_scale,
             style_blend: a.style_blend,
             snapshot_every: a.save_every,
+            multiscale: !a.no_multiscale,
+            min_size: a.min_size,
+            scales: a.scales,
         };
         config.validate(a.style.len()).map_err(flag_error)?;
         if a.threads == Some(0) {

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod progress;
+mod weights_cmd;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use clap::Parser;
 use neural_style::{Image, Inputs, Network, default_device};
 
 use crate::cli::{Cli, Command};
-use crate::config::RunJob;
+use crate::config::{RunJob, WeightsSource};
 use crate::progress::Reporter;
 
 fn main() -> ExitCode {
@@ -45,6 +46,10 @@ fn run() -> Result<ExitCode> {
         bench::run(args)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(Command::Weights(args)) = &cli.command {
+        weights_cmd::run(args, cli.run.quiet)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;
     let load = |p: &std::path::Path| Image::load(p, job.max_input_pixels);
@@ -57,7 +62,13 @@ fn run() -> Result<ExitCode> {
             .collect::<Result<_, _>>()?,
         init: job.init_image.as_deref().map(load).transpose()?,
     };
-    let net = Network::load(&job.weights, &job.config, &default_device())?;
+    let weights = match &job.weights {
+        WeightsSource::File(path) => path.clone(),
+        WeightsSource::Model { model, cache } => {
+            weights_cmd::model_weights(model, cache, job.quiet)?
+        }
+    };
+    let net = Network::load(&weights, &job.config, &default_device())?;
     let log = job
         .log
         .as_ref()
@@ -88,7 +99,7 @@ fn run() -> Result<ExitCode> {
             neural_style::LossForm::Mean => "mean loss form",
             neural_style::LossForm::Paper => "paper loss form",
         },
-        job.weights.display()
+        weights.display()
     ));
     let output = neural_style::run(&net, &job.config, &inputs, &mut reporter);
     reporter.finish();

@@ -19,6 +19,8 @@ pub struct Reporter {
     log: Option<std::io::BufWriter<std::fs::File>>,
     output: PathBuf,
     interrupted: Arc<AtomicBool>,
+    /// The size being optimised.
+    size: (u32, u32),
     /// The first error met while writing a log line or snapshot.
     pub error: Option<anyhow::Error>,
 }
@@ -48,6 +50,7 @@ impl Reporter {
             log: log.map(std::io::BufWriter::new),
             output,
             interrupted,
+            size: (0, 0),
             error: None,
         }
     }
@@ -83,10 +86,26 @@ impl Observer for Reporter {
                 width,
                 height,
             } => {
+                self.size = (*width, *height);
                 self.bar.set_length(*evaluations as u64);
                 self.println(&format!(
                     "Optimising a {width}x{height} image for {evaluations} evaluations"
                 ));
+            }
+            Event::Scale {
+                index,
+                scales,
+                width,
+                height,
+                evaluations,
+            } => {
+                self.size = (*width, *height);
+                if *scales > 1 {
+                    self.println(&format!(
+                        "Size {}/{scales}: {width}x{height}, {evaluations} evaluations",
+                        index + 1
+                    ));
+                }
             }
             Event::Evaluation {
                 evaluation,
@@ -108,6 +127,8 @@ impl Observer for Reporter {
                     "style": loss.style,
                     "tv": loss.tv,
                     "seconds": elapsed.as_secs_f64(),
+                    "width": self.size.0,
+                    "height": self.size.1,
                 });
                 self.log_line(&line.to_string());
             }

@@ -111,6 +111,14 @@ pub struct TransferConfig {
     pub style_blend: Option<Vec<f32>>,
     /// Emit an intermediate image every N evaluations (0: never).
     pub snapshot_every: usize,
+    /// Coarse-to-fine: optimise at smaller sizes first (from `min_size` up in steps of √2)
+    /// and start each size from the previous result, upsampled.
+    pub multiscale: bool,
+    /// Longest side of the coarsest size of the coarse-to-fine schedule.
+    pub min_size: u32,
+    /// Explicit longest sides of the sizes before the final one (overrides `min_size`; an
+    /// empty list means a single scale).
+    pub scales: Option<Vec<u32>>,
 }
 
 impl Default for TransferConfig {
@@ -134,13 +142,30 @@ impl Default for TransferConfig {
             init: Init::Content,
             seed: 0,
             pooling: Pooling::Max,
-            padding: Padding::Zero,
+            padding: Padding::Reflect,
             size: Size::Longest(512),
             style_scale: 1.0,
             style_blend: None,
             snapshot_every: 0,
+            multiscale: true,
+            min_size: DEFAULT_MIN_SIZE,
+            scales: None,
         }
     }
+}
+
+/// Longest side of the first size of the default coarse-to-fine schedule.
+pub const DEFAULT_MIN_SIZE: u32 = 256;
+
+/// One size of a coarse-to-fine schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Scale {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Loss evaluations (or Adam steps) at this size.
+    pub evaluations: usize,
 }
 
 /// The paper's content layer.
@@ -266,6 +291,58 @@ impl TransferConfig {
         }
     }
 
+    /// The coarse-to-fine schedule ending at `width` x `height`: the longest side grows from
+    /// `min_size` (or through `scales`) by factors of √2. The first size gets `iterations`
+    /// evaluations; each later one `iterations · (first area / its area)`, but at least a
+    /// quarter of `iterations`, so every size costs about the same time and the final size
+    /// only refines. A single scale (`multiscale` off, or a size within √2 of `min_size`)
+    /// gets `iterations`.
+    pub fn schedule(&self, width: u32, height: u32) -> Vec<Scale> {
+        let longest = width.max(height);
+        let sides: Vec<u32> = match (&self.scales, self.multiscale) {
+            (Some(list), _) => list.iter().copied().filter(|&s| s < longest).collect(),
+            (None, false) => Vec::new(),
+            (None, true) => {
+                let mut sides = Vec::new();
+                let mut side = f64::from(self.min_size);
+                // Stop when the next size is within about √2 of the final one.
+                while side * 1.2 < f64::from(longest) {
+                    sides.push(side.round() as u32);
+                    side *= std::f64::consts::SQRT_2;
+                }
+                sides
+            }
+        };
+        let size_at = |side: u32| {
+            let f = f64::from(side) / f64::from(longest);
+            let scale = |v: u32| ((f64::from(v) * f).round() as u32).max(16);
+            (scale(width), scale(height))
+        };
+        let mut out: Vec<Scale> = sides
+            .into_iter()
+            .map(size_at)
+            .chain(std::iter::once((width, height)))
+            .map(|(width, height)| Scale {
+                width,
+                height,
+                evaluations: 0,
+            })
+            .collect();
+        let first_area = f64::from(out[0].width) * f64::from(out[0].height);
+        let n = self.iterations;
+        for (i, s) in out.iter_mut().enumerate() {
+            s.evaluations = if i == 0 {
+                n
+            } else {
+                let area = f64::from(s.width) * f64::from(s.height);
+                ((n as f64 * first_area / area).round() as usize)
+                    .max(n.div_ceil(4))
+                    .max(1)
+            };
+        }
+        out
+    }
+
     /// Checks every value; `styles` is the number of style images given.
     pub fn validate(&self, styles: usize) -> Result<()> {
         let finite_nonneg = |field: &'static str, v: Option<f32>| match v {
@@ -314,6 +391,21 @@ impl TransferConfig {
                 ),
             ));
         }
+        if !(16..=16384).contains(&self.min_size) {
+            return Err(Error::config(
+                "min_size",
+                format!("{} is not allowed; use 16..=16384 pixels", self.min_size),
+            ));
+        }
+        if let Some(scales) = &self.scales
+            && (scales.iter().any(|s| !(16..=16384).contains(s))
+                || scales.windows(2).any(|w| w[0] >= w[1]))
+        {
+            return Err(Error::config(
+                "scales",
+                format!("{scales:?} is not allowed; use increasing sizes of 16..=16384 pixels"),
+            ));
+        }
         if self.content_layers().is_empty() && self.style_layers().is_empty() {
             return Err(Error::config(
                 "layers",
@@ -358,5 +450,78 @@ impl TransferConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sides(s: &[Scale]) -> Vec<(u32, u32, usize)> {
+        s.iter()
+            .map(|s| (s.width, s.height, s.evaluations))
+            .collect()
+    }
+
+    #[test]
+    fn schedule_grows_by_sqrt2_and_spends_about_equal_time_per_size() {
+        let c = TransferConfig {
+            iterations: 400,
+            ..TransferConfig::default()
+        };
+        // 256, 362 then the final 512x384; 400 at the first, 400/2 and the floor 100.
+        assert_eq!(
+            sides(&c.schedule(512, 384)),
+            vec![(256, 192, 400), (362, 272, 200), (512, 384, 100)]
+        );
+        let big = c.schedule(2048, 2048);
+        let longest: Vec<u32> = big.iter().map(|s| s.width).collect();
+        assert_eq!(longest, vec![256, 362, 512, 724, 1024, 1448, 2048]);
+        assert!(big.iter().all(|s| s.evaluations >= 100));
+    }
+
+    #[test]
+    fn schedule_is_single_when_off_or_when_small() {
+        let mut c = TransferConfig {
+            iterations: 50,
+            ..TransferConfig::default()
+        };
+        assert_eq!(sides(&c.schedule(300, 200)), vec![(300, 200, 50)]);
+        c.multiscale = false;
+        assert_eq!(sides(&c.schedule(1024, 768)), vec![(1024, 768, 50)]);
+        c.scales = Some(vec![100, 200, 2000]);
+        // Explicit sizes win over the switch; sizes not below the final one are dropped.
+        assert_eq!(
+            sides(&c.schedule(400, 400)),
+            vec![(100, 100, 50), (200, 200, 13), (400, 400, 13)]
+        );
+        c.scales = Some(vec![]);
+        assert_eq!(sides(&c.schedule(400, 400)), vec![(400, 400, 50)]);
+    }
+
+    #[test]
+    fn schedule_flags_are_validated() {
+        let c = TransferConfig {
+            scales: Some(vec![300, 200]),
+            ..TransferConfig::default()
+        };
+        assert!(matches!(
+            c.validate(1),
+            Err(Error::InvalidConfig {
+                field: "scales",
+                ..
+            })
+        ));
+        let c = TransferConfig {
+            min_size: 4,
+            ..TransferConfig::default()
+        };
+        assert!(matches!(
+            c.validate(1),
+            Err(Error::InvalidConfig {
+                field: "min_size",
+                ..
+            })
+        ));
     }
 }

@@ -35,7 +35,7 @@ pub mod transfer;
 pub mod vgg;
 pub mod weights;
 
-pub use config::{Init, LossWeights, OptimizerKind, Size, TransferConfig};
+pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;

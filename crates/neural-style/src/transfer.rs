@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 
-use crate::config::{Init, LossWeights, OptimizerKind, Size, TransferConfig};
+use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 use crate::error::{Error, Result};
 use crate::image_io::{Image, fit_longest};
 use crate::loss::{self, LossForm};
@@ -85,14 +85,27 @@ pub struct LossParts {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event<'a> {
-    /// Targets are computed; the optimisation starts.
+    /// The optimisation starts.
     Started {
-        /// Planned loss evaluations.
+        /// Planned loss evaluations, all sizes together.
         evaluations: usize,
         /// Output width.
         width: u32,
         /// Output height.
         height: u32,
+    },
+    /// Optimisation at one size of the coarse-to-fine schedule starts.
+    Scale {
+        /// 0-based index in the schedule.
+        index: usize,
+        /// Number of sizes in the schedule.
+        scales: usize,
+        /// Width at this size.
+        width: u32,
+        /// Height at this size.
+        height: u32,
+        /// Evaluations planned at this size.
+        evaluations: usize,
     },
     /// One loss evaluation finished.
     Evaluation {
@@ -137,9 +150,9 @@ impl<F: FnMut(&Event<'_>) -> ControlFlow<()>> Observer for F {
 /// The result of a run.
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// The image with the lowest loss seen.
+    /// The image with the lowest loss seen at the last size optimised, at the output size.
     pub image: Image,
-    /// Its loss.
+    /// Its loss (at the size it was optimised at).
     pub best_loss: LossParts,
     /// The loss at the last evaluation.
     pub final_loss: LossParts,
@@ -329,7 +342,10 @@ pub fn noise_image(width: u32, height: u32, seed: u64) -> Image {
 }
 
 /// Runs style transfer: resizes the inputs, builds the targets, optimises the image and
-/// returns the best one seen. `observer` sees every evaluation and can stop the run.
+/// returns the best one seen. With `config.multiscale` the image is first optimised at
+/// smaller sizes ([`TransferConfig::schedule`]), each result upsampled to start the next.
+/// `observer` sees every evaluation and can stop the run; a run stopped before the final
+/// size returns its best image so far upsampled to the output size.
 pub fn run(
     net: &Network,
     config: &TransferConfig,
@@ -356,8 +372,119 @@ pub fn run(
             ));
         }
     }
-    let conv = net.convention;
+    if config.init == Init::Image && inputs.init.is_none() {
+        return Err(Error::config(
+            "init",
+            "init is `image` but no init image was given",
+        ));
+    }
     let (width, height) = output_size(config.size, inputs.content.as_ref());
+    let schedule = config.schedule(width, height);
+    let evaluations: usize = schedule.iter().map(|s| s.evaluations).sum();
+    if observer
+        .on_event(&Event::Started {
+            evaluations,
+            width,
+            height,
+        })
+        .is_break()
+    {
+        let start = start_image(config, inputs, width, height);
+        return Ok(Output {
+            image: start,
+            best_loss: LossParts::default(),
+            final_loss: LossParts::default(),
+            evaluations: 0,
+            stopped: true,
+            recoveries: 0,
+            non_finite_at: None,
+        });
+    }
+    let started = Instant::now();
+    let mut previous: Option<Image> = None;
+    let mut total = Output {
+        image: Image::new(1, 1, vec![0.0; 3]),
+        best_loss: LossParts::default(),
+        final_loss: LossParts::default(),
+        evaluations: 0,
+        stopped: false,
+        recoveries: 0,
+        non_finite_at: None,
+    };
+    for (index, scale) in schedule.iter().enumerate() {
+        if observer
+            .on_event(&Event::Scale {
+                index,
+                scales: schedule.len(),
+                width: scale.width,
+                height: scale.height,
+                evaluations: scale.evaluations,
+            })
+            .is_break()
+        {
+            total.stopped = true;
+            break;
+        }
+        let init = match previous.take() {
+            Some(p) => p.resized(scale.width, scale.height),
+            None => start_image(config, inputs, scale.width, scale.height),
+        };
+        let out = run_scale(
+            net,
+            config,
+            inputs,
+            *scale,
+            init,
+            total.evaluations,
+            started,
+            observer,
+        )?;
+        total.evaluations += out.evaluations;
+        total.recoveries += out.recoveries;
+        total.non_finite_at = total.non_finite_at.or(out.non_finite_at);
+        total.best_loss = out.best_loss;
+        total.final_loss = out.final_loss;
+        previous = Some(out.image);
+        if out.stopped {
+            total.stopped = true;
+            break;
+        }
+    }
+    total.image = match previous {
+        Some(image) => image.resized(width, height),
+        None => start_image(config, inputs, width, height),
+    };
+    Ok(total)
+}
+
+/// The image the optimisation starts from, at `width` x `height`.
+fn start_image(config: &TransferConfig, inputs: &Inputs, width: u32, height: u32) -> Image {
+    match (&config.init, &inputs.content, &inputs.init) {
+        (Init::Content, Some(c), _) => c.resized(width, height),
+        (Init::Image, _, Some(i)) => i.resized(width, height),
+        _ => noise_image(width, height, config.seed),
+    }
+}
+
+/// Optimises one size of the schedule from `init`; evaluation numbers in events continue
+/// from `done`, and times count from `started`.
+#[allow(clippy::too_many_arguments)]
+fn run_scale(
+    net: &Network,
+    config: &TransferConfig,
+    inputs: &Inputs,
+    scale: Scale,
+    init: Image,
+    done: usize,
+    started: Instant,
+    observer: &mut dyn Observer,
+) -> Result<Output> {
+    let conv = net.convention;
+    let Scale {
+        width,
+        height,
+        evaluations,
+    } = scale;
     let content = inputs.content.as_ref().map(|c| c.resized(width, height));
     let blend: Vec<f32> = match &config.style_blend {
         Some(b) => {
@@ -391,37 +518,7 @@ pub fn run(
         height,
     );
 
-    let start_image = match (&config.init, &content) {
-        (Init::Content, Some(c)) => c.clone(),
-        (Init::Image, _) => inputs
-            .init
-            .as_ref()
-            .ok_or_else(|| Error::config("init", "init is `image` but no init image was given"))?
-            .resized(width, height),
-        _ => noise_image(width, height, config.seed),
-    };
-    let mut x = conv.to_network(&start_image.data);
-
-    let evaluations = config.iterations;
-    if observer
-        .on_event(&Event::Started {
-            evaluations,
-            width,
-            height,
-        })
-        .is_break()
-    {
-        return Ok(Output {
-            image: start_image,
-            best_loss: LossParts::default(),
-            final_loss: LossParts::default(),
-            evaluations: 0,
-            stopped: true,
-            recoveries: 0,
-            non_finite_at: None,
-        });
-    }
-    let started = Instant::now();
+    let mut x = conv.to_network(&init.data);
     let mut count = 0usize;
     let mut best: Option<(LossParts, Vec<f32>)> = None;
     let mut last = LossParts::default();
@@ -432,7 +529,7 @@ pub fn run(
         last = parts;
         let finite = parts.total.is_finite() && grad.iter().all(|g| g.is_finite());
         if !finite {
-            non_finite_at.get_or_insert(count);
+            non_finite_at.get_or_insert(done + count);
             // L-BFGS's guard restores the best point; anything else stops here, keeping
             // the best image.
             if !(config.safeguard && config.optimizer == OptimizerKind::Lbfgs) {
@@ -442,17 +539,17 @@ pub fn run(
             best = Some((parts, x.to_vec()));
         }
         observer.on_event(&Event::Evaluation {
-            evaluation: count,
+            evaluation: done + count,
             loss: parts,
             elapsed: started.elapsed(),
         })?;
         if config.snapshot_every > 0
-            && count.is_multiple_of(config.snapshot_every)
+            && (done + count).is_multiple_of(config.snapshot_every)
             && count < evaluations
         {
             let image = Image::new(width, height, conv.from_network(x));
             observer.on_event(&Event::Snapshot {
-                evaluation: count,
+                evaluation: done + count,
                 image: &image,
             })?;
         }
@@ -472,7 +569,7 @@ pub fn run(
     };
     let Some((best_loss, best_x)) = best else {
         return Err(Error::Diverged {
-            evaluation: non_finite_at.unwrap_or(1),
+            evaluation: non_finite_at.unwrap_or(done + 1),
         });
     };
     let mut data = conv.from_network(&best_x);

@@ -382,6 +382,81 @@ impl WeightFile {
     }
 }
 
+impl WeightFile {
+    /// Writes the convolutions of this file (all those present from `conv1_1` on, checked
+    /// as [`WeightFile::conv_params`] checks them) to `out` as a conv-only f32
+    /// `.safetensors` with torchvision keys (`features.N.weight`, `features.N.bias`) and
+    /// metadata `arch`, and `input`/`mean_bgr` when `convention` (or the file's own
+    /// metadata) gives one. The file is written atomically. Returns what was written.
+    pub fn write_conv_safetensors(
+        &self,
+        arch_override: Option<Arch>,
+        convention: Option<InputConvention>,
+        out: &Path,
+    ) -> Result<WeightsInfo> {
+        let info = self.info(arch_override)?;
+        let arch = info.arch;
+        // The convolutions that form an unbroken chain from conv1_1.
+        let chain: Vec<Layer> = arch
+            .layers()
+            .into_iter()
+            .filter(|l| l.kind() == LayerKind::Conv)
+            .take_while(|l| info.convs.contains(l))
+            .collect();
+        let Some(deepest) = chain.last().copied() else {
+            return Err(format_error(&self.path, "the file has no `conv1_1`"));
+        };
+        let params = self.conv_params(arch, &[deepest])?;
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for p in &params {
+            let index = arch.feature_index(p.layer).unwrap_or_default();
+            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            tensors.push((
+                format!("features.{index}.weight"),
+                vec![p.out_channels, p.in_channels, 3, 3],
+                bytes(&p.weight),
+            ));
+            tensors.push((
+                format!("features.{index}.bias"),
+                vec![p.out_channels],
+                bytes(&p.bias),
+            ));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(name, shape, data)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| format_error(out, format!("cannot build tensor `{name}`: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let mut metadata = HashMap::new();
+        metadata.insert("arch".to_string(), arch.to_string());
+        match convention.or(info.convention) {
+            Some(InputConvention::TorchRgb01) => {
+                metadata.insert("input".to_string(), "torch-rgb-01".to_string());
+            }
+            Some(InputConvention::CaffeBgr255 { mean_bgr }) => {
+                metadata.insert("input".to_string(), "caffe-bgr-255".to_string());
+                metadata.insert(
+                    "mean_bgr".to_string(),
+                    format!("{},{},{}", mean_bgr[0], mean_bgr[1], mean_bgr[2]),
+                );
+            }
+            None => {}
+        }
+        let bytes = safetensors::serialize(views, &Some(metadata))
+            .map_err(|e| format_error(out, format!("cannot serialise: {e}")))?;
+        crate::image_io::write_atomically(out, &bytes)?;
+        Ok(WeightsInfo {
+            path: out.to_path_buf(),
+            arch,
+            convention: convention.or(info.convention),
+            convs: chain,
+        })
+    }
+}
+
 fn parse_mean(s: &str) -> Option<[f32; 3]> {
     let v: Vec<f32> = s
         .trim_matches(|c| c == '[' || c == ']')
