@@ -122,7 +122,7 @@ impl RunJob {
                 );
             }
         }
-        let size: Size = a.size.parse().context("--size")?;
+        let size: Size = a.size.parse().map_err(flag_error)?;
         // Parsed even when unused, so that a typo is reported either way.
         let content_layers = a
             .content_layers

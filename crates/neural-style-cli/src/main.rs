@@ -78,10 +78,19 @@ fn run() -> Result<ExitCode> {
         })
         .transpose()?;
 
+    // Ctrl-C (SIGINT) or SIGTERM stop the run at the next evaluation and save its best
+    // image; a second Ctrl-C exits at once.
     let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    let terminated = Arc::new(AtomicBool::new(false));
+    {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
+            .and_then(|_| flag::register(SIGINT, interrupted.clone()))
+            .and_then(|_| flag::register(SIGTERM, terminated.clone()))
+            .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
+            .context("installing the signal handlers")?;
+    }
 
     let mut reporter = Reporter::new(
         job.quiet,
@@ -126,7 +135,13 @@ fn run() -> Result<ExitCode> {
             output.best_loss.total,
             partial.display()
         );
-        return Ok(ExitCode::from(130));
+        // The shell's convention: 128 + the signal's number.
+        let code = if terminated.load(Ordering::SeqCst) {
+            143
+        } else {
+            130
+        };
+        return Ok(ExitCode::from(code));
     }
     if output.recoveries > 0 {
         eprintln!(

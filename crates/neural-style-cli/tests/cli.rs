@@ -293,131 +293,394 @@ fn missing_layers_are_listed_in_one_error() {
     }
 }
 
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header claims `w` x `h` pixels (a decompression bomb when large).
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    // The start of a compressed stream that would inflate to the claimed size, then IEND.
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0xed, 0xc1][..]),
+        (b"IEND", &[]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(data);
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+/// The tiny weights with tensor `key` replaced by `shape` filled with `value`.
+fn tiny_weights_with(key: &str, shape: Vec<usize>, value: f32) -> Vec<u8> {
+    let bytes = std::fs::read(tiny_weights()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let n: usize = shape.iter().product();
+    let data: Vec<u8> = (0..n).flat_map(|_| value.to_le_bytes()).collect();
+    let replacement =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &data).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == key {
+                (k, replacement.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    safetensors::serialize(tensors, &None).unwrap()
+}
+
 #[test]
 fn bad_inputs_give_one_clear_line_and_no_panic() {
     let s = Scene::new();
     let w = tiny_weights();
     let w = w.to_str().unwrap();
-    std::fs::write(s.p("empty.png"), b"").unwrap();
-    std::fs::write(s.p("garbage.jpg"), b"this is not an image at all").unwrap();
     let png = std::fs::read(s.p("content.png")).unwrap();
-    std::fs::write(s.p("truncated.png"), &png[..png.len() / 2]).unwrap();
-    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+    let weights = std::fs::read(tiny_weights()).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.png", vec![]),
+        ("garbage.jpg", b"this is not an image at all".to_vec()),
+        ("truncated.png", png[..png.len() / 2].to_vec()),
         (
-            vec!["-c".into(), s.p("nope.png"), "-s".into(), s.p("style.png")],
-            vec!["nope.png"],
+            "text.png",
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+        ),
+        ("bomb.png", png_claiming(100_000, 100_000)),
+        ("empty.safetensors", vec![]),
+        (
+            "header.safetensors",
+            b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":".to_vec(),
+        ),
+        ("cut.safetensors", weights[..weights.len() / 2].to_vec()),
+        (
+            "shape.safetensors",
+            tiny_weights_with("features.0.weight", vec![4, 2, 3, 3], 0.1),
         ),
         (
-            vec!["-c".into(), s.p("empty.png"), "-s".into(), s.p("style.png")],
-            vec!["empty.png", "empty"],
+            "nan.safetensors",
+            tiny_weights_with("features.2.weight", vec![4, 4, 3, 3], f32::NAN),
+        ),
+        ("notweights.pth", b"PK\x03\x04 not really a zip".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(s.p(name), bytes).unwrap();
+    }
+    image::RgbImage::new(1, 1).save(s.p("dot.png")).unwrap();
+    std::fs::create_dir(s.p("out.png")).unwrap();
+    let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("x.png"));
+    let dir = s.dir.path().to_string_lossy().into_owned();
+    // (arguments, what the one error line must say); "-n 2 --size 32" unless given.
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        // Images.
+        (
+            vec!["-c", &s.p("nope.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["nope.png", "No such file"],
         ),
         (
-            vec![
-                "-c".into(),
-                s.p("content.png"),
-                "-s".into(),
-                s.p("garbage.jpg"),
-            ],
-            vec!["garbage.jpg"],
+            vec!["-c", &s.p("empty.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["empty.png", "the file is empty"],
         ),
         (
-            vec![
-                "-c".into(),
-                s.p("truncated.png"),
-                "-s".into(),
-                s.p("style.png"),
-            ],
+            vec!["-c", &dir, "-s", &st, "-w", w, "-o", &out],
+            vec!["is a directory"],
+        ),
+        (
+            vec!["-c", &c, "-s", &s.p("garbage.jpg"), "-w", w, "-o", &out],
+            vec!["garbage.jpg", "not a recognised image format"],
+        ),
+        (
+            vec!["-c", &s.p("truncated.png"), "-s", &st, "-w", w, "-o", &out],
             vec!["truncated.png"],
         ),
         (
-            vec![
-                "-c".into(),
-                s.dir.path().to_string_lossy().into_owned(),
-                "-s".into(),
-                s.p("style.png"),
-            ],
-            vec!["directory"],
+            vec!["-c", &s.p("text.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["text.png", "not a recognised image format"],
         ),
-    ];
+        (
+            vec!["-c", &s.p("bomb.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["bomb.png", "100000x100000", "--max-input-pixels"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--max-input-pixels",
+                "100",
+            ],
+            vec!["content.png", "40x32", "more than the 100 pixels"],
+        ),
+        (
+            vec!["-c", &s.p("dot.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["dot.png", "too small"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "--init",
+                &s.p("noinit.png"),
+                "-o",
+                &out,
+            ],
+            vec!["noinit.png"],
+        ),
+        // Flags.
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--style-weight",
+                "-1",
+            ],
+            vec!["--style-weight", ">= 0"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--content-weight",
+                "nan",
+            ],
+            vec!["--content-weight", "NaN"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--size", "0"],
+            vec!["--size", "16..=16384"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--size", "big"],
+            vec!["--size", "`big`"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--style-layers",
+                "relu9_9",
+            ],
+            vec!["unknown layer `relu9_9`"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--style-blend",
+                "0.5,0.5",
+            ],
+            vec!["--style-blend", "2 weights given for 1 style images"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--style-layer-weights",
+                "1,2",
+            ],
+            vec!["--style-layer-weights", "2 weights given"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "-n", "0"],
+            vec!["--iterations", "at least 1"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--threads", "0"],
+            vec!["--threads 0"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--style-scale",
+                "0",
+            ],
+            vec!["--style-scale", "(0, 8]"],
+        ),
+        (
+            vec![
+                "-c", &c, "-s", &st, "-w", w, "-o", &out, "--scales", "300,200",
+            ],
+            vec!["--scales", "increasing"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--min-size", "4"],
+            vec!["--min-size", "16..=16384"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--learning-rate",
+                "-1",
+            ],
+            vec!["--learning-rate", "> 0"],
+        ),
+        (
+            vec!["-w", w, "-o", &out],
+            vec!["--content, --style, or both"],
+        ),
+        // Output.
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("x.xyz")],
+            vec!["x.xyz", "unknown image extension"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("noext")],
+            vec!["noext", "no file extension"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("nodir/x.png")],
+            vec!["nodir", "does not exist"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("out.png")],
+            vec!["out.png", "is a directory"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &c],
+            vec!["content.png", "also an input"],
+        ),
+        (vec!["-c", &c, "-w", w], vec!["--output is required"]),
+        // Weights.
+        (
+            vec!["-c", &c, "-w", &s.p("none.safetensors"), "-o", &out],
+            vec!["none.safetensors", "No such file"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("empty.safetensors"), "-o", &out],
+            vec!["empty.safetensors", "empty"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("header.safetensors"), "-o", &out],
+            vec!["header.safetensors"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("cut.safetensors"), "-o", &out],
+            vec!["cut.safetensors"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("shape.safetensors"), "-o", &out],
+            vec!["shape.safetensors", "features.0.weight", "[4, 2, 3, 3]"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("nan.safetensors"), "-o", &out],
+            vec!["nan.safetensors", "features.2.weight"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("notweights.pth"), "-o", &out],
+            vec!["notweights.pth"],
+        ),
+        (
+            vec!["-c", &c, "-w", &png_path(&s), "-o", &out],
+            vec!["content.png"],
+        ),
+        (
+            vec!["-c", &c, "--model", "resnet", "-o", &out],
+            vec!["unknown model `resnet`"],
+        ),
+    ]
+    .into_iter()
+    .map(|(a, e)| {
+        (
+            a.into_iter().map(String::from).collect(),
+            e.into_iter().map(String::from).collect(),
+        )
+    })
+    .collect();
+    assert!(cases.len() >= 25);
     for (mut args, expect) in cases {
-        args.extend([
-            "-w".into(),
-            w.into(),
-            "-n".into(),
-            "2".into(),
-            "--size".into(),
-            "32".into(),
-            "-o".into(),
-            s.p("x.png"),
-        ]);
+        for (flag, value) in [("-n", "2"), ("--size", "32")] {
+            if !args.iter().any(|a| a == flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
         let o = bin().args(&args).output().unwrap();
+        let expect: Vec<&str> = expect.iter().map(String::as_str).collect();
         assert_clean_error(&o, &expect);
+        eprintln!("{}", stderr(&o).trim());
+        assert_ne!(o.status.code(), Some(0));
     }
-    // Flags out of range or contradictory.
-    let base = [
-        "-c",
-        &s.p("content.png"),
-        "-s",
-        &s.p("style.png"),
-        "-w",
-        w,
-        "-o",
-        &s.p("x.png"),
-    ];
-    for (extra, expect) in [
-        (vec!["--style-weight", "-1"], "--style-weight"),
-        (vec!["--size", "0"], "--size"),
-        (vec!["--style-layers", "relu9_9"], "unknown layer `relu9_9`"),
-        (vec!["--style-blend", "0.5,0.5"], "--style-blend"),
-        (vec!["-n", "0"], "--iterations"),
-    ] {
-        let mut args: Vec<&str> = base.to_vec();
-        args.extend(extra);
-        assert_clean_error(&run(&args), &[expect]);
-    }
-    // The output may never be an input.
-    let o = s.transfer(w, &[], "content.png");
-    assert_clean_error(&o, &["content.png", "also an input"]);
-    assert_eq!(
-        std::fs::read(s.p("content.png")).unwrap(),
-        png,
-        "input was modified"
-    );
-    // Unknown output format, missing directory, corrupt weights.
-    assert_clean_error(
-        &run(&["-c", &s.p("content.png"), "-w", w, "-o", &s.p("x.xyz")]),
-        &["x.xyz"],
-    );
-    assert_clean_error(
-        &run(&[
-            "-c",
-            &s.p("content.png"),
-            "-w",
-            w,
-            "-o",
-            &s.p("nodir/x.png"),
-        ]),
-        &["does not exist"],
-    );
-    std::fs::write(
-        s.p("bad.safetensors"),
-        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
-    )
-    .unwrap();
-    assert_clean_error(
-        &run(&[
-            "-c",
-            &s.p("content.png"),
-            "-w",
-            &s.p("bad.safetensors"),
-            "-n",
-            "2",
-            "-o",
-            &s.p("x.png"),
-        ]),
-        &["bad.safetensors"],
-    );
-    assert!(!Path::new(&s.p("x.png")).exists());
+    assert_eq!(std::fs::read(&c).unwrap(), png, "an input was modified");
+    assert!(!Path::new(&out).exists());
+}
+
+fn png_path(s: &Scene) -> String {
+    s.p("content.png")
 }
 
 #[test]
@@ -594,4 +857,72 @@ fn a_failed_model_download_says_how_to_import_by_hand() {
             .exists()
     );
     assert!(!Path::new(&s.p("x.png")).exists());
+}
+
+/// Starts a long run, waits for a few evaluations in its log, sends `signal` with `kill`,
+/// and returns its exit status and stderr.
+#[cfg(unix)]
+fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let log = s.p("sig.jsonl");
+    let w = tiny_weights();
+    let mut child = bin()
+        .args([
+            "-c",
+            &s.p("content.png"),
+            "-s",
+            &s.p("style.png"),
+            "-w",
+            w.to_str().unwrap(),
+            "--size",
+            "48",
+            "-n",
+            "1000000",
+            "--log",
+            &log,
+            "-o",
+            &s.p("sig.png"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no evaluations logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_save_the_best_image_and_exit_130_and_143() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let s = Scene::new();
+        let (status, err) = interrupt_run(&s, signal);
+        assert_eq!(status.code(), Some(code), "{signal}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let partial = s.p("sig.partial.png");
+        assert!(err.contains(&partial), "{err}");
+        let img = image::open(&partial).expect("the partial image decodes");
+        assert_eq!((img.width(), img.height()), (48, 38));
+        // The requested output is not written by an interrupted run.
+        assert!(!Path::new(&s.p("sig.png")).exists());
+    }
 }

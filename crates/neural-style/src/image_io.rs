@@ -55,13 +55,31 @@ impl Image {
         if meta.len() == 0 {
             return Err(decode_err("the file is empty".into()));
         }
-        let mut reader = ImageReader::open(path)
-            .map_err(|e| Error::io(path, e))?
-            .with_guessed_format()
+        // The format comes from the content; the extension is trusted only for formats
+        // without a signature (TGA), so a misnamed file is still read and a non-image
+        // named .jpg is called what it is.
+        let mut head = [0u8; 64];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| {
+                use std::io::Read;
+                f.read(&mut head)
+            })
             .map_err(|e| Error::io(path, e))?;
-        if reader.format().is_none() {
-            return Err(decode_err("not a recognised image format".into()));
-        }
+        let format = match image::guess_format(&head[..n]) {
+            Ok(f) => f,
+            Err(_) => match ImageFormat::from_path(path) {
+                Ok(ImageFormat::Tga) => ImageFormat::Tga,
+                _ => {
+                    return Err(decode_err(
+                        "not a recognised image format (its first bytes match no PNG, JPEG, \
+                         GIF, WebP, BMP, TIFF, ... signature)"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        reader.set_format(format);
         let mut limits = image::Limits::default();
         limits.max_alloc = Some((max_pixels.saturating_mul(16)).max(64 << 20));
         reader.limits(limits);
@@ -287,6 +305,27 @@ mod tests {
             "transparent pixels are composited over white"
         );
         assert_eq!(img.data[1], 0.0, "opaque black stays black");
+    }
+
+    #[test]
+    fn the_format_comes_from_the_content_not_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let misnamed = dir.path().join("photo.jpg");
+        image::RgbImage::from_pixel(3, 2, image::Rgb([255, 0, 0]))
+            .save_with_format(&misnamed, ImageFormat::Png)
+            .unwrap();
+        let img = Image::load(&misnamed, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert_eq!((img.width, img.height), (3, 2));
+        assert_eq!(img.data[0], 1.0);
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, "plain text").unwrap();
+        let err = Image::load(&text, DEFAULT_MAX_INPUT_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("notes.png") && err.contains("not a recognised image format"),
+            "{err}"
+        );
     }
 
     #[test]

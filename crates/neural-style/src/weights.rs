@@ -70,7 +70,10 @@ impl WeightFile {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
             format_error(
                 path,
-                format!("neither a safetensors nor a PyTorch file ({e})"),
+                format!(
+                    "it looks like a safetensors file, but its header is damaged or the file is \
+                     truncated ({e})"
+                ),
             )
         })?;
         let header_len = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])) as usize;
