@@ -273,7 +273,52 @@ pub struct RunArgs {
     /// Refuse input images with more pixels than this (decompression-bomb guard).
     #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
     pub max_input_pixels: u64,
+    /// Plan for at most this much memory (e.g. 6G, 800M) [default: 90% of what is free].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+    /// Skip the memory check (by default a run that would not fit in the free memory is
+    /// refused, or its L-BFGS history shortened, before it starts).
+    #[arg(long)]
+    pub no_memory_check: bool,
     /// Do not show the progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `800M`, `6G`, `1.5G` or a plain number of bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&t[..i], t[i..].to_ascii_uppercase()),
+        None => (t, String::new()),
+    };
+    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("`{s}`: use a size like 800M or 6G")),
+    };
+    let n: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: use a size like 800M or 6G"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("`{s}`: the size must be positive"));
+    }
+    Ok((n * scale as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(super::parse_bytes("800M"), Ok(800 << 20));
+        assert_eq!(super::parse_bytes("1.5G"), Ok(3 << 29));
+        assert_eq!(super::parse_bytes("2gib"), Ok(2 << 30));
+        assert_eq!(super::parse_bytes("4096"), Ok(4096));
+        assert!(super::parse_bytes("lots").is_err());
+        assert!(super::parse_bytes("-1G").is_err());
+    }
 }

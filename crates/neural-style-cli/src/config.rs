@@ -38,6 +38,10 @@ pub struct RunJob {
     pub max_input_pixels: u64,
     /// Hide the progress bar.
     pub quiet: bool,
+    /// Skip the memory estimate.
+    pub no_memory_check: bool,
+    /// The most memory to plan for.
+    pub max_memory: Option<u64>,
 }
 
 /// A weights file given by path, or a known model from the cache.
@@ -208,6 +212,8 @@ impl RunJob {
             threads: a.threads,
             max_input_pixels: a.max_input_pixels,
             quiet: a.quiet,
+            no_memory_check: a.no_memory_check,
+            max_memory: a.max_memory,
         })
     }
 }

@@ -39,6 +39,43 @@ fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a run whose estimated peak memory exceeds what is free, or shortens its L-BFGS
+/// history so that it fits.
+fn check_memory(job: &mut RunJob, net: &Network, inputs: &Inputs) -> Result<()> {
+    use neural_style::memory::{available_memory, estimate, history_that_fits};
+    // Leave a tenth of the free memory for the rest of the system.
+    let (available, budget) = match (available_memory(), job.max_memory) {
+        (None, None) => return Ok(()),
+        (Some(free), None) => (free, free / 10 * 9),
+        (None, Some(max)) => (max, max),
+        (Some(free), Some(max)) => (free.min(max), (free / 10 * 9).min(max)),
+    };
+    let config = job.config.with_layers_for(net.info.arch, &net.info.convs);
+    let (w, h) = neural_style::transfer::output_size(config.size, inputs.content.as_ref());
+    let need = estimate(&config, net.info.arch, w, h).total();
+    if need <= budget {
+        return Ok(());
+    }
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if config.optimizer == neural_style::OptimizerKind::Lbfgs
+        && let Some(history) = history_that_fits(&config, net.info.arch, w, h, budget, 5)
+    {
+        eprintln!(
+            "note: a {w}x{h} run with L-BFGS history {} needs about {:.1} GiB and {:.1} GiB is available; using history {history}",
+            config.lbfgs_history,
+            gib(need),
+            gib(available)
+        );
+        job.config.lbfgs_history = history;
+        return Ok(());
+    }
+    anyhow::bail!(
+        "a {w}x{h} run needs about {:.1} GiB of memory but {:.1} GiB is available; use a smaller --size, --optimizer adam, or --no-memory-check to try anyway",
+        gib(need),
+        gib(available)
+    )
+}
+
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(Command::Bench(args)) = &cli.command {
@@ -69,6 +106,10 @@ fn run() -> Result<ExitCode> {
         }
     };
     let net = Network::load(&weights, &job.config, &default_device())?;
+    let mut job = job;
+    if !job.no_memory_check {
+        check_memory(&mut job, &net, &inputs)?;
+    }
     let log = job
         .log
         .as_ref()

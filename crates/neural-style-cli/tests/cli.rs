@@ -926,3 +926,45 @@ fn sigint_and_sigterm_save_the_best_image_and_exit_130_and_143() {
         assert!(!Path::new(&s.p("sig.png")).exists());
     }
 }
+
+#[test]
+fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    // 1200 px needs some GiB: refused at once, nothing written.
+    let o = s.transfer(w, &["--size", "1200", "--max-memory", "300M"], "big.png");
+    assert_clean_error(&o, &["1200x960", "GiB of memory", "--no-memory-check"]);
+    assert!(!Path::new(&s.p("big.png")).exists());
+    // With room for the activations but not 100 history pairs: history is shortened.
+    let o = s.transfer(
+        w,
+        &[
+            "--size",
+            "400",
+            "-n",
+            "2",
+            "--max-memory",
+            "800M",
+            "--no-multiscale",
+        ],
+        "short.png",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("using history"), "{}", stderr(&o));
+    // An explicit opt-out skips the check.
+    let o = s.transfer(
+        w,
+        &[
+            "--size",
+            "400",
+            "-n",
+            "1",
+            "--max-memory",
+            "1M",
+            "--no-memory-check",
+        ],
+        "forced.png",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -30,6 +30,7 @@ pub mod config;
 pub mod error;
 pub mod image_io;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 pub mod transfer;
 pub mod vgg;
