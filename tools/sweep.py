@@ -4,8 +4,8 @@
     python3 tools/sweep.py --out docs/sweep-256.png --size 256 --style-weights 3,10,30 \
         [--iterations 150] [--extra "--tv-weight 0.1"]
 
-Rows: weights file x (content, style) pair; columns: style weights (or, with
---style-weights default, one column run with no weight flags at all). Each cell is labelled
+Rows: weights files; columns: (content, style) pairs x style weights (with --style-weights
+default, one run per pair with no weight flags at all). Each cell is labelled
 with the style weight and the style loss at the end as a fraction of the style loss of the
 starting image at the output size; a summary table is printed. Needs ../shared/testdata, pillow, and a release build.
 """
@@ -42,8 +42,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sweep-")
     rows = []
     for weights in args.weights.split(","):
+        cells = []
         for content, style in PAIRS:
-            cells = []
             for sw in sws:
                 name = f"{weights.split('.')[0]}-{content.split('.')[0]}-{style.split('.')[0]}-{sw}"
                 out, log = os.path.join(tmp, name + ".png"), os.path.join(tmp, name + ".jsonl")
@@ -70,11 +70,11 @@ def main():
                 print(f"{name}: style {start['style']:.4g} -> {lines[-1]['style']:.4g} ({100 * ratio:.1f}%), "
                       f"content {lines[-1]['content']:.4g}, max total/first {worst:.2f}, {secs:.0f} s", flush=True)
                 cells.append((out, f"{weights.split('-')[0]} sw={sw} style {100 * ratio:.1f}%"))
-            rows.append(cells)
+        rows.append(cells)
     tiles = [[Image.open(o).convert("RGB") for o, _ in r] for r in rows]
     cw = max(t.width for r in tiles for t in r)
     ch = max(t.height for r in tiles for t in r) + 14
-    sheet = Image.new("RGB", (cw * len(sws), ch * len(rows)), "white")
+    sheet = Image.new("RGB", (cw * len(rows[0]), ch * len(rows)), "white")
     draw = ImageDraw.Draw(sheet)
     for i, (r, cells) in enumerate(zip(tiles, rows)):
         for j, (t, (_, label)) in enumerate(zip(r, cells)):

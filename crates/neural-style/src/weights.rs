@@ -65,18 +65,35 @@ impl WeightFile {
         }
     }
 
+    /// Reads the header only; each tensor's bytes are read from the file when needed, so a
+    /// run reads just the convolutions it uses.
     fn open_safetensors(path: &Path) -> Result<Self> {
-        let bytes = std::sync::Arc::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        let damaged = |why: String| {
             format_error(
                 path,
                 format!(
                     "it looks like a safetensors file, but its header is damaged or the file is \
-                     truncated ({e})"
+                     truncated ({why})"
                 ),
             )
-        })?;
-        let header_len = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])) as usize;
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
+        let n = u64::from_le_bytes(len);
+        if n > file_len.saturating_sub(8) || n > 100 << 20 {
+            return Err(damaged(format!(
+                "a header of {n} bytes in a file of {file_len} bytes"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header)
+            .map_err(|e| Error::io(path, e))?;
+        let meta: safetensors::tensor::Metadata =
+            serde_json::from_slice(&header).map_err(|e| damaged(e.to_string()))?;
+        let header_len = 8 + n;
+        let file = std::sync::Arc::new(std::sync::Mutex::new(file));
         let mut entries = HashMap::new();
         for (name, info) in meta.tensors() {
             let dtype = match info.dtype {
@@ -87,17 +104,41 @@ impl WeightFile {
                 _ => None,
             };
             let (start, end) = (
-                header_len + info.data_offsets.0,
-                header_len + info.data_offsets.1,
+                header_len + info.data_offsets.0 as u64,
+                header_len + info.data_offsets.1 as u64,
             );
-            let data = bytes.clone();
+            let bytes = info
+                .shape
+                .iter()
+                .try_fold(info.dtype.size(), |a, d| a.checked_mul(*d));
+            if end < start || bytes != Some((end - start) as usize) {
+                return Err(damaged(format!(
+                    "tensor `{name}` has offsets that do not match its shape {:?}",
+                    info.shape
+                )));
+            }
+            if end > file_len {
+                return Err(damaged(format!(
+                    "tensor `{name}` ends at byte {end} but the file has {file_len} bytes"
+                )));
+            }
+            let file = file.clone();
             entries.insert(
                 name.clone(),
                 Entry {
                     dtype,
                     dtype_name: format!("{:?}", info.dtype),
                     shape: info.shape.clone(),
-                    read: Box::new(move || Ok(data[start..end].to_vec())),
+                    read: Box::new(move || {
+                        use std::io::Seek;
+                        let mut buf = vec![0u8; (end - start) as usize];
+                        let mut f = file
+                            .lock()
+                            .map_err(|_| std::io::Error::other("the file lock was poisoned"))?;
+                        f.seek(std::io::SeekFrom::Start(start))?;
+                        f.read_exact(&mut buf)?;
+                        Ok(buf)
+                    }),
                 },
             );
         }
