@@ -146,6 +146,15 @@ pub enum PoolingArg {
     Avg,
 }
 
+/// Colour preservation.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PreserveColorsArg {
+    /// Transfer, then put back the photo's chroma (YIQ).
+    Luminance,
+    /// Match the style images' colour mean and covariance to the photo's first.
+    Histogram,
+}
+
 /// Border handling.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PaddingArg {
@@ -252,6 +261,10 @@ pub struct RunArgs {
     /// (e.g. 256,384); replaces the √2 schedule from --min-size.
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     pub scales: Option<Vec<u32>>,
+    /// Keep the photo's colours: `luminance` (the result's brightness with the photo's
+    /// chroma) or `histogram` (style images recoloured to the photo's colour statistics).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub preserve_colors: Option<PreserveColorsArg>,
     /// Style image size relative to the output size.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub style_scale: f32,

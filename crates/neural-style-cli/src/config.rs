@@ -10,7 +10,8 @@ use neural_style::{
 };
 
 use crate::cli::{
-    ArchArg, LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreprocessArg, RunArgs,
+    ArchArg, LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreprocessArg, PreserveColorsArg,
+    RunArgs,
 };
 
 /// A validated style-transfer job.
@@ -195,6 +196,10 @@ impl RunJob {
             multiscale: !a.no_multiscale,
             min_size: a.min_size,
             scales: a.scales,
+            preserve_colors: a.preserve_colors.map(|p| match p {
+                PreserveColorsArg::Luminance => neural_style::PreserveColors::Luminance,
+                PreserveColorsArg::Histogram => neural_style::PreserveColors::Histogram,
+            }),
         };
         config.validate(a.style.len()).map_err(flag_error)?;
         if a.threads == Some(0) {

@@ -116,6 +116,8 @@ pub struct TransferConfig {
     pub multiscale: bool,
     /// Longest side of the coarsest size of the coarse-to-fine schedule.
     pub min_size: u32,
+    /// Keep the content photo's colours (`None`: take the painting's).
+    pub preserve_colors: Option<crate::color::PreserveColors>,
     /// Explicit longest sides of the sizes before the final one (overrides `min_size`; an
     /// empty list means a single scale).
     pub scales: Option<Vec<u32>>,
@@ -150,6 +152,7 @@ impl Default for TransferConfig {
             multiscale: true,
             min_size: DEFAULT_MIN_SIZE,
             scales: None,
+            preserve_colors: None,
         }
     }
 }

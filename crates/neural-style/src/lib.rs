@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod color;
 pub mod config;
 pub mod error;
 pub mod image_io;
@@ -36,6 +37,7 @@ pub mod transfer;
 pub mod vgg;
 pub mod weights;
 
+pub use color::PreserveColors;
 pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 
+use crate::color::{PreserveColors, keep_luminance, match_histogram};
 use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 use crate::error::{Error, Result};
 use crate::image_io::{Image, fit_longest};
@@ -378,6 +379,22 @@ pub fn run(
             "init is `image` but no init image was given",
         ));
     }
+    // Histogram mode: the style images take the photo's colour statistics first.
+    let recoloured;
+    let inputs = match (config.preserve_colors, &inputs.content) {
+        (Some(PreserveColors::Histogram), Some(photo)) => {
+            recoloured = Inputs {
+                styles: inputs
+                    .styles
+                    .iter()
+                    .map(|s| match_histogram(s, photo))
+                    .collect(),
+                ..inputs.clone()
+            };
+            &recoloured
+        }
+        _ => inputs,
+    };
     let (width, height) = output_size(config.size, inputs.content.as_ref());
     let schedule = config.schedule(width, height);
     let evaluations: usize = schedule.iter().map(|s| s.evaluations).sum();
@@ -454,6 +471,11 @@ pub fn run(
         Some(image) => image.resized(width, height),
         None => start_image(config, inputs, width, height),
     };
+    if let (Some(PreserveColors::Luminance), Some(photo)) =
+        (config.preserve_colors, &inputs.content)
+    {
+        total.image = keep_luminance(&total.image, photo);
+    }
     Ok(total)
 }
 
