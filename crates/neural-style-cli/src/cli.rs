@@ -277,6 +277,17 @@ pub struct RunArgs {
     /// Save an intermediate image every N evaluations, as OUTPUT_NNNN.EXT (0: never).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub save_every: usize,
+    /// Save the run's whole state to FILE every --checkpoint-every iterations (atomically);
+    /// `--resume FILE` continues from it exactly.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// L-BFGS iterations between checkpoints.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub checkpoint_every: usize,
+    /// Continue a run from its checkpoint (give the same images and flags); checkpoints
+    /// keep going to the same file unless --checkpoint names another.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
     /// Write one JSON line per evaluation (evaluation, total, content, style, tv, seconds).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,

@@ -43,6 +43,10 @@ pub struct RunJob {
     pub no_memory_check: bool,
     /// The most memory to plan for.
     pub max_memory: Option<u64>,
+    /// Where checkpoints go, and how often (iterations).
+    pub checkpoint: Option<(PathBuf, usize)>,
+    /// The checkpoint to continue from.
+    pub resume: Option<PathBuf>,
 }
 
 /// A weights file given by path, or a known model from the cache.
@@ -202,6 +206,9 @@ impl RunJob {
             }),
         };
         config.validate(a.style.len()).map_err(flag_error)?;
+        if a.checkpoint_every == 0 {
+            bail!("--checkpoint-every 0 is not allowed; use at least 1");
+        }
         if a.threads == Some(0) {
             bail!("--threads 0 is not allowed; use at least 1");
         }
@@ -219,6 +226,11 @@ impl RunJob {
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,
             max_memory: a.max_memory,
+            checkpoint: a
+                .checkpoint
+                .or_else(|| a.resume.clone())
+                .map(|p| (p, a.checkpoint_every)),
+            resume: a.resume,
         })
     }
 }

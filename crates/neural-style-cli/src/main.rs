@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use neural_style::{Image, Inputs, Network, default_device};
+use neural_style::{Checkpoint, Image, Inputs, Network, default_device};
 
 use crate::cli::{Cli, Command};
 use crate::config::{RunJob, WeightsSource};
@@ -110,11 +110,17 @@ fn run() -> Result<ExitCode> {
     if !job.no_memory_check {
         check_memory(&mut job, &net, &inputs)?;
     }
+    // A resumed run appends to its log.
     let log = job
         .log
         .as_ref()
         .map(|p| {
-            std::fs::File::create(p)
+            std::fs::File::options()
+                .create(true)
+                .write(true)
+                .append(job.resume.is_some())
+                .truncate(job.resume.is_none())
+                .open(p)
                 .with_context(|| format!("{}: cannot create the log file", p.display()))
         })
         .transpose()?;
@@ -151,7 +157,22 @@ fn run() -> Result<ExitCode> {
         },
         weights.display()
     ));
-    let output = neural_style::run(&net, &job.config, &inputs, &mut reporter);
+    let resume = job
+        .resume
+        .as_ref()
+        .map(|p| Checkpoint::load(p).map(|c| (c, p.as_path())))
+        .transpose()?;
+    if let Some((c, p)) = &resume {
+        reporter.println(&format!(
+            "Resuming from {} at evaluation {}",
+            p.display(),
+            c.done + c.lbfgs.evaluations
+        ));
+    }
+    reporter.checkpoint = job.checkpoint.as_ref().map(|(p, _)| p.clone());
+    let every = job.checkpoint.as_ref().map_or(0, |(_, n)| *n);
+    let output =
+        neural_style::run_resumable(&net, &job.config, &inputs, &mut reporter, resume, every);
     reporter.finish();
     let output = output?;
     if let Some(e) = reporter.error.take() {
@@ -176,6 +197,12 @@ fn run() -> Result<ExitCode> {
             output.best_loss.total,
             partial.display()
         );
+        if let Some((p, _)) = &job.checkpoint {
+            eprintln!(
+                "continue with the same flags and --resume {} (from its last checkpoint)",
+                p.display()
+            );
+        }
         // The shell's convention: 128 + the signal's number.
         let code = if terminated.load(Ordering::SeqCst) {
             143

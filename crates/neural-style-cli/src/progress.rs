@@ -21,6 +21,8 @@ pub struct Reporter {
     interrupted: Arc<AtomicBool>,
     /// The size being optimised.
     size: (u32, u32),
+    /// Where checkpoints are written.
+    pub checkpoint: Option<PathBuf>,
     /// The first error met while writing a log line or snapshot.
     pub error: Option<anyhow::Error>,
 }
@@ -51,6 +53,7 @@ impl Reporter {
             output,
             interrupted,
             size: (0, 0),
+            checkpoint: None,
             error: None,
         }
     }
@@ -131,6 +134,13 @@ impl Observer for Reporter {
                     "height": self.size.1,
                 });
                 self.log_line(&line.to_string());
+            }
+            Event::Checkpoint { checkpoint } => {
+                if let Some(path) = &self.checkpoint
+                    && let Err(e) = checkpoint.save(path)
+                {
+                    self.error.get_or_insert(e.into());
+                }
             }
             Event::Snapshot { evaluation, image } => {
                 let path = snapshot_path(&self.output, *evaluation);

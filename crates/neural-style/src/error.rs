@@ -119,6 +119,15 @@ pub enum Error {
         /// The loss evaluation at which it happened.
         evaluation: usize,
     },
+
+    /// A checkpoint cannot be read or does not belong to this run.
+    #[error("{}: cannot resume from this checkpoint: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The library's result type.

@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+pub mod checkpoint;
 pub mod color;
 pub mod config;
 pub mod error;
@@ -37,13 +38,14 @@ pub mod transfer;
 pub mod vgg;
 pub mod weights;
 
+pub use checkpoint::Checkpoint;
 pub use color::PreserveColors;
 pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;
 pub use transfer::{
-    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, run,
+    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, run, run_resumable,
 };
 pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

@@ -116,16 +116,30 @@ impl Lbfgs {
     /// Minimises `objective` from `x` (updated in place), as one call of PyTorch's
     /// `LBFGS.step(closure)`.
     pub fn minimize<O: Objective>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
+        self.minimize_resumable(x, objective, None, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// As [`Lbfgs::minimize`], continuing from `resume` (a state `on_iteration` was given
+    /// by an earlier call with the same settings) when given. `on_iteration` sees the
+    /// whole state at the start of every iteration; continuing from it repeats the run
+    /// exactly. Returning `Break` stops the run.
+    pub fn minimize_resumable<O: Objective>(
+        &self,
+        x: &mut [f32],
+        objective: &mut O,
+        resume: Option<LbfgsState>,
+        on_iteration: &mut dyn FnMut(&LbfgsState) -> ControlFlow<()>,
+    ) -> Outcome {
         let mut f = Counter {
             objective,
-            evaluations: 0,
+            evaluations: resume.as_ref().map_or(0, |s| s.evaluations),
         };
-        let mut recoveries = 0;
-        let stopped = self.run(x, &mut f, &mut recoveries).is_break();
+        let mut state = resume;
+        let stopped = self.run(x, &mut f, &mut state, on_iteration).is_break();
         Outcome {
             evaluations: f.evaluations,
             stopped,
-            recoveries,
+            recoveries: state.map_or(0, |s| s.recoveries),
         }
     }
 
@@ -133,77 +147,101 @@ impl Lbfgs {
         &self,
         x: &mut [f32],
         f: &mut Counter<'_, O>,
-        recoveries: &mut usize,
+        slot: &mut Option<LbfgsState>,
+        on_iteration: &mut dyn FnMut(&LbfgsState) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let (mut loss, mut grad) = f.eval(x)?;
-        if abs_max(&grad) <= self.tolerance_grad {
-            return ControlFlow::Continue(());
-        }
-        let n = x.len();
-        let mut old_dirs: VecDeque<Vec<f32>> = VecDeque::new();
-        let mut old_stps: VecDeque<Vec<f32>> = VecDeque::new();
-        let mut ro: VecDeque<f32> = VecDeque::new();
-        let mut h_diag = 1.0f32;
-        let mut d = vec![0.0f32; n];
-        let mut t = 0.0f32;
-        let mut prev_grad: Vec<f32> = Vec::new();
+        let st = match slot {
+            Some(st) => {
+                x.copy_from_slice(&st.x);
+                st
+            }
+            None => {
+                let (loss, grad) = f.eval(x)?;
+                if abs_max(&grad) <= self.tolerance_grad {
+                    return ControlFlow::Continue(());
+                }
+                slot.insert(LbfgsState {
+                    x: Vec::new(),
+                    loss,
+                    best: self.safeguard.then(|| (loss, x.to_vec(), grad.clone())),
+                    grad,
+                    d: vec![0.0; x.len()],
+                    t: 0.0,
+                    prev_grad: Vec::new(),
+                    old_dirs: VecDeque::new(),
+                    old_stps: VecDeque::new(),
+                    ro: VecDeque::new(),
+                    h_diag: 1.0,
+                    n_iter: 0,
+                    // A fresh start (the first iteration, or after a recovery) steps along -g.
+                    fresh: true,
+                    lr: self.lr,
+                    above: 0,
+                    recoveries: 0,
+                    evaluations: f.evaluations,
+                })
+            }
+        };
         let mut al = vec![0.0f32; self.history_size.max(1)];
-        let mut n_iter = 0;
-        // A fresh start (the first iteration, or after a recovery) steps along -g.
-        let mut fresh = true;
-        let mut lr = self.lr;
-        let mut best = self.safeguard.then(|| (loss, x.to_vec(), grad.clone()));
-        let mut above = 0usize;
-        while n_iter < self.max_iter {
-            n_iter += 1;
-            if fresh {
-                d.iter_mut().zip(&grad).for_each(|(di, g)| *di = -g);
-                h_diag = 1.0;
-                old_dirs.clear();
-                old_stps.clear();
-                ro.clear();
+        while st.n_iter < self.max_iter {
+            st.x.clear();
+            st.x.extend_from_slice(x);
+            st.evaluations = f.evaluations;
+            on_iteration(st)?;
+            st.n_iter += 1;
+            if st.fresh {
+                st.d.iter_mut().zip(&st.grad).for_each(|(di, g)| *di = -g);
+                st.h_diag = 1.0;
+                st.old_dirs.clear();
+                st.old_stps.clear();
+                st.ro.clear();
             } else {
-                let y: Vec<f32> = grad.iter().zip(&prev_grad).map(|(g, p)| g - p).collect();
-                let s: Vec<f32> = d.iter().map(|di| di * t).collect();
+                let y: Vec<f32> = st
+                    .grad
+                    .iter()
+                    .zip(&st.prev_grad)
+                    .map(|(g, p)| g - p)
+                    .collect();
+                let s: Vec<f32> = st.d.iter().map(|di| di * st.t).collect();
                 let ys = dot(&y, &s);
                 // PyTorch keeps a pair when ys > 1e-10, an absolute threshold: with the small
                 // gradients of Caffe-convention networks (inputs in 0..255) no pair is ever
                 // kept and L-BFGS crawls along -g. Relative to |y||s| the test means the same
                 // at every scale.
                 if ys > 1e-10 * (dot(&y, &y) * dot(&s, &s)).sqrt() {
-                    if old_dirs.len() == self.history_size {
-                        old_dirs.pop_front();
-                        old_stps.pop_front();
-                        ro.pop_front();
+                    if st.old_dirs.len() == self.history_size {
+                        st.old_dirs.pop_front();
+                        st.old_stps.pop_front();
+                        st.ro.pop_front();
                     }
-                    h_diag = ys / dot(&y, &y);
-                    old_dirs.push_back(y);
-                    old_stps.push_back(s);
-                    ro.push_back(1.0 / ys);
+                    st.h_diag = ys / dot(&y, &y);
+                    st.old_dirs.push_back(y);
+                    st.old_stps.push_back(s);
+                    st.ro.push_back(1.0 / ys);
                 }
                 // Two-loop recursion for d = -H g.
-                let k = old_dirs.len();
-                let mut q: Vec<f32> = grad.iter().map(|g| -g).collect();
+                let k = st.old_dirs.len();
+                let mut q: Vec<f32> = st.grad.iter().map(|g| -g).collect();
                 for i in (0..k).rev() {
-                    al[i] = dot(&old_stps[i], &q) * ro[i];
-                    axpy(&mut q, -al[i], &old_dirs[i]);
+                    al[i] = dot(&st.old_stps[i], &q) * st.ro[i];
+                    axpy(&mut q, -al[i], &st.old_dirs[i]);
                 }
-                q.iter_mut().for_each(|v| *v *= h_diag);
-                for i in 0..k {
-                    let be_i = dot(&old_dirs[i], &q) * ro[i];
-                    axpy(&mut q, al[i] - be_i, &old_stps[i]);
+                q.iter_mut().for_each(|v| *v *= st.h_diag);
+                for (i, a) in al.iter().enumerate().take(k) {
+                    let be_i = dot(&st.old_dirs[i], &q) * st.ro[i];
+                    axpy(&mut q, a - be_i, &st.old_stps[i]);
                 }
-                d = q;
+                st.d = q;
             }
-            prev_grad.clone_from(&grad);
-            let prev_loss = loss;
-            t = if fresh {
-                (1.0f32).min(1.0 / abs_sum(&grad)) * lr
+            st.prev_grad.clone_from(&st.grad);
+            let prev_loss = st.loss;
+            st.t = if st.fresh {
+                (1.0f32).min(1.0 / abs_sum(&st.grad)) * st.lr
             } else {
-                lr
+                st.lr
             };
-            fresh = false;
-            let gtd = dot(&grad, &d);
+            st.fresh = false;
+            let gtd = dot(&st.grad, &st.d);
             if gtd > -self.tolerance_change {
                 break;
             }
@@ -214,75 +252,116 @@ impl Lbfgs {
                     f,
                     &x_init,
                     x,
-                    t,
-                    &d,
-                    loss,
-                    &grad,
+                    st.t,
+                    &st.d,
+                    st.loss,
+                    &st.grad,
                     gtd,
                     self.tolerance_change,
                 )?;
-                loss = l;
-                grad = g;
-                t = step;
+                st.loss = l;
+                st.grad = g;
+                st.t = step;
+                let t = st.t;
                 x.iter_mut()
-                    .zip(x_init.iter().zip(&d))
+                    .zip(x_init.iter().zip(&st.d))
                     .for_each(|(xi, (x0, di))| *xi = x0 + t * di);
-                opt_cond = abs_max(&grad) <= self.tolerance_grad;
+                opt_cond = abs_max(&st.grad) <= self.tolerance_grad;
             } else {
-                axpy(x, t, &d);
-                if n_iter != self.max_iter {
+                axpy(x, st.t, &st.d);
+                if st.n_iter != self.max_iter {
                     let (l, g) = f.eval(x)?;
-                    loss = l;
-                    grad = g;
-                    opt_cond = abs_max(&grad) <= self.tolerance_grad;
+                    st.loss = l;
+                    st.grad = g;
+                    opt_cond = abs_max(&st.grad) <= self.tolerance_grad;
                 } else {
                     opt_cond = false;
                 }
             }
-            if let Some((best_loss, best_x, best_grad)) = &mut best {
+            if let Some((best_loss, best_x, best_grad)) = &mut st.best {
                 let scale = best_loss.abs().max(f32::MIN_POSITIVE);
-                above = if loss > *best_loss + scale {
-                    above + 1
+                st.above = if st.loss > *best_loss + scale {
+                    st.above + 1
                 } else {
                     0
                 };
-                let diverged = !loss.is_finite()
-                    || grad.iter().any(|g| !g.is_finite())
-                    || loss > *best_loss + EXPLOSION * scale
-                    || above >= PATIENCE;
+                let diverged = !st.loss.is_finite()
+                    || st.grad.iter().any(|g| !g.is_finite())
+                    || st.loss > *best_loss + EXPLOSION * scale
+                    || st.above >= PATIENCE;
                 if diverged {
-                    above = 0;
-                    *recoveries += 1;
+                    st.above = 0;
+                    st.recoveries += 1;
                     x.copy_from_slice(best_x);
-                    loss = *best_loss;
-                    grad.clone_from(best_grad);
-                    lr *= 0.1;
-                    fresh = true;
-                    if *recoveries > MAX_RECOVERIES
-                        || n_iter == self.max_iter
+                    st.loss = *best_loss;
+                    st.grad.clone_from(best_grad);
+                    st.lr *= 0.1;
+                    st.fresh = true;
+                    if st.recoveries > MAX_RECOVERIES
+                        || st.n_iter == self.max_iter
                         || f.evaluations >= self.max_eval
                     {
                         break;
                     }
                     continue;
-                } else if loss < *best_loss {
-                    *best_loss = loss;
+                } else if st.loss < *best_loss {
+                    *best_loss = st.loss;
                     best_x.copy_from_slice(x);
-                    best_grad.clone_from(&grad);
+                    best_grad.clone_from(&st.grad);
                 }
             }
-            if n_iter == self.max_iter || f.evaluations >= self.max_eval || opt_cond {
+            if st.n_iter == self.max_iter || f.evaluations >= self.max_eval || opt_cond {
                 break;
             }
-            if abs_max(&d) * t.abs() <= self.tolerance_change {
+            if abs_max(&st.d) * st.t.abs() <= self.tolerance_change {
                 break;
             }
-            if (loss - prev_loss).abs() < self.tolerance_change {
+            if (st.loss - prev_loss).abs() < self.tolerance_change {
                 break;
             }
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Everything L-BFGS carries from one iteration to the next: continuing from a copy of it
+/// repeats the run exactly.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LbfgsState {
+    /// The point.
+    pub x: Vec<f32>,
+    /// The loss at `x`.
+    pub loss: f32,
+    /// The gradient at `x`.
+    pub grad: Vec<f32>,
+    /// The last search direction.
+    pub d: Vec<f32>,
+    /// The last step length.
+    pub t: f32,
+    /// The gradient before the last step.
+    pub prev_grad: Vec<f32>,
+    /// Gradient differences y, oldest first.
+    pub old_dirs: VecDeque<Vec<f32>>,
+    /// Steps s, oldest first.
+    pub old_stps: VecDeque<Vec<f32>>,
+    /// 1 / (yᵀs) of each pair.
+    pub ro: VecDeque<f32>,
+    /// The initial Hessian scale yᵀs / yᵀy.
+    pub h_diag: f32,
+    /// Iterations done.
+    pub n_iter: usize,
+    /// Whether the next iteration starts afresh along -g.
+    pub fresh: bool,
+    /// The current step multiplier (lowered by recoveries).
+    pub lr: f32,
+    /// The divergence guard's best point: loss, point, gradient.
+    pub best: Option<(f32, Vec<f32>, Vec<f32>)>,
+    /// Evaluations in a row above twice the best.
+    pub above: usize,
+    /// Recoveries so far.
+    pub recoveries: usize,
+    /// Loss evaluations so far.
+    pub evaluations: usize,
 }
 
 /// Minimiser of the cubic interpolating (x1, f1, g1) and (x2, f2, g2), clamped to `bounds`.

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 
+use crate::checkpoint::Checkpoint;
 use crate::color::{PreserveColors, keep_luminance, match_histogram};
 use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 use crate::error::{Error, Result};
 use crate::image_io::{Image, fit_longest};
 use crate::loss::{self, LossForm};
-use crate::optim::{Adam, Lbfgs};
+use crate::optim::{Adam, Lbfgs, LbfgsState};
 use crate::vgg::{Arch, InputConvention, Layer, Vgg};
 use crate::weights::{WeightFile, WeightsInfo};
 
@@ -116,6 +117,12 @@ pub enum Event<'a> {
         loss: LossParts,
         /// Time since the optimisation started.
         elapsed: Duration,
+    },
+    /// The run's state at an L-BFGS iteration boundary (every `checkpoint_every`
+    /// iterations): saved, it lets [`run_resumable`] continue exactly from here.
+    Checkpoint {
+        /// The state.
+        checkpoint: &'a Checkpoint,
     },
     /// An intermediate image (every `snapshot_every` evaluations).
     Snapshot {
@@ -353,7 +360,38 @@ pub fn run(
     inputs: &Inputs,
     observer: &mut dyn Observer,
 ) -> Result<Output> {
+    run_resumable(net, config, inputs, observer, None, 0)
+}
+
+/// As [`run`], also emitting [`Event::Checkpoint`] every `checkpoint_every` L-BFGS
+/// iterations (0: never) and, given `resume`, continuing from that checkpoint (made by a
+/// run with the same settings and images; anything else is refused).
+pub fn run_resumable(
+    net: &Network,
+    config: &TransferConfig,
+    inputs: &Inputs,
+    observer: &mut dyn Observer,
+    resume: Option<(Checkpoint, &std::path::Path)>,
+    checkpoint_every: usize,
+) -> Result<Output> {
+    let fingerprint = crate::checkpoint::fingerprint(config, inputs);
     let config = &config.with_layers_for(net.info.arch, &net.info.convs);
+    if (resume.is_some() || checkpoint_every > 0) && config.optimizer != OptimizerKind::Lbfgs {
+        return Err(Error::config(
+            "optimizer",
+            "checkpoints and resuming need L-BFGS (the default optimiser)",
+        ));
+    }
+    if let Some((c, path)) = &resume
+        && c.fingerprint != fingerprint
+    {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: "it was made with other settings or images; give the same flags and files"
+                .into(),
+        });
+    }
+    let mut resume = resume.map(|(c, _)| c);
     config.validate(inputs.styles.len())?;
     if inputs.content.is_none() && inputs.styles.is_empty() {
         return Err(Error::config(
@@ -428,7 +466,17 @@ pub fn run(
         recoveries: 0,
         non_finite_at: None,
     };
-    for (index, scale) in schedule.iter().enumerate() {
+    let first = resume.as_ref().map_or(0, |c| c.scale);
+    if let Some(c) = &resume {
+        if c.scale >= schedule.len() {
+            return Err(Error::config(
+                "resume",
+                "the checkpoint's size is not in this schedule",
+            ));
+        }
+        total.evaluations = c.done;
+    }
+    for (index, scale) in schedule.iter().enumerate().skip(first) {
         if observer
             .on_event(&Event::Scale {
                 index,
@@ -452,8 +500,14 @@ pub fn run(
             inputs,
             *scale,
             init,
-            total.evaluations,
-            started,
+            Progress {
+                index,
+                done: total.evaluations,
+                started,
+                fingerprint: &fingerprint,
+                checkpoint_every,
+                resume: resume.take(),
+            },
             observer,
         )?;
         total.evaluations += out.evaluations;
@@ -488,19 +542,38 @@ fn start_image(config: &TransferConfig, inputs: &Inputs, width: u32, height: u32
     }
 }
 
-/// Optimises one size of the schedule from `init`; evaluation numbers in events continue
-/// from `done`, and times count from `started`.
-#[allow(clippy::too_many_arguments)]
+/// Where a size sits in the run.
+struct Progress<'a> {
+    /// Its index in the schedule.
+    index: usize,
+    /// Evaluations made at earlier sizes (event numbers continue from here).
+    done: usize,
+    /// When the run started (event times count from here).
+    started: Instant,
+    fingerprint: &'a str,
+    checkpoint_every: usize,
+    /// A checkpoint taken at this size to continue from.
+    resume: Option<Checkpoint>,
+}
+
+/// Optimises one size of the schedule from `init` (or from `progress.resume`).
 fn run_scale(
     net: &Network,
     config: &TransferConfig,
     inputs: &Inputs,
     scale: Scale,
     init: Image,
-    done: usize,
-    started: Instant,
+    progress: Progress<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Output> {
+    let Progress {
+        index,
+        done,
+        started,
+        fingerprint,
+        checkpoint_every,
+        resume,
+    } = progress;
     let conv = net.convention;
     let Scale {
         width,
@@ -541,11 +614,23 @@ fn run_scale(
     );
 
     let mut x = conv.to_network(&init.data);
-    let mut count = 0usize;
-    let mut best: Option<(LossParts, Vec<f32>)> = None;
+    if let Some(c) = &resume
+        && c.lbfgs.x.len() != x.len()
+    {
+        return Err(Error::config(
+            "resume",
+            "the checkpoint's image size does not match this run's",
+        ));
+    }
+    let mut count = resume.as_ref().map_or(0, |c| c.lbfgs.evaluations);
+    let best: std::cell::RefCell<Option<(LossParts, Vec<f32>)>> =
+        std::cell::RefCell::new(resume.as_ref().and_then(|c| c.best.clone()));
+    let observer = std::cell::RefCell::new(observer);
     let mut last = LossParts::default();
     let mut non_finite_at: Option<usize> = None;
     let mut f = |x: &[f32]| -> ControlFlow<(), (f32, Vec<f32>)> {
+        let mut observer = observer.borrow_mut();
+        let mut best = best.borrow_mut();
         count += 1;
         let (parts, grad) = objective.evaluate(x);
         last = parts;
@@ -558,7 +643,7 @@ fn run_scale(
                 return ControlFlow::Break(());
             }
         } else if best.as_ref().is_none_or(|(b, _)| parts.total < b.total) {
-            best = Some((parts, x.to_vec()));
+            *best = Some((parts, x.to_vec()));
         }
         observer.on_event(&Event::Evaluation {
             evaluation: done + count,
@@ -577,11 +662,29 @@ fn run_scale(
         }
         ControlFlow::Continue((parts.total, grad))
     };
+    let mut on_iteration = |state: &LbfgsState| -> ControlFlow<()> {
+        if checkpoint_every == 0
+            || state.n_iter == 0
+            || !state.n_iter.is_multiple_of(checkpoint_every)
+        {
+            return ControlFlow::Continue(());
+        }
+        let checkpoint = Checkpoint {
+            fingerprint: fingerprint.to_string(),
+            scale: index,
+            done,
+            best: best.borrow().clone(),
+            lbfgs: state.clone(),
+        };
+        observer.borrow_mut().on_event(&Event::Checkpoint {
+            checkpoint: &checkpoint,
+        })
+    };
     let outcome = match config.optimizer {
         OptimizerKind::Lbfgs => {
             let mut lbfgs = Lbfgs::new(evaluations, config.lbfgs_history, config.line_search);
             lbfgs.safeguard = config.safeguard;
-            lbfgs.minimize(&mut x, &mut f)
+            lbfgs.minimize_resumable(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration)
         }
         OptimizerKind::Adam => Adam::new(
             config.learning_rate / 255.0 * conv.pixel_scale(),
@@ -589,7 +692,7 @@ fn run_scale(
         )
         .minimize(&mut x, &mut f),
     };
-    let Some((best_loss, best_x)) = best else {
+    let Some((best_loss, best_x)) = best.into_inner() else {
         return Err(Error::Diverged {
             evaluation: non_finite_at.unwrap_or(done + 1),
         });

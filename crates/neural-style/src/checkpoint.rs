@@ -1,0 +1,235 @@
+//! Checkpoints: the whole state of a run at an L-BFGS iteration boundary (the schedule
+//! position, the image, the curvature history, the best image so far), written as one
+//! `.safetensors` file, so that a run stopped by a crash, a reboot or Ctrl-C continues
+//! exactly where the checkpoint was taken.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::optim::LbfgsState;
+use crate::transfer::{Inputs, LossParts};
+use crate::{Image, TransferConfig};
+
+/// The format version written in each checkpoint.
+const VERSION: &str = "1";
+
+/// A run's state at an iteration boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    /// Identifies the settings and images the run was made with.
+    pub fingerprint: String,
+    /// The index of the size being optimised in the coarse-to-fine schedule.
+    pub scale: usize,
+    /// Evaluations made at earlier sizes.
+    pub done: usize,
+    /// The best loss and image (network input) seen at this size.
+    pub best: Option<(LossParts, Vec<f32>)>,
+    /// The optimiser.
+    pub lbfgs: LbfgsState,
+}
+
+/// A fingerprint of everything that decides a run's trajectory: the settings (except how
+/// often intermediate images are written) and the input images' pixels.
+pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
+    let config = TransferConfig {
+        snapshot_every: 0,
+        ..config.clone()
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&config)
+        .unwrap_or_default()
+        .hash(&mut h);
+    let mut image = |img: &Image| {
+        (img.width, img.height).hash(&mut h);
+        img.data.iter().for_each(|v| v.to_bits().hash(&mut h));
+    };
+    inputs.content.iter().for_each(&mut image);
+    inputs.styles.iter().for_each(&mut image);
+    inputs.init.iter().for_each(&mut image);
+    format!("{:016x}", h.finish())
+}
+
+fn bad(path: &Path, message: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint to `path` atomically (a temporary file, then a rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let s = &self.lbfgs;
+        let n = s.x.len();
+        let flat = |q: &VecDeque<Vec<f32>>| -> Vec<f32> { q.iter().flatten().copied().collect() };
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
+            ("x".into(), vec![n], to_bytes(&s.x)),
+            ("grad".into(), vec![n], to_bytes(&s.grad)),
+            ("d".into(), vec![s.d.len()], to_bytes(&s.d)),
+            (
+                "prev_grad".into(),
+                vec![s.prev_grad.len()],
+                to_bytes(&s.prev_grad),
+            ),
+            (
+                "old_dirs".into(),
+                vec![s.old_dirs.len(), n],
+                to_bytes(&flat(&s.old_dirs)),
+            ),
+            (
+                "old_stps".into(),
+                vec![s.old_stps.len(), n],
+                to_bytes(&flat(&s.old_stps)),
+            ),
+            (
+                "ro".into(),
+                vec![s.ro.len()],
+                to_bytes(&s.ro.iter().copied().collect::<Vec<_>>()),
+            ),
+            (
+                "scalars".into(),
+                vec![4],
+                to_bytes(&[s.loss, s.t, s.h_diag, s.lr]),
+            ),
+        ];
+        if let Some((loss, bx, bg)) = &s.best {
+            tensors.push(("lbfgs_best_x".into(), vec![n], to_bytes(bx)));
+            tensors.push(("lbfgs_best_grad".into(), vec![n], to_bytes(bg)));
+            tensors.push(("lbfgs_best_loss".into(), vec![1], to_bytes(&[*loss])));
+        }
+        if let Some((parts, bx)) = &self.best {
+            tensors.push(("best_x".into(), vec![bx.len()], to_bytes(bx)));
+            tensors.push((
+                "best_loss".into(),
+                vec![4],
+                to_bytes(&[parts.total, parts.content, parts.style, parts.tv]),
+            ));
+        }
+        let views = tensors
+            .iter()
+            .map(|(name, shape, data)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta: HashMap<String, String> = [
+            ("neural_style_checkpoint", VERSION.to_string()),
+            ("fingerprint", self.fingerprint.clone()),
+            ("scale", self.scale.to_string()),
+            ("done", self.done.to_string()),
+            ("n_iter", s.n_iter.to_string()),
+            ("fresh", s.fresh.to_string()),
+            ("above", s.above.to_string()),
+            ("recoveries", s.recoveries.to_string()),
+            ("evaluations", s.evaluations.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let bytes = safetensors::serialize(views, &Some(meta))
+            .map_err(|e| bad(path, format!("cannot serialise: {e}")))?;
+        crate::image_io::write_atomically(path, &bytes)
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::save`].
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(path, format!("not a checkpoint file ({e})")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(path, format!("not a checkpoint file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("neural_style_checkpoint").map(String::as_str) != Some(VERSION) {
+            return Err(bad(path, "not a neural-style checkpoint (version 1)"));
+        }
+        let get = |k: &str| -> Result<String> {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| bad(path, format!("metadata `{k}` is missing")))
+        };
+        let int = |k: &str| -> Result<usize> {
+            get(k)?
+                .parse()
+                .map_err(|_| bad(path, format!("metadata `{k}` is not a number")))
+        };
+        let tensor = |k: &str| -> Result<Option<Vec<f32>>> {
+            match st.tensor(k) {
+                Ok(t) => Ok(Some(
+                    t.data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                )),
+                Err(_) => Ok(None),
+            }
+        };
+        let need = |k: &str| -> Result<Vec<f32>> {
+            tensor(k)?.ok_or_else(|| bad(path, format!("tensor `{k}` is missing")))
+        };
+        let x = need("x")?;
+        let n = x.len();
+        let rows = |k: &str| -> Result<VecDeque<Vec<f32>>> {
+            let v = need(k)?;
+            if n == 0 || v.len() % n != 0 {
+                return Err(bad(path, format!("tensor `{k}` has the wrong size")));
+            }
+            Ok(v.chunks_exact(n).map(<[f32]>::to_vec).collect())
+        };
+        let scalars = need("scalars")?;
+        if scalars.len() != 4 {
+            return Err(bad(path, "tensor `scalars` has the wrong size"));
+        }
+        let lbfgs_best = match (
+            tensor("lbfgs_best_loss")?,
+            tensor("lbfgs_best_x")?,
+            tensor("lbfgs_best_grad")?,
+        ) {
+            (Some(l), Some(bx), Some(bg)) if !l.is_empty() => Some((l[0], bx, bg)),
+            _ => None,
+        };
+        let best = match (tensor("best_loss")?, tensor("best_x")?) {
+            (Some(l), Some(bx)) if l.len() == 4 => Some((
+                LossParts {
+                    total: l[0],
+                    content: l[1],
+                    style: l[2],
+                    tv: l[3],
+                },
+                bx,
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            fingerprint: get("fingerprint")?,
+            scale: int("scale")?,
+            done: int("done")?,
+            best,
+            lbfgs: LbfgsState {
+                grad: need("grad")?,
+                d: need("d")?,
+                prev_grad: need("prev_grad")?,
+                old_dirs: rows("old_dirs")?,
+                old_stps: rows("old_stps")?,
+                ro: need("ro")?.into(),
+                loss: scalars[0],
+                t: scalars[1],
+                h_diag: scalars[2],
+                lr: scalars[3],
+                n_iter: int("n_iter")?,
+                fresh: get("fresh")? == "true",
+                best: lbfgs_best,
+                above: int("above")?,
+                recoveries: int("recoveries")?,
+                evaluations: int("evaluations")?,
+                x,
+            },
+        })
+    }
+}

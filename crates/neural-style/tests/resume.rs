@@ -1,0 +1,115 @@
+//! Checkpoints: a run stopped mid-way and resumed from its last checkpoint (through a file)
+//! makes the same evaluations as a run that was never stopped, at every size of the
+//! coarse-to-fine schedule.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use neural_style::{
+    Checkpoint, Event, Image, Inputs, Network, Size, TransferConfig, default_device, run_resumable,
+};
+
+fn weights() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_vgg19.safetensors")
+}
+
+fn image(w: u32, h: u32, phase: f32) -> Image {
+    let n = (w * h) as usize;
+    let data = (0..3 * n)
+        .map(|i| (((i % n) as f32 * 0.37 + phase + (i / n) as f32).sin() + 1.0) * 0.4 + 0.1)
+        .collect();
+    Image::new(w, h, data)
+}
+
+/// Runs with a checkpoint every iteration; stops at evaluation `stop_at` (if any) or after
+/// `resume`. Returns (evaluation, total loss) pairs and the checkpoints seen.
+fn go(
+    net: &Network,
+    config: &TransferConfig,
+    inputs: &Inputs,
+    stop_at: Option<usize>,
+    resume: Option<(Checkpoint, &std::path::Path)>,
+) -> (Vec<(usize, f32)>, Vec<Checkpoint>) {
+    let mut losses = Vec::new();
+    let mut checkpoints = Vec::new();
+    let mut observer = |e: &Event<'_>| {
+        match e {
+            Event::Evaluation {
+                evaluation, loss, ..
+            } => {
+                losses.push((*evaluation, loss.total));
+                if Some(*evaluation) == stop_at {
+                    return ControlFlow::Break(());
+                }
+            }
+            Event::Checkpoint { checkpoint } => checkpoints.push((*checkpoint).clone()),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    };
+    run_resumable(net, config, inputs, &mut observer, resume, 1).expect("run");
+    (losses, checkpoints)
+}
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_one() {
+    // 40x32 from 20 px: sizes 20, 28 and 40 (12, 6 and 3 evaluations).
+    let config = TransferConfig {
+        iterations: 12,
+        size: Size::Exact(40, 32),
+        min_size: 20,
+        ..TransferConfig::default()
+    };
+    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let inputs = Inputs {
+        content: Some(image(40, 32, 0.0)),
+        styles: vec![image(30, 30, 1.0)],
+        init: None,
+    };
+    let (full, _) = go(&net, &config, &inputs, None, None);
+    assert_eq!(full.len(), 21);
+    let dir = tempfile::tempdir().unwrap();
+    for stop in [7, 15] {
+        let (partial, checkpoints) = go(&net, &config, &inputs, Some(stop), None);
+        assert_eq!(partial.len(), stop);
+        let last = checkpoints.last().expect("a checkpoint").clone();
+        let path = dir.path().join(format!("run-{stop}.ckpt"));
+        last.save(&path).unwrap();
+        let loaded = Checkpoint::load(&path).unwrap();
+        assert_eq!(loaded, last, "the file holds the whole state");
+        let resumed_from = loaded.done + loaded.lbfgs.evaluations;
+        assert!(resumed_from < stop);
+        let (rest, _) = go(&net, &config, &inputs, None, Some((loaded, &path)));
+        // Evaluation numbers continue, and every loss matches the uninterrupted run.
+        assert_eq!(rest.first().map(|r| r.0), Some(resumed_from + 1));
+        assert_eq!(rest.last().map(|r| r.0), Some(21));
+        for (e, loss) in &rest {
+            let expected = full[e - 1].1;
+            assert!(
+                (loss - expected).abs() <= 1e-5 * expected.abs().max(1e-6),
+                "evaluation {e}: {loss} vs {expected} (stopped at {stop})"
+            );
+        }
+    }
+    // A checkpoint of another run is refused.
+    let (_, checkpoints) = go(&net, &config, &inputs, Some(5), None);
+    let other = TransferConfig {
+        style_weight: Some(3.0),
+        ..config.clone()
+    };
+    let path = dir.path().join("other.ckpt");
+    let err = run_resumable(
+        &net,
+        &other,
+        &inputs,
+        &mut neural_style::NoObserver,
+        Some((checkpoints[0].clone(), &path)),
+        0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("other.ckpt") && err.contains("other settings"),
+        "{err}"
+    );
+}
