@@ -27,6 +27,19 @@ pub struct Reporter {
     pub error: Option<anyhow::Error>,
 }
 
+/// A progress bar on stderr with `template`, drawn only when stderr is a terminal and
+/// `quiet` is off.
+pub fn stderr_bar(quiet: bool, template: &str) -> ProgressBar {
+    let bar = ProgressBar::hidden();
+    if !quiet && std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 impl Reporter {
     /// A reporter; `interrupted` is set by the signal handler.
     pub fn new(
@@ -36,15 +49,9 @@ impl Reporter {
         output: PathBuf,
         interrupted: Arc<AtomicBool>,
     ) -> Self {
-        let bar = ProgressBar::hidden();
-        if !quiet && std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} loss {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        let bar = stderr_bar(
+            quiet,
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} loss {msg}",
         );
         Self {
             bar,

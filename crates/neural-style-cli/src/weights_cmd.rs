@@ -1,11 +1,10 @@
 //! `neural-style weights ...` and the download of `--model` before a run: a byte-counting
 //! progress bar, and errors that say how to get the file by other means.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use neural_style::{Arch, InputConvention, WeightFile};
 use neural_style_models::{Cache, DownloadEvent, Downloader, Error, Model};
 
@@ -21,15 +20,9 @@ pub struct DownloadReporter {
 impl DownloadReporter {
     /// A reporter; `quiet` hides the bar and the retry lines.
     pub fn new(quiet: bool) -> Self {
-        let bar = ProgressBar::hidden();
-        if !quiet && std::io::stderr().is_terminal() {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        let bar = crate::progress::stderr_bar(
+            quiet,
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         );
         Self { bar, quiet }
     }

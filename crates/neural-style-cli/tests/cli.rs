@@ -394,6 +394,20 @@ fn bad_inputs_give_one_clear_line_and_no_panic() {
     let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("x.png"));
     let dir = s.dir.path().to_string_lossy().into_owned();
     // (arguments, what the one error line must say); "-n 2 --size 32" unless given.
+    let flag = |extra: &[&'static str]| -> Vec<&str> {
+        let mut v = vec![
+            "-c",
+            c.as_str(),
+            "-s",
+            st.as_str(),
+            "-w",
+            w,
+            "-o",
+            out.as_str(),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         // Images.
         (
@@ -458,137 +472,47 @@ fn bad_inputs_give_one_clear_line_and_no_panic() {
             ],
             vec!["noinit.png"],
         ),
-        // Flags.
+        // Flags: the usual run plus one bad flag.
         (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--style-weight",
-                "-1",
-            ],
+            flag(&["--style-weight", "-1"]),
             vec!["--style-weight", ">= 0"],
         ),
         (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--content-weight",
-                "nan",
-            ],
+            flag(&["--content-weight", "nan"]),
             vec!["--content-weight", "NaN"],
         ),
+        (flag(&["--size", "0"]), vec!["--size", "16..=16384"]),
+        (flag(&["--size", "big"]), vec!["--size", "`big`"]),
         (
-            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--size", "0"],
-            vec!["--size", "16..=16384"],
-        ),
-        (
-            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--size", "big"],
-            vec!["--size", "`big`"],
-        ),
-        (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--style-layers",
-                "relu9_9",
-            ],
+            flag(&["--style-layers", "relu9_9"]),
             vec!["unknown layer `relu9_9`"],
         ),
         (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--style-blend",
-                "0.5,0.5",
-            ],
+            flag(&["--style-blend", "0.5,0.5"]),
             vec!["--style-blend", "2 weights given for 1 style images"],
         ),
         (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--style-layer-weights",
-                "1,2",
-            ],
+            flag(&["--style-layer-weights", "1,2"]),
             vec!["--style-layer-weights", "2 weights given"],
         ),
+        (flag(&["-n", "0"]), vec!["--iterations", "at least 1"]),
+        (flag(&["--threads", "0"]), vec!["--threads 0"]),
         (
-            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "-n", "0"],
-            vec!["--iterations", "at least 1"],
-        ),
-        (
-            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--threads", "0"],
-            vec!["--threads 0"],
-        ),
-        (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--style-scale",
-                "0",
-            ],
+            flag(&["--style-scale", "0"]),
             vec!["--style-scale", "(0, 8]"],
         ),
         (
-            vec![
-                "-c", &c, "-s", &st, "-w", w, "-o", &out, "--scales", "300,200",
-            ],
+            flag(&["--scales", "300,200"]),
             vec!["--scales", "increasing"],
         ),
+        (flag(&["--min-size", "4"]), vec!["--min-size", "16..=16384"]),
         (
-            vec!["-c", &c, "-s", &st, "-w", w, "-o", &out, "--min-size", "4"],
-            vec!["--min-size", "16..=16384"],
+            flag(&["--learning-rate", "-1"]),
+            vec!["--learning-rate", "> 0"],
         ),
         (
-            vec![
-                "-c",
-                &c,
-                "-s",
-                &st,
-                "-w",
-                w,
-                "-o",
-                &out,
-                "--learning-rate",
-                "-1",
-            ],
-            vec!["--learning-rate", "> 0"],
+            flag(&["--checkpoint-every", "0"]),
+            vec!["--checkpoint-every 0"],
         ),
         (
             vec!["-w", w, "-o", &out],
