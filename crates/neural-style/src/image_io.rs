@@ -307,6 +307,59 @@ mod tests {
         assert_eq!(img.data[1], 0.0, "opaque black stays black");
     }
 
+    /// A JPEG of `img` with an EXIF APP1 segment holding `orientation`.
+    fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .unwrap();
+        // TIFF header (big-endian), one IFD entry: Orientation (0x0112), SHORT, count 1.
+        let mut tiff =
+            b"MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01".to_vec();
+        tiff.extend(orientation.to_be_bytes());
+        tiff.extend([0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend(tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend([0xff, 0xe1]);
+        out.extend(((app1.len() + 2) as u16).to_be_bytes());
+        out.extend(app1);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        // 8x4: left half red, right half blue.
+        let img = image::RgbImage::from_fn(8, 4, |x, _| {
+            if x < 4 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
+        let plain = dir.path().join("plain.jpg");
+        std::fs::write(&plain, jpeg_with_orientation(&img, 1)).unwrap();
+        let p = Image::load(&plain, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert_eq!((p.width, p.height), (8, 4));
+        // Orientation 6: shown rotated 90° clockwise, so the red half ends up on top.
+        let rotated = dir.path().join("rotated.jpg");
+        std::fs::write(&rotated, jpeg_with_orientation(&img, 6)).unwrap();
+        let r = Image::load(&rotated, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+        assert_eq!((r.width, r.height), (4, 8));
+        let plane = 32;
+        // Pixels (2, 1) and (2, 6) of the 4-wide result.
+        let (top, bottom) = (4 + 2, 6 * 4 + 2);
+        assert!(
+            r.data[top] > 0.8 && r.data[2 * plane + top] < 0.2,
+            "top is red"
+        );
+        assert!(
+            r.data[bottom] < 0.2 && r.data[2 * plane + bottom] > 0.8,
+            "bottom is blue"
+        );
+    }
+
     #[test]
     fn the_format_comes_from_the_content_not_the_name() {
         let dir = tempfile::tempdir().unwrap();
