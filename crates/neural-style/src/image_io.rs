@@ -361,6 +361,38 @@ mod tests {
     }
 
     #[test]
+    fn cmyk_jpeg_and_palette_png_become_rgb() {
+        // Written by `python3 tools/make_image_fixtures.py crates/neural-style/tests/fixtures/images`:
+        // 8x6, left half red, right half blue (transparent in the last file).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+        let at = |img: &Image, x: usize, y: usize| {
+            let plane = (img.width * img.height) as usize;
+            let i = y * img.width as usize + x;
+            [img.data[i], img.data[plane + i], img.data[2 * plane + i]]
+        };
+        let close =
+            |a: [f32; 3], b: [f32; 3], tol: f32| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol);
+        for (name, right, tol) in [
+            ("cmyk.jpg", [0.0, 0.0, 1.0], 0.12),
+            ("palette.png", [0.0, 0.0, 1.0], 0.0),
+            ("palette-transparent.png", [1.0, 1.0, 1.0], 0.0),
+        ] {
+            let img = Image::load(&dir.join(name), DEFAULT_MAX_INPUT_PIXELS).unwrap();
+            assert_eq!((img.width, img.height), (8, 6), "{name}");
+            assert!(
+                close(at(&img, 1, 3), [1.0, 0.0, 0.0], tol),
+                "{name}: left {:?}",
+                at(&img, 1, 3)
+            );
+            assert!(
+                close(at(&img, 6, 3), right, tol),
+                "{name}: right {:?}",
+                at(&img, 6, 3)
+            );
+        }
+    }
+
+    #[test]
     fn the_format_comes_from_the_content_not_the_name() {
         let dir = tempfile::tempdir().unwrap();
         let misnamed = dir.path().join("photo.jpg");
