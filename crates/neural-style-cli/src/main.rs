@@ -137,6 +137,14 @@ fn run() -> Result<ExitCode> {
             .and_then(|_| flag::register(SIGTERM, terminated.clone()))
             .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
             .context("installing the signal handlers")?;
+        // Past a file-size limit a write fails (and is reported) instead of the signal
+        // killing the process mid-write.
+        #[cfg(unix)]
+        flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .context("installing the signal handlers")?;
     }
 
     let mut reporter = Reporter::new(

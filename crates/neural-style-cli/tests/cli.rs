@@ -987,3 +987,32 @@ fn a_run_killed_with_sigterm_resumes_from_its_checkpoint_on_the_same_curve() {
         std::fs::read(s.p("full.png")).unwrap()
     );
 }
+
+/// A write that cannot complete (here a file-size limit, as a full disk would) is one
+/// error naming the output, and leaves neither a truncated output nor a temporary file.
+#[cfg(unix)]
+#[test]
+fn a_failed_write_leaves_no_truncated_output() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let out = s.p("big.bmp");
+    let script = format!(
+        "ulimit -f 4 && exec '{}' -c '{}' -s '{}' -w '{}' --size 200 -n 2 -o '{}'",
+        env!("CARGO_BIN_EXE_neural-style"),
+        s.p("content.png"),
+        s.p("style.png"),
+        w.display(),
+        out
+    );
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    // A 200x160 BMP is ~96 KB, over the 2-4 KB limit.
+    assert_clean_error(&o, &["big.bmp", "too large"]);
+    assert!(!Path::new(&out).exists());
+    let leftovers: Vec<String> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("big"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
