@@ -95,6 +95,18 @@ impl RunJob {
                 dir.display()
             );
         }
+        // Find out now, not after an hour of work, whether the result can be written there.
+        let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+            }
+            Err(e) => bail!(
+                "{}: cannot write in the output directory {}: {e}",
+                output.display(),
+                dir.display()
+            ),
+        }
         let weights = match a.weights {
             Some(path) => WeightsSource::File(path),
             None => WeightsSource::Model {

@@ -1016,3 +1016,30 @@ fn a_failed_write_leaves_no_truncated_output() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// An output directory that cannot be written is refused before any work (sysfs refuses
+/// new files even to root, so this holds however the tests are run).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_output_directory_is_refused_before_the_run() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let o = s.transfer(w.to_str().unwrap(), &["-n", "2"], "unused.png");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "-o",
+        "/sys/neural-style-out.png",
+    ]);
+    assert_clean_error(
+        &o,
+        &[
+            "/sys/neural-style-out.png",
+            "cannot write in the output directory",
+        ],
+    );
+    assert!(!stderr(&o).contains("Optimising"), "refused before the run");
+}
