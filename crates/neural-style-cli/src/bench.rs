@@ -9,7 +9,7 @@ use neural_style::{
     Arch, Layer, LossWeights, Objective, Padding, Pooling, TransferConfig, Vgg, default_device,
 };
 
-use crate::cli::{ArchArg, BenchArgs};
+use crate::cli::BenchArgs;
 
 /// Peak resident memory of this process in bytes (Linux), if known.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -21,10 +21,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Runs the benchmark and prints its figures.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let arch = match args.arch {
-        ArchArg::Vgg16 => Arch::Vgg16,
-        ArchArg::Vgg19 => Arch::Vgg19,
-    };
+    let arch = Arch::from(args.arch);
     // The mean form, as tools/torch_reference.py's bench computes it.
     let config = TransferConfig {
         loss_form: neural_style::LossForm::Mean,

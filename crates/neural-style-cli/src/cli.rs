@@ -106,6 +106,15 @@ pub enum ArchArg {
     Vgg19,
 }
 
+impl From<ArchArg> for neural_style::Arch {
+    fn from(a: ArchArg) -> Self {
+        match a {
+            ArchArg::Vgg16 => neural_style::Arch::Vgg16,
+            ArchArg::Vgg19 => neural_style::Arch::Vgg19,
+        }
+    }
+}
+
 /// Input conventions.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PreprocessArg {
@@ -115,6 +124,15 @@ pub enum PreprocessArg {
     /// BGR in 0..255 minus the mean pixel (Caffe models, neural-style-pt's VGG).
     #[value(name = "caffe-bgr-255")]
     CaffeBgr255,
+}
+
+impl From<PreprocessArg> for neural_style::InputConvention {
+    fn from(p: PreprocessArg) -> Self {
+        match p {
+            PreprocessArg::TorchRgb01 => neural_style::InputConvention::TorchRgb01,
+            PreprocessArg::CaffeBgr255 => neural_style::InputConvention::CAFFE,
+        }
+    }
 }
 
 /// Loss forms.

@@ -9,10 +9,7 @@ use neural_style::{
     TransferConfig,
 };
 
-use crate::cli::{
-    ArchArg, LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreprocessArg, PreserveColorsArg,
-    RunArgs,
-};
+use crate::cli::{LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreserveColorsArg, RunArgs};
 
 /// A validated style-transfer job.
 #[derive(Debug)]
@@ -156,14 +153,8 @@ impl RunJob {
             .map(|n| layers("style-layers", n))
             .transpose()?;
         let config = TransferConfig {
-            arch: a.arch.map(|a| match a {
-                ArchArg::Vgg16 => Arch::Vgg16,
-                ArchArg::Vgg19 => Arch::Vgg19,
-            }),
-            convention: a.preprocess.map(|p| match p {
-                PreprocessArg::TorchRgb01 => InputConvention::TorchRgb01,
-                PreprocessArg::CaffeBgr255 => InputConvention::CAFFE,
-            }),
+            arch: a.arch.map(Arch::from),
+            convention: a.preprocess.map(InputConvention::from),
             // Unset lists follow the weights; without a content (style) image there is no
             // content (style) layer.
             content_layers: if a.content.is_some() {
@@ -257,7 +248,8 @@ fn flag_error(e: neural_style::Error) -> anyhow::Error {
     }
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// Whether two paths name the same existing file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
         _ => false,

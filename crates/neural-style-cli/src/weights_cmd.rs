@@ -253,23 +253,11 @@ fn convert_file(
     if output.extension().and_then(|e| e.to_str()) != Some("safetensors") {
         bail!("{}: the output must end in .safetensors", output.display());
     }
-    if output.exists()
-        && input
-            .canonicalize()
-            .ok()
-            .zip(output.canonicalize().ok())
-            .is_some_and(|(a, b)| a == b)
-    {
+    if crate::config::same_file(input, output) {
         bail!("{}: the output is the input file", output.display());
     }
-    let arch = arch.map(|a| match a {
-        ArchArg::Vgg16 => Arch::Vgg16,
-        ArchArg::Vgg19 => Arch::Vgg19,
-    });
-    let convention = preprocess.map(|p| match p {
-        PreprocessArg::TorchRgb01 => InputConvention::TorchRgb01,
-        PreprocessArg::CaffeBgr255 => InputConvention::CAFFE,
-    });
+    let arch = arch.map(Arch::from);
+    let convention = preprocess.map(InputConvention::from);
     let started = std::time::Instant::now();
     let info = WeightFile::open(input)?.write_conv_safetensors(arch, convention, output)?;
     println!(
