@@ -58,67 +58,38 @@ fn bad(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-fn to_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
 impl Checkpoint {
     /// Writes the checkpoint to `path` atomically (a temporary file, then a rename).
     pub fn save(&self, path: &Path) -> Result<()> {
         let s = &self.lbfgs;
         let n = s.x.len();
         let flat = |q: &VecDeque<Vec<f32>>| -> Vec<f32> { q.iter().flatten().copied().collect() };
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![
-            ("x".into(), vec![n], to_bytes(&s.x)),
-            ("grad".into(), vec![n], to_bytes(&s.grad)),
-            ("d".into(), vec![s.d.len()], to_bytes(&s.d)),
-            (
-                "prev_grad".into(),
-                vec![s.prev_grad.len()],
-                to_bytes(&s.prev_grad),
-            ),
-            (
-                "old_dirs".into(),
-                vec![s.old_dirs.len(), n],
-                to_bytes(&flat(&s.old_dirs)),
-            ),
-            (
-                "old_stps".into(),
-                vec![s.old_stps.len(), n],
-                to_bytes(&flat(&s.old_stps)),
-            ),
-            (
-                "ro".into(),
-                vec![s.ro.len()],
-                to_bytes(&s.ro.iter().copied().collect::<Vec<_>>()),
-            ),
-            (
-                "scalars".into(),
-                vec![4],
-                to_bytes(&[s.loss, s.t, s.h_diag, s.lr]),
-            ),
+        let (dirs, stps) = (flat(&s.old_dirs), flat(&s.old_stps));
+        let ro: Vec<f32> = s.ro.iter().copied().collect();
+        let scalars = [s.loss, s.t, s.h_diag, s.lr];
+        let mut tensors: Vec<(&str, Vec<usize>, &[f32])> = vec![
+            ("x", vec![n], &s.x),
+            ("grad", vec![n], &s.grad),
+            ("d", vec![s.d.len()], &s.d),
+            ("prev_grad", vec![s.prev_grad.len()], &s.prev_grad),
+            ("old_dirs", vec![s.old_dirs.len(), n], &dirs),
+            ("old_stps", vec![s.old_stps.len(), n], &stps),
+            ("ro", vec![ro.len()], &ro),
+            ("scalars", vec![4], &scalars),
         ];
+        let lbfgs_best_loss;
         if let Some((loss, bx, bg)) = &s.best {
-            tensors.push(("lbfgs_best_x".into(), vec![n], to_bytes(bx)));
-            tensors.push(("lbfgs_best_grad".into(), vec![n], to_bytes(bg)));
-            tensors.push(("lbfgs_best_loss".into(), vec![1], to_bytes(&[*loss])));
+            lbfgs_best_loss = [*loss];
+            tensors.push(("lbfgs_best_x", vec![n], bx));
+            tensors.push(("lbfgs_best_grad", vec![n], bg));
+            tensors.push(("lbfgs_best_loss", vec![1], &lbfgs_best_loss));
         }
+        let best_loss;
         if let Some((parts, bx)) = &self.best {
-            tensors.push(("best_x".into(), vec![bx.len()], to_bytes(bx)));
-            tensors.push((
-                "best_loss".into(),
-                vec![4],
-                to_bytes(&[parts.total, parts.content, parts.style, parts.tv]),
-            ));
+            best_loss = [parts.total, parts.content, parts.style, parts.tv];
+            tensors.push(("best_x", vec![bx.len()], bx));
+            tensors.push(("best_loss", vec![4], &best_loss));
         }
-        let views = tensors
-            .iter()
-            .map(|(name, shape, data)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| bad(path, format!("tensor `{name}`: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let meta: HashMap<String, String> = [
             ("neural_style_checkpoint", VERSION.to_string()),
             ("fingerprint", self.fingerprint.clone()),
@@ -133,8 +104,7 @@ impl Checkpoint {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let bytes = safetensors::serialize(views, &Some(meta))
-            .map_err(|e| bad(path, format!("cannot serialise: {e}")))?;
+        let bytes = crate::weights::f32_safetensors(&tensors, meta).map_err(|e| bad(path, e))?;
         crate::image_io::write_atomically(path, &bytes)
     }
 

@@ -451,29 +451,30 @@ impl WeightFile {
             return Err(format_error(&self.path, "the file has no `conv1_1`"));
         };
         let params = self.conv_params(arch, &[deepest])?;
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        for p in &params {
-            let index = arch.feature_index(p.layer).unwrap_or_default();
-            let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-            tensors.push((
-                format!("features.{index}.weight"),
-                vec![p.out_channels, p.in_channels, 3, 3],
-                bytes(&p.weight),
-            ));
-            tensors.push((
-                format!("features.{index}.bias"),
-                vec![p.out_channels],
-                bytes(&p.bias),
-            ));
-        }
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        let names: Vec<(String, String)> = params
             .iter()
-            .map(|(name, shape, data)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| format_error(out, format!("cannot build tensor `{name}`: {e}")))
+            .map(|p| {
+                let index = arch.feature_index(p.layer).unwrap_or_default();
+                (
+                    format!("features.{index}.weight"),
+                    format!("features.{index}.bias"),
+                )
             })
-            .collect::<Result<_>>()?;
+            .collect();
+        let tensors: Vec<(&str, Vec<usize>, &[f32])> = params
+            .iter()
+            .zip(&names)
+            .flat_map(|(p, (w, b))| {
+                [
+                    (
+                        w.as_str(),
+                        vec![p.out_channels, p.in_channels, 3, 3],
+                        p.weight.as_slice(),
+                    ),
+                    (b.as_str(), vec![p.out_channels], p.bias.as_slice()),
+                ]
+            })
+            .collect();
         let mut metadata = HashMap::new();
         metadata.insert("arch".to_string(), arch.to_string());
         match convention.or(info.convention) {
@@ -489,8 +490,7 @@ impl WeightFile {
             }
             None => {}
         }
-        let bytes = safetensors::serialize(views, &Some(metadata))
-            .map_err(|e| format_error(out, format!("cannot serialise: {e}")))?;
+        let bytes = f32_safetensors(&tensors, metadata).map_err(|e| format_error(out, e))?;
         crate::image_io::write_atomically(out, &bytes)?;
         Ok(WeightsInfo {
             path: out.to_path_buf(),
@@ -499,6 +499,28 @@ impl WeightFile {
             convs: chain,
         })
     }
+}
+
+/// `.safetensors` bytes holding f32 tensors (name, shape, values) and `metadata`; the
+/// error says which tensor could not be stored.
+pub(crate) fn f32_safetensors(
+    tensors: &[(&str, Vec<usize>, &[f32])],
+    metadata: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|v| (name.to_string(), v))
+                .map_err(|e| format!("cannot store tensor `{name}`: {e}"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, &Some(metadata)).map_err(|e| format!("cannot serialise: {e}"))
 }
 
 fn parse_mean(s: &str) -> Option<[f32; 3]> {
