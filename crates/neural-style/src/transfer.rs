@@ -374,7 +374,12 @@ pub fn run_resumable(
     resume: Option<(Checkpoint, &std::path::Path)>,
     checkpoint_every: usize,
 ) -> Result<Output> {
-    let fingerprint = crate::checkpoint::fingerprint(config, inputs);
+    // Hashing every input pixel is only worth it when checkpoints are in play.
+    let fingerprint = if resume.is_some() || checkpoint_every > 0 {
+        crate::checkpoint::fingerprint(config, inputs)
+    } else {
+        String::new()
+    };
     let config = &config.with_layers_for(net.info.arch, &net.info.convs);
     if (resume.is_some() || checkpoint_every > 0) && config.optimizer != OptimizerKind::Lbfgs {
         return Err(Error::config(
