@@ -258,6 +258,16 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 
 /// `out.png` + 50 -> `out_0050.png`.
 pub fn snapshot_path(output: &Path, evaluation: usize) -> PathBuf {
+    beside(output, &format!("_{evaluation:04}"))
+}
+
+/// `out.png` -> `out.partial.png`: where an interrupted run leaves its best image.
+pub fn partial_path(output: &Path) -> PathBuf {
+    beside(output, ".partial")
+}
+
+/// `out.png` + `tag` -> `out{tag}.png`, in the same directory.
+fn beside(output: &Path, tag: &str) -> PathBuf {
     let stem = output
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -266,5 +276,5 @@ pub fn snapshot_path(output: &Path, evaluation: usize) -> PathBuf {
         .extension()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "png".into());
-    output.with_file_name(format!("{stem}_{evaluation:04}.{ext}"))
+    output.with_file_name(format!("{stem}{tag}.{ext}"))
 }

@@ -187,17 +187,7 @@ fn run() -> Result<ExitCode> {
         eprintln!("warning: {e:#}");
     }
     if output.stopped && interrupted.load(Ordering::SeqCst) {
-        let stem = job
-            .output
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ext = job
-            .output
-            .extension()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let partial = job.output.with_file_name(format!("{stem}.partial.{ext}"));
+        let partial = config::partial_path(&job.output);
         output.image.save(&partial)?;
         eprintln!(
             "interrupted after {} evaluations; best image so far (loss {:.6e}) saved to {}",
