@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::Result;
 use neural_style::vgg::random_conv_params;
 use neural_style::{
-    Arch, Layer, LossWeights, Objective, Padding, Pooling, TransferConfig, Vgg, default_device,
+    Arch, Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg,
+    default_device,
 };
 
 use crate::cli::BenchArgs;
@@ -53,7 +54,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         weights,
         1.0,
         Some(&x),
-        &[(s, args.size, args.size, 1.0)],
+        &[StyleInput {
+            data: s,
+            width: args.size,
+            height: args.size,
+            blend: 1.0,
+        }],
+        (&[], None),
         args.size,
         args.size,
     );

@@ -289,6 +289,14 @@ pub struct RunArgs {
     /// Weights of the style images, comma-separated (normalised to sum to 1).
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_blend: Option<Vec<f32>>,
+    /// Region of each style (Gatys et al. 2017): a grey-level image with the content's
+    /// aspect ratio, white where that style goes; give one per --style, in the same order.
+    #[arg(long, value_name = "PATH")]
+    pub mask: Vec<PathBuf>,
+    /// Weights the content term per position (scaled to mean 1, so the overall content
+    /// weight stays): bright regions stay closer to the photo, black ones go to the style.
+    #[arg(long, value_name = "PATH")]
+    pub content_mask: Option<PathBuf>,
     /// Print the losses every N evaluations (0: never).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub print_every: usize,

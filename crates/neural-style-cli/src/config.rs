@@ -20,6 +20,10 @@ pub struct RunJob {
     pub content: Option<PathBuf>,
     /// Style images.
     pub styles: Vec<PathBuf>,
+    /// One region mask per style image.
+    pub style_masks: Vec<PathBuf>,
+    /// Per-position content weight mask.
+    pub content_mask: Option<PathBuf>,
     /// Initial image file, for `--init PATH`.
     pub init_image: Option<PathBuf>,
     /// Output image.
@@ -126,6 +130,8 @@ impl RunJob {
             .iter()
             .chain(&a.style)
             .chain(&init_image)
+            .chain(&a.mask)
+            .chain(&a.content_mask)
             .map(|p| p.as_path())
             .chain(match &weights {
                 WeightsSource::File(p) => Some(p.as_path()),
@@ -209,6 +215,16 @@ impl RunJob {
             }),
         };
         config.validate(a.style.len()).map_err(flag_error)?;
+        if !a.mask.is_empty() && a.mask.len() != a.style.len() {
+            bail!(
+                "--mask: {} masks for {} style images; give one --mask per --style, in the same order",
+                a.mask.len(),
+                a.style.len()
+            );
+        }
+        if a.content_mask.is_some() && a.content.is_none() {
+            bail!("--content-mask needs a --content image");
+        }
         if a.checkpoint_every == 0 {
             bail!("--checkpoint-every 0 is not allowed; use at least 1");
         }
@@ -219,6 +235,8 @@ impl RunJob {
             config,
             content: a.content,
             styles: a.style,
+            style_masks: a.mask,
+            content_mask: a.content_mask,
             init_image,
             output,
             weights,

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use neural_style::{Checkpoint, Image, Inputs, Network, default_device};
+use neural_style::{Checkpoint, Image, Inputs, Mask, Network, default_device};
 
 use crate::cli::{Cli, Command};
 use crate::config::{RunJob, WeightsSource};
@@ -76,6 +76,30 @@ fn check_memory(job: &mut RunJob, net: &Network, inputs: &Inputs) -> Result<()> 
     )
 }
 
+/// Loads a mask image and checks that it has the content's aspect ratio.
+fn load_mask(path: &std::path::Path, job: &RunJob, content: Option<&Image>) -> Result<Mask> {
+    let mask = Mask::from_image(&Image::load(path, job.max_input_pixels)?);
+    if mask.area() < 0.5 {
+        anyhow::bail!(
+            "{}: the mask is black everywhere: it marks no region",
+            path.display()
+        );
+    }
+    if let (Some(content), Some(photo)) = (&job.content, content) {
+        let (w, h) = (photo.width, photo.height);
+        if !mask.fits(w, h) {
+            anyhow::bail!(
+                "{}: the mask is {}x{} but the content image {} is {w}x{h}; a mask needs the content's aspect ratio",
+                path.display(),
+                mask.width,
+                mask.height,
+                content.display()
+            );
+        }
+    }
+    Ok(mask)
+}
+
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(Command::Bench(args)) = &cli.command {
@@ -90,14 +114,25 @@ fn run() -> Result<ExitCode> {
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;
     let load = |p: &std::path::Path| Image::load(p, job.max_input_pixels);
+    let content = job.content.as_deref().map(load).transpose()?;
     let inputs = Inputs {
-        content: job.content.as_deref().map(load).transpose()?,
         styles: job
             .styles
             .iter()
             .map(|p| load(p))
             .collect::<Result<_, _>>()?,
         init: job.init_image.as_deref().map(load).transpose()?,
+        style_masks: job
+            .style_masks
+            .iter()
+            .map(|p| load_mask(p, &job, content.as_ref()))
+            .collect::<Result<_>>()?,
+        content_mask: job
+            .content_mask
+            .as_deref()
+            .map(|p| load_mask(p, &job, content.as_ref()))
+            .transpose()?,
+        content,
     };
     let weights = match &job.weights {
         WeightsSource::File(path) => path.clone(),

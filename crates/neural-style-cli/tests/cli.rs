@@ -195,6 +195,46 @@ fn texture_synthesis_and_content_reconstruction_run_without_the_other_image() {
 }
 
 #[test]
+fn masked_styles_and_a_content_mask_run_from_mask_files() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    // Left half white (first style), right half white (second), at twice the output size.
+    let half = |left: bool| {
+        image::GrayImage::from_fn(80, 64, |x, _| {
+            image::Luma([if (x < 40) == left { 255 } else { 0 }])
+        })
+    };
+    half(true).save(s.p("left.png")).unwrap();
+    half(false).save(s.p("right.png")).unwrap();
+    write_image(&s.dir.path().join("style2.png"), 30, 30, 4.0);
+    let o = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-s",
+        &s.p("style.png"),
+        "--mask",
+        &s.p("left.png"),
+        "-s",
+        &s.p("style2.png"),
+        "--mask",
+        &s.p("right.png"),
+        "--content-mask",
+        &s.p("left.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "--size",
+        "40",
+        "-n",
+        "6",
+        "-o",
+        &s.p("masked.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(s.p("masked.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (40, 32));
+}
+
+#[test]
 fn missing_layers_are_listed_in_one_error() {
     let s = Scene::new();
     // Keep conv1_1..conv3_1 of the tiny network (features.0/2/5/7/10), like the shared
@@ -354,6 +394,11 @@ fn tiny_weights_with(key: &str, shape: Vec<usize>, value: f32) -> Vec<u8> {
     safetensors::serialize(tensors, &None).unwrap()
 }
 
+/// The usual run's arguments plus `extra`.
+fn flag<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
 #[test]
 fn bad_inputs_give_one_clear_line_and_no_panic() {
     let s = Scene::new();
@@ -390,24 +435,21 @@ fn bad_inputs_give_one_clear_line_and_no_panic() {
         std::fs::write(s.p(name), bytes).unwrap();
     }
     image::RgbImage::new(1, 1).save(s.p("dot.png")).unwrap();
+    image::RgbImage::new(40, 32).save(s.p("black.png")).unwrap();
     std::fs::create_dir(s.p("out.png")).unwrap();
     let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("x.png"));
     let dir = s.dir.path().to_string_lossy().into_owned();
     // (arguments, what the one error line must say); "-n 2 --size 32" unless given.
-    let flag = |extra: &[&'static str]| -> Vec<&str> {
-        let mut v = vec![
-            "-c",
-            c.as_str(),
-            "-s",
-            st.as_str(),
-            "-w",
-            w,
-            "-o",
-            out.as_str(),
-        ];
-        v.extend_from_slice(extra);
-        v
-    };
+    let base = [
+        "-c",
+        c.as_str(),
+        "-s",
+        st.as_str(),
+        "-w",
+        w,
+        "-o",
+        out.as_str(),
+    ];
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         // Images.
         (
@@ -474,44 +516,66 @@ fn bad_inputs_give_one_clear_line_and_no_panic() {
         ),
         // Flags: the usual run plus one bad flag.
         (
-            flag(&["--style-weight", "-1"]),
+            flag(&base, &["--style-weight", "-1"]),
             vec!["--style-weight", ">= 0"],
         ),
         (
-            flag(&["--content-weight", "nan"]),
+            flag(&base, &["--content-weight", "nan"]),
             vec!["--content-weight", "NaN"],
         ),
-        (flag(&["--size", "0"]), vec!["--size", "16..=16384"]),
-        (flag(&["--size", "big"]), vec!["--size", "`big`"]),
+        (flag(&base, &["--size", "0"]), vec!["--size", "16..=16384"]),
+        (flag(&base, &["--size", "big"]), vec!["--size", "`big`"]),
         (
-            flag(&["--style-layers", "relu9_9"]),
+            flag(&base, &["--style-layers", "relu9_9"]),
             vec!["unknown layer `relu9_9`"],
         ),
         (
-            flag(&["--style-blend", "0.5,0.5"]),
+            flag(&base, &["--style-blend", "0.5,0.5"]),
             vec!["--style-blend", "2 weights given for 1 style images"],
         ),
         (
-            flag(&["--style-layer-weights", "1,2"]),
+            flag(&base, &["--mask", &st]),
+            vec!["style.png", "36x36", "content.png", "aspect ratio"],
+        ),
+        (
+            flag(&base, &["--mask", &s.p("black.png")]),
+            vec!["black.png", "black everywhere"],
+        ),
+        (
+            flag(&base, &["--mask", &c, "--mask", &c]),
+            vec!["--mask", "2 masks for 1 style images"],
+        ),
+        (
+            vec!["-s", &st, "-w", w, "-o", &out, "--content-mask", &c],
+            vec!["--content-mask needs a --content"],
+        ),
+        (
+            flag(&base, &["--style-layer-weights", "1,2"]),
             vec!["--style-layer-weights", "2 weights given"],
         ),
-        (flag(&["-n", "0"]), vec!["--iterations", "at least 1"]),
-        (flag(&["--threads", "0"]), vec!["--threads 0"]),
         (
-            flag(&["--style-scale", "0"]),
+            flag(&base, &["-n", "0"]),
+            vec!["--iterations", "at least 1"],
+        ),
+        (flag(&base, &["--threads", "0"]), vec!["--threads 0"]),
+        (
+            flag(&base, &["--style-scale", "0"]),
             vec!["--style-scale", "(0, 8]"],
         ),
         (
-            flag(&["--scales", "300,200"]),
+            flag(&base, &["--scales", "300,200"]),
             vec!["--scales", "increasing"],
         ),
-        (flag(&["--min-size", "4"]), vec!["--min-size", "16..=16384"]),
         (
-            flag(&["--learning-rate", "-1"]),
+            flag(&base, &["--min-size", "4"]),
+            vec!["--min-size", "16..=16384"],
+        ),
+        (
+            flag(&base, &["--learning-rate", "-1"]),
             vec!["--learning-rate", "> 0"],
         ),
         (
-            flag(&["--checkpoint-every", "0"]),
+            flag(&base, &["--checkpoint-every", "0"]),
             vec!["--checkpoint-every 0"],
         ),
         (

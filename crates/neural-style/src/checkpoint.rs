@@ -48,6 +48,10 @@ pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
     inputs.content.iter().for_each(&mut image);
     inputs.styles.iter().for_each(&mut image);
     inputs.init.iter().for_each(&mut image);
+    for m in inputs.style_masks.iter().chain(&inputs.content_mask) {
+        (m.width, m.height).hash(&mut h);
+        m.data.iter().for_each(|v| v.to_bits().hash(&mut h));
+    }
     format!("{:016x}", h.finish())
 }
 

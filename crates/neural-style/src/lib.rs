@@ -12,7 +12,7 @@
 //! let inputs = Inputs {
 //!     content: Some(Image::load("photo.jpg".as_ref(), neural_style::DEFAULT_MAX_INPUT_PIXELS)?),
 //!     styles: vec![Image::load("painting.jpg".as_ref(), neural_style::DEFAULT_MAX_INPUT_PIXELS)?],
-//!     init: None,
+//!     ..Inputs::default()
 //! };
 //! let mut observer = |event: &neural_style::Event<'_>| {
 //!     if let neural_style::Event::Evaluation { evaluation, loss, .. } = event {
@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod image_io;
 pub mod loss;
+pub mod mask;
 pub mod memory;
 pub mod optim;
 pub mod transfer;
@@ -44,8 +45,10 @@ pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;
+pub use mask::Mask;
 pub use transfer::{
-    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, run, run_resumable,
+    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, StyleInput, run,
+    run_resumable,
 };
 pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

@@ -33,12 +33,41 @@ pub fn gram(features: Tensor<4>, form: LossForm) -> Tensor<2> {
     }
 }
 
-/// Content loss between an activation and its target.
-pub fn content_loss(features: Tensor<4>, target: Tensor<4>, form: LossForm) -> Tensor<1> {
-    let d = features.sub(target);
+/// The Gram matrix of the part of an activation inside a region (Gatys et al. 2017, eq. 6):
+/// the features at each position weighted by `sqrt_mask` (`[1, H·W]`, the square root of
+/// the mask at this layer's resolution, so the products carry the mask once), divided by
+/// `C·area` in the mean form, `area` being the mask's sum. With a mask of ones this is
+/// [`gram`].
+pub fn masked_gram(
+    features: Tensor<4>,
+    sqrt_mask: Tensor<2>,
+    area: f32,
+    form: LossForm,
+) -> Tensor<2> {
+    let [_, c, h, w] = features.dims();
+    let f = features.reshape([c, h * w]).mul(sqrt_mask);
+    let g = f.clone().matmul(f.transpose());
     match form {
-        LossForm::Mean | LossForm::Normalized => d.square().mean(),
-        LossForm::Paper => d.square().sum().mul_scalar(0.5),
+        LossForm::Mean | LossForm::Normalized => g.div_scalar(c as f32 * area),
+        LossForm::Paper => g,
+    }
+}
+
+/// Content loss between an activation and its target; `mask` (`[1, 1, H, W]`) weights each
+/// position.
+pub fn content_loss(
+    features: Tensor<4>,
+    target: Tensor<4>,
+    form: LossForm,
+    mask: Option<&Tensor<4>>,
+) -> Tensor<1> {
+    let mut d = features.sub(target).square();
+    if let Some(m) = mask {
+        d = d.mul(m.clone());
+    }
+    match form {
+        LossForm::Mean | LossForm::Normalized => d.mean(),
+        LossForm::Paper => d.sum().mul_scalar(0.5),
     }
 }
 
@@ -103,7 +132,7 @@ mod tests {
         let device = crate::default_device();
         for form in [LossForm::Mean, LossForm::Paper] {
             let f = features(1, &device);
-            let c = content_loss(f.clone(), f.clone(), form).into_scalar::<f32>();
+            let c = content_loss(f.clone(), f.clone(), form, None).into_scalar::<f32>();
             let g = gram(f.clone(), form);
             let s = style_loss(g.clone(), g, form, 2, 12).into_scalar::<f32>();
             assert_eq!((c, s), (0.0, 0.0));
@@ -154,6 +183,51 @@ mod tests {
             w.grad(&grads).is_none(),
             "the network's weights must not get gradients"
         );
+    }
+
+    #[test]
+    fn masked_gram_of_ones_is_the_gram_and_of_a_half_is_that_halfs_gram() {
+        let device = crate::default_device();
+        let f = features(7, &device);
+        let ones = Tensor::<2>::ones([1, 12], &device);
+        let a = gram(f.clone(), LossForm::Mean)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let b = masked_gram(f.clone(), ones, 12.0, LossForm::Mean)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(a, b);
+        // The first two columns (of four) in each of the three rows.
+        let left: Vec<f32> = (0..12).map(|i| if i % 4 < 2 { 1.0 } else { 0.0 }).collect();
+        let m = Tensor::<2>::from_data(TensorData::new(left, [1, 12]), &device);
+        let half = f.clone().narrow(3, 0, 2);
+        let expected = gram(half, LossForm::Mean)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let got = masked_gram(f, m, 6.0, LossForm::Mean)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        for (e, g) in expected.iter().zip(&got) {
+            assert!((e - g).abs() < 1e-6, "{expected:?} vs {got:?}");
+        }
+    }
+
+    #[test]
+    fn content_mask_weights_positions() {
+        let device = crate::default_device();
+        let (f, t) = (features(1, &device), features(2, &device));
+        let full = content_loss(f.clone(), t.clone(), LossForm::Mean, None).into_scalar::<f32>();
+        let ones = Tensor::<4>::ones([1, 1, 3, 4], &device);
+        let same =
+            content_loss(f.clone(), t.clone(), LossForm::Mean, Some(&ones)).into_scalar::<f32>();
+        assert_eq!(full, same);
+        let zeros = Tensor::<4>::zeros([1, 1, 3, 4], &device);
+        let none = content_loss(f, t, LossForm::Mean, Some(&zeros)).into_scalar::<f32>();
+        assert!(full > 0.0 && none == 0.0);
     }
 
     #[test]

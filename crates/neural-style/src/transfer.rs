@@ -15,6 +15,7 @@ use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfi
 use crate::error::{Error, Result};
 use crate::image_io::{Image, fit_longest};
 use crate::loss::{self, LossForm};
+use crate::mask::Mask;
 use crate::optim::{Adam, Lbfgs, LbfgsState};
 use crate::vgg::{Arch, InputConvention, Layer, Vgg};
 use crate::weights::{WeightFile, WeightsInfo};
@@ -68,6 +69,13 @@ pub struct Inputs {
     pub styles: Vec<Image>,
     /// The initial image when `init` is [`Init::Image`].
     pub init: Option<Image>,
+    /// One region per style image (Gatys et al. 2017): style `i` is matched only where
+    /// mask `i` is white. Empty: every style everywhere. Stretched to the output size.
+    pub style_masks: Vec<Mask>,
+    /// Weights the content term per position, scaled to mean 1 so the term keeps its
+    /// overall weight: bright regions stay closer to the photo than without the mask, black
+    /// ones are left to the style. Stretched to the output size.
+    pub content_mask: Option<Mask>,
 }
 
 /// The loss terms at one evaluation, each already multiplied by its weight.
@@ -174,14 +182,49 @@ pub struct Output {
     pub non_finite_at: Option<usize>,
 }
 
+/// One content layer's term.
+struct ContentTerm {
+    /// Index of the activation among the objective's layers.
+    index: usize,
+    target: Tensor<4>,
+    /// 1 / target energy in the normalised form, else 1.
+    scale: f32,
+    /// Per-position weights at this layer's resolution, `[1, 1, H, W]`.
+    mask: Option<Tensor<4>>,
+}
+
+/// One style layer's term (for one region when masked).
+struct StyleTerm {
+    /// Index of the activation among the objective's layers.
+    index: usize,
+    /// The target Gram matrix.
+    target: Tensor<2>,
+    /// Layer weight × normalisation × region weight.
+    weight: f32,
+    /// The region at this layer's resolution: the square root of the mask as `[1, H·W]`,
+    /// and its area.
+    mask: Option<(Tensor<2>, f32)>,
+}
+
+/// A style image prepared for one size: network-input pixels, its size, and its blend
+/// weight (normalised over the styles).
+pub struct StyleInput {
+    /// Network input, planar.
+    pub data: Vec<f32>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Blend weight.
+    pub blend: f32,
+}
+
 /// The differentiable objective: losses against fixed targets for one image size.
 pub struct Objective<'a> {
     net: &'a Vgg,
     layers: Vec<Layer>,
-    /// (activation index, target, scale).
-    content: Vec<(usize, Tensor<4>, f32)>,
-    /// (activation index, target Gram matrix, layer weight × scale).
-    style: Vec<(usize, Tensor<2>, f32)>,
+    content: Vec<ContentTerm>,
+    style: Vec<StyleTerm>,
     /// Multiplies the TV sum (1 except in the normalised form).
     tv_scale: f32,
     weights: LossWeights,
@@ -192,7 +235,8 @@ pub struct Objective<'a> {
 
 impl<'a> Objective<'a> {
     /// Builds the targets: content activations of `content` (network input, planar) and the
-    /// blended Gram matrices of `styles` (network input, planar, with their sizes).
+    /// blended Gram matrices of `styles`, or with `style_masks` (one per style, any size with
+    /// the output's aspect ratio) each style's own Gram matrices restricted to its region.
     /// `pixel_scale` is the network-input size of one 0..1 pixel step
     /// ([`InputConvention::pixel_scale`]).
     #[allow(clippy::too_many_arguments)]
@@ -202,10 +246,12 @@ impl<'a> Objective<'a> {
         weights: LossWeights,
         pixel_scale: f32,
         content: Option<&[f32]>,
-        styles: &[(Vec<f32>, u32, u32, f32)],
+        styles: &[StyleInput],
+        masks: (&[Mask], Option<&Mask>),
         width: u32,
         height: u32,
     ) -> Self {
+        let (style_masks, content_mask) = masks;
         let device = net.device().clone();
         let to_tensor = |x: &[f32], w: u32, h: u32| {
             Tensor::<4>::from_data(
@@ -214,47 +260,99 @@ impl<'a> Objective<'a> {
             )
             .autodiff()
         };
+        let at_layer = |m: &Mask, l: Layer| {
+            let (w, h) = crate::mask::layer_size(l, width, height);
+            m.resized(w.max(1), h.max(1))
+        };
         let layers = config.layers();
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
-        let mut content_targets = Vec::new();
+        let mut content_terms = Vec::new();
         if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
             let feats = net.features(to_tensor(c, width, height), config.content_layers());
             for (l, f) in config.content_layers().iter().zip(feats) {
                 let f = f.detach();
                 let scale = loss::target_scale(&f, config.loss_form);
-                content_targets.push((index(l), f, scale));
+                let mask = content_mask.map(|m| {
+                    let [_, _, h, w] = f.dims();
+                    // Scaled to mean 1, so the content term keeps its overall weight and
+                    // moves from the dark regions to the bright ones.
+                    let m = m.resized(w as u32, h as u32);
+                    let mean = (m.area() / (w * h) as f32).max(1e-6);
+                    let data: Vec<f32> = m.data.iter().map(|v| v / mean).collect();
+                    Tensor::<4>::from_data(TensorData::new(data, [1, 1, h, w]), &device).autodiff()
+                });
+                content_terms.push(ContentTerm {
+                    index: index(l),
+                    target: f,
+                    scale,
+                    mask,
+                });
             }
         }
-        let mut style_targets = Vec::new();
-        if !styles.is_empty() && !config.style_layers().is_empty() {
-            let mut grams: Vec<Option<Tensor<2>>> = vec![None; config.style_layers().len()];
-            for (data, w, h, blend) in styles {
-                let feats = net.features(to_tensor(data, *w, *h), config.style_layers());
-                for (slot, f) in grams.iter_mut().zip(feats) {
-                    let g = loss::gram(f, config.loss_form).mul_scalar(*blend).detach();
-                    *slot = Some(match slot.take() {
-                        Some(acc) => acc.add(g),
-                        None => g,
+        let mut style_terms = Vec::new();
+        let style_layers = config.style_layers();
+        if !styles.is_empty() && !style_layers.is_empty() {
+            // Per style: the Gram matrix of each style layer.
+            let grams: Vec<Vec<Tensor<2>>> = styles
+                .iter()
+                .map(|s| {
+                    net.features(to_tensor(&s.data, s.width, s.height), style_layers)
+                        .into_iter()
+                        .map(|f| loss::gram(f, config.loss_form).detach())
+                        .collect()
+                })
+                .collect();
+            let layer_weights = config.layer_weights();
+            if style_masks.is_empty() {
+                // One target per layer: the blend of the styles' Gram matrices.
+                for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
+                    let target = grams
+                        .iter()
+                        .zip(styles)
+                        .map(|(g, s)| g[j].clone().mul_scalar(s.blend))
+                        .reduce(|a, b| a.add(b))
+                        .expect("at least one style");
+                    let scale = loss::target_scale(&target, config.loss_form);
+                    style_terms.push(StyleTerm {
+                        index: index(l),
+                        target,
+                        weight: w * scale,
+                        mask: None,
                     });
                 }
-            }
-            for ((l, g), w) in config
-                .style_layers()
-                .iter()
-                .zip(grams)
-                .zip(config.layer_weights())
-            {
-                if let Some(g) = g {
-                    let scale = loss::target_scale(&g, config.loss_form);
-                    style_targets.push((index(l), g, w * scale));
+            } else {
+                // One target per layer and region; each region weighs its blend weight
+                // times the number of regions (1 each by default).
+                let regions = styles.len() as f32;
+                for ((g, s), m) in grams.iter().zip(styles).zip(style_masks) {
+                    for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
+                        let m = at_layer(m, *l);
+                        let area = m.area();
+                        if area < 0.5 {
+                            // The region vanishes at this resolution.
+                            continue;
+                        }
+                        let sqrt: Vec<f32> = m.data.iter().map(|v| v.sqrt()).collect();
+                        let n = sqrt.len();
+                        let sqrt = Tensor::<2>::from_data(TensorData::new(sqrt, [1, n]), &device)
+                            .autodiff();
+                        let target = g[j].clone();
+                        let scale = loss::target_scale(&target, config.loss_form);
+                        style_terms.push(StyleTerm {
+                            index: index(l),
+                            target,
+                            weight: w * scale * s.blend * regions,
+                            mask: Some((sqrt, area)),
+                        });
+                    }
                 }
             }
         }
         Self {
             net,
             layers,
-            content: content_targets,
-            style: style_targets,
+            content: content_terms,
+            style: style_terms,
             tv_scale: match config.loss_form {
                 LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_scale),
                 LossForm::Mean | LossForm::Paper => 1.0,
@@ -277,26 +375,32 @@ impl<'a> Objective<'a> {
         .require_grad();
         let feats = self.net.features(image.clone(), &self.layers);
         let mut content: Option<Tensor<1>> = None;
-        for (i, target, scale) in &self.content {
-            let l =
-                loss::content_loss(feats[*i].clone(), target.clone(), self.form).mul_scalar(*scale);
+        for t in &self.content {
+            let l = loss::content_loss(
+                feats[t.index].clone(),
+                t.target.clone(),
+                self.form,
+                t.mask.as_ref(),
+            )
+            .mul_scalar(t.scale);
             content = Some(match content {
                 Some(acc) => acc.add(l),
                 None => l,
             });
         }
         let mut style: Option<Tensor<1>> = None;
-        for (i, target, w) in &self.style {
-            let f = feats[*i].clone();
+        for t in &self.style {
+            let f = feats[t.index].clone();
             let [_, c, h, wd] = f.dims();
-            let l = loss::style_loss(
-                loss::gram(f, self.form),
-                target.clone(),
-                self.form,
-                c,
-                h * wd,
-            )
-            .mul_scalar(*w);
+            let (g, positions) = match &t.mask {
+                Some((sqrt, area)) => (
+                    loss::masked_gram(f, sqrt.clone(), *area, self.form),
+                    area.round() as usize,
+                ),
+                None => (loss::gram(f, self.form), h * wd),
+            };
+            let l =
+                loss::style_loss(g, t.target.clone(), self.form, c, positions).mul_scalar(t.weight);
             style = Some(match style {
                 Some(acc) => acc.add(l),
                 None => l,
@@ -398,6 +502,12 @@ pub fn run_resumable(
     }
     let mut resume = resume.map(|(c, _)| c);
     config.validate(inputs.styles.len())?;
+    crate::mask::check(
+        &inputs.style_masks,
+        inputs.styles.len(),
+        inputs.content_mask.as_ref(),
+        inputs.content.as_ref().map(|c| (c.width, c.height)),
+    )?;
     if inputs.content.is_none() && inputs.styles.is_empty() {
         return Err(Error::config(
             "inputs",
@@ -593,7 +703,7 @@ fn run_scale(
         }
         None => vec![1.0 / inputs.styles.len().max(1) as f32; inputs.styles.len()],
     };
-    let styles: Vec<(Vec<f32>, u32, u32, f32)> = inputs
+    let styles: Vec<StyleInput> = inputs
         .styles
         .iter()
         .zip(&blend)
@@ -602,7 +712,12 @@ fn run_scale(
                 .round()
                 .max(16.0) as u32;
             let s = s.resized_to_longest(longest);
-            (conv.to_network(&s.data), s.width, s.height, *b)
+            StyleInput {
+                data: conv.to_network(&s.data),
+                width: s.width,
+                height: s.height,
+                blend: *b,
+            }
         })
         .collect();
     let weights = config.loss_weights(&conv);
@@ -614,6 +729,7 @@ fn run_scale(
         conv.pixel_scale(),
         content_input.as_deref(),
         &styles,
+        (&inputs.style_masks, inputs.content_mask.as_ref()),
         width,
         height,
     );

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use neural_style::color::{colour_stats, to_yiq};
 use neural_style::{
-    Image, Inputs, Network, NoObserver, PreserveColors, Size, TransferConfig, default_device, run,
+    Image, Inputs, Mask, Network, NoObserver, PreserveColors, Size, TransferConfig, default_device,
+    run,
 };
 
 fn weights() -> PathBuf {
@@ -40,7 +41,7 @@ fn transfer(preserve: Option<PreserveColors>) -> (Image, Inputs) {
     let inputs = Inputs {
         content: Some(image(40, 32, 0.0)),
         styles: vec![image(36, 36, 2.5)],
-        init: None,
+        ..Inputs::default()
     };
     let out = run(&net, &config, &inputs, &mut NoObserver).expect("run");
     (out.image, inputs)
@@ -86,4 +87,243 @@ fn histogram_mode_runs_with_recoloured_styles() {
         dist(&out),
         dist(&plain)
     );
+}
+
+/// A flat colour with a little texture.
+fn tinted(w: u32, h: u32, rgb: [f32; 3], phase: f32) -> Image {
+    let n = (w * h) as usize;
+    let mut data = vec![0.0; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) as usize;
+            let t = 0.1 * ((x as f32 * 0.9 + phase).sin() * (y as f32 * 0.7).cos());
+            for c in 0..3 {
+                data[c * n + i] = (rgb[c] + t).clamp(0.0, 1.0);
+            }
+        }
+    }
+    Image::new(w, h, data)
+}
+
+/// White where `left(x)` holds, black elsewhere.
+fn half_mask(w: u32, h: u32, left: bool) -> Mask {
+    let data = (0..w * h)
+        .map(|i| ((i % w < w / 2) == left) as u8 as f32)
+        .collect();
+    Mask {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+fn run_with(config: &TransferConfig, inputs: &Inputs) -> Image {
+    let net = Network::load(&weights(), config, &default_device()).expect("weights");
+    run(&net, config, inputs, &mut NoObserver)
+        .expect("run")
+        .image
+}
+
+#[test]
+fn each_mask_region_takes_its_own_styles_statistics() {
+    let (w, h) = (48, 32);
+    let red = tinted(32, 32, [0.85, 0.2, 0.15], 0.0);
+    let blue = tinted(32, 32, [0.1, 0.25, 0.9], 1.0);
+    let config = TransferConfig {
+        iterations: 40,
+        size: Size::Exact(w, h),
+        style_weight: Some(100.0),
+        ..TransferConfig::default()
+    };
+    let inputs = Inputs {
+        content: Some(tinted(w, h, [0.5, 0.5, 0.5], 2.0)),
+        styles: vec![red.clone(), blue.clone()],
+        style_masks: vec![half_mask(w, h, true), half_mask(w, h, false)],
+        ..Inputs::default()
+    };
+    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let out = run(&net, &config, &inputs, &mut NoObserver)
+        .expect("run")
+        .image;
+    // The style loss of the middle of each half (away from the border, where receptive
+    // fields see both regions) against each style image.
+    let (left, right) = (crop(&out, 2..w / 2 - 6), crop(&out, w / 2 + 6..w - 2));
+    let l = [
+        style_distance(&net, &left, &red),
+        style_distance(&net, &left, &blue),
+    ];
+    let r = [
+        style_distance(&net, &right, &red),
+        style_distance(&net, &right, &blue),
+    ];
+    println!("left half vs red, blue: {l:?}; right half: {r:?}");
+    assert!(
+        l[0] < 0.5 * l[1],
+        "left half should carry the red style: {l:?}"
+    );
+    assert!(
+        r[1] < 0.5 * r[0],
+        "right half should carry the blue style: {r:?}"
+    );
+    // Without masks both styles are blended everywhere: the halves are alike.
+    let plain = run(
+        &net,
+        &config,
+        &Inputs {
+            style_masks: vec![],
+            ..inputs.clone()
+        },
+        &mut NoObserver,
+    )
+    .expect("run")
+    .image;
+    let (pl, pr) = (crop(&plain, 2..w / 2 - 6), crop(&plain, w / 2 + 6..w - 2));
+    let pl = [
+        style_distance(&net, &pl, &red),
+        style_distance(&net, &pl, &blue),
+    ];
+    let pr = [
+        style_distance(&net, &pr, &red),
+        style_distance(&net, &pr, &blue),
+    ];
+    println!("unmasked: left {pl:?}; right {pr:?}");
+    assert!(
+        pl[0] / pl[1] > 0.5 && pr[1] / pr[0] > 0.5,
+        "unmasked halves should not separate: {pl:?} {pr:?}"
+    );
+}
+
+/// Columns `xs` of an image.
+fn crop(img: &Image, xs: std::ops::Range<u32>) -> Image {
+    let (w, h) = (xs.len() as u32, img.height);
+    let n = (img.width * h) as usize;
+    let mut data = Vec::with_capacity(3 * (w * h) as usize);
+    for c in 0..3 {
+        for y in 0..h {
+            for x in xs.clone() {
+                data.push(img.data[c * n + (y * img.width + x) as usize]);
+            }
+        }
+    }
+    Image::new(w, h, data)
+}
+
+/// The normalised style loss of `image` against `style` alone (relu1_1..relu5_1).
+fn style_distance(net: &Network, image: &Image, style: &Image) -> f32 {
+    let config = TransferConfig {
+        content_layers: Some(vec![]),
+        ..TransferConfig::default()
+    };
+    let conv = net.convention;
+    let weights = neural_style::LossWeights {
+        content: 0.0,
+        style: 1.0,
+        tv: 0.0,
+    };
+    let objective = neural_style::Objective::new(
+        &net.vgg,
+        &config,
+        weights,
+        conv.pixel_scale(),
+        None,
+        &[neural_style::StyleInput {
+            data: conv.to_network(&style.data),
+            width: style.width,
+            height: style.height,
+            blend: 1.0,
+        }],
+        (&[], None),
+        image.width,
+        image.height,
+    );
+    objective.evaluate(&conv.to_network(&image.data)).0.style
+}
+
+#[test]
+fn content_mask_leaves_black_regions_to_the_style_and_white_ones_to_the_photo() {
+    let (w, h) = (48, 32);
+    let photo = image(w, h, 0.0);
+    let config = TransferConfig {
+        iterations: 25,
+        size: Size::Exact(w, h),
+        style_weight: Some(1.0),
+        // A shallow content layer, whose positions map to small patches of the image.
+        content_layers: Some(vec![neural_style::Layer::Relu2_1]),
+        ..TransferConfig::default()
+    };
+    let inputs = Inputs {
+        content: Some(photo.clone()),
+        styles: vec![tinted(32, 32, [0.9, 0.8, 0.1], 0.0)],
+        content_mask: Some(half_mask(w, h, true)),
+        ..Inputs::default()
+    };
+    let out = run_with(&config, &inputs);
+    let plain = run_with(
+        &config,
+        &Inputs {
+            content_mask: None,
+            ..inputs.clone()
+        },
+    );
+    // Mean absolute difference from the photo over columns `xs`.
+    let change = |img: &Image, xs: std::ops::Range<u32>| {
+        let n = (w * h) as usize;
+        let mut sum = 0.0;
+        let mut count = 0.0;
+        for y in 0..h {
+            for x in xs.clone() {
+                let i = (y * w + x) as usize;
+                for c in 0..3 {
+                    sum += (img.data[c * n + i] - photo.data[c * n + i]).abs();
+                    count += 1.0;
+                }
+            }
+        }
+        sum / count
+    };
+    let (kept, freed) = (change(&out, 0..w / 2 - 4), change(&out, w / 2 + 4..w));
+    let (pk, pf) = (change(&plain, 0..w / 2 - 4), change(&plain, w / 2 + 4..w));
+    println!("masked: kept {kept} freed {freed}; unmasked: {pk} {pf}");
+    // Relative to the unmasked run, the black half moves much further than the white one.
+    assert!(
+        freed / kept > 1.5 * (pf / pk),
+        "masked {kept} / {freed}, unmasked {pk} / {pf}"
+    );
+}
+
+#[test]
+fn blend_weights_one_and_zero_give_the_single_style_result() {
+    let config = TransferConfig {
+        iterations: 12,
+        size: Size::Exact(40, 32),
+        ..TransferConfig::default()
+    };
+    let content = Some(image(40, 32, 0.0));
+    let (a, b) = (image(36, 36, 2.5), tinted(30, 30, [0.1, 0.25, 0.9], 1.0));
+    let single = run_with(
+        &config,
+        &Inputs {
+            content: content.clone(),
+            styles: vec![a.clone()],
+            ..Inputs::default()
+        },
+    );
+    let blended = run_with(
+        &TransferConfig {
+            style_blend: Some(vec![1.0, 0.0]),
+            ..config.clone()
+        },
+        &Inputs {
+            content,
+            styles: vec![a, b],
+            ..Inputs::default()
+        },
+    );
+    let worst = single
+        .data
+        .iter()
+        .zip(&blended.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
 }

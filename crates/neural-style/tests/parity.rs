@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 
 use neural_style::{
-    Layer, LossForm, LossWeights, Objective, Padding, Pooling, TransferConfig, Vgg, WeightFile,
+    Layer, LossForm, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg,
+    WeightFile,
 };
 use serde::Deserialize;
 
@@ -112,8 +113,23 @@ fn losses_and_gradient_match_pytorch() {
             tv: case.tv_weight,
         };
         let (h, w) = (cshape[2] as u32, cshape[3] as u32);
-        let styles = [(style.clone(), sshape[3] as u32, sshape[2] as u32, 1.0)];
-        let objective = Objective::new(&vgg, &config, weights, 1.0, Some(&content), &styles, w, h);
+        let styles = [StyleInput {
+            data: style.clone(),
+            width: sshape[3] as u32,
+            height: sshape[2] as u32,
+            blend: 1.0,
+        }];
+        let objective = Objective::new(
+            &vgg,
+            &config,
+            weights,
+            1.0,
+            Some(&content),
+            &styles,
+            (&[], None),
+            w,
+            h,
+        );
         let (loss, grad) = objective.evaluate(&x);
         for (what, got, want) in [
             ("total", loss.total, case.total),

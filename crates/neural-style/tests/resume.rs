@@ -64,7 +64,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     let inputs = Inputs {
         content: Some(image(40, 32, 0.0)),
         styles: vec![image(30, 30, 1.0)],
-        init: None,
+        ..Inputs::default()
     };
     let (full, _) = go(&net, &config, &inputs, None, None);
     assert_eq!(full.len(), 21);

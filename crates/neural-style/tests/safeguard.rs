@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use neural_style::optim::Lbfgs;
 use neural_style::{
-    Layer, LossWeights, Objective, Padding, Pooling, TransferConfig, Vgg, WeightFile,
+    Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg, WeightFile,
 };
 
 fn fixtures() -> PathBuf {
@@ -54,7 +54,13 @@ fn a_huge_step_is_recovered_from() {
         weights,
         1.0,
         Some(&content),
-        &[(style, 44, 36, 1.0)],
+        &[StyleInput {
+            data: style,
+            width: 44,
+            height: 36,
+            blend: 1.0,
+        }],
+        (&[], None),
         48,
         40,
     );
