@@ -23,6 +23,24 @@ pub enum Command {
     Bench(BenchArgs),
     /// Known models and the weights cache: list, fetch, verify, import, convert.
     Weights(WeightsArgs),
+    /// The paper's fig. 3 as one image: a labelled grid of results, one column per style
+    /// weight and one row per set of style layers, all from the same photo and start.
+    Sheet(SheetArgs),
+}
+
+/// Flags of `neural-style sheet`: the style-transfer flags plus the grid's axes.
+#[derive(Debug, Args)]
+pub struct SheetArgs {
+    /// Style weights, one column each, comma-separated (e.g. 1,10,100,1000).
+    #[arg(long, value_delimiter = ',', value_name = "W,...", required = true)]
+    pub style_weights: Vec<f32>,
+    /// Sets of style layers, one row each, separated by `;` (e.g.
+    /// "relu1_1;relu1_1,relu2_1;relu1_1,relu2_1,relu3_1") [default: one row, --style-layers].
+    #[arg(long, value_delimiter = ';', value_name = "L,...;L,...")]
+    pub layer_sets: Vec<String>,
+    /// The style-transfer flags; --output names the sheet.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `neural-style weights`.

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod config;
 mod progress;
+mod sheet;
 mod weights_cmd;
 
 use std::process::ExitCode;
@@ -100,6 +101,101 @@ fn load_mask(path: &std::path::Path, job: &RunJob, content: Option<&Image>) -> R
     Ok(mask)
 }
 
+/// The content, style, init and mask images of a job.
+fn load_inputs(job: &RunJob) -> Result<Inputs> {
+    let load = |p: &std::path::Path| Image::load(p, job.max_input_pixels);
+    let content = job.content.as_deref().map(load).transpose()?;
+    Ok(Inputs {
+        styles: job
+            .styles
+            .iter()
+            .map(|p| load(p))
+            .collect::<Result<_, _>>()?,
+        init: job.init_image.as_deref().map(load).transpose()?,
+        style_masks: job
+            .style_masks
+            .iter()
+            .map(|p| load_mask(p, job, content.as_ref()))
+            .collect::<Result<_>>()?,
+        content_mask: job
+            .content_mask
+            .as_deref()
+            .map(|p| load_mask(p, job, content.as_ref()))
+            .transpose()?,
+        content,
+    })
+}
+
+/// The job's network (downloading its model on first use) and the weights file it came
+/// from.
+fn load_network(job: &RunJob) -> Result<(Network, std::path::PathBuf)> {
+    let weights = match &job.weights {
+        WeightsSource::File(path) => path.clone(),
+        WeightsSource::Model { model, cache } => {
+            weights_cmd::model_weights(model, cache, job.quiet)?
+        }
+    };
+    let net = Network::load(&weights, &job.config, &default_device())?;
+    Ok((net, weights))
+}
+
+/// One line saying which network, convention and loss form a run uses.
+fn describe(net: &Network, job: &RunJob, weights: &std::path::Path) -> String {
+    format!(
+        "{} ({}, {}), weights {}",
+        net.info.arch,
+        net.convention,
+        match job.config.loss_form {
+            neural_style::LossForm::Normalized => "normalised loss form",
+            neural_style::LossForm::Mean => "mean loss form",
+            neural_style::LossForm::Paper => "paper loss form",
+        },
+        weights.display()
+    )
+}
+
+/// Flags set by SIGINT/SIGTERM: Ctrl-C (SIGINT) or SIGTERM stop the run at the next
+/// evaluation so it can save its best image; a second Ctrl-C exits at once.
+struct Signals {
+    interrupted: Arc<AtomicBool>,
+    terminated: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let terminated = Arc::new(AtomicBool::new(false));
+        flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
+            .and_then(|_| flag::register(SIGINT, interrupted.clone()))
+            .and_then(|_| flag::register(SIGTERM, terminated.clone()))
+            .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
+            .context("installing the signal handlers")?;
+        // Past a file-size limit a write fails (and is reported) instead of the signal
+        // killing the process mid-write.
+        #[cfg(unix)]
+        flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .context("installing the signal handlers")?;
+        Ok(Self {
+            interrupted,
+            terminated,
+        })
+    }
+
+    /// The shell's convention: 128 + the signal's number.
+    fn exit_code(terminated: &AtomicBool) -> ExitCode {
+        ExitCode::from(if terminated.load(Ordering::SeqCst) {
+            143
+        } else {
+            130
+        })
+    }
+}
+
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(Command::Bench(args)) = &cli.command {
@@ -111,36 +207,13 @@ fn run() -> Result<ExitCode> {
         weights_cmd::run(args, cli.run.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(Command::Sheet(args)) = cli.command {
+        return sheet::run(args);
+    }
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;
-    let load = |p: &std::path::Path| Image::load(p, job.max_input_pixels);
-    let content = job.content.as_deref().map(load).transpose()?;
-    let inputs = Inputs {
-        styles: job
-            .styles
-            .iter()
-            .map(|p| load(p))
-            .collect::<Result<_, _>>()?,
-        init: job.init_image.as_deref().map(load).transpose()?,
-        style_masks: job
-            .style_masks
-            .iter()
-            .map(|p| load_mask(p, &job, content.as_ref()))
-            .collect::<Result<_>>()?,
-        content_mask: job
-            .content_mask
-            .as_deref()
-            .map(|p| load_mask(p, &job, content.as_ref()))
-            .transpose()?,
-        content,
-    };
-    let weights = match &job.weights {
-        WeightsSource::File(path) => path.clone(),
-        WeightsSource::Model { model, cache } => {
-            weights_cmd::model_weights(model, cache, job.quiet)?
-        }
-    };
-    let net = Network::load(&weights, &job.config, &default_device())?;
+    let inputs = load_inputs(&job)?;
+    let (net, weights) = load_network(&job)?;
     let mut job = job;
     if !job.no_memory_check {
         check_memory(&mut job, &net, &inputs)?;
@@ -159,28 +232,10 @@ fn run() -> Result<ExitCode> {
                 .with_context(|| format!("{}: cannot create the log file", p.display()))
         })
         .transpose()?;
-
-    // Ctrl-C (SIGINT) or SIGTERM stop the run at the next evaluation and save its best
-    // image; a second Ctrl-C exits at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let terminated = Arc::new(AtomicBool::new(false));
-    {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        use signal_hook::flag;
-        flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
-            .and_then(|_| flag::register(SIGINT, interrupted.clone()))
-            .and_then(|_| flag::register(SIGTERM, terminated.clone()))
-            .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
-            .context("installing the signal handlers")?;
-        // Past a file-size limit a write fails (and is reported) instead of the signal
-        // killing the process mid-write.
-        #[cfg(unix)]
-        flag::register(
-            signal_hook::consts::SIGXFSZ,
-            Arc::new(AtomicBool::new(false)),
-        )
-        .context("installing the signal handlers")?;
-    }
+    let Signals {
+        interrupted,
+        terminated,
+    } = Signals::install()?;
 
     let mut reporter = Reporter::new(
         job.quiet,
@@ -189,17 +244,7 @@ fn run() -> Result<ExitCode> {
         job.output.clone(),
         interrupted.clone(),
     );
-    reporter.println(&format!(
-        "{} ({}, {}), weights {}",
-        net.info.arch,
-        net.convention,
-        match job.config.loss_form {
-            neural_style::LossForm::Normalized => "normalised loss form",
-            neural_style::LossForm::Mean => "mean loss form",
-            neural_style::LossForm::Paper => "paper loss form",
-        },
-        weights.display()
-    ));
+    reporter.println(&describe(&net, &job, &weights));
     let resume = job
         .resume
         .as_ref()
@@ -236,13 +281,7 @@ fn run() -> Result<ExitCode> {
                 p.display()
             );
         }
-        // The shell's convention: 128 + the signal's number.
-        let code = if terminated.load(Ordering::SeqCst) {
-            143
-        } else {
-            130
-        };
-        return Ok(ExitCode::from(code));
+        return Ok(Signals::exit_code(&terminated));
     }
     if output.recoveries > 0 {
         eprintln!(

@@ -235,6 +235,51 @@ fn masked_styles_and_a_content_mask_run_from_mask_files() {
 }
 
 #[test]
+fn sheet_lays_out_one_cell_per_style_weight_and_layer_set() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let args = |sets: &str, out: &str| {
+        let c = s.p("content.png");
+        let st = s.p("style.png");
+        let o = s.p(out);
+        let w = w.to_str().unwrap().to_string();
+        run(&[
+            "sheet",
+            "-c",
+            &c,
+            "-s",
+            &st,
+            "-w",
+            &w,
+            "--size",
+            "40",
+            "-n",
+            "3",
+            "--style-weights",
+            "1,100,1e4",
+            "--layer-sets",
+            sets,
+            "-o",
+            &o,
+        ])
+    };
+    let o = args("relu1_1;relu1_1,relu2_1", "sheet.png");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cell 6/6"), "{err}");
+    let sheet = image::open(s.p("sheet.png")).unwrap().to_rgb8();
+    // Three columns of 40 px cells and two rows of 32 px, with labels and gaps.
+    assert!(
+        sheet.width() > 3 * 40 && sheet.height() > 2 * 32,
+        "{:?}",
+        sheet.dimensions()
+    );
+    let o = args("relu1_1;relu9_9", "bad.png");
+    assert_clean_error(&o, &["--layer-sets", "relu9_9"]);
+    assert!(!Path::new(&s.p("bad.png")).exists());
+}
+
+#[test]
 fn missing_layers_are_listed_in_one_error() {
     let s = Scene::new();
     // Keep conv1_1..conv3_1 of the tiny network (features.0/2/5/7/10), like the shared

@@ -35,6 +35,7 @@ pub mod loss;
 pub mod mask;
 pub mod memory;
 pub mod optim;
+pub mod sheet;
 pub mod transfer;
 pub mod vgg;
 pub mod weights;
