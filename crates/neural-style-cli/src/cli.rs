@@ -25,7 +25,7 @@ pub enum Command {
     Weights(WeightsArgs),
     /// The paper's fig. 3 as one image: a labelled grid of results, one column per style
     /// weight and one row per set of style layers, all from the same photo and start.
-    Sheet(SheetArgs),
+    Sheet(Box<SheetArgs>),
 }
 
 /// Flags of `neural-style sheet`: the style-transfer flags plus the grid's axes.

@@ -208,7 +208,7 @@ fn run() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(Command::Sheet(args)) = cli.command {
-        return sheet::run(args);
+        return sheet::run(*args);
     }
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;
