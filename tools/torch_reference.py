@@ -82,6 +82,31 @@ def gram(f, form):
     return g if form == "paper" else g / (c * h * w)
 
 
+def w2_target(f):
+    """Mean, covariance, its square root and energy (tr E[ff^T]) of features, in float64."""
+    c = f.shape[1]
+    f = f.reshape(c, -1).double()
+    mu = f.mean(1, keepdim=True)
+    second = f @ f.t() / f.shape[1]
+    cov = second - mu @ mu.t()
+    evals, evecs = torch.linalg.eigh(cov)
+    sqrt_cov = evecs @ torch.diag(evals.clamp(min=0).sqrt()) @ evecs.t()
+    return mu, cov, sqrt_cov, second.trace()
+
+
+def w2_term(f, target):
+    """W2^2 between the Gaussians of f's features and the target's (crates/neural-style/src/w2.rs)."""
+    mu_s, cov_s, sqrt_s, _ = target
+    c = f.shape[1]
+    f = f.reshape(c, -1).double()
+    mu = f.mean(1, keepdim=True)
+    cen = f - mu
+    cov = cen @ cen.t() / f.shape[1]
+    m = sqrt_s @ cov @ sqrt_s
+    root = torch.linalg.eigvalsh((m + m.t()) / 2).clamp(min=0).sqrt().sum()
+    return ((mu - mu_s) ** 2).sum() + cov.trace() + cov_s.trace() - 2 * root
+
+
 def losses(net, x, content_targets, style_targets, cfg):
     """Weighted content, style and TV terms, as in crates/neural-style/src/loss.rs."""
     layers = list(dict.fromkeys(cfg["content_layers"] + cfg["style_layers"]))
@@ -97,6 +122,10 @@ def losses(net, x, content_targets, style_targets, cfg):
     for l, a, w in zip(cfg["style_layers"], style_targets, cfg["style_layer_weights"]):
         f = feats[l]
         _, c, h, wd = f.shape
+        if cfg.get("style_loss") == "w2":
+            scale = {"normalized": 1.0 / a[3].item(), "mean": 1.0 / c}.get(form, 1.0)
+            style = style + w * scale * w2_term(f, a).float()
+            continue
         d = (gram(f, form) - a) ** 2
         style = style + w * (d.mean() * norm(a) if form != "paper" else d.sum() / (4.0 * c * c * (h * wd) ** 2))
     tv = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().sum() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().sum()
@@ -111,7 +140,8 @@ def losses(net, x, content_targets, style_targets, cfg):
 def targets(net, content, style, cfg):
     with torch.no_grad():
         ct = net.features(content, cfg["content_layers"]) if cfg["content_layers"] else []
-        st = [gram(f, cfg["loss_form"]) for f in net.features(style, cfg["style_layers"])] if cfg["style_layers"] else []
+        stat = w2_target if cfg.get("style_loss") == "w2" else (lambda f: gram(f, cfg["loss_form"]))
+        st = [stat(f) for f in net.features(style, cfg["style_layers"])] if cfg["style_layers"] else []
     return ct, st
 
 
@@ -166,6 +196,13 @@ def cmd_fixtures(args):
         dict(name="mean_avg_replicate_layers", loss_form="mean", pooling="avg", padding="replicate",
              content_layers=["conv3_2", "relu2_2"], style_layers=["relu1_2", "pool2", "relu3_4", "conv5_1"],
              style_layer_weights=[0.5, 1.0, 2.0, 0.25]),
+        # W2 on layers with more positions than channels (a rank-deficient covariance has
+        # no finite square-root derivative, and the two sides floor it differently).
+        dict(name="w2_normalized_max_reflect", loss_form="normalized", pooling="max", padding="reflect",
+             style_loss="w2", style_layers=["relu1_1", "relu2_1", "relu3_1"],
+             content_weight=1.0, style_weight=10.0, tv_weight=0.0),
+        dict(name="w2_mean_avg_zero", loss_form="mean", pooling="avg", padding="zero",
+             style_loss="w2", style_layers=["relu1_1", "relu2_1", "relu3_1"], tv_weight=0.0),
     ]
     for v in variants:
         cfg = dict(base)

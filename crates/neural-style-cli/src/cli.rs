@@ -191,6 +191,16 @@ pub enum PreserveColorsArg {
     Histogram,
 }
 
+/// Style statistics.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StyleLossArg {
+    /// Gram matrices (the paper's).
+    Gram,
+    /// Wasserstein-2 distance between the features' means and covariances (slower: one
+    /// eigendecomposition per style layer and evaluation).
+    W2,
+}
+
 /// Border handling.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PaddingArg {
@@ -307,6 +317,9 @@ pub struct RunArgs {
     /// Weights of the style images, comma-separated (normalised to sum to 1).
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_blend: Option<Vec<f32>>,
+    /// How style statistics are compared.
+    #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
+    pub style_loss: StyleLossArg,
     /// Region of each style (Gatys et al. 2017): a grey-level image with the content's
     /// aspect ratio, white where that style goes; give one per --style, in the same order.
     #[arg(long, value_name = "PATH")]

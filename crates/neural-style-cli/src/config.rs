@@ -9,7 +9,9 @@ use neural_style::{
     TransferConfig,
 };
 
-use crate::cli::{LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreserveColorsArg, RunArgs};
+use crate::cli::{
+    LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreserveColorsArg, RunArgs, StyleLossArg,
+};
 
 /// A validated style-transfer job.
 #[derive(Debug)]
@@ -209,6 +211,10 @@ impl RunJob {
             multiscale: !a.no_multiscale,
             min_size: a.min_size,
             scales: a.scales,
+            style_loss: match a.style_loss {
+                StyleLossArg::Gram => neural_style::StyleLoss::Gram,
+                StyleLossArg::W2 => neural_style::StyleLoss::W2,
+            },
             preserve_colors: a.preserve_colors.map(|p| match p {
                 PreserveColorsArg::Luminance => neural_style::PreserveColors::Luminance,
                 PreserveColorsArg::Histogram => neural_style::PreserveColors::Histogram,

@@ -18,6 +18,18 @@ pub enum OptimizerKind {
     Adam,
 }
 
+/// How a style layer's statistics are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StyleLoss {
+    /// Gram matrices (the paper's).
+    #[default]
+    Gram,
+    /// Wasserstein-2 distance between the features' Gaussians (mean and covariance),
+    /// see [`crate::w2`].
+    W2,
+}
+
 /// How the image being optimised starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +130,8 @@ pub struct TransferConfig {
     pub min_size: u32,
     /// Keep the content photo's colours (`None`: take the painting's).
     pub preserve_colors: Option<crate::color::PreserveColors>,
+    /// How style statistics are compared.
+    pub style_loss: StyleLoss,
     /// Explicit longest sides of the sizes before the final one (overrides `min_size`; an
     /// empty list means a single scale).
     pub scales: Option<Vec<u32>>,
@@ -153,6 +167,7 @@ impl Default for TransferConfig {
             min_size: DEFAULT_MIN_SIZE,
             scales: None,
             preserve_colors: None,
+            style_loss: StyleLoss::Gram,
         }
     }
 }

@@ -38,11 +38,12 @@ pub mod optim;
 pub mod sheet;
 pub mod transfer;
 pub mod vgg;
+pub mod w2;
 pub mod weights;
 
 pub use checkpoint::Checkpoint;
 pub use color::PreserveColors;
-pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
+pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, StyleLoss, TransferConfig};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;

@@ -11,13 +11,14 @@ use rand::{Rng, SeedableRng};
 
 use crate::checkpoint::Checkpoint;
 use crate::color::{PreserveColors, keep_luminance, match_histogram};
-use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, TransferConfig};
+use crate::config::{Init, LossWeights, OptimizerKind, Scale, Size, StyleLoss, TransferConfig};
 use crate::error::{Error, Result};
 use crate::image_io::{Image, fit_longest};
 use crate::loss::{self, LossForm};
 use crate::mask::Mask;
 use crate::optim::{Adam, Lbfgs, LbfgsState};
 use crate::vgg::{Arch, InputConvention, Layer, Vgg};
+use crate::w2::W2Target;
 use crate::weights::{WeightFile, WeightsInfo};
 
 /// A loaded network with the convention its inputs follow.
@@ -193,12 +194,20 @@ struct ContentTerm {
     mask: Option<Tensor<4>>,
 }
 
+/// What a style layer's activations are compared with.
+enum StyleStat {
+    /// A Gram matrix.
+    Gram(Tensor<2>),
+    /// Mean and covariance, with the mean as a `[C, 1]` tensor.
+    W2(Box<W2Target>, Tensor<2>),
+}
+
 /// One style layer's term (for one region when masked).
 struct StyleTerm {
     /// Index of the activation among the objective's layers.
     index: usize,
-    /// The target Gram matrix.
-    target: Tensor<2>,
+    /// The target statistics.
+    target: StyleStat,
     /// Layer weight × normalisation × region weight.
     weight: f32,
     /// The region at this layer's resolution: the square root of the mask as `[1, H·W]`,
@@ -292,27 +301,69 @@ impl<'a> Objective<'a> {
         let mut style_terms = Vec::new();
         let style_layers = config.style_layers();
         if !styles.is_empty() && !style_layers.is_empty() {
-            // Per style: the Gram matrix of each style layer.
-            let grams: Vec<Vec<Tensor<2>>> = styles
+            let w2 = config.style_loss == StyleLoss::W2;
+            // Per style and style layer: the Gram matrix, or the mean and second moment.
+            let stats: Vec<Vec<Stat>> = styles
                 .iter()
                 .map(|s| {
                     net.features(to_tensor(&s.data, s.width, s.height), style_layers)
                         .into_iter()
-                        .map(|f| loss::gram(f, config.loss_form).detach())
+                        .map(|f| {
+                            if w2 {
+                                let (mean, second) = feature_moments(f.detach());
+                                Stat::Moments(mean, second)
+                            } else {
+                                Stat::Gram(loss::gram(f, config.loss_form).detach())
+                            }
+                        })
                         .collect()
                 })
                 .collect();
             let layer_weights = config.layer_weights();
-            if style_masks.is_empty() {
-                // One target per layer: the blend of the styles' Gram matrices.
-                for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
-                    let target = grams
+            // The target of layer `j` from styles `chosen` (index, weight), and the factor
+            // that normalises its term.
+            let target = |j: usize, chosen: &[(usize, f32)]| -> (StyleStat, f32) {
+                if w2 {
+                    let parts: Vec<_> = chosen
                         .iter()
-                        .zip(styles)
-                        .map(|(g, s)| g[j].clone().mul_scalar(s.blend))
+                        .filter_map(|(i, b)| match &stats[*i][j] {
+                            Stat::Moments(m, s) => Some((*b, m.clone(), s.clone())),
+                            Stat::Gram(_) => None,
+                        })
+                        .collect();
+                    let t = W2Target::from_blend(&parts);
+                    let c = t.mean.len();
+                    let scale = match config.loss_form {
+                        LossForm::Normalized => (1.0 / t.energy) as f32,
+                        LossForm::Mean => 1.0 / c as f32,
+                        LossForm::Paper => 1.0,
+                    };
+                    let mean =
+                        Tensor::<2>::from_data(TensorData::new(t.mean.clone(), [c, 1]), &device)
+                            .autodiff();
+                    (StyleStat::W2(Box::new(t), mean), scale)
+                } else {
+                    let g = chosen
+                        .iter()
+                        .filter_map(|(i, b)| match &stats[*i][j] {
+                            Stat::Gram(g) => Some(g.clone().mul_scalar(*b)),
+                            Stat::Moments(..) => None,
+                        })
                         .reduce(|a, b| a.add(b))
                         .expect("at least one style");
-                    let scale = loss::target_scale(&target, config.loss_form);
+                    let scale = loss::target_scale(&g, config.loss_form);
+                    (StyleStat::Gram(g), scale)
+                }
+            };
+            if style_masks.is_empty() {
+                // One target per layer: the blend of the styles' statistics.
+                let all: Vec<(usize, f32)> = styles
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i, s.blend))
+                    .collect();
+                for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
+                    let (target, scale) = target(j, &all);
                     style_terms.push(StyleTerm {
                         index: index(l),
                         target,
@@ -324,7 +375,7 @@ impl<'a> Objective<'a> {
                 // One target per layer and region; each region weighs its blend weight
                 // times the number of regions (1 each by default).
                 let regions = styles.len() as f32;
-                for ((g, s), m) in grams.iter().zip(styles).zip(style_masks) {
+                for (i, (s, m)) in styles.iter().zip(style_masks).enumerate() {
                     for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
                         let m = at_layer(m, *l);
                         let area = m.area();
@@ -336,8 +387,7 @@ impl<'a> Objective<'a> {
                         let n = sqrt.len();
                         let sqrt = Tensor::<2>::from_data(TensorData::new(sqrt, [1, n]), &device)
                             .autodiff();
-                        let target = g[j].clone();
-                        let scale = loss::target_scale(&target, config.loss_form);
+                        let (target, scale) = target(j, &[(i, 1.0)]);
                         style_terms.push(StyleTerm {
                             index: index(l),
                             target,
@@ -392,15 +442,22 @@ impl<'a> Objective<'a> {
         for t in &self.style {
             let f = feats[t.index].clone();
             let [_, c, h, wd] = f.dims();
-            let (g, positions) = match &t.mask {
-                Some((sqrt, area)) => (
-                    loss::masked_gram(f, sqrt.clone(), *area, self.form),
-                    area.round() as usize,
-                ),
-                None => (loss::gram(f, self.form), h * wd),
-            };
-            let l =
-                loss::style_loss(g, t.target.clone(), self.form, c, positions).mul_scalar(t.weight);
+            let l = match &t.target {
+                StyleStat::Gram(target) => {
+                    let (g, positions) = match &t.mask {
+                        Some((sqrt, area)) => (
+                            loss::masked_gram(f, sqrt.clone(), *area, self.form),
+                            area.round() as usize,
+                        ),
+                        None => (loss::gram(f, self.form), h * wd),
+                    };
+                    loss::style_loss(g, target.clone(), self.form, c, positions)
+                }
+                StyleStat::W2(target, mean) => {
+                    w2_loss(f, target, mean.clone(), t.mask.as_ref(), self.net.device())
+                }
+            }
+            .mul_scalar(t.weight);
             style = Some(match style {
                 Some(acc) => acc.add(l),
                 None => l,
@@ -433,6 +490,86 @@ impl<'a> Objective<'a> {
         };
         (loss, grad)
     }
+}
+
+/// A style layer's statistics before blending.
+enum Stat {
+    Gram(Tensor<2>),
+    Moments(Vec<f64>, nalgebra::DMatrix<f64>),
+}
+
+/// Mean and second moment E[ffᵀ] of a `[1, C, H, W]` activation, in f64.
+fn feature_moments(f: Tensor<4>) -> (Vec<f64>, nalgebra::DMatrix<f64>) {
+    let [_, c, h, w] = f.dims();
+    let f = f.reshape([c, h * w]);
+    let mean = f
+        .clone()
+        .mean_dim(1)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    let second = f
+        .clone()
+        .matmul(f.transpose())
+        .div_scalar((h * w) as f32)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    (
+        mean.iter().map(|v| f64::from(*v)).collect(),
+        nalgebra::DMatrix::from_fn(c, c, |i, j| f64::from(second[i * c + j])),
+    )
+}
+
+/// The W2 style term of one layer ([`crate::w2`]): |μx − μs|² + tr Σx + tr Σs −
+/// 2 tr (Σs^½ Σx Σs^½)^½, the last term entering the graph as ⟨Σx, G⟩ with its gradient G
+/// computed outside, plus a constant that makes the value exact. With a region, the
+/// statistics are those of the positions inside it (`sqrt` is the mask's square root).
+fn w2_loss(
+    f: Tensor<4>,
+    target: &W2Target,
+    target_mean: Tensor<2>,
+    region: Option<&(Tensor<2>, f32)>,
+    device: &Device,
+) -> Tensor<1> {
+    let [_, c, h, w] = f.dims();
+    let f = f.reshape([c, h * w]);
+    let (mean, centred, area) = match region {
+        Some((sqrt, area)) => {
+            let mean = f
+                .clone()
+                .mul(sqrt.clone().square())
+                .sum_dim(1)
+                .div_scalar(*area);
+            (mean.clone(), f.sub(mean).mul(sqrt.clone()), *area)
+        }
+        None => {
+            let mean = f.clone().mean_dim(1);
+            (mean.clone(), f.sub(mean), (h * w) as f32)
+        }
+    };
+    let cov = centred
+        .clone()
+        .matmul(centred.clone().transpose())
+        .div_scalar(area);
+    let trace = centred.square().sum().div_scalar(area);
+    let cov_values = cov
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    let (root, grad) = target.cross_term(&cov_values);
+    let grad: Vec<f32> = (0..c * c).map(|k| grad[(k / c, k % c)] as f32).collect();
+    let grad = Tensor::<2>::from_data(TensorData::new(grad, [c, c]), device).autodiff();
+    let cross = cov.mul(grad).sum();
+    let cross_value = f64::from(cross.clone().into_scalar::<f32>());
+    let constant = target.trace_cov() - 2.0 * root + 2.0 * cross_value;
+    mean.sub(target_mean)
+        .square()
+        .sum()
+        .add(trace)
+        .sub(cross.mul_scalar(2.0))
+        .add_scalar(constant as f32)
 }
 
 /// The output width and height for `config.size` and the content image, if any.

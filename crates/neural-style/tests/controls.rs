@@ -327,3 +327,74 @@ fn blend_weights_one_and_zero_give_the_single_style_result() {
         .fold(0f32, f32::max);
     assert!(worst < 1e-5, "largest difference {worst}");
 }
+
+#[test]
+fn w2_style_loss_is_zero_for_the_style_itself_and_falls_in_a_run() {
+    let style = image(40, 32, 2.5);
+    let config = TransferConfig {
+        style_loss: neural_style::StyleLoss::W2,
+        // Layers with more positions than channels at this size.
+        style_layers: Some(vec![
+            neural_style::Layer::Relu1_1,
+            neural_style::Layer::Relu2_1,
+            neural_style::Layer::Relu3_1,
+        ]),
+        iterations: 20,
+        size: Size::Exact(40, 32),
+        ..TransferConfig::default()
+    };
+    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let conv = net.convention;
+    let objective = neural_style::Objective::new(
+        &net.vgg,
+        &TransferConfig {
+            content_layers: Some(vec![]),
+            ..config.clone()
+        },
+        neural_style::LossWeights {
+            content: 0.0,
+            style: 1.0,
+            tv: 0.0,
+        },
+        conv.pixel_scale(),
+        None,
+        &[neural_style::StyleInput {
+            data: conv.to_network(&style.data),
+            width: 40,
+            height: 32,
+            blend: 1.0,
+        }],
+        (&[], None),
+        40,
+        32,
+    );
+    let (own, grad) = objective.evaluate(&conv.to_network(&style.data));
+    let (other, _) = objective.evaluate(&conv.to_network(&image(40, 32, 0.0).data));
+    println!(
+        "W2 style loss of the style itself {}, of another image {}",
+        own.style, other.style
+    );
+    assert!(
+        own.style.abs() < 1e-3 * other.style,
+        "{} vs {}",
+        own.style,
+        other.style
+    );
+    assert!(grad.iter().all(|g| g.is_finite()));
+    let mut losses = Vec::new();
+    let mut observer = |e: &neural_style::Event<'_>| {
+        if let neural_style::Event::Evaluation { loss, .. } = e {
+            losses.push(loss.style);
+        }
+        std::ops::ControlFlow::Continue(())
+    };
+    let inputs = Inputs {
+        content: Some(image(40, 32, 0.0)),
+        styles: vec![style],
+        ..Inputs::default()
+    };
+    run(&net, &config, &inputs, &mut observer).expect("run");
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    println!("W2 run: style loss {first} -> {last}");
+    assert!(last < 0.5 * first, "{first} -> {last}");
+}

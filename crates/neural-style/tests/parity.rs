@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use neural_style::{
-    Layer, LossForm, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg,
-    WeightFile,
+    Layer, LossForm, LossWeights, Objective, Padding, Pooling, StyleInput, StyleLoss,
+    TransferConfig, Vgg, WeightFile,
 };
 use serde::Deserialize;
 
@@ -25,6 +25,8 @@ struct Case {
     content_layers: Vec<String>,
     style_layers: Vec<String>,
     style_layer_weights: Vec<f32>,
+    #[serde(default)]
+    style_loss: Option<String>,
     content_weight: f32,
     style_weight: f32,
     tv_weight: f32,
@@ -79,7 +81,7 @@ fn losses_and_gradient_match_pytorch() {
     let (x, _) = tensor(&st, "x");
     let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
-    assert!(cases.cases.len() >= 5);
+    assert!(cases.cases.len() >= 8);
     for case in &cases.cases {
         let config = TransferConfig {
             content_layers: Some(layers(&case.content_layers)),
@@ -89,6 +91,10 @@ fn losses_and_gradient_match_pytorch() {
                 "mean" => LossForm::Mean,
                 "normalized" => LossForm::Normalized,
                 _ => LossForm::Paper,
+            },
+            style_loss: match case.style_loss.as_deref() {
+                Some("w2") => StyleLoss::W2,
+                _ => StyleLoss::Gram,
             },
             ..TransferConfig::default()
         };
