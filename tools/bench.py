@@ -4,7 +4,7 @@ this machine (VGG19, random weights, content relu4_2 + style relu1_1..relu5_1, f
 backward to the image). Each engine runs in its own process; peak RSS comes from the
 kernel's accounting of that process (wait4).
 
-    python3 tools/bench.py [--sizes 256,512] [--steps 5] [--repeats 1]
+    python3 tools/bench.py [--sizes 256,512] [--steps 5] [--repeats 1] [--threads N] [--device cpu|gpu]
 
 Needs torch (pip install torch) and a release build (cargo build --release).
 """
@@ -18,14 +18,37 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def measure(cmd):
+def gpu_memory_mib(pid):
+    """The GPU memory nvidia-smi reports for process `pid` (0 when none or no nvidia-smi)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0.0
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid):
+            return float(parts[1])
+    return 0.0
+
+
+def measure(cmd, gpu=False):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+    gpu_peak = [0.0]
+    if gpu:
+        import threading
+
+        def poll():
+            while proc.poll() is None:
+                gpu_peak[0] = max(gpu_peak[0], gpu_memory_mib(proc.pid))
+        threading.Thread(target=poll, daemon=True).start()
     out = proc.stdout.read()
     _, status, rusage = os.wait4(proc.pid, 0)
     if status != 0:
         sys.exit(f"failed ({status}): {' '.join(cmd)}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     result["peak_rss_mib"] = rusage.ru_maxrss / 1024.0
+    result["peak_gpu_mib"] = gpu_peak[0]
     return result
 
 
@@ -36,21 +59,28 @@ def main():
     p.add_argument("--repeats", type=int, default=1, help="alternate the two engines this many times")
     p.add_argument("--arch", default="vgg19")
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
+    p.add_argument("--device", default="cpu", help="cpu, or gpu (neural-style --device gpu beside PyTorch on cuda; memory from nvidia-smi)")
+    p.add_argument("--threads", type=int, default=0, help="threads for both engines (0: all cores)")
     args = p.parse_args()
+    gpu = args.device == "gpu"
+    threads = ["--threads", str(args.threads)] if args.threads else []
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: run `cargo build --release` first")
-    print(f"{'size':>6} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {'peak RSS MiB':>13}")
+    memory = "peak GPU MiB" if gpu else "peak RSS MiB"
+    print(f"{'size':>6} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {memory:>13}")
     for size in [int(s) for s in args.sizes.split(",")]:
         runs = {"neural-style": [], "pytorch": []}
         for _ in range(args.repeats):
-            runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch]))
-            runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "tools", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch]))
+            runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch,
+                                                 "--device", "gpu" if gpu else "cpu"] + threads, gpu))
+            runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "tools", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps),
+                                            "--arch", args.arch, "--device", "cuda" if gpu else "cpu"] + threads, gpu))
         summary = {}
         for engine, rs in runs.items():
             med = statistics.median(r["median_s"] for r in rs)
             lo = min(r["min_s"] for r in rs)
             hi = max(r["max_s"] for r in rs)
-            rss = max(r["peak_rss_mib"] for r in rs)
+            rss = max(r["peak_gpu_mib" if gpu else "peak_rss_mib"] for r in rs)
             summary[engine] = (med, rss)
             print(f"{size:>6} {engine:>13} {med:>14.3f} {lo:>7.3f} {hi:>7.3f} {rss:>13.0f}")
         t = summary["neural-style"][0] / summary["pytorch"][0]

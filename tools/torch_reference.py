@@ -303,17 +303,16 @@ def cmd_bench(args):
     """Same measure as `neural-style bench`: content relu4_2 + style relu1_1..relu5_1, random VGG."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
     params = random_params(args.arch, 1, gen)
-    for w, b in params.values():
-        w.requires_grad_(False)
-        b.requires_grad_(False)
+    params = {k: (w.to(dev).requires_grad_(False), b.to(dev).requires_grad_(False)) for k, (w, b) in params.items()}
     net = Vgg(args.arch, params)
     n = args.size
     cfg = dict(content_layers=["relu4_2"], style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
                content_weight=1.0, style_weight=1e3, tv_weight=0.0, loss_form="mean", style_layer_weights=[1.0] * 5)
-    content = torch.rand(1, 3, n, n, generator=gen)
-    style = torch.rand(1, 3, n, n, generator=gen)
+    content = torch.rand(1, 3, n, n, generator=gen).to(dev)
+    style = torch.rand(1, 3, n, n, generator=gen).to(dev)
     ct, st = targets(net, content, style, cfg)
     x = (content + 0.01).requires_grad_(True)
 
@@ -321,6 +320,7 @@ def cmd_bench(args):
         x.grad = None
         total = losses(net, x, ct, st, cfg)[0]
         total.backward()
+        _ = x.grad.sum().item()  # waits for the device
         return total.item()
 
     step()
@@ -333,8 +333,11 @@ def cmd_bench(args):
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"engine": "pytorch", "arch": args.arch, "size": n, "steps": len(times), "median_s": times[len(times) // 2],
-                      "min_s": times[0], "max_s": times[-1], "peak_rss_mib": rss, "threads": torch.get_num_threads()}))
+    out = {"engine": "pytorch", "arch": args.arch, "size": n, "steps": len(times), "median_s": times[len(times) // 2],
+           "min_s": times[0], "max_s": times[-1], "peak_rss_mib": rss, "threads": torch.get_num_threads(), "device": args.device}
+    if dev.type == "cuda":
+        out["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(out))
 
 
 def main():
@@ -367,6 +370,7 @@ def main():
     b.add_argument("--steps", type=int, default=5)
     b.add_argument("--arch", default="vgg19")
     b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     {"fixtures": cmd_fixtures, "run": cmd_run, "bench": cmd_bench, "resize": cmd_resize}[args.cmd](args)
 

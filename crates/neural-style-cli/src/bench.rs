@@ -7,7 +7,6 @@ use anyhow::Result;
 use neural_style::vgg::random_conv_params;
 use neural_style::{
     Arch, Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg,
-    default_device,
 };
 
 use crate::cli::BenchArgs;
@@ -28,7 +27,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         loss_form: neural_style::LossForm::Mean,
         ..TransferConfig::default()
     };
-    let device = default_device();
+    let choice: neural_style::DeviceChoice =
+        args.device.parse().map_err(crate::config::flag_error)?;
+    let (device, backend) =
+        neural_style::device::device(choice).map_err(crate::config::flag_error)?;
     let params = random_conv_params(arch, Layer::Relu5_1, 1, 0);
     let vgg = Vgg::new(
         arch,
@@ -85,11 +87,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
-                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads})
+                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend})
         );
     } else {
         println!(
-            "neural-style {arch} {n}x{n}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            "neural-style {arch} {n}x{n} on {backend}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
             times.len()
         );
     }

@@ -110,6 +110,9 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to compute: auto, cpu or gpu (see the main command's --device).
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
+    pub device: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -348,6 +351,10 @@ pub struct RunArgs {
     /// Write one JSON line per evaluation (evaluation, total, content, style, tv, seconds).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Where to compute: `auto` (a GPU if this build has a GPU backend and one answers, else
+    /// the CPU), `cpu`, or `gpu` (builds with `--features wgpu` or `--features cuda`).
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
+    pub device: String,
     /// Worker threads (default: all cores). Same inputs, seed and threads give identical output.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -36,6 +36,8 @@ pub struct RunJob {
     pub print_every: usize,
     /// JSON-lines log.
     pub log: Option<PathBuf>,
+    /// Where to compute.
+    pub device: neural_style::DeviceChoice,
     /// Worker threads.
     pub threads: Option<usize>,
     /// Decoder pixel limit.
@@ -249,6 +251,7 @@ impl RunJob {
             print_every: a.print_every,
             log: a.log,
             threads: a.threads,
+            device: a.device.parse().map_err(flag_error)?,
             max_input_pixels: a.max_input_pixels,
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,
@@ -263,7 +266,7 @@ impl RunJob {
 }
 
 /// Rewrites a library setting name as the flag that sets it.
-fn flag_error(e: neural_style::Error) -> anyhow::Error {
+pub fn flag_error(e: neural_style::Error) -> anyhow::Error {
     match e {
         neural_style::Error::InvalidConfig { field, message } => {
             anyhow::anyhow!("--{}: {message}", field.replace('_', "-"))

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use neural_style::{Checkpoint, Image, Inputs, Mask, Network, default_device};
+use neural_style::{Checkpoint, Image, Inputs, Mask, Network};
 
 use crate::cli::{Cli, Command};
 use crate::config::{RunJob, WeightsSource};
@@ -135,7 +135,8 @@ fn load_network(job: &RunJob) -> Result<(Network, std::path::PathBuf)> {
             weights_cmd::model_weights(model, cache, job.quiet)?
         }
     };
-    let net = Network::load(&weights, &job.config, &default_device())?;
+    let (device, _) = neural_style::device::device(job.device).map_err(config::flag_error)?;
+    let net = Network::load(&weights, &job.config, &device)?;
     Ok((net, weights))
 }
 

@@ -29,6 +29,7 @@
 pub mod checkpoint;
 pub mod color;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod image_io;
 pub mod loss;
@@ -44,6 +45,7 @@ pub mod weights;
 pub use checkpoint::Checkpoint;
 pub use color::PreserveColors;
 pub use config::{Init, LossWeights, OptimizerKind, Scale, Size, StyleLoss, TransferConfig};
+pub use device::{DeviceChoice, default_device};
 pub use error::{Error, Result};
 pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;
@@ -54,8 +56,3 @@ pub use transfer::{
 };
 pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};
-
-/// The device runs use by default: burn's pure-Rust `flex` CPU backend with autodiff.
-pub fn default_device() -> burn::prelude::Device {
-    burn::prelude::Device::flex().autodiff()
-}

@@ -82,6 +82,13 @@ fn losses_and_gradient_match_pytorch() {
     let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert!(cases.cases.len() >= 8);
+    // A GPU build's tests run on the GPU when asked (tools/device_check.sh); say which.
+    let choice: neural_style::DeviceChoice = std::env::var(neural_style::device::DEVICE_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    let (device, backend) = neural_style::device::device(choice).expect("the device asked for");
+    println!("parity on backend {backend}");
     for case in &cases.cases {
         let config = TransferConfig {
             content_layers: Some(layers(&case.content_layers)),
@@ -111,7 +118,6 @@ fn losses_and_gradient_match_pytorch() {
         let wanted = config.layers();
         let params = file.conv_params(info.arch, &wanted).expect("params");
         let deepest = *wanted.iter().max().expect("layers");
-        let device = neural_style::default_device();
         let vgg = Vgg::new(info.arch, params, deepest, pooling, padding, &device).expect("vgg");
         let weights = LossWeights {
             content: case.content_weight,
