@@ -26,6 +26,20 @@ pub enum Command {
     /// The paper's fig. 3 as one image: a labelled grid of results, one column per style
     /// weight and one row per set of style layers, all from the same photo and start.
     Sheet(Box<SheetArgs>),
+    /// Every content image x every style: `--content` is a folder, a glob (quoted) or a file,
+    /// `--output` a folder; finished results are skipped when run again.
+    Batch(Box<BatchArgs>),
+}
+
+/// Flags of `neural-style batch`: the style-transfer flags, with `--content` naming many
+/// photos and `--output` a folder.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The style-transfer flags; `-c` is a folder, a quoted glob like 'photos/*.jpg' or a
+    /// file, `-o` the folder for the results (created if missing), named
+    /// `CONTENT__STYLE.png`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `neural-style sheet`: the style-transfer flags plus the grid's axes.
@@ -216,7 +230,7 @@ pub enum PaddingArg {
 }
 
 /// Flags of the style-transfer command.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Content photo. Leave out for texture synthesis (style reconstruction from noise).
     #[arg(short, long, value_name = "PATH")]

@@ -14,7 +14,7 @@ use crate::cli::{
 };
 
 /// A validated style-transfer job.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunJob {
     /// The library settings.
     pub config: TransferConfig,

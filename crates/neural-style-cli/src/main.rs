@@ -1,6 +1,7 @@
 //! The `neural-style` command: flags -> checked job -> library run, with a progress bar,
 //! logs, intermediate images, and a clean exit on errors and signals.
 
+mod batch;
 mod bench;
 mod cli;
 mod config;
@@ -208,8 +209,10 @@ fn run() -> Result<ExitCode> {
         weights_cmd::run(args, cli.run.quiet)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(Command::Sheet(args)) = cli.command {
-        return sheet::run(*args);
+    match cli.command {
+        Some(Command::Sheet(args)) => return sheet::run(*args),
+        Some(Command::Batch(args)) => return batch::run(*args),
+        _ => {}
     }
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;

@@ -65,6 +65,13 @@ impl Reporter {
         }
     }
 
+    /// Draws the bar as part of `multi` (under a batch's overall bar).
+    pub fn attach(&mut self, multi: &indicatif::MultiProgress) {
+        if !self.bar.is_hidden() {
+            self.bar = multi.add(self.bar.clone());
+        }
+    }
+
     /// Prints a line without disturbing the bar.
     pub fn println(&self, line: &str) {
         if self.bar.is_hidden() {

@@ -1,0 +1,282 @@
+//! `neural-style batch`: every content image × every style, into one folder, with one bar
+//! over the whole batch. Results are written atomically, so a result that exists is
+//! finished and skipped when the batch is run again; an interrupted pair leaves only its
+//! `.partial` image, which the next run replaces. A bad photo or style is reported and its
+//! pairs skipped; the rest of the batch goes on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use neural_style::{Image, Inputs};
+
+use crate::cli::{BatchArgs, RunArgs};
+use crate::config::RunJob;
+use crate::progress::{Reporter, stderr_bar};
+use crate::{Signals, check_memory, describe, load_network, set_threads};
+
+/// File extensions taken from a folder.
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "tga"];
+
+/// The photos `spec` names: a folder's images (by extension, sorted), a glob's matches
+/// (sorted), or one file.
+pub fn expand(spec: &Path) -> Result<Vec<PathBuf>> {
+    let text = spec.to_string_lossy();
+    let mut files: Vec<PathBuf> = if spec.is_dir() {
+        std::fs::read_dir(spec)
+            .with_context(|| format!("{}: cannot list the folder", spec.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().is_some_and(|e| {
+                        IMAGE_EXTENSIONS
+                            .contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+                    })
+            })
+            .collect()
+    } else if text.contains(['*', '?', '[']) {
+        glob::glob(&text)
+            .with_context(|| format!("--content: `{text}` is not a valid pattern"))?
+            .filter_map(|p| p.ok())
+            .filter(|p| p.is_file())
+            .collect()
+    } else if spec.is_file() {
+        vec![spec.to_path_buf()]
+    } else {
+        bail!(
+            "{}: no such file or folder (--content takes a folder, a quoted glob or a file)",
+            spec.display()
+        );
+    };
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{text}: no images found (looked for {})",
+            IMAGE_EXTENSIONS.join(", ")
+        );
+    }
+    Ok(files)
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `OUTDIR/CONTENT__STYLE.png`.
+pub fn output_name(dir: &Path, content: &Path, style: &Path) -> PathBuf {
+    dir.join(format!("{}__{}.png", stem(content), stem(style)))
+}
+
+/// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
+/// 130/143 when interrupted.
+pub fn run(args: BatchArgs) -> Result<ExitCode> {
+    let a: RunArgs = args.run;
+    let spec = a
+        .content
+        .clone()
+        .context("--content is required: a folder, a quoted glob like 'photos/*.jpg', or a file")?;
+    let dir = a
+        .output
+        .clone()
+        .context("--output is required: the folder for the results")?;
+    if a.style.is_empty() {
+        bail!("batch needs at least one --style");
+    }
+    if a.checkpoint.is_some() || a.resume.is_some() {
+        bail!(
+            "--checkpoint and --resume are for single runs; a batch resumes by skipping finished results"
+        );
+    }
+    if !a.mask.is_empty() || a.content_mask.is_some() {
+        bail!("--mask and --content-mask belong to one photo; they are not available in a batch");
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("{}: --output must be a folder in a batch", dir.display());
+    }
+    let contents = expand(&spec)?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    let pairs: Vec<(PathBuf, PathBuf, PathBuf)> = contents
+        .iter()
+        .flat_map(|c| a.style.iter().map(move |s| (c.clone(), s.clone())))
+        .map(|(c, s)| {
+            let out = output_name(&dir, &c, &s);
+            (c, s, out)
+        })
+        .collect();
+    for (i, (c, s, out)) in pairs.iter().enumerate() {
+        if let Some((c2, s2, _)) = pairs[..i].iter().find(|p| &p.2 == out) {
+            bail!(
+                "{} × {} and {} × {} would both be written to {}; rename one of the files",
+                c2.display(),
+                s2.display(),
+                c.display(),
+                s.display(),
+                out.display()
+            );
+        }
+    }
+    // One check of every flag, as for a single run of the first pair.
+    let template = RunJob::from_args(RunArgs {
+        content: Some(contents[0].clone()),
+        output: Some(pairs[0].2.clone()),
+        style: vec![a.style[0].clone()],
+        ..a.clone()
+    })?;
+    set_threads(template.threads)?;
+    let (net, weights) = load_network(&template)?;
+    let signals = Signals::install()?;
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    let overall = stderr_bar(
+        template.quiet,
+        "batch {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
+    );
+    if !overall.is_hidden() {
+        multi.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let overall = multi.add(overall);
+    overall.set_length(pairs.len() as u64);
+    let say = |line: &str| {
+        if overall.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            overall.println(line);
+        }
+    };
+    say(&describe(&net, &template, &weights));
+    let load = |p: &Path| Image::load(p, template.max_input_pixels);
+    // Each style is read once; a bad one skips its pairs.
+    let mut failed: Vec<String> = Vec::new();
+    let styles: Vec<(PathBuf, Result<Image, String>)> = a
+        .style
+        .iter()
+        .map(|p| (p.clone(), load(p).map_err(|e| format!("{e:#}"))))
+        .collect();
+    for (_, r) in &styles {
+        if let Err(e) = r {
+            say(&format!("error: {e} (skipping its pairs)"));
+            failed.push(e.clone());
+        }
+    }
+    let started = Instant::now();
+    let (mut done, mut skipped, mut failed_pairs) = (0usize, 0usize, 0usize);
+    let mut current: Option<(PathBuf, Result<Image, String>)> = None;
+    for (c, s, out) in &pairs {
+        overall.set_message(format!("{} × {}", stem(c), stem(s)));
+        if out.exists() {
+            skipped += 1;
+            overall.inc(1);
+            continue;
+        }
+        let partial = crate::config::partial_path(out);
+        let _ = std::fs::remove_file(&partial);
+        let style = match styles.iter().find(|(p, _)| p == s).map(|(_, r)| r) {
+            Some(Ok(img)) => img.clone(),
+            Some(Err(_)) => {
+                failed_pairs += 1;
+                overall.inc(1);
+                continue;
+            }
+            None => unreachable!("every style was loaded"),
+        };
+        // Each photo is read once, before its first pair.
+        if current.as_ref().is_none_or(|(p, _)| p != c) {
+            let loaded = load(c).map_err(|e| format!("{e:#}"));
+            if let Err(e) = &loaded {
+                say(&format!("error: {e} (skipping its pairs)"));
+                failed.push(e.clone());
+            }
+            current = Some((c.clone(), loaded));
+        }
+        let content = match current.as_ref().map(|(_, r)| r) {
+            Some(Ok(img)) => img.clone(),
+            _ => {
+                failed_pairs += 1;
+                overall.inc(1);
+                continue;
+            }
+        };
+        let inputs = Inputs {
+            content: Some(content),
+            styles: vec![style],
+            ..Inputs::default()
+        };
+        let mut job = RunJob {
+            output: out.clone(),
+            content: Some(c.clone()),
+            styles: vec![s.clone()],
+            config: template.config.clone(),
+            ..template.clone()
+        };
+        if !job.no_memory_check
+            && let Err(e) = check_memory(&mut job, &net, &inputs)
+        {
+            let e = format!("{}: {e:#}", c.display());
+            say(&format!("error: {e}"));
+            failed.push(e);
+            failed_pairs += 1;
+            overall.inc(1);
+            continue;
+        }
+        let mut reporter = Reporter::new(
+            job.quiet,
+            job.print_every,
+            None,
+            out.clone(),
+            signals.interrupted.clone(),
+        );
+        reporter.attach(&multi);
+        let result = neural_style::run(&net, &job.config, &inputs, &mut reporter);
+        reporter.finish();
+        let output = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let e = format!("{} × {}: {e}", c.display(), s.display());
+                say(&format!("error: {e}"));
+                failed.push(e);
+                failed_pairs += 1;
+                overall.inc(1);
+                continue;
+            }
+        };
+        if output.stopped && signals.interrupted.load(Ordering::SeqCst) {
+            output.image.save(&partial)?;
+            overall.finish_and_clear();
+            eprintln!(
+                "interrupted in {} × {}: its best image so far is in {}; run the same command again to finish the batch ({done} done now, {skipped} done before, {} to go)",
+                c.display(),
+                s.display(),
+                partial.display(),
+                pairs.len() - done - skipped - failed_pairs
+            );
+            return Ok(Signals::exit_code(&signals.terminated));
+        }
+        output.image.save(out)?;
+        done += 1;
+        say(&format!(
+            "wrote {} (loss {:.4e})",
+            out.display(),
+            output.best_loss.total
+        ));
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    eprintln!(
+        "batch: {} pairs in {:.1} s: {done} done, {skipped} already done (skipped), {failed_pairs} failed",
+        pairs.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    for f in &failed {
+        eprintln!("  failed: {f}");
+    }
+    Ok(if failed_pairs == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
