@@ -147,15 +147,17 @@ fn each_mask_region_takes_its_own_styles_statistics() {
         .image;
     // The style loss of the middle of each half (away from the border, where receptive
     // fields see both regions) against each style image.
-    let (left, right) = (crop(&out, 2..w / 2 - 6), crop(&out, w / 2 + 6..w - 2));
-    let l = [
-        style_distance(&net, &left, &red),
-        style_distance(&net, &left, &blue),
-    ];
-    let r = [
-        style_distance(&net, &right, &red),
-        style_distance(&net, &right, &blue),
-    ];
+    let halves = |img: &Image| {
+        let (left, right) = (crop(img, 2..w / 2 - 6), crop(img, w / 2 + 6..w - 2));
+        let against = |half: &Image| {
+            [
+                style_distance(&net, half, &red),
+                style_distance(&net, half, &blue),
+            ]
+        };
+        (against(&left), against(&right))
+    };
+    let (l, r) = halves(&out);
     println!("left half vs red, blue: {l:?}; right half: {r:?}");
     assert!(
         l[0] < 0.5 * l[1],
@@ -177,15 +179,7 @@ fn each_mask_region_takes_its_own_styles_statistics() {
     )
     .expect("run")
     .image;
-    let (pl, pr) = (crop(&plain, 2..w / 2 - 6), crop(&plain, w / 2 + 6..w - 2));
-    let pl = [
-        style_distance(&net, &pl, &red),
-        style_distance(&net, &pl, &blue),
-    ];
-    let pr = [
-        style_distance(&net, &pr, &red),
-        style_distance(&net, &pr, &blue),
-    ];
+    let (pl, pr) = halves(&plain);
     println!("unmasked: left {pl:?}; right {pr:?}");
     assert!(
         pl[0] / pl[1] > 0.5 && pr[1] / pr[0] > 0.5,
