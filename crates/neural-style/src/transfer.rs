@@ -558,18 +558,36 @@ fn w2_loss(
         .into_data()
         .try_into_vec::<f32>()
         .unwrap_or_default();
+    let mean_values = mean
+        .clone()
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
     let (root, grad) = target.cross_term(&cov_values);
+    // The value, in f64 from the downloaded statistics: its terms are large and nearly
+    // cancel, so summing them on the device in f32 would lose digits.
+    let mean_term: f64 = mean_values
+        .iter()
+        .zip(&target.mean)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
+    let trace_x: f64 = (0..c).map(|i| f64::from(cov_values[i * c + i])).sum();
+    let value = mean_term + trace_x + target.trace_cov() - 2.0 * root;
+    // The gradient: |μx − μs|² + tr Σx − 2⟨Σx, G⟩ has the W2 term's gradient (G is that
+    // of the trace root); subtracting its own detached value leaves exactly 0, to which
+    // the value is added.
     let grad: Vec<f32> = (0..c * c).map(|k| grad[(k / c, k % c)] as f32).collect();
     let grad = Tensor::<2>::from_data(TensorData::new(grad, [c, c]), device).autodiff();
-    let cross = cov.mul(grad).sum();
-    let cross_value = f64::from(cross.clone().into_scalar::<f32>());
-    let constant = target.trace_cov() - 2.0 * root + 2.0 * cross_value;
-    mean.sub(target_mean)
+    let surrogate = mean
+        .sub(target_mean)
         .square()
         .sum()
         .add(trace)
-        .sub(cross.mul_scalar(2.0))
-        .add_scalar(constant as f32)
+        .sub(cov.mul(grad).sum().mul_scalar(2.0));
+    surrogate
+        .clone()
+        .sub(surrogate.detach())
+        .add_scalar(value as f32)
 }
 
 /// The output width and height for `config.size` and the content image, if any.
