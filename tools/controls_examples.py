@@ -28,7 +28,8 @@ def img(kind, name):
 
 
 def run(args):
-    cmd = [BIN, "-w", WEIGHTS, "--quiet"] + args
+    head = args[:1] if args[:1] == ["sheet"] else []
+    cmd = [BIN] + head + ["-w", WEIGHTS, "--quiet"] + args[len(head):]
     print("$ " + " ".join(shlex.quote(os.path.relpath(a, ROOT) if os.path.exists(a) else a) for a in cmd[1:]), flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
