@@ -269,13 +269,15 @@ pub struct RunArgs {
     /// Weight of each style layer, comma-separated [default: 1 each (mean form), 1/L (paper)].
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_layer_weights: Option<Vec<f32>>,
-    /// Content weight α [default: 5 for Caffe weights, 1 for torchvision, 1 in the paper form].
+    /// Content weight α [default: 1; --loss-form mean: 5 for Caffe weights, 1 for torchvision;
+    /// paper: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub content_weight: Option<f32>,
-    /// Style weight β [default: 100 for Caffe weights, 1e6 for torchvision, 1e3 in the paper form].
+    /// Style weight β [default: 10; --loss-form mean: 100 for Caffe weights, 1e6 for
+    /// torchvision; paper: 1e3].
     #[arg(long, allow_negative_numbers = true)]
     pub style_weight: Option<f32>,
-    /// Total-variation weight [default: 1e-3 for Caffe weights, 0 otherwise].
+    /// Total-variation weight [default: 0; --loss-form mean: 1e-3 for Caffe weights].
     #[arg(long, allow_negative_numbers = true)]
     pub tv_weight: Option<f32>,
     /// How the loss terms are normalised.
