@@ -5,28 +5,40 @@
 # neural-style --device gpu beside PyTorch on CUDA at 512², 1024² and 2048² (s/step and peak
 # GPU memory from nvidia-smi; tools/bench.py).
 #
-#   tools/device_check.sh [cuda|wgpu]      (default: cuda; wgpu for Vulkan/Metal/DX12)
+#   tools/device_check.sh [wgpu|cuda]      (default: wgpu: Vulkan/Metal/DX12)
 #
+# A machine that cannot reach crates.io cannot build: run tools/device_prepare.sh here first
+# and carry device-bin/ (prebuilt wgpu binaries, xz-compressed); they are used when present.
 # Without a GPU, `tools/device_check.sh wgpu` runs the same on a CPU Vulkan driver (Debian's
-# mesa-vulkan-drivers: lavapipe) with the benchmark at 256² only.
+# mesa-vulkan-drivers: lavapipe) with a 128² benchmark instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-backend=${1:-cuda}
+backend=${1:-wgpu}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-gpu}
 export NEURAL_STYLE_DEVICE=gpu
 features="neural-style/$backend,neural-style-cli/$backend"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 command -v vulkaninfo >/dev/null && vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName" || true
 
-echo "== build ($backend)"
-time cargo build --release --locked -p neural-style-cli --features "$features"
-time cargo test --release --locked -p neural-style --features "neural-style/$backend" --no-run
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+if [ -d device-bin ]; then
+    echo "== prebuilt binaries (device-bin/)"
+    for f in device-bin/*.xz; do xz -dkf "$f"; done
+    chmod +x device-bin/neural-style device-bin/parity device-bin/controls
+    bin=device-bin/neural-style
+    echo "== parity and controls on the GPU"
+    # Test binaries find their fixtures relative to the crate.
+    (cd crates/neural-style && ../../device-bin/parity --nocapture && ../../device-bin/controls --nocapture) 2>&1 \
+        | grep -E "^test |backend|rel err|result|panicked|error"
+else
+    echo "== build ($backend)"
+    time cargo build --release --locked -p neural-style-cli --features "$features"
+    echo "== parity and controls on the GPU"
+    cargo test --release --locked -p neural-style --features "neural-style/$backend" \
+        --test parity --test controls -- --nocapture 2>&1 | grep -E "^test |backend|rel err|result|panicked|error"
+    bin="$CARGO_TARGET_DIR/release/neural-style"
+fi
 
-echo "== parity and controls on the GPU"
-cargo test --release --locked -p neural-style --features "neural-style/$backend" \
-    --test parity --test controls -- --nocapture 2>&1 | grep -E "^test |backend|result|panicked|error"
-
-bin="$CARGO_TARGET_DIR/release/neural-style"
 if command -v nvidia-smi >/dev/null; then
     echo "== benchmark: neural-style on the GPU beside PyTorch on CUDA"
     python3 tools/bench.py --device gpu --sizes 512,1024,2048 --steps 5 --binary "$bin" \
