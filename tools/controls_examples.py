@@ -3,8 +3,8 @@
 
     python3 tools/controls_examples.py [--only masks,blend,scale,sheet] [--iterations 150]
 
-Writes docs/controls-masks.png, docs/controls-content-mask.png, docs/controls-blend.png, docs/controls-style-scale.png and
-docs/controls-sheet.png, each a row of labelled panels (the sheet comes from
+Writes docs/controls-masks.png, docs/controls-content-mask.png, docs/controls-blend.png, docs/controls-style-scale.png,
+docs/controls-w2.png and docs/controls-sheet.png, each a row of labelled panels (the sheet comes from
 `neural-style sheet` itself), and prints every command it runs. Needs ../shared/testdata,
 numpy, Pillow and a release build (cargo build --release).
 """
@@ -56,7 +56,7 @@ def panels(items, path, height=256):
 def main():
     global BIN
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="masks,blend,scale,sheet")
+    p.add_argument("--only", default="masks,blend,scale,w2,sheet")
     p.add_argument("--iterations", default="150")
     p.add_argument("--binary", default=None)
     a = p.parse_args()
@@ -90,6 +90,10 @@ def main():
                 run(["-c", tub, "-s", starry, "--style-scale", f, "--size", "384"] + n + ["-o", o(f"scale{f}.png")])
                 items.append((o(f"scale{f}.png"), f"--style-scale {f}"))
             panels(items, os.path.join(docs, "controls-style-scale.png"))
+        if "w2" in only:
+            run(["-c", tub, "-s", starry, "--size", "256"] + n + ["-o", o("gram.png")])
+            run(["-c", tub, "-s", starry, "--style-loss", "w2", "--size", "256"] + n + ["-o", o("w2.png")])
+            panels([(tub, "photo"), (o("gram.png"), "--style-loss gram (default)"), (o("w2.png"), "--style-loss w2")], os.path.join(docs, "controls-w2.png"))
         if "sheet" in only:
             run(["sheet", "-c", tub, "-s", starry, "--size", "192", "--style-weights", "1,10,100,1000",
                  "--layer-sets", "relu1_1;relu1_1,relu2_1,relu3_1;relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"] + n
