@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use neural_style::mask::MaskProblem;
 use neural_style::{Checkpoint, Image, Inputs, Mask, Network};
 
 use crate::cli::{Cli, Command};
@@ -81,23 +82,13 @@ fn check_memory(job: &mut RunJob, net: &Network, inputs: &Inputs) -> Result<()> 
 /// Loads a mask image and checks that it has the content's aspect ratio.
 fn load_mask(path: &std::path::Path, job: &RunJob, content: Option<&Image>) -> Result<Mask> {
     let mask = Mask::from_image(&Image::load(path, job.max_input_pixels)?);
-    if mask.area() < 0.5 {
-        anyhow::bail!(
-            "{}: the mask is black everywhere: it marks no region",
-            path.display()
-        );
-    }
-    if let (Some(content), Some(photo)) = (&job.content, content) {
-        let (w, h) = (photo.width, photo.height);
-        if !mask.fits(w, h) {
-            anyhow::bail!(
-                "{}: the mask is {}x{} but the content image {} is {w}x{h}; a mask needs the content's aspect ratio",
-                path.display(),
-                mask.width,
-                mask.height,
-                content.display()
-            );
-        }
+    if let Some(problem) = mask.problem(content.map(|c| (c.width, c.height))) {
+        // A shape mismatch also names the photo it was compared with.
+        let photo = match (problem, &job.content) {
+            (MaskProblem::Shape { .. }, Some(p)) => format!(" ({})", p.display()),
+            _ => String::new(),
+        };
+        anyhow::bail!("{}: the mask {problem}{photo}", path.display());
     }
     Ok(mask)
 }
@@ -200,19 +191,19 @@ impl Signals {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    if let Some(Command::Bench(args)) = &cli.command {
-        set_threads(args.threads)?;
-        bench::run(args)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(Command::Weights(args)) = &cli.command {
-        weights_cmd::run(args, cli.run.quiet)?;
-        return Ok(ExitCode::SUCCESS);
-    }
     match cli.command {
+        Some(Command::Bench(args)) => {
+            set_threads(args.threads)?;
+            bench::run(&args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Weights(args)) => {
+            weights_cmd::run(&args, cli.run.quiet)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Some(Command::Sheet(args)) => return sheet::run(*args),
         Some(Command::Batch(args)) => return batch::run(*args),
-        _ => {}
+        None => {}
     }
     let job = RunJob::from_args(cli.run)?;
     set_threads(job.threads)?;

@@ -76,6 +76,49 @@ impl Mask {
         let theirs = width as f64 / height as f64;
         (mine / theirs - 1.0).abs() <= 0.02
     }
+
+    /// What makes this mask unusable with a `content`-sized photo, if anything.
+    pub fn problem(&self, content: Option<(u32, u32)>) -> Option<MaskProblem> {
+        if self.area() < 0.5 {
+            return Some(MaskProblem::Empty);
+        }
+        match content {
+            Some((w, h)) if !self.fits(w, h) => Some(MaskProblem::Shape {
+                mask: (self.width, self.height),
+                content: (w, h),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Why a mask cannot be used; displayed as the end of a sentence that names the mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskProblem {
+    /// Black everywhere.
+    Empty,
+    /// Another aspect ratio than the content image's.
+    Shape {
+        /// The mask's width and height.
+        mask: (u32, u32),
+        /// The content image's.
+        content: (u32, u32),
+    },
+}
+
+impl std::fmt::Display for MaskProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaskProblem::Empty => write!(f, "is black everywhere: it marks no region"),
+            MaskProblem::Shape {
+                mask: (mw, mh),
+                content: (w, h),
+            } => write!(
+                f,
+                "is {mw}x{mh} but the content image is {w}x{h}; a mask needs the content's aspect ratio"
+            ),
+        }
+    }
 }
 
 /// The spatial size of `layer`'s activation for a `width` x `height` input: each 2x2
@@ -111,22 +154,8 @@ pub fn check(
         .map(|(i, m)| (format!("style mask {}", i + 1), m))
         .chain(content_mask.map(|m| ("content mask".to_string(), m)));
     for (name, m) in masks {
-        if m.area() < 0.5 {
-            return Err(Error::config(
-                "masks",
-                format!("{name} is black everywhere: it marks no region"),
-            ));
-        }
-        if let Some((w, h)) = content
-            && !m.fits(w, h)
-        {
-            return Err(Error::config(
-                "masks",
-                format!(
-                    "{name} is {}x{} but the content image is {w}x{h}; a mask needs the content's aspect ratio",
-                    m.width, m.height
-                ),
-            ));
+        if let Some(problem) = m.problem(content) {
+            return Err(Error::config("masks", format!("{name} {problem}")));
         }
     }
     if content_mask.is_some() && content.is_none() {
