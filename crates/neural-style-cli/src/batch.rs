@@ -15,7 +15,7 @@ use neural_style::{Image, Inputs};
 
 use crate::cli::{BatchArgs, RunArgs};
 use crate::config::RunJob;
-use crate::progress::{Reporter, stderr_bar};
+use crate::progress::{Reporter, print_above, stderr_bar};
 use crate::{Signals, check_memory, describe, load_network, set_threads};
 
 /// File extensions taken from a folder.
@@ -141,13 +141,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     }
     let overall = multi.add(overall);
     overall.set_length(pairs.len() as u64);
-    let say = |line: &str| {
-        if overall.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            overall.println(line);
-        }
-    };
+    let say = |line: &str| print_above(&overall, line);
     say(&describe(&net, &template, &weights));
     let load = |p: &Path| Image::load(p, template.max_input_pixels);
     // Each style is read once; a bad one skips its pairs.

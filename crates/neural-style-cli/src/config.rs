@@ -68,9 +68,11 @@ pub enum WeightsSource {
     },
 }
 
-fn layers(flag: &str, names: &[String]) -> Result<Vec<Layer>> {
+/// Layer names given to `--{flag}` (blank entries ignored).
+pub fn layers<S: AsRef<str>>(flag: &str, names: &[S]) -> Result<Vec<Layer>> {
     names
         .iter()
+        .map(AsRef::as_ref)
         .filter(|n| !n.trim().is_empty())
         .map(|n| n.parse::<Layer>().with_context(|| format!("--{flag}")))
         .collect()

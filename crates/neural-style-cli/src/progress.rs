@@ -40,6 +40,15 @@ pub fn stderr_bar(quiet: bool, template: &str) -> ProgressBar {
     bar
 }
 
+/// Prints a line on stderr above `bar` (plainly when the bar is hidden).
+pub fn print_above(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 impl Reporter {
     /// A reporter; `interrupted` is set by the signal handler.
     pub fn new(
@@ -74,11 +83,7 @@ impl Reporter {
 
     /// Prints a line without disturbing the bar.
     pub fn println(&self, line: &str) {
-        if self.bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            self.bar.println(line);
-        }
+        print_above(&self.bar, line);
     }
 
     /// Removes the bar.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use neural_style::{Image, Layer, run as transfer};
 
 use crate::cli::SheetArgs;
@@ -51,12 +51,8 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
         args.layer_sets
             .iter()
             .map(|set| {
-                set.split(',')
-                    .filter(|n| !n.trim().is_empty())
-                    .map(|n| n.trim().parse::<Layer>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Some)
-                    .context("--layer-sets")
+                let names: Vec<&str> = set.split(',').collect();
+                crate::config::layers("layer-sets", &names).map(Some)
             })
             .collect::<Result<_>>()?
     };
