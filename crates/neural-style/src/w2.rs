@@ -38,30 +38,6 @@ pub struct W2Target {
     pub energy: f64,
 }
 
-/// Mean and second moment E[ffᵀ] of features given as `[C, N]` (row-major, one row per
-/// channel), each position weighted by `weights` (`N` values summing to `area`; `None`: 1).
-pub fn moments(
-    features: &[f32],
-    channels: usize,
-    weights: Option<&[f32]>,
-) -> (Vec<f64>, DMatrix<f64>) {
-    let n = features.len() / channels.max(1);
-    let w: Vec<f64> = match weights {
-        Some(w) => w.iter().map(|v| f64::from(*v)).collect(),
-        None => vec![1.0; n],
-    };
-    let area: f64 = w.iter().sum::<f64>().max(1e-12);
-    let sqrt_w: Vec<f64> = w.iter().map(|v| v.sqrt()).collect();
-    let f = DMatrix::from_fn(channels, n, |c, i| {
-        f64::from(features[c * n + i]) * sqrt_w[i]
-    });
-    let mean = (0..channels)
-        .map(|c| (0..n).map(|i| f[(c, i)] * sqrt_w[i]).sum::<f64>() / area)
-        .collect();
-    let second = (&f * f.transpose()) / area;
-    (mean, second)
-}
-
 impl W2Target {
     /// The target from a blend of styles' moments: `(weight, mean, second moment)` each;
     /// the blend is the mixture's mean and covariance.
@@ -145,6 +121,30 @@ fn sym_power(a: &DMatrix<f64>, p: f64) -> DMatrix<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reference (CPU, f64): mean and second moment E[ffᵀ] of features given as `[C, N]` (row-major, one row per
+    /// channel), each position weighted by `weights` (`N` values summing to `area`; `None`: 1).
+    fn moments(
+        features: &[f32],
+        channels: usize,
+        weights: Option<&[f32]>,
+    ) -> (Vec<f64>, DMatrix<f64>) {
+        let n = features.len() / channels.max(1);
+        let w: Vec<f64> = match weights {
+            Some(w) => w.iter().map(|v| f64::from(*v)).collect(),
+            None => vec![1.0; n],
+        };
+        let area: f64 = w.iter().sum::<f64>().max(1e-12);
+        let sqrt_w: Vec<f64> = w.iter().map(|v| v.sqrt()).collect();
+        let f = DMatrix::from_fn(channels, n, |c, i| {
+            f64::from(features[c * n + i]) * sqrt_w[i]
+        });
+        let mean = (0..channels)
+            .map(|c| (0..n).map(|i| f[(c, i)] * sqrt_w[i]).sum::<f64>() / area)
+            .collect();
+        let second = (&f * f.transpose()) / area;
+        (mean, second)
+    }
 
     fn features(c: usize, n: usize, seed: u64) -> Vec<f32> {
         (0..c * n)
