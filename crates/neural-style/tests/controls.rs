@@ -1,17 +1,13 @@
 //! Artistic controls on whole runs with tiny generated weights: each control keeps the
 //! promise it makes.
 
-use std::path::PathBuf;
+mod common;
 
 use neural_style::color::{colour_stats, to_yiq};
 use neural_style::{
     Image, Inputs, Mask, Network, NoObserver, PreserveColors, Size, TransferConfig, default_device,
     run,
 };
-
-fn weights() -> PathBuf {
-    crate_dir().join("tests/fixtures/tiny_vgg19.safetensors")
-}
 
 /// A smooth, colourful image.
 fn image(w: u32, h: u32, phase: f32) -> Image {
@@ -37,7 +33,7 @@ fn transfer(preserve: Option<PreserveColors>) -> (Image, Inputs) {
         preserve_colors: preserve,
         ..TransferConfig::default()
     };
-    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).expect("weights");
     let inputs = Inputs {
         content: Some(image(40, 32, 0.0)),
         styles: vec![image(36, 36, 2.5)],
@@ -118,7 +114,7 @@ fn half_mask(w: u32, h: u32, left: bool) -> Mask {
 }
 
 fn run_with(config: &TransferConfig, inputs: &Inputs) -> Image {
-    let net = Network::load(&weights(), config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), config, &default_device()).expect("weights");
     run(&net, config, inputs, &mut NoObserver)
         .expect("run")
         .image
@@ -141,7 +137,7 @@ fn each_mask_region_takes_its_own_styles_statistics() {
         style_masks: vec![half_mask(w, h, true), half_mask(w, h, false)],
         ..Inputs::default()
     };
-    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).expect("weights");
     let out = run(&net, &config, &inputs, &mut NoObserver)
         .expect("run")
         .image;
@@ -337,7 +333,7 @@ fn w2_style_loss_is_zero_for_the_style_itself_and_falls_in_a_run() {
         size: Size::Exact(40, 32),
         ..TransferConfig::default()
     };
-    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).expect("weights");
     let conv = net.convention;
     let objective = neural_style::Objective::new(
         &net.vgg,
@@ -415,7 +411,7 @@ fn style_scale_matches_the_painting_seen_at_that_scale() {
         content_layers: Some(vec![]),
         ..TransferConfig::default()
     };
-    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).expect("weights");
     let paint = |scale: f32| {
         let config = TransferConfig {
             style_scale: scale,
@@ -448,15 +444,4 @@ fn style_scale_matches_the_painting_seen_at_that_scale() {
     // run does. (Against the painting at 1x both runs end alike: this tiny network cannot
     // reproduce 6 px stripes, so that direction says nothing.)
     assert!(d(&two, &at2) < 0.6 * d(&one, &at2));
-}
-
-/// The crate's folder: where it was built, or (for a test binary carried to another machine
-/// and run from the crate's folder there) the current directory.
-fn crate_dir() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if built.is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    }
 }

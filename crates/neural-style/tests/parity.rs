@@ -6,7 +6,7 @@
 //! style and TV losses (`parity_cases.json`) and the gradient of the total with respect to
 //! the image (`parity_tensors.safetensors`, key `grad.<case>`).
 
-use std::path::PathBuf;
+mod common;
 
 use neural_style::{
     Layer, LossForm, LossWeights, Objective, Padding, Pooling, StyleInput, StyleLoss,
@@ -41,10 +41,6 @@ struct Cases {
     cases: Vec<Case>,
 }
 
-fn fixtures() -> PathBuf {
-    crate_dir().join("tests/fixtures")
-}
-
 fn tensor(st: &safetensors::SafeTensors<'_>, name: &str) -> (Vec<f32>, Vec<usize>) {
     let t = st
         .tensor(name)
@@ -71,15 +67,17 @@ fn layers(names: &[String]) -> Vec<Layer> {
 #[test]
 fn losses_and_gradient_match_pytorch() {
     let cases: Cases = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("parity_cases.json")).expect("cases"),
+        &std::fs::read_to_string(common::fixtures().join("parity_cases.json")).expect("cases"),
     )
     .expect("json");
-    let bytes = std::fs::read(fixtures().join("parity_tensors.safetensors")).expect("tensors");
+    let bytes =
+        std::fs::read(common::fixtures().join("parity_tensors.safetensors")).expect("tensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let (content, cshape) = tensor(&st, "content");
     let (style, sshape) = tensor(&st, "style");
     let (x, _) = tensor(&st, "x");
-    let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file =
+        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert!(cases.cases.len() >= 8);
     // A GPU build's tests run on the GPU when asked (tools/device_check.sh); say which.
@@ -190,15 +188,17 @@ fn losses_and_gradient_match_pytorch() {
 
 #[test]
 fn tiny_weights_cover_all_sixteen_convolutions() {
-    let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file =
+        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert_eq!(info.convs.len(), 16);
 }
 
 #[test]
 fn pth_checkpoint_loads_the_same_parameters_as_safetensors() {
-    let st = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("safetensors");
-    let pth = WeightFile::open(&fixtures().join("tiny_vgg19.pth")).expect("pth");
+    let st =
+        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("safetensors");
+    let pth = WeightFile::open(&common::fixtures().join("tiny_vgg19.pth")).expect("pth");
     let info = pth.info(None).expect("info");
     assert_eq!(
         info.arch,
@@ -220,16 +220,5 @@ fn pth_checkpoint_loads_the_same_parameters_as_safetensors() {
         assert_eq!(x.layer, y.layer);
         assert_eq!(x.weight, y.weight, "{}", x.layer);
         assert_eq!(x.bias, y.bias, "{}", x.layer);
-    }
-}
-
-/// The crate's folder: where it was built, or (for a test binary carried to another machine
-/// and run from the crate's folder there) the current directory.
-fn crate_dir() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if built.is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
     }
 }

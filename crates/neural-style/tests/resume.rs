@@ -2,16 +2,13 @@
 //! makes the same evaluations as a run that was never stopped, at every size of the
 //! coarse-to-fine schedule.
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use neural_style::{
     Checkpoint, Event, Image, Inputs, Network, Size, TransferConfig, default_device, run_resumable,
 };
-
-fn weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_vgg19.safetensors")
-}
 
 fn image(w: u32, h: u32, phase: f32) -> Image {
     let n = (w * h) as usize;
@@ -60,7 +57,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         min_size: 20,
         ..TransferConfig::default()
     };
-    let net = Network::load(&weights(), &config, &default_device()).expect("weights");
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).expect("weights");
     let inputs = Inputs {
         content: Some(image(40, 32, 0.0)),
         styles: vec![image(30, 30, 1.0)],

@@ -1,17 +1,14 @@
 //! The L-BFGS divergence guard on a real (tiny, generated) VGG objective: a deliberately huge
 //! step that ruins an unguarded run is recovered from.
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use neural_style::optim::Lbfgs;
 use neural_style::{
     Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg, WeightFile,
 };
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn planes(st: &safetensors::SafeTensors<'_>, name: &str) -> Vec<f32> {
     st.tensor(name)
@@ -24,7 +21,8 @@ fn planes(st: &safetensors::SafeTensors<'_>, name: &str) -> Vec<f32> {
 
 #[test]
 fn a_huge_step_is_recovered_from() {
-    let file = WeightFile::open(&fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file =
+        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
     let config = TransferConfig::default();
     let info = file.info(None).expect("info");
     let config = config.with_layers_for(info.arch, &info.convs);
@@ -40,7 +38,8 @@ fn a_huge_step_is_recovered_from() {
         &neural_style::default_device(),
     )
     .expect("vgg");
-    let bytes = std::fs::read(fixtures().join("parity_tensors.safetensors")).expect("tensors");
+    let bytes =
+        std::fs::read(common::fixtures().join("parity_tensors.safetensors")).expect("tensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let (content, style) = (planes(&st, "content"), planes(&st, "style"));
     let weights = LossWeights {
