@@ -31,6 +31,7 @@ pub mod color;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod flow;
 pub mod image_io;
 pub mod loss;
 pub mod mask;
