@@ -48,7 +48,11 @@ pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
     inputs.content.iter().for_each(&mut image);
     inputs.styles.iter().for_each(&mut image);
     inputs.init.iter().for_each(&mut image);
-    for m in inputs.style_masks.iter().chain(&inputs.content_mask) {
+    if let Some(t) = &inputs.temporal {
+        image(&t.previous);
+    }
+    let confidence = inputs.temporal.as_ref().map(|t| &t.confidence);
+    for m in inputs.style_masks.iter().chain(&inputs.content_mask).chain(confidence) {
         (m.width, m.height).hash(&mut h);
         m.data.iter().for_each(|v| v.to_bits().hash(&mut h));
     }
@@ -175,6 +179,7 @@ impl Checkpoint {
                     content: l[1],
                     style: l[2],
                     tv: l[3],
+                    ..LossParts::default()
                 },
                 bx,
             )),

@@ -115,6 +115,9 @@ pub struct TransferConfig {
     pub pooling: Pooling,
     /// Convolution border handling.
     pub padding: Padding,
+    /// Weight of the temporal consistency term of video frames ([`crate::Temporal`]).
+    #[serde(default = "default_temporal_weight")]
+    pub temporal_weight: f32,
     /// Output size.
     pub size: Size,
     /// Style image size relative to the output size.
@@ -159,6 +162,7 @@ impl Default for TransferConfig {
             seed: 0,
             pooling: Pooling::Max,
             padding: Padding::Reflect,
+            temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(512),
             style_scale: 1.0,
             style_blend: None,
@@ -199,6 +203,13 @@ pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
 
 /// Default content weight of the normalised form.
 pub const NORMALIZED_CONTENT: f32 = 1.0;
+/// Default weight of the temporal term of video frames (mean squared change in 0..1 pixel
+/// units, where the optical flow is reliable).
+pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 200.0;
+
+fn default_temporal_weight() -> f32 {
+    DEFAULT_TEMPORAL_WEIGHT
+}
 /// Default style weight of the normalised form.
 pub const NORMALIZED_STYLE: f32 = 10.0;
 /// Default total-variation weight of the normalised form.
@@ -373,6 +384,7 @@ impl TransferConfig {
         finite_nonneg("content_weight", self.content_weight)?;
         finite_nonneg("style_weight", self.style_weight)?;
         finite_nonneg("tv_weight", self.tv_weight)?;
+        finite_nonneg("temporal_weight", Some(self.temporal_weight))?;
         if self.iterations == 0 {
             return Err(Error::config("iterations", "must be at least 1"));
         }

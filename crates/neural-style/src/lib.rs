@@ -40,6 +40,7 @@ pub mod optim;
 pub mod sheet;
 pub mod transfer;
 pub mod vgg;
+pub mod video;
 pub mod w2;
 pub mod weights;
 
@@ -52,6 +53,7 @@ pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;
 pub use mask::Mask;
 pub use transfer::{
+    Temporal,
     Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, StyleInput, run,
     run_resumable,
 };

@@ -77,6 +77,24 @@ pub struct Inputs {
     /// overall weight: bright regions stay closer to the photo than without the mask, black
     /// ones are left to the style. Stretched to the output size.
     pub content_mask: Option<Mask>,
+    /// For a video frame: the previous stylised frame warped onto this one, to stay close
+    /// to where the optical flow says it is reliable (Ruder et al. 2016).
+    pub temporal: Option<Temporal>,
+}
+
+/// The temporal consistency target of a video frame (Ruder, Dosovitskiy & Brox 2016, eq. 5):
+/// the term `mean(c · (x − ω)²)`, in 0..1 pixel units, pulls the image `x` towards the
+/// previous stylised frame warped by the optical flow, `ω`, where the per-pixel weight `c`
+/// is 1 (the flow is consistent and the pixel was visible) and leaves it free where `c` is
+/// 0 (occlusions, motion boundaries, pixels entering the frame). Its weight is
+/// [`TransferConfig::temporal_weight`].
+#[derive(Debug, Clone)]
+pub struct Temporal {
+    /// The previous stylised frame warped onto this one, any size with the output's aspect
+    /// ratio (stretched to each size of the schedule).
+    pub previous: Image,
+    /// Per-pixel weight `c`, 0..1, the same size as `previous`.
+    pub confidence: Mask,
 }
 
 /// The loss terms at one evaluation, each already multiplied by its weight.
@@ -90,6 +108,8 @@ pub struct LossParts {
     pub style: f32,
     /// TV weight · total variation.
     pub tv: f32,
+    /// Temporal weight · temporal consistency (video frames only).
+    pub temporal: f32,
 }
 
 /// What a run reports while it works.
@@ -236,6 +256,9 @@ pub struct Objective<'a> {
     style: Vec<StyleTerm>,
     /// Multiplies the TV sum (1 except in the normalised form).
     tv_scale: f32,
+    /// The temporal target, its per-position weights (`[1, 1, H, W]`) and the term's
+    /// weight over the squared network-input pixel scale.
+    temporal: Option<(Tensor<4>, Tensor<4>, f32)>,
     weights: LossWeights,
     form: LossForm,
     width: usize,
@@ -403,6 +426,7 @@ impl<'a> Objective<'a> {
             layers,
             content: content_terms,
             style: style_terms,
+            temporal: None,
             tv_scale: match config.loss_form {
                 LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_scale),
                 LossForm::Mean | LossForm::Paper => 1.0,
@@ -412,6 +436,28 @@ impl<'a> Objective<'a> {
             width: width as usize,
             height: height as usize,
         }
+    }
+
+    /// Adds the temporal term `weight · mean(c · (x − ω)²)` in 0..1 pixel units, `ω` being
+    /// `previous` (network input, planar, this objective's size) and `c` `confidence` (one
+    /// value per pixel). See [`Temporal`].
+    pub fn with_temporal(
+        mut self,
+        previous: &[f32],
+        confidence: &[f32],
+        weight: f32,
+        pixel_scale: f32,
+    ) -> Self {
+        let (h, w) = (self.height, self.width);
+        assert_eq!(previous.len(), 3 * h * w, "temporal target size");
+        assert_eq!(confidence.len(), h * w, "temporal weights size");
+        let device = self.net.device();
+        let target = Tensor::<4>::from_data(TensorData::new(previous.to_vec(), [1, 3, h, w]), device)
+            .autodiff();
+        let c = Tensor::<4>::from_data(TensorData::new(confidence.to_vec(), [1, 1, h, w]), device)
+            .autodiff();
+        self.temporal = Some((target, c, weight / (pixel_scale * pixel_scale)));
+        self
     }
 
     /// Loss terms and the gradient of the total with respect to `x` (network input, planar).
@@ -465,15 +511,25 @@ impl<'a> Objective<'a> {
         }
         let tv = (self.weights.tv != 0.0)
             .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_scale));
+        let temporal = self.temporal.as_ref().map(|(target, c, weight)| {
+            image
+                .clone()
+                .sub(target.clone())
+                .square()
+                .mul(c.clone())
+                .mean()
+                .mul_scalar(*weight)
+        });
         let content = content.map(|c| c.mul_scalar(self.weights.content));
         let style = style.map(|s| s.mul_scalar(self.weights.style));
         let value =
             |t: &Option<Tensor<1>>| t.as_ref().map_or(0.0, |t| t.clone().into_scalar::<f32>());
-        let parts = [content, style, tv];
+        let parts = [content, style, tv, temporal];
         let mut loss = LossParts {
             content: value(&parts[0]),
             style: value(&parts[1]),
             tv: value(&parts[2]),
+            temporal: value(&parts[3]),
             total: 0.0,
         };
         let total = parts.into_iter().flatten().reduce(|a, b| a.add(b));
@@ -888,6 +944,19 @@ fn run_scale(
         width,
         height,
     );
+    let objective = match &inputs.temporal {
+        Some(t) if config.temporal_weight > 0.0 => {
+            let previous = conv.to_network(&t.previous.resized(width, height).data);
+            let confidence = t.confidence.resized(width, height);
+            objective.with_temporal(
+                &previous,
+                &confidence.data,
+                config.temporal_weight,
+                conv.pixel_scale(),
+            )
+        }
+        _ => objective,
+    };
 
     let mut x = conv.to_network(&init.data);
     if let Some(c) = &resume
