@@ -29,6 +29,34 @@ pub enum Command {
     /// Every content image x every style: `--content` is a folder, a glob (quoted) or a file,
     /// `--output` a folder; finished results are skipped when run again.
     Batch(Box<BatchArgs>),
+    /// Stylise a video (a file, through the system's ffmpeg) or a folder of frames, each
+    /// frame starting from the previous result warped by the optical flow and held to it
+    /// where the flow is reliable, so the result does not flicker.
+    Video(Box<VideoArgs>),
+}
+
+/// Flags of `neural-style video`.
+#[derive(Debug, Args)]
+pub struct VideoArgs {
+    /// Stylise every frame on its own (no flow, no temporal term): the flickering baseline.
+    #[arg(long)]
+    pub no_temporal: bool,
+    /// Weight of the temporal term: how strongly a frame keeps to the previous result
+    /// where the flow is reliable.
+    #[arg(long, default_value_t = neural_style::config::DEFAULT_TEMPORAL_WEIGHT, value_name = "W")]
+    pub temporal_weight: f32,
+    /// L-BFGS evaluations for every frame after the first, which starts from the warped
+    /// previous result at full size [default: --iterations].
+    #[arg(long, value_name = "N")]
+    pub frame_iterations: Option<usize>,
+    /// Frame rate of an encoded output [default: the input video's, or 25 for frames].
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<f32>,
+    /// The style-transfer flags; `-c` is a video file or a folder of frames (taken in name
+    /// order), `-o` a video file (.mp4, .mkv, .webm, .mov, .avi; its frames are kept in
+    /// `OUTPUT.frames/`) or a folder for the frames.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Flags of `neural-style batch`: the style-transfer flags, with `--content` naming many

@@ -223,6 +223,7 @@ impl RunJob {
                 PreserveColorsArg::Luminance => neural_style::PreserveColors::Luminance,
                 PreserveColorsArg::Histogram => neural_style::PreserveColors::Histogram,
             }),
+            temporal_weight: neural_style::config::DEFAULT_TEMPORAL_WEIGHT,
         };
         config.validate(a.style.len()).map_err(flag_error)?;
         if !a.mask.is_empty() && a.mask.len() != a.style.len() {

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod progress;
 mod sheet;
+mod video;
 mod weights_cmd;
 
 use std::process::ExitCode;
@@ -115,6 +116,7 @@ fn load_inputs(job: &RunJob) -> Result<Inputs> {
             .map(|p| load_mask(p, job, content.as_ref()))
             .transpose()?,
         content,
+        temporal: None,
     })
 }
 
@@ -203,6 +205,7 @@ fn run() -> Result<ExitCode> {
         }
         Some(Command::Sheet(args)) => return sheet::run(*args),
         Some(Command::Batch(args)) => return batch::run(*args),
+        Some(Command::Video(args)) => return video::run(*args),
         None => {}
     }
     let job = RunJob::from_args(cli.run)?;

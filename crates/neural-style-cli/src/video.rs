@@ -1,0 +1,301 @@
+//! `neural-style video`: a video file (decoded and encoded by the system's ffmpeg) or a
+//! folder of frames, stylised frame by frame with the temporal term of Ruder et al. 2016.
+//! Result frames are written atomically as `frame_000001.png`...; a frame that exists is
+//! finished, so a rerun goes on from the first missing one (reading the frame before it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use neural_style::{Image, Init, Inputs};
+
+use crate::cli::{RunArgs, VideoArgs};
+use crate::config::RunJob;
+use crate::progress::{Reporter, print_above, stderr_bar};
+use crate::{Signals, check_memory, describe, load_network, set_threads};
+
+/// Output extensions encoded as a video.
+const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "webm", "mov", "avi"];
+
+fn is_video(p: &Path) -> bool {
+    p.extension().is_some_and(|e| {
+        VIDEO_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
+    })
+}
+
+/// Runs `ffmpeg` (or `ffprobe`) with `args`; a missing program is named with what to do.
+fn tool(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "{program} is not installed (or not on PATH): install ffmpeg (e.g. `apt install ffmpeg`), or give folders of frames for --content and --output"
+            ),
+            _ => anyhow::anyhow!("cannot run {program}: {e}"),
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        bail!("{program} failed: {last}");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The input's frame rate from ffprobe, if it says.
+fn probe_fps(video: &Path) -> Option<f32> {
+    let path = video.to_string_lossy();
+    let out = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=r_frame_rate",
+            "-of",
+            "csv=p=0",
+            &path,
+        ],
+    )
+    .ok()?;
+    let (n, d) = out.trim().split_once('/')?;
+    let fps = n.parse::<f32>().ok()? / d.parse::<f32>().ok()?;
+    (fps.is_finite() && fps > 0.0).then_some(fps)
+}
+
+/// Path of result frame `i` (from 0) in `dir`.
+fn frame_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("frame_{:06}.png", i + 1))
+}
+
+/// Runs the video job; exit 0 when every frame is done, 130/143 when interrupted.
+pub fn run(args: VideoArgs) -> Result<ExitCode> {
+    let a: RunArgs = args.run;
+    let input = a
+        .content
+        .clone()
+        .context("--content is required: a video file or a folder of frames")?;
+    let output = a
+        .output
+        .clone()
+        .context("--output is required: a video file (.mp4, ...) or a folder for the frames")?;
+    if a.style.is_empty() {
+        bail!("video needs at least one --style");
+    }
+    if a.checkpoint.is_some() || a.resume.is_some() {
+        bail!(
+            "--checkpoint and --resume are for single runs; a video resumes from its finished frames"
+        );
+    }
+    if !a.mask.is_empty() || a.content_mask.is_some() {
+        bail!("--mask and --content-mask belong to one photo; they are not available for a video");
+    }
+    if !(args.temporal_weight.is_finite() && args.temporal_weight >= 0.0) {
+        bail!(
+            "--temporal-weight: {} is not allowed; use a finite number >= 0",
+            args.temporal_weight
+        );
+    }
+    if args.frame_iterations == Some(0) {
+        bail!("--frame-iterations: must be at least 1");
+    }
+    let encode = is_video(&output);
+    let out_dir = if encode {
+        let mut d = output.clone().into_os_string();
+        d.push(".frames");
+        PathBuf::from(d)
+    } else {
+        output.clone()
+    };
+    if out_dir.exists() && !out_dir.is_dir() {
+        bail!("{}: must be a folder for the result frames", out_dir.display());
+    }
+    if encode && output.exists() {
+        bail!(
+            "{}: already exists; remove it or choose another name (the frames in {} are kept and reused)",
+            output.display(),
+            out_dir.display()
+        );
+    }
+    // The input frames: a folder as it is, a video decoded into a folder beside the output.
+    let (frame_files, fps_in) = if input.is_dir() {
+        (crate::batch::expand(&input)?, None)
+    } else if input.is_file() {
+        let mut d = out_dir.clone().into_os_string();
+        d.push(".input");
+        let dir = PathBuf::from(d);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+        let pattern = dir.join("%06d.png");
+        tool(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                &input.to_string_lossy(),
+                &pattern.to_string_lossy(),
+            ],
+        )
+        .with_context(|| format!("{}: cannot decode the video", input.display()))?;
+        (crate::batch::expand(&dir)?, probe_fps(&input))
+    } else {
+        bail!(
+            "{}: no such file or folder (--content takes a video file or a folder of frames)",
+            input.display()
+        );
+    };
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("{}: cannot create the folder", out_dir.display()))?;
+    let template = RunJob::from_args(RunArgs {
+        content: Some(frame_files[0].clone()),
+        output: Some(frame_path(&out_dir, 0)),
+        ..a.clone()
+    })?;
+    set_threads(template.threads)?;
+    let (net, weights) = load_network(&template)?;
+    let load = |p: &Path| Image::load(p, template.max_input_pixels);
+    let styles: Vec<Image> = template
+        .styles
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<_, _>>()?;
+    let signals = Signals::install()?;
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    let overall = stderr_bar(
+        template.quiet,
+        "frame {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
+    );
+    if !overall.is_hidden() {
+        multi.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let overall = multi.add(overall);
+    overall.set_length(frame_files.len() as u64);
+    let say = |line: &str| print_above(&overall, line);
+    say(&describe(&net, &template, &weights));
+    let temporal = !args.no_temporal && args.temporal_weight > 0.0;
+    let started = Instant::now();
+    let (mut computed, mut skipped) = (0usize, 0usize);
+    let mut frames: Vec<Image> = Vec::with_capacity(frame_files.len());
+    let mut results: Vec<Image> = Vec::with_capacity(frame_files.len());
+    for (i, file) in frame_files.iter().enumerate() {
+        let frame = load(file)?;
+        let out = frame_path(&out_dir, i);
+        if out.exists() {
+            let done = load(&out).with_context(|| {
+                format!("{}: cannot read this finished frame; delete it to redo it", out.display())
+            })?;
+            frames.push(frame);
+            results.push(done);
+            skipped += 1;
+            overall.inc(1);
+            continue;
+        }
+        let mut config = template.config.clone();
+        config.temporal_weight = args.temporal_weight;
+        let mut inputs = Inputs {
+            content: Some(frame.clone()),
+            styles: styles.clone(),
+            ..Inputs::default()
+        };
+        if let (true, Some(prev_frame), Some(prev_result)) = (temporal, frames.last(), results.last())
+        {
+            let guide = neural_style::video::temporal_guide(prev_frame, &frame, prev_result);
+            // Start from the warped result, at full size (coarse-to-fine would blur it).
+            inputs.init = Some(guide.previous.clone());
+            inputs.temporal = Some(guide);
+            config.init = Init::Image;
+            config.multiscale = false;
+            config.scales = None;
+            if let Some(n) = args.frame_iterations {
+                config.iterations = n;
+            }
+        }
+        let mut job = RunJob {
+            output: out.clone(),
+            content: Some(file.clone()),
+            config,
+            ..template.clone()
+        };
+        if !job.no_memory_check {
+            check_memory(&mut job, &net, &inputs)?;
+        }
+        let mut reporter = Reporter::new(
+            job.quiet,
+            job.print_every,
+            None,
+            out.clone(),
+            signals.interrupted.clone(),
+        );
+        reporter.attach(&multi);
+        let result = neural_style::run(&net, &job.config, &inputs, &mut reporter);
+        reporter.finish();
+        let output = result.with_context(|| format!("{}", file.display()))?;
+        if output.stopped && signals.interrupted.load(Ordering::SeqCst) {
+            let partial = crate::config::partial_path(&out);
+            output.image.save(&partial)?;
+            overall.finish_and_clear();
+            eprintln!(
+                "interrupted at frame {}: its best image so far is in {}; run the same command again to go on ({} of {} frames done)",
+                i + 1,
+                partial.display(),
+                i,
+                frame_files.len()
+            );
+            return Ok(Signals::exit_code(&signals.terminated));
+        }
+        output.image.save(&out)?;
+        let _ = std::fs::remove_file(crate::config::partial_path(&out));
+        computed += 1;
+        frames.push(frame);
+        results.push(output.image);
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let per_frame = if computed > 0 {
+        format!(", {:.1} s per frame", secs / computed as f64)
+    } else {
+        String::new()
+    };
+    let flicker = neural_style::video::flicker(&frames, &results, 0.02)
+        .map_or("no still pixels".into(), |f| format!("{f:.4}"));
+    eprintln!(
+        "video: {} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
+        frame_files.len(),
+        if temporal { "on" } else { "off" }
+    );
+    if encode {
+        let fps = args.fps.or(fps_in).unwrap_or(25.0);
+        let pattern = out_dir.join("frame_%06d.png");
+        tool(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-n",
+                "-framerate",
+                &format!("{fps}"),
+                "-i",
+                &pattern.to_string_lossy(),
+                "-pix_fmt",
+                "yuv420p",
+                "-vf",
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                &output.to_string_lossy(),
+            ],
+        )
+        .with_context(|| format!("{}: cannot encode the video", output.display()))?;
+        eprintln!("wrote {} ({fps} frames per second)", output.display());
+    } else {
+        eprintln!("wrote the frames to {}", out_dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
