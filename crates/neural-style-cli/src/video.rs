@@ -40,7 +40,11 @@ fn tool(program: &str, args: &[&str]) -> Result<String> {
         })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         bail!("{program} failed: {last}");
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -114,7 +118,10 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         output.clone()
     };
     if out_dir.exists() && !out_dir.is_dir() {
-        bail!("{}: must be a folder for the result frames", out_dir.display());
+        bail!(
+            "{}: must be a folder for the result frames",
+            out_dir.display()
+        );
     }
     if encode && output.exists() {
         bail!(
@@ -190,7 +197,10 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         let out = frame_path(&out_dir, i);
         if out.exists() {
             let done = load(&out).with_context(|| {
-                format!("{}: cannot read this finished frame; delete it to redo it", out.display())
+                format!(
+                    "{}: cannot read this finished frame; delete it to redo it",
+                    out.display()
+                )
             })?;
             frames.push(frame);
             results.push(done);
@@ -205,7 +215,8 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
             styles: styles.clone(),
             ..Inputs::default()
         };
-        if let (true, Some(prev_frame), Some(prev_result)) = (temporal, frames.last(), results.last())
+        if let (true, Some(prev_frame), Some(prev_result)) =
+            (temporal, frames.last(), results.last())
         {
             let guide = neural_style::video::temporal_guide(prev_frame, &frame, prev_result);
             // Start from the warped result, at full size (coarse-to-fine would blur it).

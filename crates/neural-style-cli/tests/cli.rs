@@ -1342,7 +1342,10 @@ fn video_with_the_temporal_term_flickers_less_and_resumes_from_its_frames() {
     let temporal = video("temporal", &[]);
     let err = stderr(&temporal);
     assert!(temporal.status.success(), "{err}");
-    assert!(err.contains("6 frames (6 computed, 0 already done)"), "{err}");
+    assert!(
+        err.contains("6 frames (6 computed, 0 already done)"),
+        "{err}"
+    );
     let (without, with) = (flicker_of(&stderr(&plain)), flicker_of(&err));
     eprintln!("flicker without the temporal term {without}, with {with}");
     assert!(
@@ -1359,7 +1362,10 @@ fn video_with_the_temporal_term_flickers_less_and_resumes_from_its_frames() {
     let again = video("temporal", &[]);
     let err = stderr(&again);
     assert!(again.status.success(), "{err}");
-    assert!(err.contains("6 frames (1 computed, 5 already done)"), "{err}");
+    assert!(
+        err.contains("6 frames (1 computed, 5 already done)"),
+        "{err}"
+    );
     // The same frame again, up to the 8-bit rounding of the previous frame it starts from.
     let after = image::open(&last).unwrap().to_rgb8();
     let diff = before
@@ -1369,7 +1375,10 @@ fn video_with_the_temporal_term_flickers_less_and_resumes_from_its_frames() {
         .map(|(a, b)| (*a as f32 - *b as f32).abs())
         .sum::<f32>()
         / before.as_raw().len() as f32;
-    assert!(diff < 2.0, "redone frame differs by {diff} levels on average");
+    assert!(
+        diff < 2.0,
+        "redone frame differs by {diff} levels on average"
+    );
     // An encoded output needs ffmpeg; without it the error says so in one line.
     let has_ffmpeg = Command::new("ffmpeg").arg("-version").output().is_ok();
     if !has_ffmpeg {

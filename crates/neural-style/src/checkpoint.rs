@@ -52,7 +52,12 @@ pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
         image(&t.previous);
     }
     let confidence = inputs.temporal.as_ref().map(|t| &t.confidence);
-    for m in inputs.style_masks.iter().chain(&inputs.content_mask).chain(confidence) {
+    for m in inputs
+        .style_masks
+        .iter()
+        .chain(&inputs.content_mask)
+        .chain(confidence)
+    {
         (m.width, m.height).hash(&mut h);
         m.data.iter().for_each(|v| v.to_bits().hash(&mut h));
     }

@@ -150,7 +150,10 @@ pub fn dense_flow(
         h: height,
         d: second.to_vec(),
     }];
-    while a.last().is_some_and(|p| p.w.min(p.h) / 2 >= options.min_side.max(2)) {
+    while a
+        .last()
+        .is_some_and(|p| p.w.min(p.h) / 2 >= options.min_side.max(2))
+    {
         let (na, nb) = (a[a.len() - 1].half(), b[b.len() - 1].half());
         a.push(na);
         b.push(nb);
@@ -388,7 +391,11 @@ mod tests {
                 worst = worst.max((back[y * w + x] - a[y * w + x]).abs());
             }
         }
-        let before = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let before = a
+            .iter()
+            .zip(&b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
         assert!(
             worst < 0.01 && before > 0.1,
             "warped error {worst}, unwarped {before}"

@@ -53,9 +53,8 @@ pub use image_io::{DEFAULT_MAX_INPUT_PIXELS, Image};
 pub use loss::LossForm;
 pub use mask::Mask;
 pub use transfer::{
-    Temporal,
-    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, StyleInput, run,
-    run_resumable,
+    Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, StyleInput,
+    Temporal, run, run_resumable,
 };
 pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

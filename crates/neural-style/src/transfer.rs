@@ -452,8 +452,9 @@ impl<'a> Objective<'a> {
         assert_eq!(previous.len(), 3 * h * w, "temporal target size");
         assert_eq!(confidence.len(), h * w, "temporal weights size");
         let device = self.net.device();
-        let target = Tensor::<4>::from_data(TensorData::new(previous.to_vec(), [1, 3, h, w]), device)
-            .autodiff();
+        let target =
+            Tensor::<4>::from_data(TensorData::new(previous.to_vec(), [1, 3, h, w]), device)
+                .autodiff();
         let c = Tensor::<4>::from_data(TensorData::new(confidence.to_vec(), [1, 1, h, w]), device)
             .autodiff();
         self.temporal = Some((target, c, weight / (pixel_scale * pixel_scale)));
