@@ -72,6 +72,24 @@ pub fn output_name(dir: &Path, content: &Path, style: &Path) -> PathBuf {
     dir.join(format!("{}__{}.png", stem(content), stem(style)))
 }
 
+/// The checks shared by the commands that make many runs from one set of flags (`batch`,
+/// `video`): at least one style, and none of the flags that belong to a single run
+/// (checkpoints, which such a command replaces by `resumes`; masks, drawn for one photo).
+pub fn refuse_single_run_flags(a: &RunArgs, command: &str, resumes: &str) -> Result<()> {
+    if a.style.is_empty() {
+        bail!("{command} needs at least one --style");
+    }
+    if a.checkpoint.is_some() || a.resume.is_some() {
+        bail!("--checkpoint and --resume are for single runs; {resumes}");
+    }
+    if !a.mask.is_empty() || a.content_mask.is_some() {
+        bail!(
+            "--mask and --content-mask belong to one photo; they are not available in a {command}"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
 /// 130/143 when interrupted.
 pub fn run(args: BatchArgs) -> Result<ExitCode> {
@@ -84,17 +102,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         .output
         .clone()
         .context("--output is required: the folder for the results")?;
-    if a.style.is_empty() {
-        bail!("batch needs at least one --style");
-    }
-    if a.checkpoint.is_some() || a.resume.is_some() {
-        bail!(
-            "--checkpoint and --resume are for single runs; a batch resumes by skipping finished results"
-        );
-    }
-    if !a.mask.is_empty() || a.content_mask.is_some() {
-        bail!("--mask and --content-mask belong to one photo; they are not available in a batch");
-    }
+    refuse_single_run_flags(&a, "batch", "a batch resumes by skipping finished results")?;
     if dir.exists() && !dir.is_dir() {
         bail!("{}: --output must be a folder in a batch", dir.display());
     }

@@ -89,17 +89,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         .output
         .clone()
         .context("--output is required: a video file (.mp4, ...) or a folder for the frames")?;
-    if a.style.is_empty() {
-        bail!("video needs at least one --style");
-    }
-    if a.checkpoint.is_some() || a.resume.is_some() {
-        bail!(
-            "--checkpoint and --resume are for single runs; a video resumes from its finished frames"
-        );
-    }
-    if !a.mask.is_empty() || a.content_mask.is_some() {
-        bail!("--mask and --content-mask belong to one photo; they are not available for a video");
-    }
+    crate::batch::refuse_single_run_flags(&a, "video", "a video resumes from its finished frames")?;
     if !(args.temporal_weight.is_finite() && args.temporal_weight >= 0.0) {
         bail!(
             "--temporal-weight: {} is not allowed; use a finite number >= 0",
