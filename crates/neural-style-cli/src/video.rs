@@ -180,8 +180,15 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     let temporal = !args.no_temporal && args.temporal_weight > 0.0;
     let started = Instant::now();
     let (mut computed, mut skipped) = (0usize, 0usize);
-    let mut frames: Vec<Image> = Vec::with_capacity(frame_files.len());
-    let mut results: Vec<Image> = Vec::with_capacity(frame_files.len());
+    // Only the frame before and its result are kept: a long video does not fill memory.
+    let mut before: Option<(Image, Image)> = None;
+    let mut flicker = neural_style::video::Flicker::new(0.02);
+    let mut step = |before: &mut Option<(Image, Image)>, frame: Image, result: Image| {
+        if let Some((f0, r0)) = before.as_ref() {
+            flicker.add(f0, r0, &frame, &result);
+        }
+        *before = Some((frame, result));
+    };
     for (i, file) in frame_files.iter().enumerate() {
         let frame = load(file)?;
         let out = frame_path(&out_dir, i);
@@ -192,8 +199,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
                     out.display()
                 )
             })?;
-            frames.push(frame);
-            results.push(done);
+            step(&mut before, frame, done);
             skipped += 1;
             overall.inc(1);
             continue;
@@ -205,9 +211,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
             styles: styles.clone(),
             ..Inputs::default()
         };
-        if let (true, Some(prev_frame), Some(prev_result)) =
-            (temporal, frames.last(), results.last())
-        {
+        if let (true, Some((prev_frame, prev_result))) = (temporal, before.as_ref()) {
             let guide = neural_style::video::temporal_guide(prev_frame, &frame, prev_result);
             // Start from the warped result, at full size (coarse-to-fine would blur it).
             inputs.init = Some(guide.previous.clone());
@@ -255,8 +259,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         output.image.save(&out)?;
         let _ = std::fs::remove_file(crate::config::partial_path(&out));
         computed += 1;
-        frames.push(frame);
-        results.push(output.image);
+        step(&mut before, frame, output.image);
         overall.inc(1);
     }
     overall.finish_and_clear();
@@ -266,7 +269,8 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     } else {
         String::new()
     };
-    let flicker = neural_style::video::flicker(&frames, &results, 0.02)
+    let flicker = flicker
+        .value()
         .map_or("no still pixels".into(), |f| format!("{f:.4}"));
     eprintln!(
         "video: {} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",

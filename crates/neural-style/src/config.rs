@@ -203,6 +203,11 @@ pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
 
 /// Default content weight of the normalised form.
 pub const NORMALIZED_CONTENT: f32 = 1.0;
+/// Default style weight of the normalised form.
+pub const NORMALIZED_STYLE: f32 = 10.0;
+/// Default total-variation weight of the normalised form.
+pub const NORMALIZED_TV: f32 = 0.0;
+
 /// Default weight of the temporal term of video frames (mean squared change in 0..1 pixel
 /// units, where the optical flow is reliable).
 pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 200.0;
@@ -210,10 +215,6 @@ pub const DEFAULT_TEMPORAL_WEIGHT: f32 = 200.0;
 fn default_temporal_weight() -> f32 {
     DEFAULT_TEMPORAL_WEIGHT
 }
-/// Default style weight of the normalised form.
-pub const NORMALIZED_STYLE: f32 = 10.0;
-/// Default total-variation weight of the normalised form.
-pub const NORMALIZED_TV: f32 = 0.0;
 
 /// Loss weights after defaults are applied.
 #[derive(Debug, Clone, Copy, PartialEq)]

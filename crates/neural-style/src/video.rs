@@ -33,34 +33,70 @@ pub fn temporal_guide(previous_frame: &Image, frame: &Image, previous_result: &I
     }
 }
 
-/// Flicker of a stylised sequence: the mean absolute change (0..1 units, over the three
-/// channels) between consecutive results at the pixels where consecutive input frames
-/// differ by less than `still` (mean over the channels), i.e. where nothing moved. `None`
-/// if no pixel is still. Inputs and results are taken at the results' size.
-pub fn flicker(frames: &[Image], results: &[Image], still: f32) -> Option<f32> {
-    assert_eq!(frames.len(), results.len(), "one result per frame");
-    let (mut sum, mut count) = (0f64, 0usize);
-    for t in 1..frames.len() {
-        let (w, h) = (results[t].width, results[t].height);
-        let a = frames[t - 1].resized(w, h);
-        let b = frames[t].resized(w, h);
-        let (ra, rb) = (&results[t - 1].resized(w, h), &results[t]);
+/// Flicker of a stylised sequence, accumulated one pair of consecutive frames at a time so
+/// a long video needs only the frame before: the mean absolute change (0..1 units, over the
+/// three channels) between consecutive results at the pixels where consecutive input frames
+/// differ by less than `still` (mean over the channels), i.e. where nothing moved. Inputs
+/// and results are taken at the later result's size.
+#[derive(Debug, Clone, Copy)]
+pub struct Flicker {
+    still: f32,
+    sum: f64,
+    count: usize,
+}
+
+impl Flicker {
+    /// No frames yet; `still` is the input change below which a pixel counts as still.
+    pub fn new(still: f32) -> Self {
+        Self {
+            still,
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    /// Adds the step from `(frame_before, result_before)` to `(frame, result)`.
+    pub fn add(
+        &mut self,
+        frame_before: &Image,
+        result_before: &Image,
+        frame: &Image,
+        result: &Image,
+    ) {
+        let (w, h) = (result.width, result.height);
+        let a = frame_before.resized(w, h);
+        let b = frame.resized(w, h);
+        let ra = result_before.resized(w, h);
         let n = (w * h) as usize;
         for i in 0..n {
             let moved = (0..3)
                 .map(|c| (a.data[c * n + i] - b.data[c * n + i]).abs())
                 .sum::<f32>()
                 / 3.0;
-            if moved < still {
-                sum += (0..3)
-                    .map(|c| (ra.data[c * n + i] - rb.data[c * n + i]).abs() as f64)
+            if moved < self.still {
+                self.sum += (0..3)
+                    .map(|c| (ra.data[c * n + i] - result.data[c * n + i]).abs() as f64)
                     .sum::<f64>()
                     / 3.0;
-                count += 1;
+                self.count += 1;
             }
         }
     }
-    (count > 0).then(|| (sum / count as f64) as f32)
+
+    /// The figure so far; `None` if no pixel has been still.
+    pub fn value(&self) -> Option<f32> {
+        (self.count > 0).then(|| (self.sum / self.count as f64) as f32)
+    }
+}
+
+/// [`Flicker`] of a whole sequence held in memory.
+pub fn flicker(frames: &[Image], results: &[Image], still: f32) -> Option<f32> {
+    assert_eq!(frames.len(), results.len(), "one result per frame");
+    let mut meter = Flicker::new(still);
+    for t in 1..frames.len() {
+        meter.add(&frames[t - 1], &results[t - 1], &frames[t], &results[t]);
+    }
+    meter.value()
 }
 
 #[cfg(test)]
