@@ -36,3 +36,20 @@ for name, extra in [("independent", ["--no-temporal"]), ("temporal", [])]:
     print("$", " ".join(cmd), flush=True)
     r = subprocess.run([exe] + cmd[0:], capture_output=True, text=True)
     print(r.stderr.strip().splitlines()[-2] if r.returncode == 0 else r.stderr)
+
+# A picture: frames 1, 4 and 8 of the clip, of the independent and of the temporal results,
+# and the change from frame 7 to 8 of each result (x3) side by side.
+import glob
+def strip(name):
+    files = sorted(glob.glob(os.path.join(out, name, "*.png")))
+    return np.concatenate([np.asarray(Image.open(files[i]).convert("RGB")) for i in (0, 3, 7)], 1)
+def change(name):
+    files = sorted(glob.glob(os.path.join(out, name, "*.png")))
+    a, b = (np.asarray(Image.open(f).convert("RGB")).astype(np.float32) for f in files[6:8])
+    return np.clip(np.abs(a - b) * 3, 0, 255).astype(np.uint8)
+rows = [strip(n) for n in ("clip", "independent", "temporal")]
+diff = np.concatenate([change("independent"), change("temporal")], 1)
+pad = np.full((diff.shape[0], rows[0].shape[1] - diff.shape[1], 3), 255, np.uint8)
+rows.append(np.concatenate([diff, pad], 1))
+Image.fromarray(np.concatenate(rows, 0)).save(os.path.join(out, "video.png"))
+print("wrote", os.path.join(out, "video.png"))
