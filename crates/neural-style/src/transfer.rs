@@ -29,6 +29,55 @@ pub struct Network {
     pub convention: InputConvention,
     /// What the weights file provides.
     pub info: WeightsInfo,
+    /// Style statistics already computed on this network.
+    style_cache: StyleCache,
+}
+
+/// Style statistics (per style layer: a Gram matrix, or mean and second moment) of the style
+/// images a network has seen, by image, size and settings: a batch, a video or a contact
+/// sheet runs many times with the same styles and computes each one once per size.
+#[derive(Default)]
+struct StyleCache {
+    stats: std::sync::Mutex<std::collections::HashMap<u64, Vec<Stat>>>,
+    computed: std::sync::atomic::AtomicUsize,
+}
+
+impl StyleCache {
+    /// At most this many (style, size) entries are kept; past it the cache starts afresh.
+    const ENTRIES: usize = 64;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Vec<Stat>>> {
+        // A panic elsewhere cannot leave an entry half-written: use the map as it is.
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The statistics of `style` under `config`, computed by `compute` unless known.
+    fn get(
+        &self,
+        config: &TransferConfig,
+        style: &StyleInput,
+        compute: impl FnOnce() -> Vec<Stat>,
+    ) -> Vec<Stat> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (style.width, style.height).hash(&mut h);
+        style.data.iter().for_each(|v| v.to_bits().hash(&mut h));
+        config.style_layers().hash(&mut h);
+        (config.loss_form, config.style_loss).hash(&mut h);
+        let key = h.finish();
+        if let Some(found) = self.lock().get(&key) {
+            return found.clone();
+        }
+        let stats = compute();
+        self.computed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut map = self.lock();
+        if map.len() >= Self::ENTRIES {
+            map.clear();
+        }
+        map.insert(key, stats.clone());
+        stats
+    }
 }
 
 impl Network {
@@ -57,7 +106,16 @@ impl Network {
             vgg,
             convention,
             info,
+            style_cache: StyleCache::default(),
         })
+    }
+
+    /// How many times this network has computed the statistics of a style image (once per
+    /// style, size and style settings, however many runs use them).
+    pub fn style_targets_computed(&self) -> usize {
+        self.style_cache
+            .computed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -283,6 +341,32 @@ impl<'a> Objective<'a> {
         width: u32,
         height: u32,
     ) -> Self {
+        Self::build(
+            net,
+            config,
+            weights,
+            pixel_scale,
+            content,
+            styles,
+            masks,
+            (width, height),
+            None,
+        )
+    }
+
+    /// [`Self::new`], taking style statistics from `cache` when it has them.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        net: &'a Vgg,
+        config: &TransferConfig,
+        weights: LossWeights,
+        pixel_scale: f32,
+        content: Option<&[f32]>,
+        styles: &[StyleInput],
+        masks: (&[Mask], Option<&Mask>),
+        (width, height): (u32, u32),
+        cache: Option<&StyleCache>,
+    ) -> Self {
         let (style_masks, content_mask) = masks;
         let device = net.device().clone();
         let to_tensor = |x: &[f32], w: u32, h: u32| {
@@ -329,17 +413,23 @@ impl<'a> Objective<'a> {
             let stats: Vec<Vec<Stat>> = styles
                 .iter()
                 .map(|s| {
-                    net.features(to_tensor(&s.data, s.width, s.height), style_layers)
-                        .into_iter()
-                        .map(|f| {
-                            if w2 {
-                                let (mean, second) = feature_moments(f.detach());
-                                Stat::Moments(mean, second)
-                            } else {
-                                Stat::Gram(loss::gram(f, config.loss_form).detach())
-                            }
-                        })
-                        .collect()
+                    let compute = || {
+                        net.features(to_tensor(&s.data, s.width, s.height), style_layers)
+                            .into_iter()
+                            .map(|f| {
+                                if w2 {
+                                    let (mean, second) = feature_moments(f.detach());
+                                    Stat::Moments(mean, second)
+                                } else {
+                                    Stat::Gram(loss::gram(f, config.loss_form).detach())
+                                }
+                            })
+                            .collect()
+                    };
+                    match cache {
+                        Some(c) => c.get(config, s, compute),
+                        None => compute(),
+                    }
                 })
                 .collect();
             let layer_weights = config.layer_weights();
@@ -550,6 +640,7 @@ impl<'a> Objective<'a> {
 }
 
 /// A style layer's statistics before blending.
+#[derive(Clone)]
 enum Stat {
     Gram(Tensor<2>),
     Moments(Vec<f64>, nalgebra::DMatrix<f64>),
@@ -934,7 +1025,7 @@ fn run_scale(
         .collect();
     let weights = config.loss_weights(&conv);
     let content_input = content.as_ref().map(|c| conv.to_network(&c.data));
-    let objective = Objective::new(
+    let objective = Objective::build(
         &net.vgg,
         config,
         weights,
@@ -942,8 +1033,8 @@ fn run_scale(
         content_input.as_deref(),
         &styles,
         (&inputs.style_masks, inputs.content_mask.as_ref()),
-        width,
-        height,
+        (width, height),
+        Some(&net.style_cache),
     );
     let objective = match &inputs.temporal {
         Some(t) if config.temporal_weight > 0.0 => {

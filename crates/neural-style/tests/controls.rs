@@ -1,5 +1,5 @@
 //! Artistic controls on whole runs with tiny generated weights: each control keeps the
-//! promise it makes.
+//! promise it makes; and many runs on one network (a batch, a video) share style targets.
 
 mod common;
 
@@ -444,4 +444,41 @@ fn style_scale_matches_the_painting_seen_at_that_scale() {
     // run does. (Against the painting at 1x both runs end alike: this tiny network cannot
     // reproduce 6 px stripes, so that direction says nothing.)
     assert!(d(&two, &at2) < 0.6 * d(&one, &at2));
+}
+
+#[test]
+fn runs_on_one_network_compute_each_styles_targets_once() {
+    let config = TransferConfig {
+        iterations: 8,
+        size: Size::Exact(40, 32),
+        multiscale: false,
+        ..TransferConfig::default()
+    };
+    let device = default_device();
+    let net = Network::load(&common::tiny_weights(), &config, &device).expect("weights");
+    let (style_a, style_b) = (image(36, 36, 2.5), image(30, 30, 4.0));
+    let inputs = |phase: f32, style: &Image| Inputs {
+        content: Some(image(40, 32, phase)),
+        styles: vec![style.clone()],
+        ..Inputs::default()
+    };
+    // Two photos × two styles on one network, as a batch runs them.
+    let mut shared = Vec::new();
+    for phase in [0.0, 1.0] {
+        for style in [&style_a, &style_b] {
+            shared.push(run(&net, &config, &inputs(phase, style), &mut NoObserver).expect("run"));
+        }
+    }
+    assert_eq!(net.style_targets_computed(), 2, "one computation per style");
+    // Another size is another target.
+    let larger = TransferConfig {
+        size: Size::Exact(48, 40),
+        ..config.clone()
+    };
+    run(&net, &larger, &inputs(0.0, &style_a), &mut NoObserver).expect("run");
+    assert_eq!(net.style_targets_computed(), 3);
+    // The shared targets give exactly what a fresh network gives.
+    let fresh = Network::load(&common::tiny_weights(), &config, &device).expect("weights");
+    let alone = run(&fresh, &config, &inputs(1.0, &style_b), &mut NoObserver).expect("run");
+    assert_eq!(alone.image.data, shared[3].image.data);
 }
