@@ -121,6 +121,8 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         );
     }
     // The input frames: a folder as it is, a video decoded into a folder beside the output.
+    // A video is decoded into a folder beside the output, removed once the job is done.
+    let mut decoded: Option<PathBuf> = None;
     let (frame_files, fps_in) = if input.is_dir() {
         (crate::batch::expand(&input)?, None)
     } else if input.is_file() {
@@ -142,6 +144,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
             ],
         )
         .with_context(|| format!("{}: cannot decode the video", input.display()))?;
+        decoded = Some(dir.clone());
         (crate::batch::expand(&dir)?, probe_fps(&input))
     } else {
         bail!(
@@ -301,6 +304,9 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         eprintln!("wrote {} ({fps} frames per second)", output.display());
     } else {
         eprintln!("wrote the frames to {}", out_dir.display());
+    }
+    if let Some(dir) = decoded {
+        let _ = std::fs::remove_dir_all(dir);
     }
     Ok(ExitCode::SUCCESS)
 }
