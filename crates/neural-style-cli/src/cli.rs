@@ -33,6 +33,60 @@ pub enum Command {
     /// frame starting from the previous result warped by the optical flow and held to it
     /// where the flow is reliable, so the result does not flicker.
     Video(Box<VideoArgs>),
+    /// The web UI: a local server with one page to upload a photo and paintings, tune the
+    /// settings, watch the painting emerge and download it; jobs wait in a queue.
+    Serve(Box<ServeArgs>),
+}
+
+/// Flags of `neural-style serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on. The default answers this computer only; another
+    /// address lets anyone who reaches it upload images and start jobs.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub bind: std::net::SocketAddr,
+    /// Folder for the results (created if missing); results found there are shown again.
+    #[arg(long, default_value = "neural-style-results", value_name = "DIR")]
+    pub results: PathBuf,
+    /// Most space the results may take; the oldest are deleted past it.
+    #[arg(long, default_value = "1G", value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_results: u64,
+    /// Jobs optimised at the same time (each uses all --threads).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub jobs: usize,
+    /// Most jobs waiting in the queue; more are refused (503) until one finishes.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_queue: usize,
+    /// Largest upload (the photo and paintings of one job together); larger ones get 413.
+    #[arg(long, default_value = "50M", value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_upload: u64,
+    /// Largest size (longest side, px) a job may ask for.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_size: u32,
+    /// Most iterations a job may ask for.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub max_iterations: usize,
+    /// Seconds a request may take (uploads included; live event streams excepted).
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub request_timeout: u64,
+    /// Weights file (see the main command's --weights). Without it, --model is used.
+    #[arg(short, long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// A known model, downloaded to the cache on first use: vgg19, vgg16, vgg19-caffe.
+    #[arg(long, short = 'm', default_value = neural_style_models::DEFAULT_MODEL, conflicts_with = "weights")]
+    pub model: String,
+    /// Cache directory for downloaded models.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Where to compute: auto, cpu or gpu (see the main command).
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
+    pub device: String,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Refuse uploaded images with more pixels than this (413).
+    #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
+    pub max_input_pixels: u64,
 }
 
 /// Flags of `neural-style video`.

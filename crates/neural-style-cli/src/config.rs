@@ -68,6 +68,23 @@ pub enum WeightsSource {
     },
 }
 
+impl WeightsSource {
+    /// From `--weights`, else `--model` in the cache at `--cache-dir`.
+    pub fn from_flags(
+        weights: Option<PathBuf>,
+        model: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
+        Ok(match weights {
+            Some(path) => WeightsSource::File(path),
+            None => WeightsSource::Model {
+                model: crate::weights_cmd::find(model).context("--model")?,
+                cache: neural_style_models::Cache::locate(cache_dir)?,
+            },
+        })
+    }
+}
+
 /// Layer names given to `--{flag}` (blank entries ignored).
 pub fn layers<S: AsRef<str>>(flag: &str, names: &[S]) -> Result<Vec<Layer>> {
     names
@@ -114,13 +131,7 @@ impl RunJob {
                 dir.display()
             ),
         }
-        let weights = match a.weights {
-            Some(path) => WeightsSource::File(path),
-            None => WeightsSource::Model {
-                model: crate::weights_cmd::find(&a.model).context("--model")?,
-                cache: neural_style_models::Cache::locate(a.cache_dir.as_deref())?,
-            },
-        };
+        let weights = WeightsSource::from_flags(a.weights, &a.model, a.cache_dir.as_deref())?;
         if a.content.is_none() && a.style.is_empty() {
             bail!(
                 "give --content, --style, or both (style alone synthesises a texture; content alone reconstructs the photo)"

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod config;
 mod progress;
+mod serve;
 mod sheet;
 mod video;
 mod weights_cmd;
@@ -123,24 +124,42 @@ fn load_inputs(job: &RunJob) -> Result<Inputs> {
 /// The job's network (downloading its model on first use) and the weights file it came
 /// from.
 fn load_network(job: &RunJob) -> Result<(Network, std::path::PathBuf)> {
-    let weights = match &job.weights {
+    load_network_from(&job.weights, job.device, &job.config, job.quiet)
+}
+
+/// The network of `weights` (downloading a model on first use) on `device`, and the file
+/// it came from.
+fn load_network_from(
+    weights: &WeightsSource,
+    device: neural_style::DeviceChoice,
+    config: &neural_style::TransferConfig,
+    quiet: bool,
+) -> Result<(Network, std::path::PathBuf)> {
+    let weights = match weights {
         WeightsSource::File(path) => path.clone(),
-        WeightsSource::Model { model, cache } => {
-            weights_cmd::model_weights(model, cache, job.quiet)?
-        }
+        WeightsSource::Model { model, cache } => weights_cmd::model_weights(model, cache, quiet)?,
     };
-    let (device, _) = neural_style::device::device(job.device).map_err(config::flag_error)?;
-    let net = Network::load(&weights, &job.config, &device)?;
+    let (device, _) = neural_style::device::device(device).map_err(config::flag_error)?;
+    let net = Network::load(&weights, config, &device)?;
     Ok((net, weights))
 }
 
 /// One line saying which network, convention and loss form a run uses.
 fn describe(net: &Network, job: &RunJob, weights: &std::path::Path) -> String {
+    describe_network(net, job.config.loss_form, weights)
+}
+
+/// One line saying which network, convention and loss form runs use.
+fn describe_network(
+    net: &Network,
+    loss_form: neural_style::LossForm,
+    weights: &std::path::Path,
+) -> String {
     format!(
         "{} ({}, {}), weights {}",
         net.info.arch,
         net.convention,
-        match job.config.loss_form {
+        match loss_form {
             neural_style::LossForm::Normalized => "normalised loss form",
             neural_style::LossForm::Mean => "mean loss form",
             neural_style::LossForm::Paper => "paper loss form",
@@ -206,6 +225,7 @@ fn run() -> Result<ExitCode> {
         Some(Command::Sheet(args)) => return sheet::run(*args),
         Some(Command::Batch(args)) => return batch::run(*args),
         Some(Command::Video(args)) => return video::run(*args),
+        Some(Command::Serve(args)) => return serve::run(*args),
         None => {}
     }
     let job = RunJob::from_args(cli.run)?;

@@ -44,20 +44,13 @@ impl Image {
     /// EXIF orientation and converts to RGB (grey is replicated, alpha is composited over
     /// white, 16-bit and float are kept at full precision until conversion).
     pub fn load(path: &Path, max_pixels: u64) -> Result<Self> {
-        let decode_err = |message: String| Error::ImageDecode {
-            path: path.to_path_buf(),
-            message,
-        };
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Err(decode_err("is a directory, not an image file".into()));
+            return Err(Error::ImageDecode {
+                path: path.to_path_buf(),
+                message: "is a directory, not an image file".into(),
+            });
         }
-        if meta.len() == 0 {
-            return Err(decode_err("the file is empty".into()));
-        }
-        // The format comes from the content; the extension is trusted only for formats
-        // without a signature (TGA), so a misnamed file is still read and a non-image
-        // named .jpg is called what it is.
         let mut head = [0u8; 64];
         let n = std::fs::File::open(path)
             .and_then(|mut f| {
@@ -65,53 +58,16 @@ impl Image {
                 f.read(&mut head)
             })
             .map_err(|e| Error::io(path, e))?;
-        let format = match image::guess_format(&head[..n]) {
-            Ok(f) => f,
-            Err(_) => match ImageFormat::from_path(path) {
-                Ok(ImageFormat::Tga) => ImageFormat::Tga,
-                _ => {
-                    return Err(decode_err(
-                        "not a recognised image format (its first bytes match no PNG, JPEG, \
-                         GIF, WebP, BMP, TIFF, ... signature)"
-                            .into(),
-                    ));
-                }
-            },
-        };
-        let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-        reader.set_format(format);
-        let mut limits = image::Limits::default();
-        limits.max_alloc = Some((max_pixels.saturating_mul(16)).max(64 << 20));
-        reader.limits(limits);
-        let mut decoder = reader
-            .into_decoder()
-            .map_err(|e| decode_err(e.to_string()))?;
-        let (w, h) = decoder.dimensions();
-        if u64::from(w) * u64::from(h) > max_pixels {
-            return Err(Error::ImageSize {
-                path: path.to_path_buf(),
-                width: w,
-                height: h,
-                message: format!(
-                    "more than the {max_pixels} pixels allowed (see --max-input-pixels)"
-                ),
-            });
-        }
-        let orientation = decoder
-            .orientation()
-            .unwrap_or(image::metadata::Orientation::NoTransforms);
-        let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
-        img.apply_orientation(orientation);
-        let image = Self::from_dynamic(&img);
-        if image.width < 2 || image.height < 2 {
-            return Err(Error::ImageSize {
-                path: path.to_path_buf(),
-                width: image.width,
-                height: image.height,
-                message: "too small: at least 2x2 pixels are needed".into(),
-            });
-        }
-        Ok(image)
+        let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        decode(reader, &head[..n], meta.len(), path, max_pixels)
+    }
+
+    /// Decodes an image held in memory (an upload) like [`Image::load`] decodes a file;
+    /// `name` stands for it in errors and gives the format of signature-less TGA data.
+    pub fn decode(bytes: &[u8], name: &Path, max_pixels: u64) -> Result<Self> {
+        let reader = ImageReader::new(std::io::Cursor::new(bytes));
+        let head = &bytes[..bytes.len().min(64)];
+        decode(reader, head, bytes.len() as u64, name, max_pixels)
     }
 
     /// Converts a decoded image (alpha composited over white).
@@ -196,6 +152,71 @@ impl Image {
             })?;
         write_atomically(path, &bytes)
     }
+}
+
+/// Decodes the image read by `reader` (whose first bytes are `head` and length `len`),
+/// called `path` in errors, within `max_pixels`.
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    mut reader: ImageReader<R>,
+    head: &[u8],
+    len: u64,
+    path: &Path,
+    max_pixels: u64,
+) -> Result<Image> {
+    let decode_err = |message: String| Error::ImageDecode {
+        path: path.to_path_buf(),
+        message,
+    };
+    if len == 0 {
+        return Err(decode_err("the file is empty".into()));
+    }
+    // The format comes from the content; the extension is trusted only for formats
+    // without a signature (TGA), so a misnamed file is still read and a non-image
+    // named .jpg is called what it is.
+    let format = match image::guess_format(head) {
+        Ok(f) => f,
+        Err(_) => match ImageFormat::from_path(path) {
+            Ok(ImageFormat::Tga) => ImageFormat::Tga,
+            _ => {
+                return Err(decode_err(
+                    "not a recognised image format (its first bytes match no PNG, JPEG, \
+                     GIF, WebP, BMP, TIFF, ... signature)"
+                        .into(),
+                ));
+            }
+        },
+    };
+    reader.set_format(format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some((max_pixels.saturating_mul(16)).max(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| decode_err(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(Error::ImageSize {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+            message: format!("more than the {max_pixels} pixels allowed (see --max-input-pixels)"),
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
+    img.apply_orientation(orientation);
+    let image = Image::from_dynamic(&img);
+    if image.width < 2 || image.height < 2 {
+        return Err(Error::ImageSize {
+            path: path.to_path_buf(),
+            width: image.width,
+            height: image.height,
+            message: "too small: at least 2x2 pixels are needed".into(),
+        });
+    }
+    Ok(image)
 }
 
 /// The size whose longest side is `longest`, with the aspect ratio of `width` x `height`.

@@ -156,7 +156,7 @@ pub struct Temporal {
 }
 
 /// The loss terms at one evaluation, each already multiplied by its weight.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct LossParts {
     /// The sum of the others.
     pub total: f32,

@@ -1,0 +1,76 @@
+//! `neural-style serve`: flags -> a checked server configuration, the network loaded once,
+//! and the web UI of the `neural-style-web` crate until Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use neural_style::TransferConfig;
+use neural_style_web::{Limits, Server, ServerConfig};
+
+use crate::cli::ServeArgs;
+use crate::config::{WeightsSource, flag_error};
+use crate::{describe_network, load_network_from, set_threads};
+
+/// The server's settings from its flags; every error names the flag.
+fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
+    let positive = |flag: &str, n: u64| {
+        if n == 0 {
+            bail!("--{flag}: must be at least 1")
+        }
+        Ok(())
+    };
+    positive("jobs", a.jobs as u64)?;
+    positive("max-queue", a.max_queue as u64)?;
+    positive("max-iterations", a.max_iterations as u64)?;
+    positive("request-timeout", a.request_timeout)?;
+    if !(16..=16384).contains(&a.max_size) {
+        bail!(
+            "--max-size: {} is not allowed; use 16..=16384 pixels",
+            a.max_size
+        );
+    }
+    Ok(ServerConfig {
+        results_dir: a.results.clone(),
+        workers: a.jobs,
+        max_queue: a.max_queue,
+        max_results_bytes: a.max_results,
+        request_timeout: Duration::from_secs(a.request_timeout),
+        limits: Limits {
+            max_size: a.max_size,
+            max_iterations: a.max_iterations,
+            max_upload_bytes: usize::try_from(a.max_upload).unwrap_or(usize::MAX),
+            max_input_pixels: a.max_input_pixels,
+            ..Limits::default()
+        },
+    })
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(a: ServeArgs) -> Result<ExitCode> {
+    let config = server_config(&a)?;
+    set_threads(a.threads)?;
+    let weights = WeightsSource::from_flags(a.weights.clone(), &a.model, a.cache_dir.as_deref())?;
+    let device = a.device.parse().map_err(flag_error)?;
+    let base = TransferConfig::default();
+    let (net, path) = load_network_from(&weights, device, &base, false)?;
+    let listener = std::net::TcpListener::bind(a.bind)
+        .with_context(|| format!("--bind {}: cannot listen there", a.bind))?;
+    let addr = listener.local_addr().context("--bind")?;
+    let description = describe_network(&net, base.loss_form, &path);
+    let server = Server::new(Arc::new(net), base, config)?;
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {addr}: anyone who can reach this address can upload images and start jobs"
+        );
+    }
+    eprintln!("{description}");
+    eprintln!(
+        "serving the web UI on http://{addr}/ (results in {}); Ctrl-C stops it, keeping the best image of a running job",
+        a.results.display()
+    );
+    server.serve(listener, neural_style_web::termination())?;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

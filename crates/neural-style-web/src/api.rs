@@ -1,0 +1,391 @@
+//! The HTTP API (JSON, multipart uploads, server-sent events) and the page, on axum.
+//! Every route is listed in the README's "Web UI" section.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use neural_style::{Error as LibError, Image, Inputs, Network, TransferConfig};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::jobs::{JobError, JobView, Jobs, valid_id};
+use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
+
+/// The page: plain HTML, CSS and JavaScript, no build step.
+const PAGE: &str = include_str!("../static/index.html");
+
+/// What the handlers share.
+pub struct AppState {
+    /// The queue.
+    pub jobs: Arc<Jobs>,
+    /// The network (for its input convention and description).
+    pub net: Arc<Network>,
+    /// The server's base settings; each job's settings are applied on top.
+    pub base: TransferConfig,
+    /// What clients may ask for.
+    pub limits: Limits,
+    /// Uploads decoded at once (each may take up to ~16 bytes a pixel).
+    pub decoding: Semaphore,
+}
+
+/// An error answer: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+        }
+        (
+            self.status,
+            Json(Body {
+                error: &self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        let status = match e {
+            JobError::QueueFull(_) | JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotFinished(_) => StatusCode::CONFLICT,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router: the page, the API, and the limits on requests.
+pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
+    let body_limit = state.limits.max_upload_bytes;
+    let timed = Router::new()
+        .route("/", get(page))
+        .route("/api/info", get(info))
+        .route("/api/jobs", post(submit).get(list))
+        .route("/api/jobs/{id}", get(job).delete(remove))
+        .route("/api/jobs/{id}/stop", post(stop))
+        .route("/api/jobs/{id}/preview", get(preview))
+        .route("/api/jobs/{id}/result", get(result))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ));
+    // The event stream lasts as long as its job, so it has no request timeout.
+    Router::new()
+        .route("/api/jobs/{id}/events", get(events))
+        .merge(timed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// `GET /api/info`: the network, the defaults and the limits.
+async fn info(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "network": format!("{} ({})", s.net.info.arch, s.net.convention),
+        "defaults": JobSettings::default(),
+        "limits": s.limits,
+        "style_strength_range": STYLE_STRENGTH_RANGE,
+    }))
+}
+
+/// Finds a job's id in the URL: anything else than our 16 hex digits is simply not found.
+fn checked_id(id: &str) -> ApiResult<&str> {
+    if valid_id(id) {
+        Ok(id)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such job"))
+    }
+}
+
+/// Decodes one uploaded image within the limits: not an image (by its content, or by a
+/// declared non-image type) is 415, too many pixels 413, damaged 422.
+async fn decode_upload(
+    s: &AppState,
+    field: &str,
+    content_type: Option<&str>,
+    bytes: Vec<u8>,
+) -> ApiResult<Image> {
+    let declared_other =
+        content_type.is_some_and(|t| !(t.starts_with("image/") || t == "application/octet-stream"));
+    if declared_other || image::guess_format(&bytes).is_err() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "{field}: not an image (accepted: PNG, JPEG, GIF, WebP, BMP, TIFF and the other formats the decoder knows by their signature)"
+            ),
+        ));
+    }
+    let _permit = s
+        .decoding
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let max = s.limits.max_input_pixels;
+    let name = field.to_string();
+    let decoded = tokio::task::spawn_blocking(move || Image::decode(&bytes, Path::new(&name), max))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
+    decoded.map_err(|e| match e {
+        LibError::ImageSize {
+            width,
+            height,
+            ref message,
+            ..
+        } if message.starts_with("more than") => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{field}: image is {width}x{height}: more than the {max} pixels allowed"),
+        ),
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+    })
+}
+
+/// Shrinks an upload that is much larger than the job will use, so that queued jobs hold
+/// little memory (the run resizes its inputs to the output size anyway).
+fn fit_for_job(image: Image, longest: u32) -> Image {
+    if image.width.max(image.height) > 2 * longest {
+        image.resized_to_longest(2 * longest)
+    } else {
+        image
+    }
+}
+
+/// `POST /api/jobs`: multipart with `content` (one image), `style` (one or more images)
+/// and `settings` (JSON, optional). Answers 201 with the job.
+async fn submit(
+    State(s): State<Arc<AppState>>,
+    mut form: Multipart,
+) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>)> {
+    let mut settings = JobSettings::default();
+    let mut content = None;
+    let mut styles = Vec::new();
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the upload is larger than the {} MB allowed",
+                s.limits.max_upload_bytes >> 20
+            )
+        } else {
+            format!("bad upload: {}", e.body_text())
+        };
+        ApiError::new(status, message)
+    };
+    while let Some(field) = form.next_field().await.map_err(too_large)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let content_type = field.content_type().map(str::to_string);
+        match name.as_str() {
+            "settings" => {
+                let text = field.text().await.map_err(too_large)?;
+                settings = serde_json::from_str(&text).map_err(|e| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("settings: {e}"))
+                })?;
+            }
+            "content" | "style" => {
+                if name == "style" && styles.len() >= s.limits.max_styles {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("at most {} style images", s.limits.max_styles),
+                    ));
+                }
+                let bytes = field.bytes().await.map_err(too_large)?.to_vec();
+                let image = decode_upload(&s, &name, content_type.as_deref(), bytes).await?;
+                if name == "content" {
+                    content = Some(image);
+                } else {
+                    styles.push(image);
+                }
+            }
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("unknown form field `{other}` (expected content, style, settings)"),
+                ));
+            }
+        }
+    }
+    let content = content.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "content: a photo is needed",
+        )
+    })?;
+    if styles.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "style: at least one style image is needed",
+        ));
+    }
+    let config = settings
+        .to_config(&s.base, &s.net.convention, styles.len(), &s.limits)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let longest = settings.size;
+    let style_longest = (longest as f32 * config.style_scale).ceil() as u32;
+    let inputs = Inputs {
+        content: Some(fit_for_job(content, longest)),
+        styles: styles
+            .into_iter()
+            .map(|i| fit_for_job(i, style_longest))
+            .collect(),
+        ..Inputs::default()
+    };
+    let view = s.jobs.submit(settings, config, inputs)?;
+    let location = format!("/api/jobs/{}", view.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    ))
+}
+
+/// `GET /api/jobs`: every job, newest first (the gallery is those with a result).
+async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<JobView>> {
+    Json(s.jobs.list())
+}
+
+/// `GET /api/jobs/{id}`.
+async fn job(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<JobView>> {
+    let id = checked_id(&id)?;
+    s.jobs
+        .view(id)
+        .map(Json)
+        .ok_or_else(|| JobError::NotFound(id.into()).into())
+}
+
+/// `POST /api/jobs/{id}/stop`: a running job stops at its next evaluation and keeps its
+/// best image; a queued one is cancelled.
+async fn stop(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<(StatusCode, Json<JobView>)> {
+    let id = checked_id(&id)?;
+    Ok((StatusCode::ACCEPTED, Json(s.jobs.stop(id)?)))
+}
+
+/// `DELETE /api/jobs/{id}`: forget a finished job and delete its files.
+async fn remove(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    let id = checked_id(&id)?;
+    s.jobs.remove(id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/jobs/{id}/preview`: the latest intermediate image, JPEG.
+async fn preview(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Response> {
+    let id = checked_id(&id)?;
+    let jpeg = s
+        .jobs
+        .preview(id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no preview yet"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from(jpeg.as_ref().clone()),
+    )
+        .into_response())
+}
+
+/// `GET /api/jobs/{id}/result`: the finished image, PNG, as a download.
+async fn result(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Response> {
+    let id = checked_id(&id)?;
+    let path = s
+        .jobs
+        .result(id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result (yet)"))?;
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "the result file is gone"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"neural-style-{id}.png\""),
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// `GET /api/jobs/{id}/events`: server-sent events, one `job` event with the job's JSON
+/// at once and after every change (a few per second at most), ending once it has finished.
+async fn events(
+    State(s): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let id = checked_id(&id)?.to_string();
+    let rx = s
+        .jobs
+        .watch(&id)
+        .ok_or_else(|| ApiError::from(JobError::NotFound(id.clone())))?;
+    let jobs = s.jobs.clone();
+    // State: the receiver, and whether the final view has been sent.
+    let stream = futures_util::stream::unfold((rx, true, false), move |(mut rx, first, done)| {
+        let jobs = jobs.clone();
+        let id = id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            if !first && rx.changed().await.is_err() {
+                return None;
+            }
+            rx.borrow_and_update();
+            let view = jobs.view(&id)?;
+            let finished = view.status.is_final();
+            let event = SseEvent::default()
+                .event("job")
+                .json_data(&view)
+                .unwrap_or_else(|_| SseEvent::default().comment("unserialisable"));
+            Some((Ok(event), (rx, false, finished)))
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

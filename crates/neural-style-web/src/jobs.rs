@@ -1,0 +1,582 @@
+//! The job queue: jobs wait in order, a fixed number of worker threads run them on one
+//! shared network, each run's progress (loss curve, ETA, preview image) is published to
+//! watchers, and results are kept on disk under a size limit (oldest removed first).
+//! Jobs do not depend on any connection: a client that goes away loses nothing.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use neural_style::{Event, Image, Inputs, LossParts, Network, TransferConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::settings::JobSettings;
+
+/// Most points kept of a loss curve; past it every other point is dropped.
+const CURVE_POINTS: usize = 400;
+/// Least time between two published updates (and previews) of a running job.
+const PUBLISH_EVERY: Duration = Duration::from_millis(150);
+/// JPEG quality of preview images.
+const PREVIEW_QUALITY: u8 = 85;
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for a worker.
+    Queued,
+    /// Being optimised.
+    Running,
+    /// Finished all its evaluations.
+    Done,
+    /// Stopped early by a client (or the server shutting down); its best image was kept.
+    Stopped,
+    /// Removed from the queue before it started.
+    Cancelled,
+    /// The run failed; see `error`.
+    Failed,
+}
+
+impl Status {
+    /// Whether the job will not change any more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// A job as clients see it (the JSON of the API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    /// Its id: 16 hex digits.
+    pub id: String,
+    /// Where it is.
+    pub status: Status,
+    /// 1-based place in the queue while queued.
+    pub position: Option<usize>,
+    /// The settings it runs with.
+    pub settings: JobSettings,
+    /// Seconds since the Unix epoch when it was submitted.
+    pub created: u64,
+    /// Evaluations done.
+    pub evaluation: usize,
+    /// Evaluations planned (all sizes together); 0 until the run starts.
+    pub evaluations: usize,
+    /// The latest loss.
+    pub loss: Option<LossParts>,
+    /// `[evaluation, total loss]` pairs, at most a few hundred (thinned evenly).
+    pub curve: Vec<(usize, f32)>,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Estimated seconds left.
+    pub eta_s: Option<f64>,
+    /// Increases with each new preview image; 0: none yet.
+    pub preview_version: u64,
+    /// Size of the result image, once there is one.
+    pub result_size: Option<(u32, u32)>,
+    /// Why the job failed.
+    pub error: Option<String>,
+}
+
+/// One job.
+struct Job {
+    view: JobView,
+    /// The images, until a worker takes them.
+    inputs: Option<Inputs>,
+    /// The run's configuration.
+    config: TransferConfig,
+    /// Set to stop the run at its next evaluation.
+    stop: Arc<AtomicBool>,
+    /// The latest preview (JPEG).
+    preview: Option<Arc<Vec<u8>>>,
+    /// Every evaluation is recorded in the curve while `evaluation % stride == 0`.
+    stride: usize,
+    /// Bumped at every published change.
+    changed: watch::Sender<u64>,
+}
+
+impl Job {
+    fn publish(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+/// The queue and its results; shared by the HTTP handlers and the workers.
+pub struct Jobs {
+    state: Mutex<State>,
+    wake: Condvar,
+    net: Arc<Network>,
+    dir: PathBuf,
+    max_queue: usize,
+    max_results_bytes: u64,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<String, Job>,
+    /// Ids of queued jobs, first to run first.
+    queue: VecDeque<String>,
+    /// Ids of all jobs, oldest first.
+    order: Vec<String>,
+    shutting_down: bool,
+}
+
+/// Why a job could not be submitted, stopped or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The queue holds `max_queue` jobs already.
+    #[error("the queue is full ({0} jobs waiting); try again when one has finished")]
+    QueueFull(usize),
+    /// No job has this id.
+    #[error("no job `{0}`")]
+    NotFound(String),
+    /// The job is queued or running.
+    #[error("job `{0}` has not finished; stop it first")]
+    NotFinished(String),
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// What is kept beside a result image: enough to show it again after a restart.
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    view: JobView,
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `id` looks like one of ours (so it can be part of a file name).
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl Jobs {
+    /// A queue running on `net`, keeping results in `dir` (created if missing; results
+    /// found there from an earlier run are listed again).
+    pub fn new(
+        net: Arc<Network>,
+        dir: &Path,
+        max_queue: usize,
+        max_results_bytes: u64,
+    ) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let jobs = Self {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            net,
+            dir: dir.to_path_buf(),
+            max_queue,
+            max_results_bytes,
+        };
+        jobs.restore()?;
+        Ok(jobs)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked mid-update leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn result_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.png"))
+    }
+
+    fn meta_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Lists the results saved by an earlier server in the same folder.
+    fn restore(&self) -> std::io::Result<()> {
+        let mut saved: Vec<JobView> = std::fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = name.strip_suffix(".json")?;
+                if !valid_id(id) || !self.result_path(id).is_file() {
+                    return None;
+                }
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let saved: Saved = serde_json::from_str(&text).ok()?;
+                (saved.view.id == id && saved.view.status.is_final()).then_some(saved.view)
+            })
+            .collect();
+        saved.sort_by_key(|v| v.created);
+        let mut state = self.lock();
+        for view in saved {
+            let id = view.id.clone();
+            state.order.push(id.clone());
+            state.jobs.insert(
+                id,
+                Job {
+                    view,
+                    inputs: None,
+                    config: TransferConfig::default(),
+                    stop: Arc::new(AtomicBool::new(false)),
+                    preview: None,
+                    stride: 1,
+                    changed: watch::channel(0).0,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues a job; returns its view.
+    pub fn submit(
+        &self,
+        settings: JobSettings,
+        config: TransferConfig,
+        inputs: Inputs,
+    ) -> Result<JobView, JobError> {
+        let mut state = self.lock();
+        if state.shutting_down {
+            return Err(JobError::ShuttingDown);
+        }
+        if state.queue.len() >= self.max_queue {
+            return Err(JobError::QueueFull(state.queue.len()));
+        }
+        let id = loop {
+            let id = format!("{:016x}", rand::random::<u64>());
+            if !state.jobs.contains_key(&id) {
+                break id;
+            }
+        };
+        let view = JobView {
+            id: id.clone(),
+            status: Status::Queued,
+            position: Some(state.queue.len() + 1),
+            settings,
+            created: now_s(),
+            evaluation: 0,
+            evaluations: 0,
+            loss: None,
+            curve: Vec::new(),
+            elapsed_s: 0.0,
+            eta_s: None,
+            preview_version: 0,
+            result_size: None,
+            error: None,
+        };
+        state.jobs.insert(
+            id.clone(),
+            Job {
+                view: view.clone(),
+                inputs: Some(inputs),
+                config,
+                stop: Arc::new(AtomicBool::new(false)),
+                preview: None,
+                stride: 1,
+                changed: watch::channel(0).0,
+            },
+        );
+        state.queue.push_back(id.clone());
+        state.order.push(id);
+        drop(state);
+        self.wake.notify_one();
+        Ok(view)
+    }
+
+    /// A job's current view.
+    pub fn view(&self, id: &str) -> Option<JobView> {
+        self.lock().jobs.get(id).map(|j| j.view.clone())
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<JobView> {
+        let state = self.lock();
+        state
+            .order
+            .iter()
+            .rev()
+            .filter_map(|id| state.jobs.get(id).map(|j| j.view.clone()))
+            .collect()
+    }
+
+    /// A receiver that changes whenever the job does.
+    pub fn watch(&self, id: &str) -> Option<watch::Receiver<u64>> {
+        self.lock().jobs.get(id).map(|j| j.changed.subscribe())
+    }
+
+    /// The latest preview image (JPEG) of a job.
+    pub fn preview(&self, id: &str) -> Option<Arc<Vec<u8>>> {
+        self.lock().jobs.get(id).and_then(|j| j.preview.clone())
+    }
+
+    /// The result file of a finished job.
+    pub fn result(&self, id: &str) -> Option<PathBuf> {
+        let state = self.lock();
+        let job = state.jobs.get(id)?;
+        job.view.result_size.map(|_| self.result_path(id))
+    }
+
+    /// Stops a job: a running one at its next evaluation (keeping its best image), a
+    /// queued one at once.
+    pub fn stop(&self, id: &str) -> Result<JobView, JobError> {
+        let mut state = self.lock();
+        let queued = {
+            let job = state
+                .jobs
+                .get(id)
+                .ok_or_else(|| JobError::NotFound(id.into()))?;
+            job.stop.store(true, Ordering::SeqCst);
+            job.view.status == Status::Queued
+        };
+        if queued {
+            state.queue.retain(|q| q != id);
+            if let Some(job) = state.jobs.get_mut(id) {
+                job.view.status = Status::Cancelled;
+                job.view.position = None;
+                job.inputs = None;
+                job.publish();
+            }
+            renumber(&mut state);
+        }
+        Ok(state.jobs[id].view.clone())
+    }
+
+    /// Removes a finished job and its files.
+    pub fn remove(&self, id: &str) -> Result<(), JobError> {
+        let mut state = self.lock();
+        let job = state
+            .jobs
+            .get(id)
+            .ok_or_else(|| JobError::NotFound(id.into()))?;
+        if !job.view.status.is_final() {
+            return Err(JobError::NotFinished(id.into()));
+        }
+        state.jobs.remove(id);
+        state.order.retain(|o| o != id);
+        drop(state);
+        let _ = std::fs::remove_file(self.result_path(id));
+        let _ = std::fs::remove_file(self.meta_path(id));
+        Ok(())
+    }
+
+    /// Runs queued jobs until [`Jobs::shut_down`]; call from each worker thread.
+    pub fn work(&self) {
+        while let Some((id, inputs, config, stop)) = self.next() {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.run(&id, &inputs, &config, &stop)
+            }));
+            drop(inputs);
+            let (status, error, size) = match outcome {
+                Ok(Ok((image, stopped))) => match image.save(&self.result_path(&id)) {
+                    Ok(()) => (
+                        if stopped {
+                            Status::Stopped
+                        } else {
+                            Status::Done
+                        },
+                        None,
+                        Some((image.width, image.height)),
+                    ),
+                    Err(e) => (Status::Failed, Some(e.to_string()), None),
+                },
+                Ok(Err(e)) => (Status::Failed, Some(e.to_string()), None),
+                Err(_) => (
+                    Status::Failed,
+                    Some("internal error: the run panicked".to_string()),
+                    None,
+                ),
+            };
+            let view = self.update(&id, |job| {
+                job.view.status = status;
+                job.view.error = error;
+                job.view.result_size = size;
+                job.view.eta_s = None;
+                job.inputs = None;
+                true
+            });
+            if let (Some(view), Some(_)) = (view, size) {
+                let saved = serde_json::to_vec_pretty(&Saved { view }).unwrap_or_default();
+                let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
+                self.enforce_disk_limit();
+            }
+        }
+    }
+
+    /// Waits for the next queued job and marks it running.
+    #[allow(clippy::type_complexity)]
+    fn next(&self) -> Option<(String, Inputs, TransferConfig, Arc<AtomicBool>)> {
+        let mut state = self.lock();
+        loop {
+            if state.shutting_down {
+                return None;
+            }
+            if let Some(id) = state.queue.pop_front() {
+                renumber(&mut state);
+                let job = state.jobs.get_mut(&id)?;
+                let inputs = job.inputs.take()?;
+                job.view.status = Status::Running;
+                job.view.position = None;
+                job.publish();
+                return Some((id, inputs, job.config.clone(), job.stop.clone()));
+            }
+            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Applies `f` to a job; publishes the change when `f` says so. Returns the new view.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Job) -> bool) -> Option<JobView> {
+        let mut state = self.lock();
+        let job = state.jobs.get_mut(id)?;
+        if f(job) {
+            job.publish();
+        }
+        Some(job.view.clone())
+    }
+
+    /// Optimises one job, publishing its progress; returns the image and whether it was
+    /// stopped early.
+    fn run(
+        &self,
+        id: &str,
+        inputs: &Inputs,
+        config: &TransferConfig,
+        stop: &AtomicBool,
+    ) -> neural_style::Result<(Image, bool)> {
+        let started = Instant::now();
+        let mut last_publish: Option<Instant> = None;
+        let mut last_preview: Option<Instant> = None;
+        let mut observer = |event: &Event<'_>| {
+            match event {
+                Event::Started { evaluations, .. } => {
+                    self.update(id, |job| {
+                        job.view.evaluations = *evaluations;
+                        true
+                    });
+                }
+                Event::Evaluation {
+                    evaluation, loss, ..
+                } => {
+                    let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
+                    if due {
+                        last_publish = Some(Instant::now());
+                    }
+                    let elapsed = started.elapsed().as_secs_f64();
+                    self.update(id, |job| {
+                        let v = &mut job.view;
+                        v.evaluation = *evaluation;
+                        v.loss = Some(*loss);
+                        v.elapsed_s = elapsed;
+                        v.eta_s = (v.evaluations > *evaluation && *evaluation > 0).then(|| {
+                            elapsed / *evaluation as f64 * (v.evaluations - evaluation) as f64
+                        });
+                        if evaluation % job.stride == 0 && loss.total.is_finite() {
+                            v.curve.push((*evaluation, loss.total));
+                            if v.curve.len() > CURVE_POINTS {
+                                job.stride *= 2;
+                                let stride = job.stride;
+                                v.curve.retain(|(e, _)| e % stride == 0);
+                            }
+                        }
+                        due
+                    });
+                }
+                Event::Snapshot { image, .. } => {
+                    if last_preview.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY)
+                        && let Some(jpeg) = encode_preview(image)
+                    {
+                        last_preview = Some(Instant::now());
+                        let jpeg = Arc::new(jpeg);
+                        self.update(id, |job| {
+                            job.preview = Some(jpeg);
+                            job.view.preview_version += 1;
+                            true
+                        });
+                    }
+                }
+                _ => {}
+            }
+            if stop.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let output = neural_style::run(&self.net, config, inputs, &mut observer)?;
+        Ok((output.image, output.stopped))
+    }
+
+    /// Removes the oldest results until those kept fit in the size limit (the newest one
+    /// always stays).
+    fn enforce_disk_limit(&self) {
+        let mut state = self.lock();
+        let size = |id: &str| {
+            [self.result_path(id), self.meta_path(id)]
+                .iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum::<u64>()
+        };
+        let with_results: Vec<String> = state
+            .order
+            .iter()
+            .filter(|id| state.jobs[*id].view.result_size.is_some())
+            .cloned()
+            .collect();
+        let mut total: u64 = with_results.iter().map(|id| size(id)).sum();
+        for id in &with_results[..with_results.len().saturating_sub(1)] {
+            if total <= self.max_results_bytes {
+                break;
+            }
+            total -= size(id);
+            let _ = std::fs::remove_file(self.result_path(id));
+            let _ = std::fs::remove_file(self.meta_path(id));
+            state.jobs.remove(id);
+            state.order.retain(|o| o != id);
+        }
+    }
+
+    /// Stops every running job (their best images are saved) and lets the workers return;
+    /// queued jobs are cancelled.
+    pub fn shut_down(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        let queued: Vec<String> = state.queue.drain(..).collect();
+        for job in state.jobs.values_mut() {
+            job.stop.store(true, Ordering::SeqCst);
+            if queued.contains(&job.view.id) {
+                job.view.status = Status::Cancelled;
+                job.view.position = None;
+                job.inputs = None;
+                job.publish();
+            }
+        }
+        drop(state);
+        self.wake.notify_all();
+    }
+}
+
+/// Gives queued jobs their places again after the queue changed.
+fn renumber(state: &mut State) {
+    let State { jobs, queue, .. } = state;
+    for (i, id) in queue.iter().enumerate() {
+        if let Some(job) = jobs.get_mut(id)
+            && job.view.position != Some(i + 1)
+        {
+            job.view.position = Some(i + 1);
+            job.publish();
+        }
+    }
+}
+
+/// A preview as JPEG bytes.
+fn encode_preview(image: &Image) -> Option<Vec<u8>> {
+    let rgb = image.to_rgb8();
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, PREVIEW_QUALITY)
+        .encode_image(&rgb)
+        .ok()?;
+    Some(bytes)
+}

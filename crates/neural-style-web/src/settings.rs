@@ -1,0 +1,183 @@
+//! What a client sets for one job (`JobSettings`, the web API's part of a run's settings),
+//! the server's limits on it, and its translation into the library's checked
+//! [`TransferConfig`].
+
+use neural_style::{Init, InputConvention, PreserveColors, Size, TransferConfig};
+use serde::{Deserialize, Serialize};
+
+/// The settings a client sends with a job; anything left out takes its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSettings {
+    /// Longest side of the result in pixels.
+    pub size: u32,
+    /// L-BFGS loss evaluations at the first size of the coarse-to-fine schedule.
+    pub iterations: usize,
+    /// Style strength: the style weight is the default one times `10^style_strength`
+    /// (0: the defaults, +1: ten times more style, -1: ten times less), so one slider
+    /// moves the style/content ratio.
+    pub style_strength: f32,
+    /// Keep the photo's colours.
+    pub preserve_colors: Option<PreserveColors>,
+    /// Start from the photo (`false`) or from noise made from `seed` (`true`).
+    pub from_noise: bool,
+    /// Seed of the noise start.
+    pub seed: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            size: 384,
+            iterations: 200,
+            style_strength: 0.0,
+            preserve_colors: None,
+            from_noise: false,
+            seed: 0,
+        }
+    }
+}
+
+/// The range the style-strength slider covers (log10 of the style-weight factor).
+pub const STYLE_STRENGTH_RANGE: (f32, f32) = (-3.0, 3.0);
+
+/// What the server accepts from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    /// Largest `size`.
+    pub max_size: u32,
+    /// Largest `iterations`.
+    pub max_iterations: usize,
+    /// Most style images in one job.
+    pub max_styles: usize,
+    /// Largest request body (all uploads of a job together), bytes.
+    pub max_upload_bytes: usize,
+    /// Largest decoded image, pixels (the CLI's `--max-input-pixels`).
+    pub max_input_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_size: 1024,
+            max_iterations: 2000,
+            max_styles: 4,
+            max_upload_bytes: 50 << 20,
+            max_input_pixels: neural_style::DEFAULT_MAX_INPUT_PIXELS,
+        }
+    }
+}
+
+impl JobSettings {
+    /// The run's configuration: `base` (the server's settings) with these settings applied
+    /// for a network of input convention `convention` and `styles` style images. The error
+    /// names the setting and the allowed range.
+    pub fn to_config(
+        &self,
+        base: &TransferConfig,
+        convention: &InputConvention,
+        styles: usize,
+        limits: &Limits,
+    ) -> Result<TransferConfig, String> {
+        if !(16..=limits.max_size).contains(&self.size) {
+            return Err(format!(
+                "size: {} is not allowed; use 16..={} pixels",
+                self.size, limits.max_size
+            ));
+        }
+        if !(1..=limits.max_iterations).contains(&self.iterations) {
+            return Err(format!(
+                "iterations: {} is not allowed; use 1..={}",
+                self.iterations, limits.max_iterations
+            ));
+        }
+        let (lo, hi) = STYLE_STRENGTH_RANGE;
+        if !(lo..=hi).contains(&self.style_strength) {
+            return Err(format!(
+                "style_strength: {} is not allowed; use {lo}..={hi}",
+                self.style_strength
+            ));
+        }
+        let default_style = base.loss_weights(convention).style;
+        let config = TransferConfig {
+            size: Size::Longest(self.size),
+            iterations: self.iterations,
+            style_weight: Some(default_style * 10f32.powf(self.style_strength)),
+            preserve_colors: self.preserve_colors,
+            init: if self.from_noise {
+                Init::Noise
+            } else {
+                Init::Content
+            },
+            seed: self.seed,
+            // Every evaluation offers a preview; the server encodes a few per second.
+            snapshot_every: 1,
+            ..base.clone()
+        };
+        config.validate(styles).map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(s: &JobSettings) -> Result<TransferConfig, String> {
+        s.to_config(
+            &TransferConfig::default(),
+            &InputConvention::TorchRgb01,
+            1,
+            &Limits::default(),
+        )
+    }
+
+    #[test]
+    fn style_strength_scales_the_default_style_weight() {
+        let base = TransferConfig::default()
+            .loss_weights(&InputConvention::TorchRgb01)
+            .style;
+        let plain = config(&JobSettings::default()).unwrap();
+        assert_eq!(plain.style_weight, Some(base));
+        let strong = config(&JobSettings {
+            style_strength: 1.0,
+            ..JobSettings::default()
+        })
+        .unwrap();
+        assert!((strong.style_weight.unwrap() / base - 10.0).abs() < 1e-4);
+        assert_eq!(
+            strong.content_weight, None,
+            "content weight stays the default"
+        );
+    }
+
+    #[test]
+    fn settings_outside_the_limits_are_refused_with_the_range() {
+        let too_big = JobSettings {
+            size: 5000,
+            ..JobSettings::default()
+        };
+        assert_eq!(
+            config(&too_big).unwrap_err(),
+            "size: 5000 is not allowed; use 16..=1024 pixels"
+        );
+        let none = JobSettings {
+            iterations: 0,
+            ..JobSettings::default()
+        };
+        assert!(config(&none).unwrap_err().starts_with("iterations: 0"));
+        let wild = JobSettings {
+            style_strength: f32::NAN,
+            ..JobSettings::default()
+        };
+        assert!(config(&wild).unwrap_err().starts_with("style_strength"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = serde_json::from_str::<JobSettings>(r#"{"size": 64, "path": "/etc"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `path`"), "{e}");
+    }
+}
