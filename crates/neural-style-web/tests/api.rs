@@ -1,0 +1,271 @@
+//! The web API on loopback with the tiny generated weights: a job's live events, previews,
+//! stop and download; results kept across a restart; the queue; and refused uploads.
+
+mod common;
+
+use std::io::BufRead;
+
+use common::*;
+use neural_style_web::{Limits, ServerConfig};
+
+/// Reads `job` events from the stream until `done` says stop; returns them.
+fn read_events(
+    server: &Running,
+    id: &str,
+    mut done: impl FnMut(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut r = agent()
+        .get(&server.url(&format!("/api/jobs/{id}/events")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let reader = std::io::BufReader::new(r.body_mut().as_reader());
+    let mut events = Vec::new();
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            let job: serde_json::Value = serde_json::from_str(data).unwrap();
+            let stop = done(&job);
+            events.push(job);
+            if stop {
+                break;
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn a_job_streams_previews_stops_with_its_best_image_and_is_listed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path()));
+    let info = get_json(&server.url("/api/info"));
+    assert_eq!(info["network"], "vgg19 (torch-rgb-01)");
+    // Far more evaluations than the test waits for: it is stopped.
+    let id = submit(&server, 64, 2000);
+
+    // Live: events with a growing evaluation count and new preview images.
+    let mut previews = Vec::new();
+    let events = read_events(&server, &id, |job| {
+        let v = job["preview_version"].as_u64().unwrap();
+        if v > 0 && previews.last() != Some(&v) {
+            let (status, jpeg) = get(&server.url(&format!("/api/jobs/{id}/preview")));
+            assert_eq!(status, 200);
+            let img = image::load_from_memory(&jpeg).unwrap();
+            assert_eq!(img.width().max(img.height()), 64);
+            previews.push(v);
+        }
+        previews.len() >= 3
+    });
+    assert!(previews.len() >= 3, "previews {previews:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "running");
+    assert!(last["evaluation"].as_u64().unwrap() >= 2);
+    assert_eq!(last["evaluations"], 2000);
+    assert!(last["eta_s"].as_f64().unwrap() > 0.0);
+    let curve = last["curve"].as_array().unwrap();
+    assert!(curve.len() >= 2);
+    let first_loss = curve[0][1].as_f64().unwrap();
+
+    // Stop: the run ends at its next evaluation and keeps its best image.
+    let (status, _) = post(&server.url(&format!("/api/jobs/{id}/stop")));
+    assert_eq!(status, 202);
+    let stopped = wait_for(&server, &id, &["stopped", "done", "failed"]);
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert!(stopped["evaluation"].as_u64().unwrap() < 2000);
+    assert!(stopped["loss"]["total"].as_f64().unwrap() < first_loss);
+    // The event stream of a finished job sends its final state and ends.
+    let tail = read_events(&server, &id, |_| false);
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0]["status"], "stopped");
+
+    let (status, png) = get(&server.url(&format!("/api/jobs/{id}/result")));
+    assert_eq!(status, 200);
+    let result = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap();
+    assert_eq!((result.width(), result.height()), (64, 48));
+    assert_eq!(stopped["result_size"], serde_json::json!([64, 48]));
+    server.stop();
+
+    // A new server on the same folder lists the result again.
+    let again = Running::start(config(dir.path()));
+    let jobs = get_json(&again.url("/api/jobs"));
+    let listed = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id.as_str())
+        .expect("the result is listed after a restart");
+    assert_eq!(listed["status"], "stopped");
+    let (status, png_again) = get(&again.url(&format!("/api/jobs/{id}/result")));
+    assert_eq!(status, 200);
+    assert_eq!(png_again, png);
+}
+
+#[test]
+fn queued_jobs_show_their_place_can_be_cancelled_and_old_results_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(ServerConfig {
+        max_queue: 2,
+        // Room for about one small result: older ones are removed.
+        max_results_bytes: 9_000,
+        ..config(dir.path())
+    });
+    let a = submit(&server, 64, 2000);
+    wait_for(&server, &a, &["running"]);
+    let b = submit(&server, 64, 5);
+    let c = submit(&server, 64, 5);
+    assert_eq!(
+        get_json(&server.url(&format!("/api/jobs/{b}")))["position"],
+        1
+    );
+    assert_eq!(
+        get_json(&server.url(&format!("/api/jobs/{c}")))["position"],
+        2
+    );
+    // A third waiting job does not fit.
+    let (status, body) = post_form(
+        &server.url("/api/jobs"),
+        &[
+            file("content", png(80, 60, 0.0)),
+            file("style", png(60, 60, 2.0)),
+        ],
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("the queue is full"), "{body}");
+
+    // Cancelling b moves c up.
+    let (status, cancelled) = post(&server.url(&format!("/api/jobs/{b}/stop")));
+    assert_eq!(
+        (status, cancelled["status"].as_str()),
+        (202, Some("cancelled"))
+    );
+    assert_eq!(
+        get_json(&server.url(&format!("/api/jobs/{c}")))["position"],
+        1
+    );
+    // A running job cannot be deleted.
+    let mut r = agent()
+        .delete(&server.url(&format!("/api/jobs/{a}")))
+        .call()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        409,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+
+    post(&server.url(&format!("/api/jobs/{a}/stop")));
+    assert_eq!(wait_for(&server, &a, &["stopped"])["status"], "stopped");
+    assert_eq!(wait_for(&server, &c, &["done"])["status"], "done");
+    // c's result pushed a's out.
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(files.contains(&format!("{c}.png")), "{files:?}");
+    assert!(!files.contains(&format!("{a}.png")), "{files:?}");
+    assert_eq!(get(&server.url(&format!("/api/jobs/{a}"))).0, 404);
+
+    // Deleting a finished job removes its files.
+    let r = agent()
+        .delete(&server.url(&format!("/api/jobs/{c}")))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(!dir.path().join(format!("{c}.png")).exists());
+}
+
+#[test]
+fn bad_uploads_and_requests_are_refused_with_their_status_and_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(ServerConfig {
+        limits: Limits {
+            max_upload_bytes: 200_000,
+            max_input_pixels: 100 * 100,
+            ..Limits::default()
+        },
+        ..config(dir.path())
+    });
+    let url = server.url("/api/jobs");
+    let style = || file("style", png(60, 60, 2.0));
+    let mut truncated = png(80, 60, 0.0);
+    truncated.truncate(100);
+    let cases: Vec<(Vec<Part<'_>>, u16, &str)> = vec![
+        (
+            vec![file("content", b"GIF? no: plain text".to_vec()), style()],
+            415,
+            "content: not an image",
+        ),
+        (
+            vec![
+                Part {
+                    name: "content",
+                    file: Some(("notes.txt", "text/plain")),
+                    bytes: png(80, 60, 0.0),
+                },
+                style(),
+            ],
+            415,
+            "content: not an image",
+        ),
+        (
+            vec![file("content", vec![0u8; 300_000]), style()],
+            413,
+            "larger than",
+        ),
+        (
+            vec![file("content", png(120, 100, 0.0)), style()],
+            413,
+            "content: image is 120x100: more than the 10000 pixels allowed",
+        ),
+        (vec![file("content", truncated), style()], 422, "content"),
+        (
+            vec![
+                field("settings", r#"{"size": 4096}"#),
+                file("content", png(80, 60, 0.0)),
+                style(),
+            ],
+            422,
+            "size: 4096 is not allowed; use 16..=1024 pixels",
+        ),
+        (
+            vec![
+                field("settings", r#"{"output": "/etc/passwd"}"#),
+                file("content", png(80, 60, 0.0)),
+                style(),
+            ],
+            422,
+            "unknown field `output`",
+        ),
+        (
+            vec![file("content", png(80, 60, 0.0))],
+            422,
+            "style: at least one style image is needed",
+        ),
+        (vec![style()], 422, "content: a photo is needed"),
+        (
+            vec![file("photo", png(80, 60, 0.0)), style()],
+            422,
+            "unknown form field `photo`",
+        ),
+    ];
+    for (parts, want, message) in &cases {
+        let (status, body) = post_form(&url, parts);
+        assert_eq!(status, *want, "{body}");
+        let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let text = error["error"].as_str().unwrap();
+        assert!(text.contains(message), "{text:?} lacks {message:?}");
+        println!("{status} {text}");
+    }
+    for path in [
+        "/api/jobs/0123456789abcdef",
+        "/api/jobs/..%2F..%2Fetc",
+        "/api/jobs/ZZ/result",
+    ] {
+        assert_eq!(get(&server.url(path)).0, 404, "{path}");
+    }
+    // Nothing was queued or written.
+    assert_eq!(get_json(&url).as_array().unwrap().len(), 0);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

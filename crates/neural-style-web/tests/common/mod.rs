@@ -1,0 +1,224 @@
+//! A server on loopback over the tiny generated weights, and small HTTP helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use neural_style::{Network, TransferConfig, default_device};
+use neural_style_web::{Server, ServerConfig};
+
+/// The tiny VGG19 the library's tests generate.
+pub fn tiny_weights() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../neural-style/tests/fixtures/tiny_vgg19.safetensors")
+}
+
+/// A running server; stopped (and its workers joined) when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn start(config: ServerConfig) -> Self {
+        let base = TransferConfig::default();
+        let net = Network::load(&tiny_weights(), &base, &default_device()).unwrap();
+        let server = Server::new(Arc::new(net), base, config).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            server
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .unwrap();
+        });
+        Self {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server and waits until its running jobs have saved their images.
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// A server configuration keeping results in `dir`.
+pub fn config(dir: &Path) -> ServerConfig {
+    ServerConfig {
+        results_dir: dir.to_path_buf(),
+        ..ServerConfig::default()
+    }
+}
+
+/// A smooth colourful PNG of `w` x `h`.
+pub fn png(w: u32, h: u32, phase: f32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        image::Rgb([
+            (127.0 + 120.0 * (6.0 * fx + phase).sin()) as u8,
+            (127.0 + 120.0 * (5.0 * fy - phase).cos()) as u8,
+            (127.0 + 120.0 * (4.0 * (fx + fy)).sin()) as u8,
+        ])
+    });
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    bytes
+}
+
+/// One part of a multipart form: name, file name and type (for files), bytes.
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub file: Option<(&'a str, &'a str)>,
+    pub bytes: Vec<u8>,
+}
+
+pub fn file<'a>(name: &'a str, bytes: Vec<u8>) -> Part<'a> {
+    Part {
+        name,
+        file: Some(("upload.png", "image/png")),
+        bytes,
+    }
+}
+
+pub fn field<'a>(name: &'a str, text: &str) -> Part<'a> {
+    Part {
+        name,
+        file: None,
+        bytes: text.as_bytes().to_vec(),
+    }
+}
+
+/// An agent that returns error statuses as answers.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Posts a multipart form; returns the status and the body as text.
+pub fn post_form(url: &str, parts: &[Part<'_>]) -> (u16, String) {
+    let boundary = "----neural-style-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match p.file {
+            Some((filename, ty)) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ty}\r\n\r\n",
+                    p.name
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", p.name).as_bytes(),
+            ),
+        }
+        body.extend_from_slice(&p.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut r = agent()
+        .post(url)
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// GET: status and bytes.
+pub fn get(url: &str) -> (u16, Vec<u8>) {
+    let mut r = agent().get(url).call().unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        r.body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap_or_default(),
+    )
+}
+
+/// GET a JSON answer.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url);
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// POST without a body: status and JSON.
+pub fn post(url: &str) -> (u16, serde_json::Value) {
+    let mut r = agent().post(url).send_empty().unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// Waits (up to a minute) until the job's status is one of `wanted`; returns its JSON.
+pub fn wait_for(server: &Running, id: &str, wanted: &[&str]) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let job = get_json(&server.url(&format!("/api/jobs/{id}")));
+        if wanted.contains(&job["status"].as_str().unwrap()) {
+            return job;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "job {id} still {} after a minute",
+            job["status"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Submits a job of `size` px and `iterations`; returns its id.
+pub fn submit(server: &Running, size: u32, iterations: usize) -> String {
+    let settings = format!(r#"{{"size": {size}, "iterations": {iterations}}}"#);
+    let (status, body) = post_form(
+        &server.url("/api/jobs"),
+        &[
+            field("settings", &settings),
+            file("content", png(80, 60, 0.0)),
+            file("style", png(60, 60, 2.0)),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    job["id"].as_str().unwrap().to_string()
+}
