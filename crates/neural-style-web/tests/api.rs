@@ -67,6 +67,21 @@ fn a_job_streams_previews_stops_with_its_best_image_and_is_listed_after_a_restar
     assert!(curve.len() >= 2);
     let first_loss = curve[0][1].as_f64().unwrap();
 
+    // The stream is closed (a browser tab going away): the job goes on.
+    let seen = last["evaluation"].as_u64().unwrap();
+    let start = std::time::Instant::now();
+    while get_json(&server.url(&format!("/api/jobs/{id}")))["evaluation"]
+        .as_u64()
+        .unwrap()
+        <= seen
+    {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the job stalled without a watcher"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
     // Stop: the run ends at its next evaluation and keeps its best image.
     let (status, _) = post(&server.url(&format!("/api/jobs/{id}/stop")));
     assert_eq!(status, 202);
@@ -268,4 +283,28 @@ fn bad_uploads_and_requests_are_refused_with_their_status_and_a_reason() {
     // Nothing was queued or written.
     assert_eq!(get_json(&url).as_array().unwrap().len(), 0);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_request_that_does_not_finish_in_time_gets_408() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(ServerConfig {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..config(dir.path())
+    });
+    // An upload that announces 100 kB and sends 10 bytes.
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nabcd"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
