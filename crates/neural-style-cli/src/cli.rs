@@ -69,24 +69,9 @@ pub struct ServeArgs {
     /// Seconds a request may take (uploads included; live event streams excepted).
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub request_timeout: u64,
-    /// Weights file (see the main command's --weights). Without it, --model is used.
-    #[arg(short, long, value_name = "PATH")]
-    pub weights: Option<PathBuf>,
-    /// A known model, downloaded to the cache on first use: vgg19, vgg16, vgg19-caffe.
-    #[arg(long, short = 'm', default_value = neural_style_models::DEFAULT_MODEL, conflicts_with = "weights")]
-    pub model: String,
-    /// Cache directory for downloaded models.
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Where to compute: auto, cpu or gpu (see the main command).
-    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
-    pub device: String,
-    /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Refuse uploaded images with more pixels than this (413).
-    #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
-    pub max_input_pixels: u64,
+    /// The network and where it runs (uploads above --max-input-pixels get 413).
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// Flags of `neural-style video`.
@@ -323,23 +308,9 @@ pub struct RunArgs {
     /// Output image; the format follows the extension (.png, .jpg, .bmp, .tif, .webp).
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Weights file: .safetensors or PyTorch .pth, torchvision (`features.N.weight`) or named
-    /// (`conv1_1.weight`) keys. Without it, --model is downloaded (once) and used.
-    #[arg(short, long, value_name = "PATH")]
-    pub weights: Option<PathBuf>,
-    /// A known model, downloaded to the cache on first use: vgg19, vgg16, vgg19-caffe.
-    #[arg(long, short = 'm', default_value = neural_style_models::DEFAULT_MODEL, conflicts_with = "weights")]
-    pub model: String,
-    /// Cache directory for downloaded models [default: $NEURAL_STYLE_CACHE, else the
-    /// platform cache directory's `neural-style` folder].
-    #[arg(long, value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Network architecture [default: from the file's metadata or keys].
-    #[arg(long, value_enum)]
-    pub arch: Option<ArchArg>,
-    /// Input convention of the weights [default: from the file's metadata, else torch-rgb-01].
-    #[arg(long, value_enum)]
-    pub preprocess: Option<PreprocessArg>,
+    /// The network and where it runs.
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Content layers, comma-separated [default: relu4_2, or the deepest rectifier the
     /// weights have].
     #[arg(long, value_delimiter = ',', value_name = "L,...")]
@@ -449,16 +420,6 @@ pub struct RunArgs {
     /// Write one JSON line per evaluation (evaluation, total, content, style, tv, seconds).
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Where to compute: `auto` (a GPU if this build has a GPU backend and one answers, else
-    /// the CPU), `cpu`, or `gpu` (builds with `--features wgpu` or `--features cuda`).
-    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
-    pub device: String,
-    /// Worker threads (default: all cores). Same inputs, seed and threads give identical output.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Refuse input images with more pixels than this (decompression-bomb guard).
-    #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
-    pub max_input_pixels: u64,
     /// Plan for at most this much memory (e.g. 6G, 800M) [default: 90% of what is free].
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_memory: Option<u64>,
@@ -469,6 +430,38 @@ pub struct RunArgs {
     /// Do not show the progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Flags that choose the network and where it runs (the main command and `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct NetworkArgs {
+    /// Weights file: .safetensors or PyTorch .pth, torchvision (`features.N.weight`) or named
+    /// (`conv1_1.weight`) keys. Without it, --model is downloaded (once) and used.
+    #[arg(short, long, value_name = "PATH")]
+    pub weights: Option<PathBuf>,
+    /// A known model, downloaded to the cache on first use: vgg19, vgg16, vgg19-caffe.
+    #[arg(long, short = 'm', default_value = neural_style_models::DEFAULT_MODEL, conflicts_with = "weights")]
+    pub model: String,
+    /// Cache directory for downloaded models [default: $NEURAL_STYLE_CACHE, else the
+    /// platform cache directory's `neural-style` folder].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Network architecture [default: from the file's metadata or keys].
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchArg>,
+    /// Input convention of the weights [default: from the file's metadata, else torch-rgb-01].
+    #[arg(long, value_enum)]
+    pub preprocess: Option<PreprocessArg>,
+    /// Where to compute: `auto` (a GPU if this build has a GPU backend and one answers, else
+    /// the CPU), `cpu`, or `gpu` (builds with `--features wgpu` or `--features cuda`).
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
+    pub device: String,
+    /// Worker threads (default: all cores). Same inputs, seed and threads give identical output.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Refuse input images with more pixels than this (decompression-bomb guard).
+    #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
+    pub max_input_pixels: u64,
 }
 
 /// `800M`, `6G`, `1.5G` or a plain number of bytes.

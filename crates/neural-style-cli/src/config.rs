@@ -131,7 +131,11 @@ impl RunJob {
                 dir.display()
             ),
         }
-        let weights = WeightsSource::from_flags(a.weights, &a.model, a.cache_dir.as_deref())?;
+        let weights = WeightsSource::from_flags(
+            a.network.weights,
+            &a.network.model,
+            a.network.cache_dir.as_deref(),
+        )?;
         if a.content.is_none() && a.style.is_empty() {
             bail!(
                 "give --content, --style, or both (style alone synthesises a texture; content alone reconstructs the photo)"
@@ -176,8 +180,8 @@ impl RunJob {
             .map(|n| layers("style-layers", n))
             .transpose()?;
         let config = TransferConfig {
-            arch: a.arch.map(Arch::from),
-            convention: a.preprocess.map(InputConvention::from),
+            arch: a.network.arch.map(Arch::from),
+            convention: a.network.preprocess.map(InputConvention::from),
             // Unset lists follow the weights; without a content (style) image there is no
             // content (style) layer.
             content_layers: if a.content.is_some() {
@@ -250,7 +254,7 @@ impl RunJob {
         if a.checkpoint_every == 0 {
             bail!("--checkpoint-every 0 is not allowed; use at least 1");
         }
-        if a.threads == Some(0) {
+        if a.network.threads == Some(0) {
             bail!("--threads 0 is not allowed; use at least 1");
         }
         Ok(Self {
@@ -264,9 +268,9 @@ impl RunJob {
             weights,
             print_every: a.print_every,
             log: a.log,
-            threads: a.threads,
-            device: a.device.parse().map_err(flag_error)?,
-            max_input_pixels: a.max_input_pixels,
+            threads: a.network.threads,
+            device: a.network.device.parse().map_err(flag_error)?,
+            max_input_pixels: a.network.max_input_pixels,
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,
             max_memory: a.max_memory,

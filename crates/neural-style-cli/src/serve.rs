@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use neural_style::TransferConfig;
+use neural_style::{Arch, InputConvention, TransferConfig};
 use neural_style_web::{Limits, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
@@ -41,7 +41,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
             max_size: a.max_size,
             max_iterations: a.max_iterations,
             max_upload_bytes: usize::try_from(a.max_upload).unwrap_or(usize::MAX),
-            max_input_pixels: a.max_input_pixels,
+            max_input_pixels: a.network.max_input_pixels,
             ..Limits::default()
         },
     })
@@ -50,10 +50,18 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let config = server_config(&a)?;
-    set_threads(a.threads)?;
-    let weights = WeightsSource::from_flags(a.weights.clone(), &a.model, a.cache_dir.as_deref())?;
-    let device = a.device.parse().map_err(flag_error)?;
-    let base = TransferConfig::default();
+    set_threads(a.network.threads)?;
+    let weights = WeightsSource::from_flags(
+        a.network.weights.clone(),
+        &a.network.model,
+        a.network.cache_dir.as_deref(),
+    )?;
+    let device = a.network.device.parse().map_err(flag_error)?;
+    let base = TransferConfig {
+        arch: a.network.arch.map(Arch::from),
+        convention: a.network.preprocess.map(InputConvention::from),
+        ..TransferConfig::default()
+    };
     let (net, path) = load_network_from(&weights, device, &base, false)?;
     let listener = std::net::TcpListener::bind(a.bind)
         .with_context(|| format!("--bind {}: cannot listen there", a.bind))?;
