@@ -20,6 +20,8 @@ use crate::settings::JobSettings;
 const CURVE_POINTS: usize = 400;
 /// Least time between two published updates (and previews) of a running job.
 const PUBLISH_EVERY: Duration = Duration::from_millis(150);
+/// Cancelled and failed jobs remembered (the newest).
+const KEPT_WITHOUT_RESULT: usize = 100;
 /// JPEG quality of preview images.
 const PREVIEW_QUALITY: u8 = 85;
 
@@ -342,7 +344,10 @@ impl Jobs {
             }
             renumber(&mut state);
         }
-        Ok(state.jobs[id].view.clone())
+        let view = state.jobs[id].view.clone();
+        drop(state);
+        self.forget_old_failures();
+        Ok(view)
     }
 
     /// Removes a finished job and its files.
@@ -398,6 +403,7 @@ impl Jobs {
                 job.inputs = None;
                 true
             });
+            self.forget_old_failures();
             if let (Some(view), Some(_)) = (view, size) {
                 let saved = serde_json::to_vec_pretty(&Saved { view }).unwrap_or_default();
                 let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
@@ -416,8 +422,13 @@ impl Jobs {
             }
             if let Some(id) = state.queue.pop_front() {
                 renumber(&mut state);
-                let job = state.jobs.get_mut(&id)?;
-                let inputs = job.inputs.take()?;
+                // Every queued job has its inputs; anything else is skipped, not fatal.
+                let Some(job) = state.jobs.get_mut(&id) else {
+                    continue;
+                };
+                let Some(inputs) = job.inputs.take() else {
+                    continue;
+                };
                 job.view.status = Status::Running;
                 job.view.position = None;
                 job.publish();
@@ -533,6 +544,26 @@ impl Jobs {
             total -= size(id);
             let _ = std::fs::remove_file(self.result_path(id));
             let _ = std::fs::remove_file(self.meta_path(id));
+            state.jobs.remove(id);
+            state.order.retain(|o| o != id);
+        }
+    }
+
+    /// Forgets the oldest cancelled and failed jobs (they have no files) past
+    /// [`KEPT_WITHOUT_RESULT`], so that a long-running server's list stays bounded.
+    fn forget_old_failures(&self) {
+        let mut state = self.lock();
+        let without: Vec<String> = state
+            .order
+            .iter()
+            .filter(|id| {
+                let v = &state.jobs[*id].view;
+                v.status.is_final() && v.result_size.is_none()
+            })
+            .cloned()
+            .collect();
+        let excess = without.len().saturating_sub(KEPT_WITHOUT_RESULT);
+        for id in &without[..excess] {
             state.jobs.remove(id);
             state.order.retain(|o| o != id);
         }

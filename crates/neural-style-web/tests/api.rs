@@ -308,3 +308,31 @@ fn a_request_that_does_not_finish_in_time_gets_408() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[test]
+fn the_list_stays_bounded_when_many_jobs_are_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path()));
+    let running = submit(&server, 64, 2000);
+    wait_for(&server, &running, &["running"]);
+    let mut cancelled = Vec::new();
+    for _ in 0..110 {
+        let id = submit(&server, 64, 5);
+        let (status, job) = post(&server.url(&format!("/api/jobs/{id}/stop")));
+        assert_eq!((status, job["status"].as_str()), (202, Some("cancelled")));
+        cancelled.push(id);
+    }
+    let jobs = get_json(&server.url("/api/jobs"));
+    let ids: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    // The running job and the newest 100 cancelled ones.
+    assert_eq!(ids.len(), 101);
+    assert!(ids.contains(&running.as_str()));
+    assert!(ids.contains(&cancelled[109].as_str()));
+    assert!(!ids.contains(&cancelled[0].as_str()));
+    post(&server.url(&format!("/api/jobs/{running}/stop")));
+}
