@@ -37,7 +37,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         params,
         Layer::Relu5_1,
         Pooling::Max,
-        Padding::Zero,
+        Padding::from(args.padding),
         &device,
     )?;
     let n = args.size as usize;
@@ -87,11 +87,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
-                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend})
+                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend, "padding": format!("{:?}", args.padding).to_lowercase()})
         );
     } else {
         println!(
-            "neural-style {arch} {n}x{n} on {backend}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            "neural-style {arch} {n}x{n} on {backend}, {} padding: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            format!("{:?}", args.padding).to_lowercase(),
             times.len()
         );
     }

@@ -194,6 +194,10 @@ pub struct BenchArgs {
     /// Where to compute: auto, cpu or gpu (see the main command's --device).
     #[arg(long, default_value = "auto", value_name = "auto|cpu|gpu")]
     pub device: String,
+    /// Convolution padding (`zero` is what the PyTorch reference benchmark uses; a run's
+    /// default is `reflect`).
+    #[arg(long, value_enum, default_value_t = PaddingArg::Zero)]
+    pub padding: PaddingArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -206,6 +210,16 @@ pub enum ArchArg {
     Vgg16,
     /// VGG19.
     Vgg19,
+}
+
+impl From<PaddingArg> for neural_style::Padding {
+    fn from(p: PaddingArg) -> Self {
+        match p {
+            PaddingArg::Zero => Self::Zero,
+            PaddingArg::Reflect => Self::Reflect,
+            PaddingArg::Replicate => Self::Replicate,
+        }
+    }
 }
 
 impl From<ArchArg> for neural_style::Arch {

@@ -9,9 +9,7 @@ use neural_style::{
     TransferConfig,
 };
 
-use crate::cli::{
-    LossFormArg, OptimizerArg, PaddingArg, PoolingArg, PreserveColorsArg, RunArgs, StyleLossArg,
-};
+use crate::cli::{LossFormArg, OptimizerArg, PoolingArg, PreserveColorsArg, RunArgs, StyleLossArg};
 
 /// A validated style-transfer job.
 #[derive(Debug, Clone)]
@@ -218,11 +216,7 @@ impl RunJob {
                 PoolingArg::Max => Pooling::Max,
                 PoolingArg::Avg => Pooling::Avg,
             },
-            padding: match a.padding {
-                PaddingArg::Zero => Padding::Zero,
-                PaddingArg::Reflect => Padding::Reflect,
-                PaddingArg::Replicate => Padding::Replicate,
-            },
+            padding: Padding::from(a.padding),
             size,
             style_scale: a.style_scale,
             style_blend: a.style_blend,
