@@ -435,6 +435,32 @@ mod tests {
     }
 
     #[test]
+    fn bytes_in_memory_decode_like_the_file_and_name_it_in_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+        for name in ["cmyk.jpg", "palette.png", "palette-transparent.png"] {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).unwrap();
+            let from_file = Image::load(&path, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+            let from_bytes =
+                Image::decode(&bytes, Path::new("upload"), DEFAULT_MAX_INPUT_PIXELS).unwrap();
+            assert_eq!(from_file, from_bytes, "{name}");
+            let e = Image::decode(&bytes, Path::new("upload `style`"), 10)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("upload `style`") && e.contains("8x6"), "{e}");
+        }
+        for (bytes, want) in [
+            (&b""[..], "empty"),
+            (&b"plain text"[..], "not a recognised image format"),
+        ] {
+            let e = Image::decode(bytes, Path::new("content"), DEFAULT_MAX_INPUT_PIXELS)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("content") && e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn limits_and_sizes_are_enforced() {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.png");
