@@ -10,12 +10,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{MultiProgress, ProgressDrawTarget};
 use neural_style::{Image, Inputs};
 
 use crate::cli::{BatchArgs, RunArgs};
 use crate::config::RunJob;
-use crate::progress::{Reporter, print_above, stderr_bar};
+use crate::progress::{overall_bar, print_above, run_under};
 use crate::{Signals, check_memory, describe, load_network, set_threads};
 
 /// File extensions taken from a folder.
@@ -139,16 +138,11 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     set_threads(template.threads)?;
     let (net, weights) = load_network(&template)?;
     let signals = Signals::install()?;
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
-    let overall = stderr_bar(
+    let (multi, overall) = overall_bar(
         template.quiet,
         "batch {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
+        pairs.len(),
     );
-    if !overall.is_hidden() {
-        multi.set_draw_target(ProgressDrawTarget::stderr());
-    }
-    let overall = multi.add(overall);
-    overall.set_length(pairs.len() as u64);
     let say = |line: &str| print_above(&overall, line);
     say(&describe(&net, &template, &weights));
     let load = |p: &Path| Image::load(p, template.max_input_pixels);
@@ -225,16 +219,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             overall.inc(1);
             continue;
         }
-        let mut reporter = Reporter::new(
-            job.quiet,
-            job.print_every,
-            None,
-            out.clone(),
-            signals.interrupted.clone(),
-        );
-        reporter.attach(&multi);
-        let result = neural_style::run(&net, &job.config, &inputs, &mut reporter);
-        reporter.finish();
+        let result = run_under(&multi, &net, &job, &inputs, &signals.interrupted);
         let output = match result {
             Ok(o) => o,
             Err(e) => {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use neural_style::{Event, Observer};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use neural_style::{Event, Inputs, Network, Observer, Output};
 
-use crate::config::snapshot_path;
+use crate::config::{RunJob, snapshot_path};
 
 /// The command line's observer.
 pub struct Reporter {
@@ -38,6 +38,42 @@ pub fn stderr_bar(quiet: bool, template: &str) -> ProgressBar {
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// The bar over many runs (a batch's pairs, a video's frames): `len` steps drawn with
+/// `template`, and the `MultiProgress` that each run's own bar joins (see
+/// [`run_under`]); both hidden when stderr is not a terminal or `quiet` is on.
+pub fn overall_bar(quiet: bool, template: &str, len: usize) -> (MultiProgress, ProgressBar) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    let overall = stderr_bar(quiet, template);
+    if !overall.is_hidden() {
+        multi.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let overall = multi.add(overall);
+    overall.set_length(len as u64);
+    (multi, overall)
+}
+
+/// One run of `job` on `net` with a bar of its own under `multi`'s overall bar; it stops
+/// early when `interrupted` is set.
+pub fn run_under(
+    multi: &MultiProgress,
+    net: &Network,
+    job: &RunJob,
+    inputs: &Inputs,
+    interrupted: &Arc<AtomicBool>,
+) -> neural_style::Result<Output> {
+    let mut reporter = Reporter::new(
+        job.quiet,
+        job.print_every,
+        None,
+        job.output.clone(),
+        interrupted.clone(),
+    );
+    reporter.attach(multi);
+    let result = neural_style::run(net, &job.config, inputs, &mut reporter);
+    reporter.finish();
+    result
 }
 
 /// Prints a line on stderr above `bar` (plainly when the bar is hidden).
@@ -75,7 +111,7 @@ impl Reporter {
     }
 
     /// Draws the bar as part of `multi` (under a batch's overall bar).
-    pub fn attach(&mut self, multi: &indicatif::MultiProgress) {
+    pub fn attach(&mut self, multi: &MultiProgress) {
         if !self.bar.is_hidden() {
             self.bar = multi.add(self.bar.clone());
         }

@@ -9,12 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{MultiProgress, ProgressDrawTarget};
 use neural_style::{Image, Init, Inputs};
 
 use crate::cli::{RunArgs, VideoArgs};
 use crate::config::RunJob;
-use crate::progress::{Reporter, print_above, stderr_bar};
+use crate::progress::{overall_bar, print_above, run_under};
 use crate::{Signals, check_memory, describe, load_network, set_threads};
 
 /// Output extensions encoded as a video.
@@ -168,16 +167,11 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         .map(|p| load(p))
         .collect::<Result<_, _>>()?;
     let signals = Signals::install()?;
-    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
-    let overall = stderr_bar(
+    let (multi, overall) = overall_bar(
         template.quiet,
         "frame {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
+        frame_files.len(),
     );
-    if !overall.is_hidden() {
-        multi.set_draw_target(ProgressDrawTarget::stderr());
-    }
-    let overall = multi.add(overall);
-    overall.set_length(frame_files.len() as u64);
     let say = |line: &str| print_above(&overall, line);
     say(&describe(&net, &template, &weights));
     let temporal = !args.no_temporal && args.temporal_weight > 0.0;
@@ -235,16 +229,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         if !job.no_memory_check {
             check_memory(&mut job, &net, &inputs)?;
         }
-        let mut reporter = Reporter::new(
-            job.quiet,
-            job.print_every,
-            None,
-            out.clone(),
-            signals.interrupted.clone(),
-        );
-        reporter.attach(&multi);
-        let result = neural_style::run(&net, &job.config, &inputs, &mut reporter);
-        reporter.finish();
+        let result = run_under(&multi, &net, &job, &inputs, &signals.interrupted);
         let output = result.with_context(|| format!("{}", file.display()))?;
         if output.stopped && signals.interrupted.load(Ordering::SeqCst) {
             let partial = crate::config::partial_path(&out);
