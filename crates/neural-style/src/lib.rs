@@ -43,6 +43,7 @@ pub mod vgg;
 pub mod video;
 pub mod w2;
 pub mod weights;
+pub mod winograd;
 
 pub use checkpoint::Checkpoint;
 pub use color::PreserveColors;
