@@ -31,6 +31,7 @@ pub mod color;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod fastconv;
 pub mod flow;
 pub mod image_io;
 pub mod loss;
@@ -57,5 +58,5 @@ pub use transfer::{
     Event, Inputs, LossParts, Network, NoObserver, Objective, Observer, Output, StyleInput,
     Temporal, run, run_resumable,
 };
-pub use vgg::{Arch, InputConvention, Layer, Padding, Pooling, Vgg};
+pub use vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

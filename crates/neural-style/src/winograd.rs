@@ -91,6 +91,12 @@ impl Shape {
         let (ho, wo) = self.output();
         (ho.div_ceil(M), wo.div_ceil(M))
     }
+
+    /// Tiles in the whole batch: the width of the matrices `V` and `M`.
+    pub fn tile_count(&self) -> usize {
+        let (th, tw) = self.tiles();
+        self.n * th * tw
+    }
 }
 
 /// Transforms 3×3 filters `[cout, cin, 3, 3]` into `U`, laid out `[36, cout, cin]`.

@@ -1,0 +1,284 @@
+//! Fast 3×3 convolutions for burn's CPU backend (`flex`): the Winograd F(4×4, 3×3)
+//! algorithm of [`crate::winograd`] registered as a burn backend extension, with its own
+//! backward step. The network's weights are constants (style transfer optimises the image),
+//! so the backward step computes the input gradient only — itself a Winograd convolution
+//! with the transposed, flipped filters — and keeps no activations: just the transformed
+//! filters it was given.
+
+use burn::backend::autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::prelude::*;
+use burn_flex::FlexTensor;
+
+use crate::winograd::{self, Border, POSITIONS};
+
+#[backend_extension(Flex, Autodiff)]
+pub trait WinogradBackend: Backend {
+    /// A 3×3, stride-1 convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as
+    /// `border` (0 zero, 1 reflect, 2 replicate), with filters transformed by
+    /// [`winograd::transform_filters`] (`u`: `[36, cout, cin]`; `u_back`, for the gradient:
+    /// `[36, cin, cout]`) and `bias` (`[cout]`). Gradients reach `x` only.
+    fn winograd_conv3x3(
+        x: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        u_back: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        border: usize,
+    ) -> FloatTensor<Self>;
+}
+
+fn border_of(code: usize) -> Border {
+    match code {
+        1 => Border::Reflect,
+        2 => Border::Replicate,
+        _ => Border::Zero,
+    }
+}
+
+/// The tensor's values, contiguous.
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("a contiguous f32 tensor")
+                .to_vec(),
+        ),
+    }
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
+}
+
+/// The Winograd convolution of `x` (`[n, c, h, w]`) with transformed filters `u`
+/// (`[36, rows, c]`), padded by `pad` read as `border`: `[n, rows, h + 2·pad − 2, …]`.
+fn convolve(
+    x: &FlexTensor,
+    u: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    pad: usize,
+    border: Border,
+) -> FlexTensor {
+    let [n, channels, height, width] = dims4(x);
+    let rows = u.layout().shape()[1];
+    let shape = winograd::Shape {
+        n,
+        channels,
+        height,
+        width,
+        pad,
+        border,
+    };
+    let (ho, wo) = shape.output();
+    let tiles = shape.tile_count();
+    let v = winograd::transform_input(&values(x), &shape);
+    let v = FlexTensor::from_data(TensorData::new(v, [channels, POSITIONS, tiles]));
+    let m = Flex::float_matmul(u.clone(), Flex::float_swap_dims(v, 0, 1));
+    let bias = bias.map(values);
+    let y = winograd::transform_output(&values(&m), rows, &shape, bias.as_deref());
+    FlexTensor::from_data(TensorData::new(y, [n, rows, ho, wo]))
+}
+
+/// The gradient of the convolution's input from the gradient of its output.
+fn input_gradient(grad: &FlexTensor, u_back: &FlexTensor, border: Border) -> FlexTensor {
+    match border {
+        Border::Zero => convolve(grad, u_back, None, 1, Border::Zero),
+        Border::Reflect | Border::Replicate => {
+            // The gradient of the padded input (two pixels larger), folded back.
+            let padded = convolve(grad, u_back, None, 2, Border::Zero);
+            let [n, c, hp, wp] = dims4(&padded);
+            let (h, w) = (hp - 2, wp - 2);
+            let folded = winograd::fold_padding(&values(&padded), n * c, h, w, border);
+            FlexTensor::from_data(TensorData::new(folded, [n, c, h, w]))
+        }
+    }
+}
+
+impl WinogradBackend for Flex {
+    fn winograd_conv3x3(
+        x: FlexTensor,
+        u: FlexTensor,
+        _u_back: FlexTensor,
+        bias: FlexTensor,
+        border: usize,
+    ) -> FlexTensor {
+        convolve(&x, &u, Some(&bias), 1, border_of(border))
+    }
+}
+
+#[derive(Debug)]
+struct WinogradBackward;
+
+impl Backward<Flex, 1> for WinogradBackward {
+    /// The gradient's transformed filters and the border.
+    type State = (FlexTensor, usize);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (u_back, border) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, input_gradient(&grad, &u_back, border_of(border)));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
+    fn winograd_conv3x3(
+        x: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        u_back: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        border: usize,
+    ) -> FloatTensor<Self> {
+        let u = u.into_primitive();
+        let u_back = u_back.into_primitive();
+        let bias = bias.into_primitive();
+        match WinogradBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = convolve(x.primitive(), &u, Some(&bias), 1, border_of(border));
+                prep.finish((u_back, border), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(convolve(
+                x.primitive(),
+                &u,
+                Some(&bias),
+                1,
+                border_of(border),
+            )),
+        }
+    }
+}
+
+/// One convolution's filters, transformed for the forward pass and for the gradient.
+#[derive(Debug, Clone)]
+pub struct WinogradFilters {
+    u: Tensor<3>,
+    u_back: Tensor<3>,
+    bias: Tensor<1>,
+}
+
+impl WinogradFilters {
+    /// Transforms `weight` (`[cout, cin, 3, 3]`, row-major) and keeps `bias`, on `device`
+    /// (the CPU device).
+    pub fn new(weight: &[f32], bias: &[f32], cout: usize, cin: usize, device: &Device) -> Self {
+        let u = winograd::transform_filters(weight, cout, cin, false);
+        let u_back = winograd::transform_filters(weight, cout, cin, true);
+        Self {
+            u: Tensor::from_data(TensorData::new(u, [POSITIONS, cout, cin]), device),
+            u_back: Tensor::from_data(TensorData::new(u_back, [POSITIONS, cin, cout]), device),
+            bias: Tensor::from_data(TensorData::new(bias.to_vec(), [cout]), device),
+        }
+    }
+
+    /// The convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as `border`.
+    pub fn conv(&self, x: Tensor<4>, border: Border) -> Tensor<4> {
+        let code = match border {
+            Border::Zero => 0,
+            Border::Reflect => 1,
+            Border::Replicate => 2,
+        };
+        Tensor::from_dispatch(<Dispatch as WinogradBackend>::winograd_conv3x3(
+            x.into_dispatch(),
+            self.u.clone().into_dispatch(),
+            self.u_back.clone().into_dispatch(),
+            self.bias.clone().into_dispatch(),
+            code,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::vgg::{Arch, Convolution, Layer, Padding, Pooling, Vgg, random_conv_params};
+
+    /// Features and the input gradient of a loss on them, with one convolution algorithm.
+    fn run(padding: Padding, convolution: Convolution, h: usize, w: usize) -> (Vec<f32>, Vec<f32>) {
+        use burn::prelude::*;
+        let device = crate::device::cpu();
+        // Widths 16, 32, 64, 128: the eight convolutions after the first are Winograd's.
+        let params = random_conv_params(Arch::Vgg19, Layer::Relu4_1, 4, 3);
+        let vgg = Vgg::new(
+            Arch::Vgg19,
+            params,
+            Layer::Relu4_1,
+            Pooling::Max,
+            padding,
+            &device,
+        )
+        .unwrap()
+        .with_convolution(convolution);
+        let expected = if convolution == Convolution::Winograd {
+            8
+        } else {
+            0
+        };
+        assert_eq!(vgg.winograd_layers(), expected);
+        let n = 3 * h * w;
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, h, w]), &device).require_grad();
+        let feats = vgg.features(x.clone(), &[Layer::Relu2_1, Layer::Relu4_1]);
+        let loss =
+            feats[0].clone().powf_scalar(2.0).mean() + feats[1].clone().powf_scalar(2.0).mean();
+        let grads = loss.backward();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let mut f = feats[0].clone().into_data().try_to_vec::<f32>().unwrap();
+        f.extend(feats[1].clone().into_data().try_to_vec::<f32>().unwrap());
+        (f, g)
+    }
+
+    fn max_relative(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+            / scale
+    }
+
+    #[test]
+    fn winograd_network_matches_the_direct_one_in_value_and_gradient() {
+        for (padding, h, w) in [
+            (Padding::Zero, 37, 29),
+            (Padding::Reflect, 40, 33),
+            (Padding::Replicate, 19, 24),
+        ] {
+            let (fd, gd) = run(padding, Convolution::Direct, h, w);
+            let (fw, gw) = run(padding, Convolution::Winograd, h, w);
+            let (ef, eg) = (max_relative(&fw, &fd), max_relative(&gw, &gd));
+            eprintln!("{padding:?}: largest difference {ef:.1e} (features), {eg:.1e} (gradient)");
+            assert!(
+                ef < 2e-5 && eg < 2e-5,
+                "{padding:?}: features {ef}, gradient {eg}"
+            );
+            assert!(gd.iter().any(|v| *v != 0.0));
+        }
+    }
+}
