@@ -11,7 +11,6 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
@@ -80,12 +79,8 @@ fn convolve(
         border,
     };
     let (ho, wo) = shape.output();
-    let tiles = shape.tile_count();
-    let v = winograd::transform_input(&values(x), &shape);
-    let v = FlexTensor::from_data(TensorData::new(v, [channels, POSITIONS, tiles]));
-    let m = Flex::float_matmul(u.clone(), Flex::float_swap_dims(v, 0, 1));
     let bias = bias.map(values);
-    let y = winograd::transform_output(&values(&m), rows, &shape, bias.as_deref());
+    let y = winograd::conv3x3(&values(x), &shape, &values(u), rows, bias.as_deref());
     FlexTensor::from_data(TensorData::new(y, [n, rows, ho, wo]))
 }
 

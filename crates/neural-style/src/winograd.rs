@@ -190,169 +190,353 @@ fn combine(out: &mut [f32], coefs: &[f32], rows: &[&[f32]]) {
     }
 }
 
-/// The input transform `V = Bᵀ d B` of every tile, laid out `[cin, 36, n·tiles]`.
-pub fn transform_input(input: &[f32], shape: &Shape) -> Vec<f32> {
+/// Where the rows and columns of the padded input come from, tile by tile.
+struct Sources {
+    /// Per tile row: the six input rows it reads (`None`: a zero row).
+    rows: Vec<[Option<usize>; A]>,
+    /// Columns in phase order: phase k (0..4) of tile column t' reads padded column 4t' + k,
+    /// for t' in 0..=tw (tile t reads phases 0..4 of t' = t and phases 0..2 of t + 1).
+    cols: Vec<Option<usize>>,
+}
+
+impl Sources {
+    fn new(shape: &Shape) -> Self {
+        let (th, tw) = shape.tiles();
+        let pad = shape.pad as isize;
+        let cols = (0..M)
+            .flat_map(|k| (0..=tw).map(move |t| (M * t + k) as isize - pad))
+            .map(|v| source(v, shape.width, shape.border))
+            .collect();
+        let rows = (0..th)
+            .map(|ty| {
+                std::array::from_fn(|r| {
+                    source((M * ty + r) as isize - pad, shape.height, shape.border)
+                })
+            })
+            .collect();
+        Self { rows, cols }
+    }
+}
+
+/// Scratch space of one thread for the transforms of one tile row.
+struct Scratch {
+    strip: Vec<f32>,
+    vert: Vec<f32>,
+    q: Vec<f32>,
+    y: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(tw: usize) -> Self {
+        let span = tw + 1;
+        Self {
+            strip: vec![0.0; A * M * span],
+            vert: vec![0.0; A * M * span],
+            q: vec![0.0; M * A * tw],
+            y: vec![0.0; M * M * tw],
+        }
+    }
+}
+
+/// The input transform `V = Bᵀ d B` of the `tw` tiles of tile row `ty` of one channel
+/// `plane` (`h × w`), written to `v[ξ·stride + base ..][..tw]` for the 36 positions ξ.
+#[allow(clippy::too_many_arguments)]
+fn input_row(
+    plane: &[f32],
+    w: usize,
+    sources: &Sources,
+    ty: usize,
+    scratch: &mut Scratch,
+    v: &mut [f32],
+    base: usize,
+    stride: usize,
+) {
+    let tw = sources.cols.len() / M - 1;
+    let span = tw + 1;
+    let Scratch { strip, vert, .. } = scratch;
+    // Gather the six padded rows of this tile row, de-interleaved by phase.
+    for (r, src) in sources.rows[ty].iter().enumerate() {
+        let dst = &mut strip[r * M * span..][..M * span];
+        match src {
+            Some(y) => {
+                let line = &plane[y * w..][..w];
+                for (d, s) in dst.iter_mut().zip(&sources.cols) {
+                    *d = s.map_or(0.0, |x| line[x]);
+                }
+            }
+            None => dst.fill(0.0),
+        }
+    }
+    // Bᵀ d: combine rows.
+    {
+        let srcs: Vec<&[f32]> = strip.chunks(M * span).collect();
+        for (i, out) in vert.chunks_mut(M * span).enumerate() {
+            combine(out, &BT[i], &srcs);
+        }
+    }
+    // (Bᵀ d) B: combine columns s = 0..6 of every tile (phase s % 4, shifted by s / 4 tiles).
+    for i in 0..A {
+        let t = &vert[i * M * span..][..M * span];
+        let xs: [&[f32]; A] = std::array::from_fn(|s| &t[(s % M) * span + s / M..][..tw]);
+        for j in 0..A {
+            combine(&mut v[(i * A + j) * stride + base..][..tw], &BT[j], &xs);
+        }
+    }
+}
+
+/// The output transform `Y = Aᵀ m A` of `tw` tiles read from `m[ξ·stride + base ..][..tw]`,
+/// plus `bias`, written to the `rows` (up to 4) output rows of `out` (`rows × wo`).
+#[allow(clippy::too_many_arguments)]
+fn output_row(
+    m: &[f32],
+    base: usize,
+    stride: usize,
+    tw: usize,
+    bias: f32,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+    wo: usize,
+) {
+    let Scratch { q, y, .. } = scratch;
+    let ms: [&[f32]; POSITIONS] = std::array::from_fn(|p| &m[p * stride + base..][..tw]);
+    // Aᵀ m: q[a][j] = Σ_i Aᵀ[a][i] m[i·6 + j].
+    for a in 0..M {
+        for j in 0..A {
+            let col: [&[f32]; A] = std::array::from_fn(|i| ms[i * A + j]);
+            combine(&mut q[(a * A + j) * tw..][..tw], &AT[a], &col);
+        }
+    }
+    // (Aᵀ m) A: y[a][b] = Σ_j Aᵀ[b][j] q[a][j].
+    for a in 0..M {
+        let qa: [&[f32]; A] = std::array::from_fn(|j| &q[(a * A + j) * tw..][..tw]);
+        for b in 0..M {
+            combine(&mut y[(a * M + b) * tw..][..tw], &AT[b], &qa);
+        }
+    }
+    for (a, line) in out.chunks_mut(wo).enumerate().take(M) {
+        for b in 0..M {
+            let yab = &y[(a * M + b) * tw..][..tw];
+            for (t, &val) in yab.iter().enumerate() {
+                if let Some(o) = line.get_mut(M * t + b) {
+                    *o = val + bias;
+                }
+            }
+        }
+    }
+}
+
+/// `c = a · b` for row-major `a` (`m × k`), `b` (`k × n`, rows `b_stride` apart) and `c`.
+fn gemm(c: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_stride: usize) {
+    use faer::linalg::matmul::matmul;
+    use faer::{Accum, MatMut, MatRef, Par};
+    let a = MatRef::from_row_major_slice(a, m, k);
+    let b = MatRef::from_row_major_slice_with_stride(b, k, n, b_stride);
+    let c = MatMut::from_row_major_slice_mut(c, m, n);
+    matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
+}
+
+/// Bytes of `V` and `M` one band should stay within (about a core's share of the cache).
+const BAND_BYTES: usize = 1 << 20;
+/// The fewest tiles a band's matrix products should have (fewer: the filters are read
+/// from memory for too little work).
+const BAND_MIN_TILES: usize = 32;
+
+/// How a convolution is split among threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Bands of tile rows, each transformed, multiplied and transformed back by one thread
+    /// in its cache: for large images.
+    Bands {
+        /// Tile rows per band.
+        rows: usize,
+    },
+    /// Each step over the whole image, the threads sharing each step: for small images.
+    Whole,
+}
+
+impl Strategy {
+    /// The strategy for `shape` with `rows` output channels on `threads` threads.
+    pub fn choose(shape: &Shape, rows: usize, threads: usize) -> Self {
+        let (th, tw) = shape.tiles();
+        let per_tile = POSITIONS * (shape.channels + rows) * 4;
+        let tiles = (BAND_BYTES / per_tile.max(1)).max(BAND_MIN_TILES);
+        let band_rows = tiles.div_ceil(tw.max(1)).clamp(1, th.max(1));
+        let bands = shape.n * th.div_ceil(band_rows);
+        if bands >= 2 * threads.max(1) {
+            Self::Bands { rows: band_rows }
+        } else {
+            Self::Whole
+        }
+    }
+}
+
+/// The convolution of `input` (`shape`) with filters transformed by [`transform_filters`]
+/// (`u`: `[36, rows, channels]`) plus `bias`: `[n, rows, ho, wo]`.
+pub fn conv3x3(
+    input: &[f32],
+    shape: &Shape,
+    u: &[f32],
+    rows: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let strategy = Strategy::choose(shape, rows, rayon::current_num_threads());
+    conv3x3_with(input, shape, u, rows, bias, strategy)
+}
+
+/// [`conv3x3`] with a given strategy.
+pub fn conv3x3_with(
+    input: &[f32],
+    shape: &Shape,
+    u: &[f32],
+    rows: usize,
+    bias: Option<&[f32]>,
+    strategy: Strategy,
+) -> Vec<f32> {
     let Shape {
         n,
         channels,
         height: h,
         width: w,
-        pad,
-        border,
+        ..
     } = *shape;
     assert_eq!(input.len(), n * channels * h * w, "input is [n, c, h, w]");
-    let (th, tw) = shape.tiles();
-    let tiles = th * tw;
-    let nt = n * tiles;
-    let mut v = vec![0.0f32; channels * POSITIONS * nt];
-    if nt == 0 {
-        return v;
-    }
-    // Column sources in phase order: phase k (0..4) of tile column t' reads padded column
-    // 4t' + k, for t' in 0..=tw (tile t reads phases 0..4 of t' = t and 0..2 of t + 1).
-    let span = tw + 1;
-    let cols: Vec<Option<usize>> = (0..M)
-        .flat_map(|k| (0..span).map(move |t| (M * t + k) as isize - pad as isize))
-        .map(|v| source(v, w, border))
-        .collect();
-    let rows: Vec<Vec<Option<usize>>> = (0..th)
-        .map(|ty| {
-            (0..A)
-                .map(|r| source((M * ty + r) as isize - pad as isize, h, border))
-                .collect()
-        })
-        .collect();
-    let arch = pulp::Arch::new();
-    v.par_chunks_mut(POSITIONS * nt)
-        .enumerate()
-        .for_each(|(c, vc)| {
-            arch.dispatch(|| {
-                let mut strip = vec![0.0f32; A * M * span];
-                let mut vert = vec![0.0f32; A * M * span];
-                for img in 0..n {
-                    let plane = &input[(img * channels + c) * h * w..][..h * w];
-                    for (ty, row_src) in rows.iter().enumerate() {
-                        // Gather the six padded rows of this tile row, de-interleaved by phase.
-                        for (r, src) in row_src.iter().enumerate() {
-                            let dst = &mut strip[r * M * span..][..M * span];
-                            match src {
-                                Some(y) => {
-                                    let line = &plane[y * w..][..w];
-                                    for (d, s) in dst.iter_mut().zip(&cols) {
-                                        *d = s.map_or(0.0, |x| line[x]);
-                                    }
-                                }
-                                None => dst.fill(0.0),
-                            }
-                        }
-                        // Bᵀ d: combine rows.
-                        {
-                            let srcs: Vec<&[f32]> = strip.chunks(M * span).collect();
-                            for (i, out) in vert.chunks_mut(M * span).enumerate() {
-                                combine(out, &BT[i], &srcs);
-                            }
-                        }
-                        // (Bᵀ d) B: combine columns s = 0..6 of every tile (phase s % 4,
-                        // shifted by s / 4 tiles), written to V[c][i·6 + j][tile].
-                        let base = img * tiles + ty * tw;
-                        for i in 0..A {
-                            let t = &vert[i * M * span..][..M * span];
-                            let xs: [&[f32]; A] =
-                                std::array::from_fn(|s| &t[(s % M) * span + s / M..][..tw]);
-                            for j in 0..A {
-                                let out = &mut vc[(i * A + j) * nt + base..][..tw];
-                                combine(out, &BT[j], &xs);
-                            }
-                        }
-                    }
-                }
-            });
-        });
-    v
-}
-
-/// The output transform `Y = Aᵀ m A` of every tile of `m` (`[36, cout, n·tiles]`), plus the
-/// bias, into `[n, cout, ho, wo]`.
-pub fn transform_output(m: &[f32], cout: usize, shape: &Shape, bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]");
     let (ho, wo) = shape.output();
     let (th, tw) = shape.tiles();
-    let n = shape.n;
-    let tiles = th * tw;
-    let nt = n * tiles;
-    assert_eq!(m.len(), POSITIONS * cout * nt, "m is [36, cout, n·tiles]");
-    let mut out = vec![0.0f32; n * cout * ho * wo];
+    let mut out = vec![0.0f32; n * rows * ho * wo];
     if out.is_empty() {
         return out;
     }
+    let sources = Sources::new(shape);
+    let bias_of = |co: usize| bias.map_or(0.0, |b| b[co]);
     let arch = pulp::Arch::new();
-    out.par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(plane_index, plane)| {
-            arch.dispatch(|| {
-                let img = plane_index / cout;
-                let co = plane_index % cout;
-                let b = bias.map_or(0.0, |b| b[co]);
-                let mut q = vec![0.0f32; M * A * tw];
-                let mut y = vec![0.0f32; M * M * tw];
-                for ty in 0..th {
-                    let base = img * tiles + ty * tw;
-                    let ms: [&[f32]; POSITIONS] =
-                        std::array::from_fn(|p| &m[(p * cout + co) * nt + base..][..tw]);
-                    // Aᵀ m: q[a][j] = Σ_i Aᵀ[a][i] m[i·6 + j].
-                    for a in 0..M {
-                        for j in 0..A {
-                            let col: [&[f32]; A] = std::array::from_fn(|i| ms[i * A + j]);
-                            combine(&mut q[(a * A + j) * tw..][..tw], &AT[a], &col);
-                        }
-                    }
-                    // (Aᵀ m) A: y[a][b] = Σ_j Aᵀ[b][j] q[a][j].
-                    for a in 0..M {
-                        let qa: [&[f32]; A] = std::array::from_fn(|j| &q[(a * A + j) * tw..][..tw]);
-                        for bb in 0..M {
-                            combine(&mut y[(a * M + bb) * tw..][..tw], &AT[bb], &qa);
-                        }
-                    }
-                    for a in 0..M {
-                        let oy = M * ty + a;
-                        if oy >= ho {
-                            break;
-                        }
-                        let line = &mut plane[oy * wo..][..wo];
-                        for bb in 0..M {
-                            let ya = &y[(a * M + bb) * tw..][..tw];
-                            for (t, &val) in ya.iter().enumerate() {
-                                if let Some(o) = line.get_mut(M * t + bb) {
-                                    *o = val + b;
-                                }
-                            }
-                        }
-                    }
-                }
-            });
-        });
-    out
-}
-
-/// Multiplies the 36 pairs `U[ξ] (rows × k) · V[ξ] (k × cols)`, with `V` laid out
-/// `[k, 36, cols]` as [`transform_input`] makes it: the reference product, for tests and
-/// backends without a faster one.
-pub fn multiply_reference(u: &[f32], v: &[f32], rows: usize, k: usize, cols: usize) -> Vec<f32> {
-    let mut m = vec![0.0f32; POSITIONS * rows * cols];
-    m.par_chunks_mut(rows * cols)
-        .enumerate()
-        .for_each(|(p, mp)| {
-            for r in 0..rows {
-                let out = &mut mp[r * cols..][..cols];
-                for kk in 0..k {
-                    let a = u[(p * rows + r) * k + kk];
-                    let row = &v[(kk * POSITIONS + p) * cols..][..cols];
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o += a * x;
-                    }
+    match strategy {
+        Strategy::Bands { rows: band_rows } => {
+            // Split every output plane at band boundaries and hand each band its pieces.
+            let bands_per_image = th.div_ceil(band_rows);
+            let mut pieces: Vec<Vec<&mut [f32]>> = (0..n * bands_per_image)
+                .map(|_| Vec::with_capacity(rows))
+                .collect();
+            for (plane_index, plane) in out.chunks_mut(ho * wo).enumerate() {
+                let img = plane_index / rows;
+                for (b, piece) in plane.chunks_mut(M * band_rows * wo).enumerate() {
+                    pieces[img * bands_per_image + b].push(piece);
                 }
             }
-        });
-    m
+            pieces
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(item, mut planes)| {
+                    arch.dispatch(|| {
+                        let img = item / bands_per_image;
+                        let ty0 = (item % bands_per_image) * band_rows;
+                        let ty1 = (ty0 + band_rows).min(th);
+                        let ntc = (ty1 - ty0) * tw;
+                        let mut scratch = Scratch::new(tw);
+                        let mut v = vec![0.0f32; POSITIONS * channels * ntc];
+                        for c in 0..channels {
+                            let plane = &input[(img * channels + c) * h * w..][..h * w];
+                            for ty in ty0..ty1 {
+                                let base = c * ntc + (ty - ty0) * tw;
+                                input_row(
+                                    plane,
+                                    w,
+                                    &sources,
+                                    ty,
+                                    &mut scratch,
+                                    &mut v,
+                                    base,
+                                    channels * ntc,
+                                );
+                            }
+                        }
+                        let mut m = vec![0.0f32; POSITIONS * rows * ntc];
+                        for p in 0..POSITIONS {
+                            gemm(
+                                &mut m[p * rows * ntc..][..rows * ntc],
+                                &u[p * rows * channels..][..rows * channels],
+                                &v[p * channels * ntc..][..channels * ntc],
+                                rows,
+                                channels,
+                                ntc,
+                                ntc,
+                            );
+                        }
+                        for (co, piece) in planes.iter_mut().enumerate() {
+                            for ty in ty0..ty1 {
+                                let local = &mut piece[M * (ty - ty0) * wo..];
+                                let base = co * ntc + (ty - ty0) * tw;
+                                output_row(
+                                    &m,
+                                    base,
+                                    rows * ntc,
+                                    tw,
+                                    bias_of(co),
+                                    &mut scratch,
+                                    local,
+                                    wo,
+                                );
+                            }
+                        }
+                    })
+                });
+        }
+        Strategy::Whole => {
+            let nt = n * th * tw;
+            // V laid out [channels, 36, tiles] so that each channel is one thread's to write.
+            let mut v = vec![0.0f32; channels * POSITIONS * nt];
+            v.par_chunks_mut(POSITIONS * nt)
+                .enumerate()
+                .for_each(|(c, vc)| {
+                    arch.dispatch(|| {
+                        let mut scratch = Scratch::new(tw);
+                        for img in 0..n {
+                            let plane = &input[(img * channels + c) * h * w..][..h * w];
+                            for ty in 0..th {
+                                let base = (img * th + ty) * tw;
+                                input_row(plane, w, &sources, ty, &mut scratch, vc, base, nt);
+                            }
+                        }
+                    })
+                });
+            let mut m = vec![0.0f32; POSITIONS * rows * nt];
+            m.par_chunks_mut(rows * nt).enumerate().for_each(|(p, mp)| {
+                gemm(
+                    mp,
+                    &u[p * rows * channels..][..rows * channels],
+                    &v[p * nt..],
+                    rows,
+                    channels,
+                    nt,
+                    POSITIONS * nt,
+                );
+            });
+            drop(v);
+            out.par_chunks_mut(ho * wo)
+                .enumerate()
+                .for_each(|(plane_index, plane)| {
+                    arch.dispatch(|| {
+                        let img = plane_index / rows;
+                        let co = plane_index % rows;
+                        let mut scratch = Scratch::new(tw);
+                        for ty in 0..th {
+                            let base = co * nt + (img * th + ty) * tw;
+                            output_row(
+                                &m,
+                                base,
+                                rows * nt,
+                                tw,
+                                bias_of(co),
+                                &mut scratch,
+                                &mut plane[M * ty * wo..],
+                                wo,
+                            );
+                        }
+                    })
+                });
+        }
+    }
+    out
 }
 
 /// Adds the gradient of a one-pixel `border` padding back onto the unpadded input: `padded`
@@ -432,10 +616,21 @@ mod tests {
 
     fn winograd(input: &[f32], weight: &[f32], cout: usize, shape: &Shape) -> Vec<f32> {
         let u = transform_filters(weight, cout, shape.channels, false);
-        let v = transform_input(input, shape);
-        let (th, tw) = shape.tiles();
-        let m = multiply_reference(&u, &v, cout, shape.channels, shape.n * th * tw);
-        transform_output(&m, cout, shape, None)
+        let whole = conv3x3_with(input, shape, &u, cout, None, Strategy::Whole);
+        // Bands of one and of two tile rows give the same numbers, up to the order in which
+        // the matrix products add.
+        let scale = whole.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for rows in [1, 2] {
+            let bands = conv3x3_with(input, shape, &u, cout, None, Strategy::Bands { rows });
+            assert_eq!(bands.len(), whole.len());
+            for (b, w) in bands.iter().zip(&whole) {
+                assert!(
+                    (b - w).abs() <= 1e-6 * scale,
+                    "{shape:?}: bands of {rows}: {b} vs {w}"
+                );
+            }
+        }
+        whole
     }
 
     #[test]
@@ -499,10 +694,7 @@ mod tests {
             ..shape
         };
         let u = transform_filters(&weight, cout, cin, true);
-        let v = transform_input(&y, &back_shape);
-        let (th, tw) = back_shape.tiles();
-        let m = multiply_reference(&u, &v, cin, cout, th * tw);
-        let gy = transform_output(&m, cin, &back_shape, None);
+        let gy = conv3x3(&y, &back_shape, &u, cin, None);
         let lhs: f64 = fx.iter().zip(&y).map(|(a, b)| f64::from(*a * *b)).sum();
         let rhs: f64 = x.iter().zip(&gy).map(|(a, b)| f64::from(*a * *b)).sum();
         assert!(

@@ -1,0 +1,100 @@
+//! Times the Winograd convolution (bands of one tile row, whole image, and the strategy
+//! chosen) against burn's direct convolution, for VGG's layer shapes:
+//! `cargo run --release -p neural-style --example winograd_profile [size]`.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use neural_style::winograd::{self, Border, Shape, Strategy};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let size: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let device = Device::flex();
+    println!(
+        "layer shape (cin->cout @ h)   input-T  matmul  output-T  winograd  direct  GFLOP/s(direct-equiv)"
+    );
+    let mut total_w = 0.0;
+    let mut total_d = 0.0;
+    for &(cin, cout, div) in &[
+        (64usize, 64usize, 1usize),
+        (64, 128, 2),
+        (128, 128, 2),
+        (128, 256, 4),
+        (256, 256, 4),
+        (256, 512, 8),
+        (512, 512, 8),
+        (512, 512, 16),
+    ] {
+        let h = size / div;
+        let shape = Shape {
+            n: 1,
+            channels: cin,
+            height: h,
+            width: h,
+            pad: 1,
+            border: Border::Zero,
+        };
+        let x: Vec<f32> = (0..cin * h * h)
+            .map(|i| ((i * 31) % 97) as f32 / 97.0)
+            .collect();
+        let w: Vec<f32> = (0..cout * cin * 9)
+            .map(|i| ((i * 17) % 89) as f32 / 890.0 - 0.05)
+            .collect();
+        let u = winograd::transform_filters(&w, cout, cin, false);
+        let (mut tb, mut tw_, mut ta, mut td) = (vec![], vec![], vec![], vec![]);
+        let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, cin, h, h]), &device);
+        let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), [cout, cin, 3, 3]), &device);
+        let chosen = Strategy::choose(&shape, cout, rayon::current_num_threads());
+        for _ in 0..5 {
+            let t = Instant::now();
+            let y = winograd::conv3x3_with(&x, &shape, &u, cout, None, Strategy::Bands { rows: 1 });
+            tb.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(y);
+            let t = Instant::now();
+            let y = winograd::conv3x3_with(&x, &shape, &u, cout, None, Strategy::Whole);
+            tw_.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(y);
+            let t = Instant::now();
+            let y = winograd::conv3x3(&x, &shape, &u, cout, None);
+            ta.push(t.elapsed().as_secs_f64());
+            std::hint::black_box(y);
+            let t = Instant::now();
+            let d = conv2d(
+                xt.clone(),
+                wt.clone(),
+                None,
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            );
+            let _ = d.into_data();
+            td.push(t.elapsed().as_secs_f64());
+        }
+        let (i, m, o, d) = (median(tb), median(tw_), median(ta), median(td));
+        let flops = 2.0 * (cin * cout * 9 * h * h) as f64;
+        total_w += o;
+        total_d += d;
+        println!(
+            "{cin:>4}->{cout:<4} @ {h:<4}  {:8.1} {:8.1} {:8.1} {chosen:?}  {:7.1}  {:6.0} vs {:6.0}",
+            i * 1e3,
+            m * 1e3,
+            o * 1e3,
+            d * 1e3,
+            flops / o / 1e9,
+            flops / d / 1e9
+        );
+    }
+    println!(
+        "total (ms): winograd {:.1}, direct {:.1}",
+        total_w * 1e3,
+        total_d * 1e3
+    );
+}
