@@ -20,7 +20,9 @@ const A: usize = 6;
 /// Number of transform positions (`A²`): the number of matrix products per convolution.
 pub const POSITIONS: usize = A * A;
 
-/// Input transform `Bᵀ` for F(4, 3) (interpolation points 0, ±1, ±2, ∞).
+/// Input transform `Bᵀ` for F(4, 3) (interpolation points 0, ±1, ±2, ∞), as [`bt6`]
+/// computes it.
+#[cfg_attr(not(test), allow(dead_code))]
 const BT: [[f32; A]; A] = [
     [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
     [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
@@ -40,7 +42,8 @@ const G: [[f64; 3]; A] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Output transform `Aᵀ`.
+/// Output transform `Aᵀ`, as [`at6`] computes it.
+#[cfg_attr(not(test), allow(dead_code))]
 const AT: [[f32; A]; M] = [
     [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
     [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
@@ -165,47 +168,22 @@ fn source(v: isize, len: usize, border: Border) -> Option<usize> {
     Some(mapped as usize)
 }
 
-/// `out = Σ coef[k] · rows[k]` over the non-zero coefficients.
-#[inline(always)]
-fn combine(out: &mut [f32], coefs: &[f32], rows: &[&[f32]]) {
-    let mut first = true;
-    for (&c, row) in coefs.iter().zip(rows) {
-        if c == 0.0 {
-            continue;
-        }
-        let row = &row[..out.len()];
-        if first {
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o = c * x;
-            }
-            first = false;
-        } else {
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o += c * x;
-            }
-        }
-    }
-    if first {
-        out.fill(0.0);
-    }
-}
-
 /// Where the rows and columns of the padded input come from, tile by tile.
 struct Sources {
     /// Per tile row: the six input rows it reads (`None`: a zero row).
     rows: Vec<[Option<usize>; A]>,
-    /// Columns in phase order: phase k (0..4) of tile column t' reads padded column 4t' + k,
-    /// for t' in 0..=tw (tile t reads phases 0..4 of t' = t and phases 0..2 of t + 1).
+    /// Per padded column 0..4·(tw + 1): the input column it reads (`None`: zero).
     cols: Vec<Option<usize>>,
+    /// The padding on the left (padded column `pad` is input column 0).
+    pad: usize,
 }
 
 impl Sources {
     fn new(shape: &Shape) -> Self {
         let (th, tw) = shape.tiles();
         let pad = shape.pad as isize;
-        let cols = (0..M)
-            .flat_map(|k| (0..=tw).map(move |t| (M * t + k) as isize - pad))
-            .map(|v| source(v, shape.width, shape.border))
+        let cols = (0..M * (tw + 1))
+            .map(|c| source(c as isize - pad, shape.width, shape.border))
             .collect();
         let rows = (0..th)
             .map(|ty| {
@@ -214,12 +192,35 @@ impl Sources {
                 })
             })
             .collect();
-        Self { rows, cols }
+        Self {
+            rows,
+            cols,
+            pad: shape.pad,
+        }
+    }
+
+    /// Tiles across.
+    fn tw(&self) -> usize {
+        self.cols.len() / M - 1
+    }
+
+    /// Writes input row `line` padded to `4·(tw + 1)` columns into `out`.
+    #[inline(always)]
+    fn pad_row(&self, line: &[f32], out: &mut [f32]) {
+        let w = line.len();
+        let inner = w.min(out.len().saturating_sub(self.pad));
+        out[self.pad..self.pad + inner].copy_from_slice(&line[..inner]);
+        for (c, o) in out.iter_mut().enumerate() {
+            if c < self.pad || c >= self.pad + inner {
+                *o = self.cols[c].map_or(0.0, |x| line[x]);
+            }
+        }
     }
 }
 
 /// Scratch space of one thread for the transforms of one tile row.
 struct Scratch {
+    line: Vec<f32>,
     strip: Vec<f32>,
     vert: Vec<f32>,
     q: Vec<f32>,
@@ -230,6 +231,7 @@ impl Scratch {
     fn new(tw: usize) -> Self {
         let span = tw + 1;
         Self {
+            line: vec![0.0; M * span],
             strip: vec![0.0; A * M * span],
             vert: vec![0.0; A * M * span],
             q: vec![0.0; M * A * tw],
@@ -238,9 +240,91 @@ impl Scratch {
     }
 }
 
+/// `N` disjoint rows of `len` values, `stride` apart, from `start` on.
+#[inline(always)]
+fn rows_mut<const N: usize>(
+    buf: &mut [f32],
+    start: usize,
+    stride: usize,
+    len: usize,
+) -> [&mut [f32]; N] {
+    let mut rest = &mut buf[start..];
+    std::array::from_fn(|_| {
+        let take = stride.min(rest.len());
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(take);
+        rest = tail;
+        &mut head[..len]
+    })
+}
+
+/// Values processed together by the transforms: a whole number of SIMD registers, so that the
+/// compiler vectorises the fixed-length inner loops at whatever width the CPU has.
+const LANES: usize = 16;
+
+/// Applies `f` (6 values in, `N` out) element by element along six input rows, writing
+/// `N` output rows.
+#[inline(always)]
+fn along<const N: usize>(d: [&[f32]; A], o: [&mut [f32]; N], f: impl Fn([f32; A]) -> [f32; N]) {
+    let mut o = o;
+    let n = o[0].len();
+    let mut i = 0;
+    while i + LANES <= n {
+        let x: [&[f32; LANES]; A] =
+            std::array::from_fn(|r| d[r][i..i + LANES].try_into().expect("a full chunk"));
+        let mut y = [[0.0f32; LANES]; N];
+        for k in 0..LANES {
+            let out = f(std::array::from_fn(|r| x[r][k]));
+            for j in 0..N {
+                y[j][k] = out[j];
+            }
+        }
+        for (oj, yj) in o.iter_mut().zip(&y) {
+            oj[i..i + LANES].copy_from_slice(yj);
+        }
+        i += LANES;
+    }
+    for k in i..n {
+        let out = f(std::array::from_fn(|r| d[r][k]));
+        for (oj, v) in o.iter_mut().zip(out) {
+            oj[k] = v;
+        }
+    }
+}
+
+/// `Bᵀ` applied along six rows: `o = Bᵀ d`, element by element.
+#[inline(always)]
+fn bt6(d: [&[f32]; A], o: [&mut [f32]; A]) {
+    along(d, o, |[a0, a1, a2, a3, a4, a5]| {
+        [
+            4.0 * a0 - 5.0 * a2 + a4,
+            (a3 + a4) - 4.0 * (a1 + a2),
+            (a4 - a3) + 4.0 * (a1 - a2),
+            (a4 - a2) + 2.0 * (a3 - a1),
+            (a4 - a2) - 2.0 * (a3 - a1),
+            4.0 * a1 - 5.0 * a3 + a5,
+        ]
+    });
+}
+
+/// `Aᵀ` applied along six rows: `o = Aᵀ m`, element by element.
+#[inline(always)]
+fn at6(m: [&[f32]; A], o: [&mut [f32]; M]) {
+    along(m, o, |[m0, m1, m2, m3, m4, m5]| {
+        let (s12, d12) = (m1 + m2, m1 - m2);
+        let (s34, d34) = (m3 + m4, m3 - m4);
+        [
+            m0 + s12 + s34,
+            d12 + 2.0 * d34,
+            s12 + 4.0 * s34,
+            d12 + 8.0 * d34 + m5,
+        ]
+    });
+}
+
 /// The input transform `V = Bᵀ d B` of the `tw` tiles of tile row `ty` of one channel
 /// `plane` (`h × w`), written to `v[ξ·stride + base ..][..tw]` for the 36 positions ξ.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn input_row(
     plane: &[f32],
     w: usize,
@@ -251,17 +335,24 @@ fn input_row(
     base: usize,
     stride: usize,
 ) {
-    let tw = sources.cols.len() / M - 1;
+    let tw = sources.tw();
     let span = tw + 1;
-    let Scratch { strip, vert, .. } = scratch;
-    // Gather the six padded rows of this tile row, de-interleaved by phase.
+    let Scratch {
+        line, strip, vert, ..
+    } = scratch;
+    // The six padded rows of this tile row, de-interleaved by phase: phase k of tile column
+    // t' is padded column 4t' + k (tile t reads phases 0..4 of t' = t and 0..2 of t + 1).
     for (r, src) in sources.rows[ty].iter().enumerate() {
         let dst = &mut strip[r * M * span..][..M * span];
         match src {
             Some(y) => {
-                let line = &plane[y * w..][..w];
-                for (d, s) in dst.iter_mut().zip(&sources.cols) {
-                    *d = s.map_or(0.0, |x| line[x]);
+                sources.pad_row(&plane[y * w..][..w], line);
+                let (p0, rest) = dst.split_at_mut(span);
+                let (p1, rest) = rest.split_at_mut(span);
+                let (p2, p3) = rest.split_at_mut(span);
+                for ((((quad, a), b), c), d) in line.chunks_exact(M).zip(p0).zip(p1).zip(p2).zip(p3)
+                {
+                    (*a, *b, *c, *d) = (quad[0], quad[1], quad[2], quad[3]);
                 }
             }
             None => dst.fill(0.0),
@@ -269,24 +360,21 @@ fn input_row(
     }
     // Bᵀ d: combine rows.
     {
-        let srcs: Vec<&[f32]> = strip.chunks(M * span).collect();
-        for (i, out) in vert.chunks_mut(M * span).enumerate() {
-            combine(out, &BT[i], &srcs);
-        }
+        let d: [&[f32]; A] = std::array::from_fn(|r| &strip[r * M * span..][..M * span]);
+        bt6(d, rows_mut(vert, 0, M * span, M * span));
     }
     // (Bᵀ d) B: combine columns s = 0..6 of every tile (phase s % 4, shifted by s / 4 tiles).
     for i in 0..A {
         let t = &vert[i * M * span..][..M * span];
         let xs: [&[f32]; A] = std::array::from_fn(|s| &t[(s % M) * span + s / M..][..tw]);
-        for j in 0..A {
-            combine(&mut v[(i * A + j) * stride + base..][..tw], &BT[j], &xs);
-        }
+        bt6(xs, rows_mut(v, i * A * stride + base, stride, tw));
     }
 }
 
 /// The output transform `Y = Aᵀ m A` of `tw` tiles read from `m[ξ·stride + base ..][..tw]`,
 /// plus `bias`, written to the `rows` (up to 4) output rows of `out` (`rows × wo`).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn output_row(
     m: &[f32],
     base: usize,
@@ -298,29 +386,30 @@ fn output_row(
     wo: usize,
 ) {
     let Scratch { q, y, .. } = scratch;
-    let ms: [&[f32]; POSITIONS] = std::array::from_fn(|p| &m[p * stride + base..][..tw]);
     // Aᵀ m: q[a][j] = Σ_i Aᵀ[a][i] m[i·6 + j].
-    for a in 0..M {
-        for j in 0..A {
-            let col: [&[f32]; A] = std::array::from_fn(|i| ms[i * A + j]);
-            combine(&mut q[(a * A + j) * tw..][..tw], &AT[a], &col);
-        }
+    for j in 0..A {
+        let col: [&[f32]; A] = std::array::from_fn(|i| &m[(i * A + j) * stride + base..][..tw]);
+        at6(col, rows_mut(q, j * tw, A * tw, tw));
     }
     // (Aᵀ m) A: y[a][b] = Σ_j Aᵀ[b][j] q[a][j].
     for a in 0..M {
         let qa: [&[f32]; A] = std::array::from_fn(|j| &q[(a * A + j) * tw..][..tw]);
-        for b in 0..M {
-            combine(&mut y[(a * M + b) * tw..][..tw], &AT[b], &qa);
-        }
+        at6(qa, rows_mut(y, a * M * tw, tw, tw));
     }
     for (a, line) in out.chunks_mut(wo).enumerate().take(M) {
-        for b in 0..M {
-            let yab = &y[(a * M + b) * tw..][..tw];
-            for (t, &val) in yab.iter().enumerate() {
-                if let Some(o) = line.get_mut(M * t + b) {
-                    *o = val + bias;
-                }
-            }
+        let ya: [&[f32]; M] = std::array::from_fn(|b| &y[(a * M + b) * tw..][..tw]);
+        let full = (wo / M).min(tw);
+        for ((((quad, &y0), &y1), &y2), &y3) in line
+            .chunks_exact_mut(M)
+            .zip(ya[0])
+            .zip(ya[1])
+            .zip(ya[2])
+            .zip(ya[3])
+        {
+            quad.copy_from_slice(&[y0 + bias, y1 + bias, y2 + bias, y3 + bias]);
+        }
+        for (b, o) in line[M * full..].iter_mut().enumerate() {
+            *o = ya[b][full] + bias;
         }
     }
 }
@@ -383,6 +472,172 @@ pub fn conv3x3(
     conv3x3_with(input, shape, u, rows, bias, strategy)
 }
 
+/// One convolution's inputs, shared by its threads.
+struct Job<'a> {
+    input: &'a [f32],
+    shape: Shape,
+    sources: Sources,
+    u: &'a [f32],
+    rows: usize,
+    bias: Option<&'a [f32]>,
+}
+
+/// One thread's share of a convolution.
+enum Part<'a> {
+    /// Band `index` (image-major) of `band_rows` tile rows, with its piece of every output
+    /// plane of its image.
+    Band {
+        index: usize,
+        band_rows: usize,
+        planes: Vec<&'a mut [f32]>,
+    },
+    /// The input transform of one channel of every image into `v` (`[36, n·tiles]`).
+    Input { channel: usize, v: &'a mut [f32] },
+    /// The output transform of output plane `index` (image-major) from `m`.
+    Output {
+        index: usize,
+        m: &'a [f32],
+        plane: &'a mut [f32],
+    },
+}
+
+/// A part run with the CPU's vector instructions enabled: the transforms below are written
+/// as plain fixed-length loops, inlined here, and vectorised by the compiler for the
+/// instruction set `pulp` detects at run time.
+struct Vectorised<'a, 'b>(&'a Job<'a>, Part<'b>);
+
+impl pulp::WithSimd for Vectorised<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Vectorised(job, part) = self;
+        match part {
+            Part::Band {
+                index,
+                band_rows,
+                planes,
+            } => job.band(index, band_rows, planes),
+            Part::Input { channel, v } => job.input_channel(channel, v),
+            Part::Output { index, m, plane } => job.output_plane(index, m, plane),
+        }
+    }
+}
+
+impl Job<'_> {
+    fn bias(&self, co: usize) -> f32 {
+        self.bias.map_or(0.0, |b| b[co])
+    }
+
+    #[inline(always)]
+    fn band(&self, index: usize, band_rows: usize, mut planes: Vec<&mut [f32]>) {
+        let Shape {
+            channels,
+            height: h,
+            width: w,
+            ..
+        } = self.shape;
+        let (th, tw) = self.shape.tiles();
+        let (_, wo) = self.shape.output();
+        let bands_per_image = th.div_ceil(band_rows);
+        let img = index / bands_per_image;
+        let ty0 = (index % bands_per_image) * band_rows;
+        let ty1 = (ty0 + band_rows).min(th);
+        let ntc = (ty1 - ty0) * tw;
+        let rows = self.rows;
+        let mut scratch = Scratch::new(tw);
+        let mut v = vec![0.0f32; POSITIONS * channels * ntc];
+        for c in 0..channels {
+            let plane = &self.input[(img * channels + c) * h * w..][..h * w];
+            for ty in ty0..ty1 {
+                let base = c * ntc + (ty - ty0) * tw;
+                input_row(
+                    plane,
+                    w,
+                    &self.sources,
+                    ty,
+                    &mut scratch,
+                    &mut v,
+                    base,
+                    channels * ntc,
+                );
+            }
+        }
+        let mut m = vec![0.0f32; POSITIONS * rows * ntc];
+        for p in 0..POSITIONS {
+            gemm(
+                &mut m[p * rows * ntc..][..rows * ntc],
+                &self.u[p * rows * channels..][..rows * channels],
+                &v[p * channels * ntc..][..channels * ntc],
+                rows,
+                channels,
+                ntc,
+                ntc,
+            );
+        }
+        for (co, piece) in planes.iter_mut().enumerate() {
+            for ty in ty0..ty1 {
+                let local = &mut piece[M * (ty - ty0) * wo..];
+                let base = co * ntc + (ty - ty0) * tw;
+                output_row(
+                    &m,
+                    base,
+                    rows * ntc,
+                    tw,
+                    self.bias(co),
+                    &mut scratch,
+                    local,
+                    wo,
+                );
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn input_channel(&self, c: usize, v: &mut [f32]) {
+        let Shape {
+            n,
+            channels,
+            height: h,
+            width: w,
+            ..
+        } = self.shape;
+        let (th, tw) = self.shape.tiles();
+        let nt = self.shape.tile_count();
+        let mut scratch = Scratch::new(tw);
+        for img in 0..n {
+            let plane = &self.input[(img * channels + c) * h * w..][..h * w];
+            for ty in 0..th {
+                let base = (img * th + ty) * tw;
+                input_row(plane, w, &self.sources, ty, &mut scratch, v, base, nt);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn output_plane(&self, index: usize, m: &[f32], plane: &mut [f32]) {
+        let (th, tw) = self.shape.tiles();
+        let (_, wo) = self.shape.output();
+        let nt = self.shape.tile_count();
+        let rows = self.rows;
+        let (img, co) = (index / rows, index % rows);
+        let mut scratch = Scratch::new(tw);
+        for ty in 0..th {
+            let base = co * nt + (img * th + ty) * tw;
+            output_row(
+                m,
+                base,
+                rows * nt,
+                tw,
+                self.bias(co),
+                &mut scratch,
+                &mut plane[M * ty * wo..],
+                wo,
+            );
+        }
+    }
+}
+
 /// [`conv3x3`] with a given strategy.
 pub fn conv3x3_with(
     input: &[f32],
@@ -407,8 +662,14 @@ pub fn conv3x3_with(
     if out.is_empty() {
         return out;
     }
-    let sources = Sources::new(shape);
-    let bias_of = |co: usize| bias.map_or(0.0, |b| b[co]);
+    let job = Job {
+        input,
+        shape: *shape,
+        sources: Sources::new(shape),
+        u,
+        rows,
+        bias,
+    };
     let arch = pulp::Arch::new();
     match strategy {
         Strategy::Bands { rows: band_rows } => {
@@ -426,59 +687,13 @@ pub fn conv3x3_with(
             pieces
                 .into_par_iter()
                 .enumerate()
-                .for_each(|(item, mut planes)| {
-                    arch.dispatch(|| {
-                        let img = item / bands_per_image;
-                        let ty0 = (item % bands_per_image) * band_rows;
-                        let ty1 = (ty0 + band_rows).min(th);
-                        let ntc = (ty1 - ty0) * tw;
-                        let mut scratch = Scratch::new(tw);
-                        let mut v = vec![0.0f32; POSITIONS * channels * ntc];
-                        for c in 0..channels {
-                            let plane = &input[(img * channels + c) * h * w..][..h * w];
-                            for ty in ty0..ty1 {
-                                let base = c * ntc + (ty - ty0) * tw;
-                                input_row(
-                                    plane,
-                                    w,
-                                    &sources,
-                                    ty,
-                                    &mut scratch,
-                                    &mut v,
-                                    base,
-                                    channels * ntc,
-                                );
-                            }
-                        }
-                        let mut m = vec![0.0f32; POSITIONS * rows * ntc];
-                        for p in 0..POSITIONS {
-                            gemm(
-                                &mut m[p * rows * ntc..][..rows * ntc],
-                                &u[p * rows * channels..][..rows * channels],
-                                &v[p * channels * ntc..][..channels * ntc],
-                                rows,
-                                channels,
-                                ntc,
-                                ntc,
-                            );
-                        }
-                        for (co, piece) in planes.iter_mut().enumerate() {
-                            for ty in ty0..ty1 {
-                                let local = &mut piece[M * (ty - ty0) * wo..];
-                                let base = co * ntc + (ty - ty0) * tw;
-                                output_row(
-                                    &m,
-                                    base,
-                                    rows * ntc,
-                                    tw,
-                                    bias_of(co),
-                                    &mut scratch,
-                                    local,
-                                    wo,
-                                );
-                            }
-                        }
-                    })
+                .for_each(|(index, planes)| {
+                    let part = Part::Band {
+                        index,
+                        band_rows,
+                        planes,
+                    };
+                    arch.dispatch(Vectorised(&job, part));
                 });
         }
         Strategy::Whole => {
@@ -487,17 +702,8 @@ pub fn conv3x3_with(
             let mut v = vec![0.0f32; channels * POSITIONS * nt];
             v.par_chunks_mut(POSITIONS * nt)
                 .enumerate()
-                .for_each(|(c, vc)| {
-                    arch.dispatch(|| {
-                        let mut scratch = Scratch::new(tw);
-                        for img in 0..n {
-                            let plane = &input[(img * channels + c) * h * w..][..h * w];
-                            for ty in 0..th {
-                                let base = (img * th + ty) * tw;
-                                input_row(plane, w, &sources, ty, &mut scratch, vc, base, nt);
-                            }
-                        }
-                    })
+                .for_each(|(channel, v)| {
+                    arch.dispatch(Vectorised(&job, Part::Input { channel, v }));
                 });
             let mut m = vec![0.0f32; POSITIONS * rows * nt];
             m.par_chunks_mut(rows * nt).enumerate().for_each(|(p, mp)| {
@@ -512,27 +718,11 @@ pub fn conv3x3_with(
                 );
             });
             drop(v);
+            let m = &m;
             out.par_chunks_mut(ho * wo)
                 .enumerate()
-                .for_each(|(plane_index, plane)| {
-                    arch.dispatch(|| {
-                        let img = plane_index / rows;
-                        let co = plane_index % rows;
-                        let mut scratch = Scratch::new(tw);
-                        for ty in 0..th {
-                            let base = co * nt + (img * th + ty) * tw;
-                            output_row(
-                                &m,
-                                base,
-                                rows * nt,
-                                tw,
-                                bias_of(co),
-                                &mut scratch,
-                                &mut plane[M * ty * wo..],
-                                wo,
-                            );
-                        }
-                    })
+                .for_each(|(index, plane)| {
+                    arch.dispatch(Vectorised(&job, Part::Output { index, m, plane }));
                 });
         }
     }
@@ -701,6 +891,26 @@ mod tests {
             (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
             "{lhs} vs {rhs}"
         );
+    }
+
+    #[test]
+    fn transform_formulas_are_the_matrices() {
+        for r in 0..A {
+            let unit: Vec<[f32; 1]> = (0..A).map(|k| [f32::from(u8::from(k == r))]).collect();
+            let d: [&[f32]; A] = std::array::from_fn(|k| &unit[k][..]);
+            let mut o = [[0.0f32; 1]; A];
+            let [o0, o1, o2, o3, o4, o5] = &mut o;
+            bt6(d, [o0, o1, o2, o3, o4, o5]);
+            for i in 0..A {
+                assert_eq!(o[i][0], BT[i][r], "Bᵀ[{i}][{r}]");
+            }
+            let mut o = [[0.0f32; 1]; M];
+            let [o0, o1, o2, o3] = &mut o;
+            at6(d, [o0, o1, o2, o3]);
+            for i in 0..M {
+                assert_eq!(o[i][0], AT[i][r], "Aᵀ[{i}][{r}]");
+            }
+        }
     }
 
     #[test]
