@@ -24,6 +24,12 @@ use crate::cli::{Cli, Command};
 use crate::config::{RunJob, WeightsSource};
 use crate::progress::Reporter;
 
+/// mimalloc keeps freed memory for reuse: the engine allocates and frees tensors of tens of
+/// megabytes at every step, which the system allocator hands back to the kernel and faults
+/// in again, page by page.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run() {
         Ok(code) => code,

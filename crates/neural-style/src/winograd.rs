@@ -210,10 +210,9 @@ impl Sources {
         let w = line.len();
         let inner = w.min(out.len().saturating_sub(self.pad));
         out[self.pad..self.pad + inner].copy_from_slice(&line[..inner]);
-        for (c, o) in out.iter_mut().enumerate() {
-            if c < self.pad || c >= self.pad + inner {
-                *o = self.cols[c].map_or(0.0, |x| line[x]);
-            }
+        let edge = |c: usize| self.cols[c].map_or(0.0, |x| line[x]);
+        for c in (0..self.pad).chain(self.pad + inner..out.len()) {
+            out[c] = edge(c);
         }
     }
 }
