@@ -39,7 +39,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Pooling::Max,
         Padding::from(args.padding),
         &device,
-    )?;
+    )?
+    .with_convolution(args.convolution.into());
     let n = args.size as usize;
     let image = neural_style::transfer::noise_image(args.size, args.size, 1);
     let x = neural_style::InputConvention::TorchRgb01.to_network(&image.data);
@@ -87,12 +88,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
-                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend, "padding": format!("{:?}", args.padding).to_lowercase()})
+                "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend, "padding": format!("{:?}", args.padding).to_lowercase(),
+                "convolution": format!("{:?}", args.convolution).to_lowercase()})
         );
     } else {
         println!(
-            "neural-style {arch} {n}x{n} on {backend}, {} padding: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            "neural-style {arch} {n}x{n} on {backend}, {} padding, {} convolution: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
             format!("{:?}", args.padding).to_lowercase(),
+            format!("{:?}", args.convolution).to_lowercase(),
             times.len()
         );
     }

@@ -198,6 +198,9 @@ pub struct BenchArgs {
     /// default is `reflect`).
     #[arg(long, value_enum, default_value_t = PaddingArg::Zero)]
     pub padding: PaddingArg,
+    /// How the CPU computes the convolutions (see the main command's --convolution).
+    #[arg(long, value_enum, default_value_t = ConvolutionArg::Winograd)]
+    pub convolution: ConvolutionArg,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -299,6 +302,24 @@ pub enum StyleLossArg {
     W2,
 }
 
+/// How the CPU computes the convolutions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConvolutionArg {
+    /// Winograd F(4x4, 3x3).
+    Winograd,
+    /// burn's convolution.
+    Direct,
+}
+
+impl From<ConvolutionArg> for neural_style::Convolution {
+    fn from(c: ConvolutionArg) -> Self {
+        match c {
+            ConvolutionArg::Winograd => Self::Winograd,
+            ConvolutionArg::Direct => Self::Direct,
+        }
+    }
+}
+
 /// Border handling.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PaddingArg {
@@ -380,6 +401,11 @@ pub struct RunArgs {
     /// Convolution padding at the image border.
     #[arg(long, value_enum, default_value_t = PaddingArg::Reflect)]
     pub padding: PaddingArg,
+    /// How the CPU computes the 3x3 convolutions: `winograd` (Winograd F(4x4, 3x3): a quarter
+    /// of the multiplications; results differ from `direct` by rounding, about 1e-6
+    /// relative) or `direct` (burn's own convolution). GPUs always use their own.
+    #[arg(long, value_enum, default_value_t = ConvolutionArg::Winograd)]
+    pub convolution: ConvolutionArg,
     /// Output size: the longest side (e.g. 512) or WxH (e.g. 640x480).
     #[arg(long, default_value = "512", value_name = "N|WxH")]
     pub size: String,

@@ -217,6 +217,7 @@ impl RunJob {
                 PoolingArg::Avg => Pooling::Avg,
             },
             padding: Padding::from(a.padding),
+            convolution: a.convolution.into(),
             size,
             style_scale: a.style_scale,
             style_blend: a.style_blend,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loss::LossForm;
-use crate::vgg::{Arch, InputConvention, Layer, Padding, Pooling};
+use crate::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling};
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -115,6 +115,9 @@ pub struct TransferConfig {
     pub pooling: Pooling,
     /// Convolution border handling.
     pub padding: Padding,
+    /// How the CPU computes the convolutions.
+    #[serde(default)]
+    pub convolution: Convolution,
     /// Weight of the temporal consistency term of video frames ([`crate::Temporal`]).
     #[serde(default = "default_temporal_weight")]
     pub temporal_weight: f32,
@@ -162,6 +165,7 @@ impl Default for TransferConfig {
             seed: 0,
             pooling: Pooling::Max,
             padding: Padding::Reflect,
+            convolution: Convolution::Winograd,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(512),
             style_scale: 1.0,

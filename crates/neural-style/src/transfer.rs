@@ -97,7 +97,8 @@ impl Network {
             config.pooling,
             config.padding,
             device,
-        )?;
+        )?
+        .with_convolution(config.convolution);
         let convention = config
             .convention
             .or(info.convention)
