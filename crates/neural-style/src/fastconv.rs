@@ -23,13 +23,15 @@ pub trait WinogradBackend: Backend {
     /// A 3×3, stride-1 convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as
     /// `border` (0 zero, 1 reflect, 2 replicate), with filters transformed by
     /// [`winograd::transform_filters`] (`u`: `[36, cout, cin]`; `u_back`, for the gradient:
-    /// `[36, cin, cout]`) and `bias` (`[cout]`). Gradients reach `x` only.
+    /// `[36, cin, cout]`) and `bias` (`[cout]`), rectified when `relu`. Gradients reach `x`
+    /// only.
     fn winograd_conv3x3(
         x: FloatTensor<Self>,
         u: FloatTensor<Self>,
         u_back: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         border: usize,
+        relu: bool,
     ) -> FloatTensor<Self>;
 }
 
@@ -59,14 +61,16 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
 
-/// The Winograd convolution of `x` (`[n, c, h, w]`) with transformed filters `u`
-/// (`[36, rows, c]`), padded by `pad` read as `border`: `[n, rows, h + 2·pad − 2, …]`.
+/// The Winograd convolution of `x` (`[n, c, h, w]`, read as zero where `mask` is not
+/// positive) with transformed filters `u` (`[36, rows, c]`), padded by `pad` read as
+/// `border`, plus `bias`, rectified when `relu`: `[n, rows, h + 2·pad − 2, …]`.
 fn convolve(
     x: &FlexTensor,
     u: &FlexTensor,
     bias: Option<&FlexTensor>,
-    pad: usize,
-    border: Border,
+    relu: bool,
+    mask: Option<&FlexTensor>,
+    (pad, border): (usize, Border),
 ) -> FlexTensor {
     let [n, channels, height, width] = dims4(x);
     let rows = u.layout().shape()[1];
@@ -80,17 +84,29 @@ fn convolve(
     };
     let (ho, wo) = shape.output();
     let bias = bias.map(values);
-    let y = winograd::conv3x3(&values(x), &shape, &values(u), rows, bias.as_deref());
+    let mask = mask.map(values);
+    let fuse = winograd::Fuse {
+        bias: bias.as_deref(),
+        relu,
+        input_mask: mask.as_deref(),
+    };
+    let y = winograd::conv3x3(&values(x), &shape, &values(u), rows, fuse);
     FlexTensor::from_data(TensorData::new(y, [n, rows, ho, wo]))
 }
 
-/// The gradient of the convolution's input from the gradient of its output.
-fn input_gradient(grad: &FlexTensor, u_back: &FlexTensor, border: Border) -> FlexTensor {
+/// The gradient of the convolution's input from the gradient of its output (masked by the
+/// rectified output when the convolution was rectified).
+fn input_gradient(
+    grad: &FlexTensor,
+    u_back: &FlexTensor,
+    border: Border,
+    output: Option<&FlexTensor>,
+) -> FlexTensor {
     match border {
-        Border::Zero => convolve(grad, u_back, None, 1, Border::Zero),
+        Border::Zero => convolve(grad, u_back, None, false, output, (1, Border::Zero)),
         Border::Reflect | Border::Replicate => {
             // The gradient of the padded input (two pixels larger), folded back.
-            let padded = convolve(grad, u_back, None, 2, Border::Zero);
+            let padded = convolve(grad, u_back, None, false, output, (2, Border::Zero));
             let [n, c, hp, wp] = dims4(&padded);
             let (h, w) = (hp - 2, wp - 2);
             let folded = winograd::fold_padding(&values(&padded), n * c, h, w, border);
@@ -106,8 +122,9 @@ impl WinogradBackend for Flex {
         _u_back: FlexTensor,
         bias: FlexTensor,
         border: usize,
+        relu: bool,
     ) -> FlexTensor {
-        convolve(&x, &u, Some(&bias), 1, border_of(border))
+        convolve(&x, &u, Some(&bias), relu, None, (1, border_of(border)))
     }
 }
 
@@ -115,8 +132,9 @@ impl WinogradBackend for Flex {
 struct WinogradBackward;
 
 impl Backward<Flex, 1> for WinogradBackward {
-    /// The gradient's transformed filters and the border.
-    type State = (FlexTensor, usize);
+    /// The gradient's transformed filters, the border, and the output when it was rectified
+    /// (shared with the layers that read it, not copied).
+    type State = (FlexTensor, usize, Option<FlexTensor>);
 
     fn backward(
         self,
@@ -126,9 +144,10 @@ impl Backward<Flex, 1> for WinogradBackward {
     ) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (u_back, border) = ops.state;
+        let (u_back, border, output) = ops.state;
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, input_gradient(&grad, &u_back, border_of(border)));
+            let g = input_gradient(&grad, &u_back, border_of(border), output.as_ref());
+            grads.register::<Flex>(node.id, g);
         }
     }
 }
@@ -140,26 +159,25 @@ impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
         u_back: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         border: usize,
+        relu: bool,
     ) -> FloatTensor<Self> {
         let u = u.into_primitive();
         let u_back = u_back.into_primitive();
         let bias = bias.into_primitive();
+        let pad = (1, border_of(border));
         match WinogradBackward
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let out = convolve(x.primitive(), &u, Some(&bias), 1, border_of(border));
-                prep.finish((u_back, border), out)
+                let out = convolve(x.primitive(), &u, Some(&bias), relu, None, pad);
+                let kept = relu.then(|| out.clone());
+                prep.finish((u_back, border, kept), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(convolve(
-                x.primitive(),
-                &u,
-                Some(&bias),
-                1,
-                border_of(border),
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(convolve(x.primitive(), &u, Some(&bias), relu, None, pad))
+            }
         }
     }
 }
@@ -185,8 +203,9 @@ impl WinogradFilters {
         }
     }
 
-    /// The convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as `border`.
-    pub fn conv(&self, x: Tensor<4>, border: Border) -> Tensor<4> {
+    /// The convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as `border`,
+    /// rectified when `relu`.
+    pub fn conv(&self, x: Tensor<4>, border: Border, relu: bool) -> Tensor<4> {
         let code = match border {
             Border::Zero => 0,
             Border::Reflect => 1,
@@ -198,6 +217,7 @@ impl WinogradFilters {
             self.u_back.clone().into_dispatch(),
             self.bias.clone().into_dispatch(),
             code,
+            relu,
         ))
     }
 }
@@ -233,9 +253,13 @@ mod tests {
             .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
             .collect();
         let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, h, w]), &device).require_grad();
-        let feats = vgg.features(x.clone(), &[Layer::Relu2_1, Layer::Relu4_1]);
-        let loss =
-            feats[0].clone().powf_scalar(2.0).mean() + feats[1].clone().powf_scalar(2.0).mean();
+        // Rectified layers (their convolutions fuse the rectifier) and one convolution output.
+        let feats = vgg.features(x.clone(), &[Layer::Relu2_1, Layer::Conv3_1, Layer::Relu4_1]);
+        let loss = feats
+            .iter()
+            .map(|f| f.clone().powf_scalar(2.0).mean())
+            .reduce(|a, b| a + b)
+            .unwrap();
         let grads = loss.backward();
         let g = x
             .grad(&grads)
@@ -243,8 +267,10 @@ mod tests {
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        let mut f = feats[0].clone().into_data().try_to_vec::<f32>().unwrap();
-        f.extend(feats[1].clone().into_data().try_to_vec::<f32>().unwrap());
+        let f = feats
+            .into_iter()
+            .flat_map(|f| f.into_data().try_to_vec::<f32>().unwrap())
+            .collect();
         (f, g)
     }
 

@@ -501,12 +501,21 @@ impl Vgg {
         };
         let mut found: HashMap<Layer, Tensor<4>> = HashMap::new();
         let mut x = input;
+        // Whether the last convolution was computed with its rectifier.
+        let mut rectified = false;
         for &layer in &self.layers {
             if layer > deepest {
                 break;
             }
             x = match layer.kind() {
-                LayerKind::Conv => self.conv(&self.convs[&layer], x),
+                LayerKind::Conv => {
+                    // Its rectifier comes next; fuse it unless the unrectified output is wanted.
+                    let fuse = !wanted.contains(&layer) && layer < deepest;
+                    let (y, fused) = self.conv(&self.convs[&layer], x, fuse);
+                    rectified = fused;
+                    y
+                }
+                LayerKind::Relu if rectified => x,
                 LayerKind::Relu => burn::tensor::activation::relu(x),
                 LayerKind::Pool => match self.pooling {
                     Pooling::Max => max_pool2d(x, MaxPoolOptions::new([2, 2])),
@@ -520,7 +529,9 @@ impl Vgg {
         wanted.iter().map(|l| found[l].clone()).collect()
     }
 
-    fn conv(&self, conv: &Conv, x: Tensor<4>) -> Tensor<4> {
+    /// The convolution, and its rectifier too when `relu` and the convolution can fuse it
+    /// (the second value says whether it did).
+    fn conv(&self, conv: &Conv, x: Tensor<4>, relu: bool) -> (Tensor<4>, bool) {
         debug_assert_eq!(conv.layer.kind(), LayerKind::Conv);
         let [_, _, h, w] = x.dims();
         // Reflection needs two pixels; a 1-pixel-wide activation is replicated instead.
@@ -535,19 +546,20 @@ impl Vgg {
                 Padding::Reflect => Border::Reflect,
                 Padding::Replicate => Border::Replicate,
             };
-            return filters.conv(x, border);
+            return (filters.conv(x, border, relu), relu);
         }
         let (x, pad) = match padding {
             Padding::Zero => (x, 1),
             Padding::Reflect => (x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Reflect), 0),
             Padding::Replicate => (x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Edge), 0),
         };
-        conv2d(
+        let y = conv2d(
             x,
             conv.weight.clone(),
             Some(conv.bias.clone()),
             ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-        )
+        );
+        (y, false)
     }
 }
 

@@ -204,13 +204,27 @@ impl Sources {
         self.cols.len() / M - 1
     }
 
-    /// Writes input row `line` padded to `4·(tw + 1)` columns into `out`.
+    /// Writes input row `line` padded to `4·(tw + 1)` columns into `out`, zeroing the values
+    /// whose `mask` value is not positive when a mask row is given.
     #[inline(always)]
-    fn pad_row(&self, line: &[f32], out: &mut [f32]) {
+    fn pad_row(&self, line: &[f32], mask: Option<&[f32]>, out: &mut [f32]) {
         let w = line.len();
         let inner = w.min(out.len().saturating_sub(self.pad));
-        out[self.pad..self.pad + inner].copy_from_slice(&line[..inner]);
-        let edge = |c: usize| self.cols[c].map_or(0.0, |x| line[x]);
+        let body = &mut out[self.pad..self.pad + inner];
+        match mask {
+            None => body.copy_from_slice(&line[..inner]),
+            Some(mask) => {
+                for ((o, &x), &m) in body.iter_mut().zip(line).zip(mask) {
+                    *o = if m > 0.0 { x } else { 0.0 };
+                }
+            }
+        }
+        let edge = |c: usize| {
+            self.cols[c].map_or(0.0, |x| match mask {
+                Some(mask) if mask[x] <= 0.0 => 0.0,
+                _ => line[x],
+            })
+        };
         for c in (0..self.pad).chain(self.pad + inner..out.len()) {
             out[c] = edge(c);
         }
@@ -326,6 +340,7 @@ fn at6(m: [&[f32]; A], o: [&mut [f32]; M]) {
 #[inline(always)]
 fn input_row(
     plane: &[f32],
+    mask: Option<&[f32]>,
     w: usize,
     sources: &Sources,
     ty: usize,
@@ -345,7 +360,8 @@ fn input_row(
         let dst = &mut strip[r * M * span..][..M * span];
         match src {
             Some(y) => {
-                sources.pad_row(&plane[y * w..][..w], line);
+                let mask_line = mask.map(|m| &m[y * w..][..w]);
+                sources.pad_row(&plane[y * w..][..w], mask_line, line);
                 let (p0, rest) = dst.split_at_mut(span);
                 let (p1, rest) = rest.split_at_mut(span);
                 let (p2, p3) = rest.split_at_mut(span);
@@ -371,7 +387,8 @@ fn input_row(
 }
 
 /// The output transform `Y = Aᵀ m A` of `tw` tiles read from `m[ξ·stride + base ..][..tw]`,
-/// plus `bias`, written to the `rows` (up to 4) output rows of `out` (`rows × wo`).
+/// plus `bias` (and then the rectifier with `relu`), written to the `rows` (up to 4) output
+/// rows of `out` (`rows × wo`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_row(
@@ -379,7 +396,7 @@ fn output_row(
     base: usize,
     stride: usize,
     tw: usize,
-    bias: f32,
+    (bias, relu): (f32, bool),
     scratch: &mut Scratch,
     out: &mut [f32],
     wo: usize,
@@ -409,6 +426,11 @@ fn output_row(
         }
         for (b, o) in line[M * full..].iter_mut().enumerate() {
             *o = ya[b][full] + bias;
+        }
+        if relu {
+            for o in line.iter_mut() {
+                *o = o.max(0.0);
+            }
         }
     }
 }
@@ -459,16 +481,22 @@ impl Strategy {
 }
 
 /// The convolution of `input` (`shape`) with filters transformed by [`transform_filters`]
-/// (`u`: `[36, rows, channels]`) plus `bias`: `[n, rows, ho, wo]`.
-pub fn conv3x3(
-    input: &[f32],
-    shape: &Shape,
-    u: &[f32],
-    rows: usize,
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
+/// (`u`: `[36, rows, channels]`), with what `fuse` adds: `[n, rows, ho, wo]`.
+pub fn conv3x3(input: &[f32], shape: &Shape, u: &[f32], rows: usize, fuse: Fuse<'_>) -> Vec<f32> {
     let strategy = Strategy::choose(shape, rows, rayon::current_num_threads());
-    conv3x3_with(input, shape, u, rows, bias, strategy)
+    conv3x3_with(input, shape, u, rows, fuse, strategy)
+}
+
+/// What a convolution computes besides the convolution itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fuse<'a> {
+    /// Added to each output channel (`[rows]`).
+    pub bias: Option<&'a [f32]>,
+    /// Rectify the output (ReLU).
+    pub relu: bool,
+    /// Read the input as zero where this tensor (shaped as the input) is not positive: the
+    /// rectifier's gradient, applied to an incoming gradient on the fly.
+    pub input_mask: Option<&'a [f32]>,
 }
 
 /// One convolution's inputs, shared by its threads.
@@ -478,7 +506,7 @@ struct Job<'a> {
     sources: Sources,
     u: &'a [f32],
     rows: usize,
-    bias: Option<&'a [f32]>,
+    fuse: Fuse<'a>,
 }
 
 /// One thread's share of a convolution.
@@ -524,17 +552,30 @@ impl pulp::WithSimd for Vectorised<'_, '_> {
 }
 
 impl Job<'_> {
-    fn bias(&self, co: usize) -> f32 {
-        self.bias.map_or(0.0, |b| b[co])
+    /// The epilogue of output channel `co`: its bias and whether to rectify.
+    fn epilogue(&self, co: usize) -> (f32, bool) {
+        (self.fuse.bias.map_or(0.0, |b| b[co]), self.fuse.relu)
     }
 
-    #[inline(always)]
-    fn band(&self, index: usize, band_rows: usize, mut planes: Vec<&mut [f32]>) {
+    /// Input channel `c` of image `img`, and its mask.
+    fn plane(&self, img: usize, c: usize) -> (&[f32], Option<&[f32]>) {
         let Shape {
             channels,
             height: h,
             width: w,
             ..
+        } = self.shape;
+        let at = (img * channels + c) * h * w;
+        (
+            &self.input[at..][..h * w],
+            self.fuse.input_mask.map(|m| &m[at..][..h * w]),
+        )
+    }
+
+    #[inline(always)]
+    fn band(&self, index: usize, band_rows: usize, mut planes: Vec<&mut [f32]>) {
+        let Shape {
+            channels, width: w, ..
         } = self.shape;
         let (th, tw) = self.shape.tiles();
         let (_, wo) = self.shape.output();
@@ -547,11 +588,12 @@ impl Job<'_> {
         let mut scratch = Scratch::new(tw);
         let mut v = vec![0.0f32; POSITIONS * channels * ntc];
         for c in 0..channels {
-            let plane = &self.input[(img * channels + c) * h * w..][..h * w];
+            let (plane, mask) = self.plane(img, c);
             for ty in ty0..ty1 {
                 let base = c * ntc + (ty - ty0) * tw;
                 input_row(
                     plane,
+                    mask,
                     w,
                     &self.sources,
                     ty,
@@ -583,7 +625,7 @@ impl Job<'_> {
                     base,
                     rows * ntc,
                     tw,
-                    self.bias(co),
+                    self.epilogue(co),
                     &mut scratch,
                     local,
                     wo,
@@ -594,21 +636,15 @@ impl Job<'_> {
 
     #[inline(always)]
     fn input_channel(&self, c: usize, v: &mut [f32]) {
-        let Shape {
-            n,
-            channels,
-            height: h,
-            width: w,
-            ..
-        } = self.shape;
+        let Shape { n, width: w, .. } = self.shape;
         let (th, tw) = self.shape.tiles();
         let nt = self.shape.tile_count();
         let mut scratch = Scratch::new(tw);
         for img in 0..n {
-            let plane = &self.input[(img * channels + c) * h * w..][..h * w];
+            let (plane, mask) = self.plane(img, c);
             for ty in 0..th {
                 let base = (img * th + ty) * tw;
-                input_row(plane, w, &self.sources, ty, &mut scratch, v, base, nt);
+                input_row(plane, mask, w, &self.sources, ty, &mut scratch, v, base, nt);
             }
         }
     }
@@ -628,7 +664,7 @@ impl Job<'_> {
                 base,
                 rows * nt,
                 tw,
-                self.bias(co),
+                self.epilogue(co),
                 &mut scratch,
                 &mut plane[M * ty * wo..],
                 wo,
@@ -643,7 +679,7 @@ pub fn conv3x3_with(
     shape: &Shape,
     u: &[f32],
     rows: usize,
-    bias: Option<&[f32]>,
+    fuse: Fuse<'_>,
     strategy: Strategy,
 ) -> Vec<f32> {
     let Shape {
@@ -655,6 +691,9 @@ pub fn conv3x3_with(
     } = *shape;
     assert_eq!(input.len(), n * channels * h * w, "input is [n, c, h, w]");
     assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]");
+    if let Some(mask) = fuse.input_mask {
+        assert_eq!(mask.len(), input.len(), "the mask is shaped as the input");
+    }
     let (ho, wo) = shape.output();
     let (th, tw) = shape.tiles();
     let mut out = vec![0.0f32; n * rows * ho * wo];
@@ -667,7 +706,7 @@ pub fn conv3x3_with(
         sources: Sources::new(shape),
         u,
         rows,
-        bias,
+        fuse,
     };
     let arch = pulp::Arch::new();
     match strategy {
@@ -805,12 +844,19 @@ mod tests {
 
     fn winograd(input: &[f32], weight: &[f32], cout: usize, shape: &Shape) -> Vec<f32> {
         let u = transform_filters(weight, cout, shape.channels, false);
-        let whole = conv3x3_with(input, shape, &u, cout, None, Strategy::Whole);
+        let whole = conv3x3_with(input, shape, &u, cout, Fuse::default(), Strategy::Whole);
         // Bands of one and of two tile rows give the same numbers, up to the order in which
         // the matrix products add.
         let scale = whole.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         for rows in [1, 2] {
-            let bands = conv3x3_with(input, shape, &u, cout, None, Strategy::Bands { rows });
+            let bands = conv3x3_with(
+                input,
+                shape,
+                &u,
+                cout,
+                Fuse::default(),
+                Strategy::Bands { rows },
+            );
             assert_eq!(bands.len(), whole.len());
             for (b, w) in bands.iter().zip(&whole) {
                 assert!(
@@ -883,7 +929,7 @@ mod tests {
             ..shape
         };
         let u = transform_filters(&weight, cout, cin, true);
-        let gy = conv3x3(&y, &back_shape, &u, cin, None);
+        let gy = conv3x3(&y, &back_shape, &u, cin, Fuse::default());
         let lhs: f64 = fx.iter().zip(&y).map(|(a, b)| f64::from(*a * *b)).sum();
         let rhs: f64 = x.iter().zip(&gy).map(|(a, b)| f64::from(*a * *b)).sum();
         assert!(
