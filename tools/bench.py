@@ -4,7 +4,11 @@ this machine (VGG19, random weights, content relu4_2 + style relu1_1..relu5_1, f
 backward to the image). Each engine runs in its own process; peak RSS comes from the
 kernel's accounting of that process (wait4).
 
-    python3 tools/bench.py [--sizes 256,512] [--steps 5] [--repeats 1] [--threads N] [--device cpu|gpu]
+    python3 tools/bench.py [--sizes 256,512] [--steps 5] [--repeats 1] [--threads 1,2] [--device cpu|gpu]
+
+GFLOP/s counts the multiply-adds of a direct convolution (2 FLOP each) in the forward pass
+and in the gradient to the image (twice the forward): the same count for both engines, so
+an engine that computes convolutions with fewer multiplications (Winograd) shows more.
 
 Needs torch (pip install torch) and a release build (cargo build --release).
 """
@@ -16,6 +20,18 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def step_gflop(size, arch):
+    """Direct-convolution FLOPs of one step (forward + gradient to the image) up to conv5_1."""
+    blocks = [(3, 64, 2), (64, 128, 2), (128, 256, 4 if arch == "vgg19" else 3),
+              (256, 512, 4 if arch == "vgg19" else 3), (512, 512, 1)]
+    flop, side = 0.0, size
+    for cin, cout, convs in blocks:
+        for i in range(convs):
+            flop += 2 * (cin if i == 0 else cout) * cout * 9 * side * side
+        side //= 2
+    return 2 * flop / 1e9
 
 
 def gpu_memory_mib(pid):
@@ -60,15 +76,17 @@ def main():
     p.add_argument("--arch", default="vgg19")
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
     p.add_argument("--device", default="cpu", help="cpu, or gpu (neural-style --device gpu beside PyTorch on cuda; memory from nvidia-smi)")
-    p.add_argument("--threads", type=int, default=0, help="threads for both engines (0: all cores)")
+    p.add_argument("--threads", default="0", help="comma-separated thread counts for both engines (0: all cores)")
     args = p.parse_args()
     gpu = args.device == "gpu"
-    threads = ["--threads", str(args.threads)] if args.threads else []
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: run `cargo build --release` first")
     memory = "peak GPU MiB" if gpu else "peak RSS MiB"
-    print(f"{'size':>6} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {memory:>13}")
-    for size in [int(s) for s in args.sizes.split(",")]:
+    print(f"{'size':>6} {'threads':>7} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {'GFLOP/s':>8} {memory:>13}")
+    for size, n_threads in [(int(s), int(t)) for s in args.sizes.split(",") for t in args.threads.split(",")]:
+        threads = ["--threads", str(n_threads)] if n_threads else []
+        label = str(n_threads) if n_threads else "all"
+        gflop = step_gflop(size, args.arch)
         runs = {"neural-style": [], "pytorch": []}
         for _ in range(args.repeats):
             runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch,
@@ -82,10 +100,10 @@ def main():
             hi = max(r["max_s"] for r in rs)
             rss = max(r["peak_gpu_mib" if gpu else "peak_rss_mib"] for r in rs)
             summary[engine] = (med, rss)
-            print(f"{size:>6} {engine:>13} {med:>14.3f} {lo:>7.3f} {hi:>7.3f} {rss:>13.0f}")
+            print(f"{size:>6} {label:>7} {engine:>13} {med:>14.3f} {lo:>7.3f} {hi:>7.3f} {gflop / med:>8.0f} {rss:>13.0f}")
         t = summary["neural-style"][0] / summary["pytorch"][0]
         m = summary["neural-style"][1] / summary["pytorch"][1]
-        print(f"{size:>6} {'ratio':>13} {t:>13.2f}x {'':>7} {'':>7} {m:>12.2f}x   (neural-style / PyTorch)")
+        print(f"{size:>6} {label:>7} {'ratio':>13} {t:>13.2f}x {'':>7} {'':>7} {'':>8} {m:>12.2f}x   (neural-style / PyTorch)", flush=True)
 
 
 if __name__ == "__main__":
