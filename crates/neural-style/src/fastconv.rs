@@ -16,6 +16,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
+use crate::maxpool;
 use crate::winograd::{self, Border, POSITIONS};
 
 #[backend_extension(Flex, Autodiff)]
@@ -33,6 +34,43 @@ pub trait WinogradBackend: Backend {
         border: usize,
         relu: bool,
     ) -> FloatTensor<Self>;
+
+    /// 2×2, stride-2 max pooling of `x` (`[n, c, h, w]`) ([`crate::maxpool`]).
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The max pooling of `x`.
+fn pool(x: &FlexTensor) -> FlexTensor {
+    let [n, c, h, w] = dims4(x);
+    let y = maxpool::forward(&values(x), n * c, h, w);
+    FlexTensor::from_data(TensorData::new(y, [n, c, h / 2, w / 2]))
+}
+
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    /// The pooled input (shared with the layer that made it, not copied).
+    type State = FlexTensor;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let x = ops.state;
+        if let Some(node) = node_x {
+            let [n, c, h, w] = dims4(&x);
+            let g = maxpool::backward(&values(&x), &values(&grad), n * c, h, w);
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(g, [n, c, h, w])),
+            );
+        }
+    }
 }
 
 fn border_of(code: usize) -> Border {
@@ -126,6 +164,10 @@ impl WinogradBackend for Flex {
     ) -> FlexTensor {
         convolve(&x, &u, Some(&bias), relu, None, (1, border_of(border)))
     }
+
+    fn max_pool2x2(x: FlexTensor) -> FlexTensor {
+        pool(&x)
+    }
 }
 
 #[derive(Debug)]
@@ -180,6 +222,29 @@ impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
             }
         }
     }
+
+    fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match MaxPoolBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                let out = pool(&input);
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(pool(x.primitive())),
+        }
+    }
+}
+
+/// 2×2, stride-2 max pooling on the CPU (`x` on the CPU device), with a gradient that
+/// needs no stored indices.
+pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as WinogradBackend>::max_pool2x2(
+        x.into_dispatch(),
+    ))
 }
 
 /// One convolution's filters, transformed for the forward pass and for the gradient.

@@ -36,6 +36,7 @@ pub mod flow;
 pub mod image_io;
 pub mod loss;
 pub mod mask;
+pub mod maxpool;
 pub mod memory;
 pub mod optim;
 pub mod sheet;

@@ -3,10 +3,11 @@
 //! the out-of-memory killer. The model: the activations the backward pass keeps (every
 //! convolution and rectifier output up to the deepest layer used, `C·H·W` floats each),
 //! times a factor measured on real runs, plus the optimiser's vectors (L-BFGS keeps
-//! `2·history` image-sized correction vectors) and the network's weights.
+//! `2·history` image-sized correction vectors) and the network's weights (and
+//! their Winograd transforms).
 
 use crate::config::{OptimizerKind, TransferConfig};
-use crate::vgg::{Arch, Layer, LayerKind};
+use crate::vgg::{Arch, Convolution, Layer, LayerKind};
 
 /// Bytes kept per byte of activations counted by the model: the backward pass's gradients,
 /// padding copies and allocator slack. Measured: peak RSS of 1333 MiB for a 512x384 VGG16
@@ -76,8 +77,14 @@ pub fn estimate(config: &TransferConfig, arch: Arch, width: u32, height: u32) ->
         OptimizerKind::Lbfgs => 2 * config.lbfgs_history as u64 + WORK_VECTORS,
         OptimizerKind::Adam => WORK_VECTORS,
     };
+    // The Winograd convolution keeps two transformed copies of the filters (forward and
+    // gradient), each 36/9 = 4 times the size.
+    let copies = match config.convolution {
+        Convolution::Winograd => 9,
+        Convolution::Direct => 1,
+    };
     MemoryEstimate {
-        weights: weights * 4,
+        weights: weights * 4 * copies,
         activations,
         optimizer: vectors * image,
     }

@@ -376,6 +376,8 @@ pub struct Vgg {
     convolution: Convolution,
     /// Winograd-transformed filters, for the convolutions that use them.
     winograd: HashMap<Layer, WinogradFilters>,
+    /// The network runs on the CPU with the fast layers ([`crate::fastconv`]).
+    fast_cpu: bool,
     device: Device,
 }
 
@@ -435,6 +437,7 @@ impl Vgg {
             padding,
             convolution: Convolution::Direct,
             winograd: HashMap::new(),
+            fast_cpu: false,
             device: device.clone(),
         };
         Ok(vgg.with_convolution(Convolution::default()))
@@ -445,7 +448,8 @@ impl Vgg {
     pub fn with_convolution(mut self, convolution: Convolution) -> Self {
         self.convolution = convolution;
         self.winograd.clear();
-        if convolution == Convolution::Winograd && self.device == crate::device::cpu() {
+        self.fast_cpu = convolution == Convolution::Winograd && self.device == crate::device::cpu();
+        if self.fast_cpu {
             for (layer, conv) in &self.convs {
                 let [cout, cin, _, _] = conv.weight.dims();
                 if cin < WINOGRAD_MIN_CHANNELS {
@@ -518,6 +522,7 @@ impl Vgg {
                 LayerKind::Relu if rectified => x,
                 LayerKind::Relu => burn::tensor::activation::relu(x),
                 LayerKind::Pool => match self.pooling {
+                    Pooling::Max if self.fast_cpu => crate::fastconv::max_pool2x2(x),
                     Pooling::Max => max_pool2d(x, MaxPoolOptions::new([2, 2])),
                     Pooling::Avg => avg_pool2d(x, AvgPoolOptions::new([2, 2])),
                 },
