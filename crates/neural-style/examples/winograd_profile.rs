@@ -21,7 +21,7 @@ fn main() {
         .unwrap_or(512);
     let device = Device::flex();
     println!(
-        "layer shape (cin->cout @ h)   input-T  matmul  output-T  winograd  direct  GFLOP/s(direct-equiv)"
+        "layer (cin->cout @ side)  ms: bands-of-1  whole  chosen (strategy)  burn direct  GFLOP/s direct-equivalent: chosen vs direct"
     );
     let mut total_w = 0.0;
     let mut total_d = 0.0;
@@ -57,15 +57,23 @@ fn main() {
         let chosen = Strategy::choose(&shape, cout, rayon::current_num_threads());
         for _ in 0..5 {
             let t = Instant::now();
-            let y = winograd::conv3x3_with(&x, &shape, &u, cout, None, Strategy::Bands { rows: 1 });
+            let y = winograd::conv3x3_with(
+                &x,
+                &shape,
+                &u,
+                cout,
+                Default::default(),
+                Strategy::Bands { rows: 1 },
+            );
             tb.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
             let t = Instant::now();
-            let y = winograd::conv3x3_with(&x, &shape, &u, cout, None, Strategy::Whole);
+            let y =
+                winograd::conv3x3_with(&x, &shape, &u, cout, Default::default(), Strategy::Whole);
             tw_.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
             let t = Instant::now();
-            let y = winograd::conv3x3(&x, &shape, &u, cout, None);
+            let y = winograd::conv3x3(&x, &shape, &u, cout, Default::default());
             ta.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
             let t = Instant::now();

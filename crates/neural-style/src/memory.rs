@@ -156,7 +156,10 @@ mod tests {
             convolution: Convolution::Direct,
             ..c.clone()
         };
-        assert_eq!(estimate(&direct, Arch::Vgg19, 512, 384).weights / 4, 12_944_960);
+        assert_eq!(
+            estimate(&direct, Arch::Vgg19, 512, 384).weights / 4,
+            12_944_960
+        );
         let e = estimate(&c, Arch::Vgg16, 512, 384);
         assert_eq!(e.weights / 4, 9 * 9_995_072);
         // Within 10% of the peak RSS measured for a 512x384 VGG16 run with history 100
