@@ -969,7 +969,8 @@ fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() 
     let o = s.transfer(w, &["--size", "1200", "--max-memory", "300M"], "big.png");
     assert_clean_error(&o, &["1200x960", "GiB of memory", "--no-memory-check"]);
     assert!(!Path::new(&s.p("big.png")).exists());
-    // With room for the activations but not 100 history pairs: history is shortened.
+    // With room for the weights (and their Winograd transforms: about 0.5 GiB) and the
+    // activations but not 100 history pairs: history is shortened.
     let o = s.transfer(
         w,
         &[
@@ -978,7 +979,7 @@ fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() 
             "-n",
             "2",
             "--max-memory",
-            "800M",
+            "1200M",
             "--no-multiscale",
         ],
         "short.png",
