@@ -11,6 +11,7 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
@@ -37,6 +38,39 @@ pub trait WinogradBackend: Backend {
 
     /// 2×2, stride-2 max pooling of `x` (`[n, c, h, w]`) ([`crate::maxpool`]).
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The Gram matrix `F Fᵀ` of `f` (`[c, n]`) ([`winograd::gram`]).
+    fn gram(f: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+fn gram_of(f: &FlexTensor) -> FlexTensor {
+    let s = f.layout().shape();
+    let (c, n) = (s[0], s[1]);
+    FlexTensor::from_data(TensorData::new(winograd::gram(&values(f), c, n), [c, c]))
+}
+
+#[derive(Debug)]
+struct GramBackward;
+
+impl Backward<Flex, 1> for GramBackward {
+    /// The features (shared with the layer that made them, not copied).
+    type State = FlexTensor;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_f] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let f = ops.state;
+        if let Some(node) = node_f {
+            // d(F Fᵀ) = (G' + G'ᵀ) F.
+            let sym = Flex::float_add(grad.clone(), Flex::float_transpose(grad));
+            grads.register::<Flex>(node.id, Flex::float_matmul(sym, f));
+        }
+    }
 }
 
 /// The max pooling of `x`.
@@ -168,6 +202,10 @@ impl WinogradBackend for Flex {
     fn max_pool2x2(x: FlexTensor) -> FlexTensor {
         pool(&x)
     }
+
+    fn gram(f: FlexTensor) -> FlexTensor {
+        gram_of(&f)
+    }
 }
 
 #[derive(Debug)]
@@ -237,6 +275,26 @@ impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(pool(x.primitive())),
         }
     }
+
+    fn gram(f: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GramBackward
+            .prepare::<C>([f.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = f.primitive().clone();
+                let out = gram_of(&input);
+                prep.finish(input, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(gram_of(f.primitive())),
+        }
+    }
+}
+
+/// The Gram matrix `F Fᵀ` of `f` (`[c, n]`) on the CPU (`f` on the CPU device).
+pub fn gram(f: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as WinogradBackend>::gram(f.into_dispatch()))
 }
 
 /// 2×2, stride-2 max pooling on the CPU (`x` on the CPU device), with a gradient that
@@ -366,5 +424,43 @@ mod tests {
             );
             assert!(gd.iter().any(|v| *v != 0.0));
         }
+    }
+
+    #[test]
+    fn gram_matches_the_matrix_product_in_value_and_gradient() {
+        use burn::prelude::*;
+        let device = crate::device::cpu();
+        // Long enough to be split among threads.
+        let (c, n) = (5, 5000);
+        let data: Vec<f32> = (0..c * n)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let run = |fast: bool| {
+            let f = Tensor::<2>::from_data(TensorData::new(data.clone(), [c, n]), &device)
+                .require_grad();
+            let g = if fast {
+                super::gram(f.clone())
+            } else {
+                f.clone().matmul(f.clone().transpose())
+            };
+            let weights = Tensor::<2>::from_data(
+                TensorData::new(
+                    (0..c * c).map(|i| i as f32 - 7.0).collect::<Vec<_>>(),
+                    [c, c],
+                ),
+                &device,
+            );
+            let grads = (g.clone() * weights).sum().backward();
+            let gf = f
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            (g.into_data().try_to_vec::<f32>().unwrap(), gf)
+        };
+        let ((g1, d1), (g2, d2)) = (run(true), run(false));
+        assert!(max_relative(&g1, &g2) < 1e-5, "{}", max_relative(&g1, &g2));
+        assert!(max_relative(&d1, &d2) < 1e-5, "{}", max_relative(&d1, &d2));
     }
 }

@@ -21,12 +21,21 @@ pub enum LossForm {
     Paper,
 }
 
+/// `F Fᵀ`: on the CPU by [`crate::fastconv::gram`] (the long dimension split among the
+/// threads), elsewhere by the backend's matrix product.
+fn outer(f: Tensor<2>) -> Tensor<2> {
+    if f.device() == crate::device::cpu() {
+        crate::fastconv::gram(f)
+    } else {
+        f.clone().matmul(f.transpose())
+    }
+}
+
 /// The Gram matrix of a `[1, C, H, W]` activation: `[C, C]`, divided by `C·H·W` in the mean
 /// form and not at all in the paper's.
 pub fn gram(features: Tensor<4>, form: LossForm) -> Tensor<2> {
     let [_, c, h, w] = features.dims();
-    let f = features.reshape([c, h * w]);
-    let g = f.clone().matmul(f.transpose());
+    let g = outer(features.reshape([c, h * w]));
     match form {
         LossForm::Mean | LossForm::Normalized => g.div_scalar((c * h * w) as f32),
         LossForm::Paper => g,
@@ -45,8 +54,7 @@ pub fn masked_gram(
     form: LossForm,
 ) -> Tensor<2> {
     let [_, c, h, w] = features.dims();
-    let f = features.reshape([c, h * w]).mul(sqrt_mask);
-    let g = f.clone().matmul(f.transpose());
+    let g = outer(features.reshape([c, h * w]).mul(sqrt_mask));
     match form {
         LossForm::Mean | LossForm::Normalized => g.div_scalar(c as f32 * area),
         LossForm::Paper => g,
