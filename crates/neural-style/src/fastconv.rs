@@ -49,62 +49,11 @@ fn gram_of(f: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(winograd::gram(&values(f), c, n), [c, c]))
 }
 
-#[derive(Debug)]
-struct GramBackward;
-
-impl Backward<Flex, 1> for GramBackward {
-    /// The features (shared with the layer that made them, not copied).
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_f] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let f = ops.state;
-        if let Some(node) = node_f {
-            // d(F Fᵀ) = (G' + G'ᵀ) F.
-            let sym = Flex::float_add(grad.clone(), Flex::float_transpose(grad));
-            grads.register::<Flex>(node.id, Flex::float_matmul(sym, f));
-        }
-    }
-}
-
 /// The max pooling of `x`.
 fn pool(x: &FlexTensor) -> FlexTensor {
     let [n, c, h, w] = dims4(x);
     let y = maxpool::forward(&values(x), n * c, h, w);
     FlexTensor::from_data(TensorData::new(y, [n, c, h / 2, w / 2]))
-}
-
-#[derive(Debug)]
-struct MaxPoolBackward;
-
-impl Backward<Flex, 1> for MaxPoolBackward {
-    /// The pooled input (shared with the layer that made it, not copied).
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let x = ops.state;
-        if let Some(node) = node_x {
-            let [n, c, h, w] = dims4(&x);
-            let g = maxpool::backward(&values(&x), &values(&grad), n * c, h, w);
-            grads.register::<Flex>(
-                node.id,
-                FlexTensor::from_data(TensorData::new(g, [n, c, h, w])),
-            );
-        }
-    }
 }
 
 fn border_of(code: usize) -> Border {
@@ -208,13 +157,20 @@ impl WinogradBackend for Flex {
     }
 }
 
-#[derive(Debug)]
-struct WinogradBackward;
+/// The backward step of an operation with one differentiable input: the input's gradient
+/// from the operation's kept state and the output's gradient.
+struct OneInput<S> {
+    gradient: fn(&S, FlexTensor) -> FlexTensor,
+}
 
-impl Backward<Flex, 1> for WinogradBackward {
-    /// The gradient's transformed filters, the border, and the output when it was rectified
-    /// (shared with the layers that read it, not copied).
-    type State = (FlexTensor, usize, Option<FlexTensor>);
+impl<S> std::fmt::Debug for OneInput<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneInput")
+    }
+}
+
+impl<S: Clone + Send + std::fmt::Debug + 'static> Backward<Flex, 1> for OneInput<S> {
+    type State = S;
 
     fn backward(
         self,
@@ -224,12 +180,48 @@ impl Backward<Flex, 1> for WinogradBackward {
     ) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (u_back, border, output) = ops.state;
         if let Some(node) = node_x {
-            let g = input_gradient(&grad, &u_back, border_of(border), output.as_ref());
-            grads.register::<Flex>(node.id, g);
+            grads.register::<Flex>(node.id, (self.gradient)(&ops.state, grad));
         }
     }
+}
+
+/// Runs `forward` on `x`'s values and, when `x` is tracked, records `gradient` with the
+/// state `forward` returns (made only when tracked).
+fn one_input<C: CheckpointStrategy, S: Clone + Send + std::fmt::Debug + 'static>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    forward: impl FnOnce(&FlexTensor, bool) -> (FlexTensor, Option<S>),
+    gradient: fn(&S, FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let step = OneInput { gradient };
+    match step.prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = forward(x.primitive(), true);
+            prep.finish(state.expect("a state when tracked"), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), false).0),
+    }
+}
+
+/// The Gram matrix's gradient: d(F Fᵀ) = (G' + G'ᵀ) F.
+fn gram_gradient(f: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let sym = Flex::float_add(grad.clone(), Flex::float_transpose(grad));
+    Flex::float_matmul(sym, f.clone())
+}
+
+/// The max pooling's gradient, from the pooled input.
+fn pool_gradient(x: &FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let [n, c, h, w] = dims4(x);
+    let g = maxpool::backward(&values(x), &values(&grad), n * c, h, w);
+    FlexTensor::from_data(TensorData::new(g, [n, c, h, w]))
+}
+
+/// The convolution's gradient from its state: the gradient's transformed filters, the
+/// border, and the output when it was rectified (shared with the layers that read it).
+type ConvState = (FlexTensor, usize, Option<FlexTensor>);
+
+fn conv_gradient((u_back, border, output): &ConvState, grad: FlexTensor) -> FlexTensor {
+    input_gradient(&grad, u_back, border_of(*border), output.as_ref())
 }
 
 impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
@@ -245,50 +237,31 @@ impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
         let u_back = u_back.into_primitive();
         let bias = bias.into_primitive();
         let pad = (1, border_of(border));
-        match WinogradBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let out = convolve(x.primitive(), &u, Some(&bias), relu, None, pad);
-                let kept = relu.then(|| out.clone());
-                prep.finish((u_back, border, kept), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(convolve(x.primitive(), &u, Some(&bias), relu, None, pad))
-            }
-        }
+        one_input::<C, _>(
+            x,
+            |x, tracked| {
+                let out = convolve(x, &u, Some(&bias), relu, None, pad);
+                let state = tracked.then(|| (u_back, border, relu.then(|| out.clone())));
+                (out, state)
+            },
+            conv_gradient,
+        )
     }
 
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match MaxPoolBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let input = x.primitive().clone();
-                let out = pool(&input);
-                prep.finish(input, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(pool(x.primitive())),
-        }
+        one_input::<C, _>(
+            x,
+            |x, tracked| (pool(x), tracked.then(|| x.clone())),
+            pool_gradient,
+        )
     }
 
     fn gram(f: FloatTensor<Self>) -> FloatTensor<Self> {
-        match GramBackward
-            .prepare::<C>([f.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let input = f.primitive().clone();
-                let out = gram_of(&input);
-                prep.finish(input, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(gram_of(f.primitive())),
-        }
+        one_input::<C, _>(
+            f,
+            |f, tracked| (gram_of(f), tracked.then(|| f.clone())),
+            gram_gradient,
+        )
     }
 }
 
