@@ -1,9 +1,11 @@
-//! Fast 3×3 convolutions for burn's CPU backend (`flex`): the Winograd F(4×4, 3×3)
-//! algorithm of [`crate::winograd`] registered as a burn backend extension, with its own
-//! backward step. The network's weights are constants (style transfer optimises the image),
-//! so the backward step computes the input gradient only — itself a Winograd convolution
-//! with the transposed, flipped filters — and keeps no activations: just the transformed
-//! filters it was given.
+//! Fast CPU layers for burn's `flex` backend, registered as a burn backend extension with
+//! their own backward steps: the 3×3 convolution as Winograd F(4×4, 3×3)
+//! ([`crate::winograd`]) with its rectifier fused, 2×2 max pooling ([`crate::maxpool`]) and
+//! the Gram matrix. The network's weights are constants (style transfer optimises the
+//! image), so each backward step computes the input gradient only. The convolution's is
+//! itself a Winograd convolution with the transposed, flipped filters and keeps only those
+//! filters and, when rectified, its output (shared with the next layer, not copied); the
+//! pooling and the Gram matrix keep their input, which the network holds anyway.
 
 use burn::backend::autodiff::{
     Autodiff,

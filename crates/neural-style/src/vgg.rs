@@ -446,6 +446,11 @@ impl Vgg {
     /// The network with its CPU convolutions computed by `convolution` (on a GPU, always
     /// the backend's own).
     pub fn with_convolution(mut self, convolution: Convolution) -> Self {
+        // `new` already built the default; transforming the filters again would only repeat
+        // the start-up's most expensive step.
+        if convolution == self.convolution {
+            return self;
+        }
         self.convolution = convolution;
         self.winograd.clear();
         self.fast_cpu = convolution == Convolution::Winograd && self.device == crate::device::cpu();
