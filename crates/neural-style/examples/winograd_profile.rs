@@ -7,7 +7,8 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use neural_style::winograd::{self, Border, Shape, Strategy};
+use neural_style::Padding;
+use neural_style::winograd::{self, Shape, Strategy};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -42,7 +43,7 @@ fn main() {
             height: h,
             width: h,
             pad: 1,
-            border: Border::Zero,
+            border: Padding::Zero,
         };
         let x: Vec<f32> = (0..cin * h * h)
             .map(|i| ((i * 31) % 97) as f32 / 97.0)

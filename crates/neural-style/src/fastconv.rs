@@ -20,7 +20,8 @@ use burn::prelude::*;
 use burn_flex::FlexTensor;
 
 use crate::maxpool;
-use crate::winograd::{self, Border, POSITIONS};
+use crate::vgg::Padding;
+use crate::winograd::{self, POSITIONS};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait WinogradBackend: Backend {
@@ -58,11 +59,11 @@ fn pool(x: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(y, [n, c, h / 2, w / 2]))
 }
 
-fn border_of(code: usize) -> Border {
+fn border_of(code: usize) -> Padding {
     match code {
-        1 => Border::Reflect,
-        2 => Border::Replicate,
-        _ => Border::Zero,
+        1 => Padding::Reflect,
+        2 => Padding::Replicate,
+        _ => Padding::Zero,
     }
 }
 
@@ -93,7 +94,7 @@ fn convolve(
     bias: Option<&FlexTensor>,
     relu: bool,
     mask: Option<&FlexTensor>,
-    (pad, border): (usize, Border),
+    (pad, border): (usize, Padding),
 ) -> FlexTensor {
     let [n, channels, height, width] = dims4(x);
     let rows = u.layout().shape()[1];
@@ -122,14 +123,14 @@ fn convolve(
 fn input_gradient(
     grad: &FlexTensor,
     u_back: &FlexTensor,
-    border: Border,
+    border: Padding,
     output: Option<&FlexTensor>,
 ) -> FlexTensor {
     match border {
-        Border::Zero => convolve(grad, u_back, None, false, output, (1, Border::Zero)),
-        Border::Reflect | Border::Replicate => {
+        Padding::Zero => convolve(grad, u_back, None, false, output, (1, Padding::Zero)),
+        Padding::Reflect | Padding::Replicate => {
             // The gradient of the padded input (two pixels larger), folded back.
-            let padded = convolve(grad, u_back, None, false, output, (2, Border::Zero));
+            let padded = convolve(grad, u_back, None, false, output, (2, Padding::Zero));
             let [n, c, hp, wp] = dims4(&padded);
             let (h, w) = (hp - 2, wp - 2);
             let folded = winograd::fold_padding(&values(&padded), n * c, h, w, border);
@@ -303,11 +304,11 @@ impl WinogradFilters {
 
     /// The convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as `border`,
     /// rectified when `relu`.
-    pub fn conv(&self, x: Tensor<4>, border: Border, relu: bool) -> Tensor<4> {
+    pub fn conv(&self, x: Tensor<4>, border: Padding, relu: bool) -> Tensor<4> {
         let code = match border {
-            Border::Zero => 0,
-            Border::Reflect => 1,
-            Border::Replicate => 2,
+            Padding::Zero => 0,
+            Padding::Reflect => 1,
+            Padding::Replicate => 2,
         };
         Tensor::from_dispatch(<Dispatch as WinogradBackend>::winograd_conv3x3(
             x.into_dispatch(),

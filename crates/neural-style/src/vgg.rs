@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fastconv::WinogradFilters;
-use crate::winograd::Border;
 
 /// The kind of a VGG layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -551,12 +550,7 @@ impl Vgg {
             self.padding
         };
         if let Some(filters) = self.winograd.get(&conv.layer) {
-            let border = match padding {
-                Padding::Zero => Border::Zero,
-                Padding::Reflect => Border::Reflect,
-                Padding::Replicate => Border::Replicate,
-            };
-            return (filters.conv(x, border, relu), relu);
+            return (filters.conv(x, padding, relu), relu);
         }
         let (x, pad) = match padding {
             Padding::Zero => (x, 1),

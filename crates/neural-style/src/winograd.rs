@@ -13,6 +13,8 @@
 
 use rayon::prelude::*;
 
+use crate::vgg::Padding;
+
 /// Output tile side.
 const M: usize = 4;
 /// Input tile side (`M + 3 - 1`).
@@ -51,17 +53,6 @@ const AT: [[f32; A]; M] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
-/// How the input is read outside its borders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Border {
-    /// Zeros.
-    Zero,
-    /// Mirror without repeating the edge (`x[-1] = x[1]`); one pixel deep at most.
-    Reflect,
-    /// Repeat the edge (`x[-1] = x[0]`); one pixel deep at most.
-    Replicate,
-}
-
 /// The shape of one convolution: `n` images of `channels × height × width`, padded by `pad`
 /// on every side (1 keeps the size; 0 shrinks it by 2; 2 grows it by 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +68,7 @@ pub struct Shape {
     /// Padding on each side.
     pub pad: usize,
     /// How the padding is read.
-    pub border: Border,
+    pub border: Padding,
 }
 
 impl Shape {
@@ -152,17 +143,17 @@ pub fn transform_filters(
 }
 
 /// Where one padded coordinate reads from: `Some(index)` inside, `None` for a zero.
-fn source(v: isize, len: usize, border: Border) -> Option<usize> {
+fn source(v: isize, len: usize, border: Padding) -> Option<usize> {
     let len = len as isize;
     if (0..len).contains(&v) {
         return Some(v as usize);
     }
     let mapped = match border {
-        Border::Zero => return None,
-        Border::Reflect if v == -1 && len >= 2 => 1,
-        Border::Reflect if v == len && len >= 2 => len - 2,
-        Border::Replicate | Border::Reflect if v == -1 => 0,
-        Border::Replicate | Border::Reflect if v == len => len - 1,
+        Padding::Zero => return None,
+        Padding::Reflect if v == -1 && len >= 2 => 1,
+        Padding::Reflect if v == len && len >= 2 => len - 2,
+        Padding::Replicate | Padding::Reflect if v == -1 => 0,
+        Padding::Replicate | Padding::Reflect if v == len => len - 1,
         _ => return None,
     };
     Some(mapped as usize)
@@ -803,7 +794,13 @@ pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
 
 /// Adds the gradient of a one-pixel `border` padding back onto the unpadded input: `padded`
 /// is `[planes, h + 2, w + 2]`, the result `[planes, h, w]`.
-pub fn fold_padding(padded: &[f32], planes: usize, h: usize, w: usize, border: Border) -> Vec<f32> {
+pub fn fold_padding(
+    padded: &[f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    border: Padding,
+) -> Vec<f32> {
     let (hp, wp) = (h + 2, w + 2);
     assert_eq!(padded.len(), planes * hp * wp);
     let mut out = vec![0.0f32; planes * h * w];
@@ -905,15 +902,15 @@ mod tests {
     #[test]
     fn matches_direct_convolution_for_every_border_and_odd_sizes() {
         for (i, &(n, cin, cout, h, w, pad, border)) in [
-            (1, 3, 5, 8, 8, 1, Border::Zero),
-            (2, 4, 3, 7, 9, 1, Border::Zero),
-            (1, 6, 4, 13, 5, 1, Border::Reflect),
-            (1, 2, 2, 6, 11, 1, Border::Replicate),
-            (1, 3, 2, 5, 6, 0, Border::Zero),
-            (2, 3, 4, 9, 7, 2, Border::Zero),
-            (1, 2, 3, 1, 1, 1, Border::Zero),
-            (1, 2, 3, 1, 3, 1, Border::Replicate),
-            (1, 2, 3, 2, 2, 1, Border::Reflect),
+            (1, 3, 5, 8, 8, 1, Padding::Zero),
+            (2, 4, 3, 7, 9, 1, Padding::Zero),
+            (1, 6, 4, 13, 5, 1, Padding::Reflect),
+            (1, 2, 2, 6, 11, 1, Padding::Replicate),
+            (1, 3, 2, 5, 6, 0, Padding::Zero),
+            (2, 3, 4, 9, 7, 2, Padding::Zero),
+            (1, 2, 3, 1, 1, 1, Padding::Zero),
+            (1, 2, 3, 1, 3, 1, Padding::Replicate),
+            (1, 2, 3, 2, 2, 1, Padding::Reflect),
         ]
         .iter()
         .enumerate()
@@ -952,7 +949,7 @@ mod tests {
             height: h,
             width: w,
             pad: 1,
-            border: Border::Zero,
+            border: Padding::Zero,
         };
         let x = random(cin * h * w, 1);
         let weight = random(cout * cin * 9, 2);
@@ -994,7 +991,7 @@ mod tests {
 
     #[test]
     fn fold_padding_is_the_adjoint_of_padding() {
-        for border in [Border::Reflect, Border::Replicate, Border::Zero] {
+        for border in [Padding::Reflect, Padding::Replicate, Padding::Zero] {
             let (h, w) = (4, 5);
             let x = random(h * w, 7);
             let g = random((h + 2) * (w + 2), 8);
