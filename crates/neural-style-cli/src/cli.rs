@@ -354,14 +354,16 @@ pub struct RunArgs {
     /// the weights have].
     #[arg(long, value_delimiter = ',', value_name = "L,...")]
     pub style_layers: Option<Vec<String>>,
-    /// Weight of each style layer, comma-separated [default: 1 each (mean form), 1/L (paper)].
+    /// Weight of each style layer, comma-separated [default: 1/L (normalized, paper), 1 each
+    /// (mean)].
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_layer_weights: Option<Vec<f32>>,
     /// Content weight α [default: 1; --loss-form mean: 5 for Caffe weights, 1 for torchvision;
     /// paper: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub content_weight: Option<f32>,
-    /// Style weight β [default: 10; --loss-form mean: 100 for Caffe weights, 1e6 for
+    /// Style weight β [default: 10, or 100 when the content layers are all before relu4_1
+    /// (networks that stop early); --loss-form mean: 100 for Caffe weights, 1e6 for
     /// torchvision; paper: 1e3].
     #[arg(long, allow_negative_numbers = true)]
     pub style_weight: Option<f32>,

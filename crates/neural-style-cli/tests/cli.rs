@@ -321,6 +321,29 @@ fn missing_layers_are_listed_in_one_error() {
     // Without layer flags the defaults follow what the weights have.
     let auto = s.transfer(&truncated, &["--size", "32", "-n", "3"], "auto.png");
     assert!(auto.status.success(), "{}", stderr(&auto));
+    // Style layer weights are counted against the three style layers the weights have.
+    let three = s.transfer(
+        &truncated,
+        &["--size", "32", "-n", "3", "--style-layer-weights", "1,2,3"],
+        "three.png",
+    );
+    assert!(three.status.success(), "{}", stderr(&three));
+    let five = s.transfer(
+        &truncated,
+        &[
+            "--size",
+            "32",
+            "-n",
+            "3",
+            "--style-layer-weights",
+            "1,1,1,1,1",
+        ],
+        "five.png",
+    );
+    assert_clean_error(
+        &five,
+        &["5 weights given for 3 style layers (relu1_1, relu2_1, relu3_1)"],
+    );
     // Asking for layers beyond them is one clear error.
     let bad = s.transfer(
         &truncated,

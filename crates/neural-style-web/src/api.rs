@@ -250,7 +250,12 @@ async fn submit(
         ));
     }
     let config = settings
-        .to_config(&s.base, &s.net.convention, styles.len(), &s.limits)
+        .to_config(
+            &s.base.with_layers_for(s.net.info.arch, &s.net.info.convs),
+            &s.net.convention,
+            styles.len(),
+            &s.limits,
+        )
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let longest = settings.size;
     let style_longest = (longest as f32 * config.style_scale).ceil() as u32;

@@ -207,8 +207,18 @@ pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
 
 /// Default content weight of the normalised form.
 pub const NORMALIZED_CONTENT: f32 = 1.0;
-/// Default style weight of the normalised form.
+/// Default style weight of the normalised form when the content is read at `relu4_1` or
+/// deeper (the paper's `relu4_2`).
 pub const NORMALIZED_STYLE: f32 = 10.0;
+/// Default style weight of the normalised form when every content layer is shallower than
+/// `relu4_1`, as on a network that stops at `conv3_1`. A shallow content layer holds the
+/// photo's fine texture, and without `relu4_1`/`relu5_1` among the style layers only the
+/// Gram matrices of `relu1_1..relu3_1` can repaint it: measured on the shared
+/// `vgg19-normalised-to-conv3_1` weights at 256 and 512 px on three photo + painting pairs,
+/// 10 leaves the photos lightly textured; 100 paints them with the painting's strokes and
+/// keeps the photo's shapes; 300 and 1000 paint more and keep less (README, "Choosing the
+/// defaults").
+pub const NORMALIZED_STYLE_SHALLOW_CONTENT: f32 = 100.0;
 /// Default total-variation weight of the normalised form.
 pub const NORMALIZED_TV: f32 = 0.0;
 
@@ -296,8 +306,21 @@ impl TransferConfig {
     /// Mean form, Caffe convention: jcjohnson/neural-style's 5, 100, 1e-3. Mean form,
     /// torchvision convention (inputs about 57x smaller, features correspondingly smaller):
     /// 1, 1e6 (the PyTorch tutorial's ratio), 0. Paper form: α = 1, β = 1e3 (α/β = 1e-3), TV 0.
+    ///
+    /// Normalised form: content 1, style [`NORMALIZED_STYLE`] (10), or
+    /// [`NORMALIZED_STYLE_SHALLOW_CONTENT`] when every content layer lies before block 4;
+    /// TV 0. Call on a config whose layers are resolved ([`Self::with_layers_for`]).
     pub fn loss_weights(&self, convention: &InputConvention) -> LossWeights {
+        let shallow = {
+            let content = self.content_layers();
+            !content.is_empty() && content.iter().all(|l| l.block() < 4)
+        };
         let (c, s, t) = match (self.loss_form, convention) {
+            (LossForm::Normalized, _) if shallow => (
+                NORMALIZED_CONTENT,
+                NORMALIZED_STYLE_SHALLOW_CONTENT,
+                NORMALIZED_TV,
+            ),
             (LossForm::Normalized, _) => (NORMALIZED_CONTENT, NORMALIZED_STYLE, NORMALIZED_TV),
             (LossForm::Mean, InputConvention::CaffeBgr255 { .. }) => (5.0, 100.0, 1e-3),
             (LossForm::Mean, InputConvention::TorchRgb01) => (1.0, 1e6, 0.0),
@@ -307,6 +330,27 @@ impl TransferConfig {
             content: self.content_weight.unwrap_or(c),
             style: self.style_weight.unwrap_or(s),
             tv: self.tv_weight.unwrap_or(t),
+        }
+    }
+
+    /// One weight per style layer when `style_layer_weights` is set (call after
+    /// [`Self::with_layers_for`] when the style layers are the network's defaults).
+    pub fn check_style_layer_weights(&self) -> Result<()> {
+        match &self.style_layer_weights {
+            Some(w) if w.len() != self.style_layers().len() => Err(Error::config(
+                "style_layer_weights",
+                format!(
+                    "{} weights given for {} style layers ({})",
+                    w.len(),
+                    self.style_layers().len(),
+                    self.style_layers()
+                        .iter()
+                        .map(|l| l.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -448,15 +492,10 @@ impl TransferConfig {
             ));
         }
         if let Some(w) = &self.style_layer_weights {
-            if w.len() != self.style_layers().len() {
-                return Err(Error::config(
-                    "style_layer_weights",
-                    format!(
-                        "{} weights given for {} style layers",
-                        w.len(),
-                        self.style_layers().len()
-                    ),
-                ));
+            // Without explicit style layers the count is known once the weights file says
+            // which layers it has: `check_style_layer_weights` after `with_layers_for`.
+            if self.style_layers.is_some() {
+                self.check_style_layer_weights()?;
             }
             if w.iter().any(|x| !x.is_finite() || *x < 0.0) {
                 return Err(Error::config(
@@ -558,5 +597,90 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn style_layer_weights_are_counted_against_the_layers_the_weights_have() {
+        // A VGG19 that stops at conv3_1 has three of the five default style layers.
+        let convs = [
+            Layer::Conv1_1,
+            Layer::Conv1_2,
+            Layer::Conv2_1,
+            Layer::Conv2_2,
+            Layer::Conv3_1,
+        ];
+        let three = TransferConfig {
+            style_layer_weights: Some(vec![1.0, 2.0, 3.0]),
+            ..TransferConfig::default()
+        };
+        three.validate(1).unwrap();
+        let resolved = three.with_layers_for(Arch::Vgg19, &convs);
+        resolved.check_style_layer_weights().unwrap();
+        assert_eq!(resolved.layer_weights(), vec![1.0, 2.0, 3.0]);
+        let five = TransferConfig {
+            style_layer_weights: Some(vec![1.0; 5]),
+            ..TransferConfig::default()
+        };
+        let err = five
+            .with_layers_for(Arch::Vgg19, &convs)
+            .check_style_layer_weights()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("5 weights given for 3 style layers (relu1_1, relu2_1, relu3_1)"),
+            "{err}"
+        );
+        // Explicit layers are counted at once.
+        let explicit = TransferConfig {
+            style_layers: Some(vec![Layer::Relu1_1]),
+            ..five
+        };
+        assert!(explicit.validate(1).is_err());
+    }
+
+    #[test]
+    fn default_style_weight_is_stronger_when_content_is_read_before_block_4() {
+        let convention = InputConvention::TorchRgb01;
+        let deep = TransferConfig::default();
+        assert_eq!(deep.loss_weights(&convention).style, NORMALIZED_STYLE);
+        let shallow = TransferConfig {
+            content_layers: Some(vec![Layer::Relu3_1]),
+            ..TransferConfig::default()
+        };
+        assert_eq!(
+            shallow.loss_weights(&convention).style,
+            NORMALIZED_STYLE_SHALLOW_CONTENT
+        );
+        // One deep content layer is enough for the usual default.
+        let mixed = TransferConfig {
+            content_layers: Some(vec![Layer::Relu2_2, Layer::Relu4_2]),
+            ..TransferConfig::default()
+        };
+        assert_eq!(mixed.loss_weights(&convention).style, NORMALIZED_STYLE);
+        // A weight given is kept, and the other forms keep their own defaults.
+        let given = TransferConfig {
+            style_weight: Some(3.0),
+            ..shallow.clone()
+        };
+        assert_eq!(given.loss_weights(&convention).style, 3.0);
+        let paper = TransferConfig {
+            loss_form: LossForm::Paper,
+            ..shallow
+        };
+        assert_eq!(paper.loss_weights(&convention).style, 1e3);
+        // Weights that stop at conv3_1 get relu3_1 for content, hence the stronger default.
+        let convs = [
+            Layer::Conv1_1,
+            Layer::Conv1_2,
+            Layer::Conv2_1,
+            Layer::Conv2_2,
+            Layer::Conv3_1,
+        ];
+        let truncated = TransferConfig::default().with_layers_for(Arch::Vgg19, &convs);
+        assert_eq!(truncated.content_layers(), &[Layer::Relu3_1]);
+        assert_eq!(
+            truncated.loss_weights(&convention).style,
+            NORMALIZED_STYLE_SHALLOW_CONTENT
+        );
     }
 }

@@ -789,6 +789,7 @@ pub fn run_resumable(
         String::new()
     };
     let config = &config.with_layers_for(net.info.arch, &net.info.convs);
+    config.check_style_layer_weights()?;
     if (resume.is_some() || checkpoint_every > 0) && config.optimizer != OptimizerKind::Lbfgs {
         return Err(Error::config(
             "optimizer",
