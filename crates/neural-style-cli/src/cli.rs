@@ -362,7 +362,7 @@ pub struct RunArgs {
     /// paper: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub content_weight: Option<f32>,
-    /// Style weight β [default: 10, or 100 when the content layers are all before relu4_1
+    /// Style weight β [default: 10, or 300 when the content layers are all before relu4_1
     /// (networks that stop early); --loss-form mean: 100 for Caffe weights, 1e6 for
     /// torchvision; paper: 1e3].
     #[arg(long, allow_negative_numbers = true)]

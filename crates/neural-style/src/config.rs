@@ -215,10 +215,10 @@ pub const NORMALIZED_STYLE: f32 = 10.0;
 /// photo's fine texture, and without `relu4_1`/`relu5_1` among the style layers only the
 /// Gram matrices of `relu1_1..relu3_1` can repaint it: measured on the shared
 /// `vgg19-normalised-to-conv3_1` weights at 256 and 512 px on three photo + painting pairs,
-/// 10 leaves the photos lightly textured; 100 paints them with the painting's strokes and
-/// keeps the photo's shapes; 300 and 1000 paint more and keep less (README, "Choosing the
-/// defaults").
-pub const NORMALIZED_STYLE_SHALLOW_CONTENT: f32 = 100.0;
+/// 10 leaves the photos lightly textured, 100 is the least that paints them all with the
+/// painting's strokes, and even 1000 keeps the photos' shapes; 300 sits between (README,
+/// "Choosing the defaults").
+pub const NORMALIZED_STYLE_SHALLOW_CONTENT: f32 = 300.0;
 /// Default total-variation weight of the normalised form.
 pub const NORMALIZED_TV: f32 = 0.0;
 
