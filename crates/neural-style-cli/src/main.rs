@@ -238,6 +238,11 @@ fn run() -> Result<ExitCode> {
     set_threads(job.threads)?;
     let inputs = load_inputs(&job)?;
     let (net, weights) = load_network(&job)?;
+    // Style layer weights are counted once the weights say which style layers there are.
+    job.config
+        .with_layers_for(net.info.arch, &net.info.convs)
+        .check_style_layer_weights()
+        .map_err(config::flag_error)?;
     let mut job = job;
     if !job.no_memory_check {
         check_memory(&mut job, &net, &inputs)?;

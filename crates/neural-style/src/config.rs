@@ -531,6 +531,15 @@ impl TransferConfig {
 mod tests {
     use super::*;
 
+    /// The convolutions of a VGG19 that stops at conv3_1.
+    const TO_CONV3_1: [Layer; 5] = [
+        Layer::Conv1_1,
+        Layer::Conv1_2,
+        Layer::Conv2_1,
+        Layer::Conv2_2,
+        Layer::Conv3_1,
+    ];
+
     fn sides(s: &[Scale]) -> Vec<(u32, u32, usize)> {
         s.iter()
             .map(|s| (s.width, s.height, s.evaluations))
@@ -602,13 +611,7 @@ mod tests {
     #[test]
     fn style_layer_weights_are_counted_against_the_layers_the_weights_have() {
         // A VGG19 that stops at conv3_1 has three of the five default style layers.
-        let convs = [
-            Layer::Conv1_1,
-            Layer::Conv1_2,
-            Layer::Conv2_1,
-            Layer::Conv2_2,
-            Layer::Conv3_1,
-        ];
+        let convs = TO_CONV3_1;
         let three = TransferConfig {
             style_layer_weights: Some(vec![1.0, 2.0, 3.0]),
             ..TransferConfig::default()
@@ -669,13 +672,7 @@ mod tests {
         };
         assert_eq!(paper.loss_weights(&convention).style, 1e3);
         // Weights that stop at conv3_1 get relu3_1 for content, hence the stronger default.
-        let convs = [
-            Layer::Conv1_1,
-            Layer::Conv1_2,
-            Layer::Conv2_1,
-            Layer::Conv2_2,
-            Layer::Conv3_1,
-        ];
+        let convs = TO_CONV3_1;
         let truncated = TransferConfig::default().with_layers_for(Arch::Vgg19, &convs);
         assert_eq!(truncated.content_layers(), &[Layer::Relu3_1]);
         assert_eq!(

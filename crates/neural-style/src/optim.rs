@@ -40,6 +40,13 @@ pub struct Lbfgs {
     /// ten times smaller. L-BFGS's own transient spikes (one evaluation at 10-20 times the
     /// best, then back down) are left alone.
     pub safeguard: bool,
+    /// Scale of the inverse Hessian for the very first step (not in PyTorch): the first
+    /// step is `-h·g` instead of PyTorch's `-min(1, 1/‖g‖₁)·g`. For a problem like one
+    /// solved before, as each size of a coarse-to-fine schedule is like the one before it,
+    /// the curvature learnt there ([`Outcome::h_diag`]) gives a first step of about the
+    /// right length, where PyTorch's rule takes a step far too short on a large image and
+    /// the next ones, scaled from it, overshoot. `None`: PyTorch's rule.
+    pub initial_h_diag: Option<f32>,
 }
 
 /// A loss this many times the best seen is a divergence at once.
@@ -81,6 +88,9 @@ pub struct Outcome {
     pub stopped: bool,
     /// How many times the divergence guard restored the best point.
     pub recoveries: usize,
+    /// The last curvature scale `sᵀy / yᵀy` (the inverse Hessian's diagonal that the
+    /// two-loop recursion starts from), when a correction pair was kept.
+    pub h_diag: Option<f32>,
 }
 
 struct Counter<'a, O: Objective> {
@@ -110,6 +120,7 @@ impl Lbfgs {
             history_size,
             strong_wolfe,
             safeguard: true,
+            initial_h_diag: None,
         }
     }
 
@@ -139,7 +150,11 @@ impl Lbfgs {
         Outcome {
             evaluations: f.evaluations,
             stopped,
-            recoveries: state.map_or(0, |s| s.recoveries),
+            recoveries: state.as_ref().map_or(0, |s| s.recoveries),
+            h_diag: state
+                .as_ref()
+                .filter(|s| !s.ro.is_empty())
+                .map(|s| s.h_diag),
         }
     }
 
@@ -235,10 +250,14 @@ impl Lbfgs {
             }
             st.prev_grad.clone_from(&st.grad);
             let prev_loss = st.loss;
-            st.t = if st.fresh {
-                (1.0f32).min(1.0 / abs_sum(&st.grad)) * st.lr
-            } else {
-                st.lr
+            // The very first step may take its length from a related problem's curvature.
+            let carried = self
+                .initial_h_diag
+                .filter(|h| st.n_iter == 1 && st.recoveries == 0 && h.is_finite() && *h > 0.0);
+            st.t = match carried {
+                Some(h) => h * st.lr,
+                None if st.fresh => (1.0f32).min(1.0 / abs_sum(&st.grad)) * st.lr,
+                None => st.lr,
             };
             st.fresh = false;
             let gtd = dot(&st.grad, &st.d);
@@ -572,6 +591,7 @@ impl Adam {
                     evaluations: step,
                     stopped: true,
                     recoveries: 0,
+                    h_diag: None,
                 };
             };
             let bc1 = 1.0 - self.beta1.powi(step as i32);
@@ -587,6 +607,7 @@ impl Adam {
             evaluations: self.steps,
             stopped: false,
             recoveries: 0,
+            h_diag: None,
         }
     }
 }
@@ -687,5 +708,36 @@ mod tests {
         let out = Lbfgs::new(100, 5, false).minimize(&mut x, &mut obj);
         assert!(out.stopped);
         assert_eq!(out.evaluations, 4);
+    }
+
+    #[test]
+    fn a_carried_curvature_scale_sets_the_first_step() {
+        // A wide, shallow quadratic f = Σ c·x² over many coordinates, like a large image:
+        // ‖g‖₁ is large, so PyTorch's first step min(1, 1/‖g‖₁)·g barely moves, while the
+        // carried scale 1/(2c) (the exact inverse curvature) lands on the minimum at once.
+        let n = 10_000;
+        let c = 1e-3f32;
+        let quadratic = |x: &[f32]| -> ControlFlow<(), (f32, Vec<f32>)> {
+            let f = x.iter().map(|v| c * v * v).sum();
+            ControlFlow::Continue((f, x.iter().map(|v| 2.0 * c * v).collect()))
+        };
+        let run = |h: Option<f32>, evaluations: usize| {
+            let mut x = vec![1.0f32; n];
+            let mut lbfgs = Lbfgs::new(evaluations, 10, false);
+            lbfgs.initial_h_diag = h;
+            let out = lbfgs.minimize(&mut x, &mut { quadratic });
+            (quadratic(&x).continue_value().unwrap().0, out)
+        };
+        let start = c * n as f32;
+        // One step (two evaluations).
+        let (pytorch, out) = run(None, 2);
+        assert!(pytorch > 0.99 * start, "{pytorch} of {start}");
+        assert_eq!(out.h_diag, None, "no correction pair yet");
+        // The pair of that step gives the curvature scale sᵀy/yᵀy: exactly 1/(2c).
+        let (_, out) = run(None, 3);
+        let h = out.h_diag.expect("one pair kept");
+        assert!((h - 1.0 / (2.0 * c)).abs() < 1e-2 / c, "{h}");
+        let (carried, _) = run(Some(h), 2);
+        assert!(carried < 1e-6 * start, "{carried} of {start}");
     }
 }

@@ -877,6 +877,8 @@ pub fn run_resumable(
     }
     let started = Instant::now();
     let mut previous: Option<Image> = None;
+    // L-BFGS's curvature scale at the end of the previous size, per pixel.
+    let mut curvature: Option<f32> = None;
     let mut total = Output {
         image: Image::new(1, 1, vec![0.0; 3]),
         best_loss: LossParts::default(),
@@ -914,7 +916,8 @@ pub fn run_resumable(
             Some(p) => p.resized(scale.width, scale.height),
             None => start_image(config, inputs, scale.width, scale.height),
         };
-        let out = run_scale(
+        let pixels = (scale.width * scale.height) as f32;
+        let (out, h_diag) = run_scale(
             net,
             config,
             inputs,
@@ -927,9 +930,13 @@ pub fn run_resumable(
                 fingerprint: &fingerprint,
                 checkpoint_every,
                 resume: resume.take(),
+                // The terms are means over positions, so the gradient per pixel, and with
+                // it the curvature, shrinks as the image grows: the inverse scales with it.
+                initial_h_diag: curvature.map(|h| h * pixels),
             },
             observer,
         )?;
+        curvature = h_diag.map(|h| h / pixels);
         total.evaluations += out.evaluations;
         total.recoveries += out.recoveries;
         total.non_finite_at = total.non_finite_at.or(out.non_finite_at);
@@ -974,9 +981,12 @@ struct Progress<'a> {
     checkpoint_every: usize,
     /// A checkpoint taken at this size to continue from.
     resume: Option<Checkpoint>,
+    /// L-BFGS's first step: the curvature scale carried from the previous size.
+    initial_h_diag: Option<f32>,
 }
 
-/// Optimises one size of the schedule from `init` (or from `progress.resume`).
+/// Optimises one size of the schedule from `init` (or from `progress.resume`); also gives
+/// L-BFGS's curvature scale at the end.
 fn run_scale(
     net: &Network,
     config: &TransferConfig,
@@ -985,7 +995,7 @@ fn run_scale(
     init: Image,
     progress: Progress<'_>,
     observer: &mut dyn Observer,
-) -> Result<Output> {
+) -> Result<(Output, Option<f32>)> {
     let Progress {
         index,
         done,
@@ -993,6 +1003,7 @@ fn run_scale(
         fingerprint,
         checkpoint_every,
         resume,
+        initial_h_diag,
     } = progress;
     let conv = net.convention;
     let Scale {
@@ -1123,6 +1134,7 @@ fn run_scale(
         OptimizerKind::Lbfgs => {
             let mut lbfgs = Lbfgs::new(evaluations, config.lbfgs_history, config.line_search);
             lbfgs.safeguard = config.safeguard;
+            lbfgs.initial_h_diag = initial_h_diag;
             lbfgs.minimize_resumable(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration)
         }
         OptimizerKind::Adam => Adam::new(
@@ -1138,13 +1150,16 @@ fn run_scale(
     };
     let mut data = conv.from_network(&best_x);
     data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-    Ok(Output {
-        image: Image::new(width, height, data),
-        best_loss,
-        final_loss: last,
-        evaluations: count,
-        stopped: outcome.stopped && non_finite_at.is_none(),
-        recoveries: outcome.recoveries,
-        non_finite_at,
-    })
+    Ok((
+        Output {
+            image: Image::new(width, height, data),
+            best_loss,
+            final_loss: last,
+            evaluations: count,
+            stopped: outcome.stopped && non_finite_at.is_none(),
+            recoveries: outcome.recoveries,
+            non_finite_at,
+        },
+        outcome.h_diag,
+    ))
 }
