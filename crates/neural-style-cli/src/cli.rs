@@ -385,7 +385,8 @@ pub struct RunArgs {
     /// Use a strong-Wolfe line search in L-BFGS.
     #[arg(long)]
     pub line_search: bool,
-    /// Turn off L-BFGS's divergence guard (plain PyTorch LBFGS semantics).
+    /// Turn off L-BFGS's divergence guard (a single-size run is then PyTorch's LBFGS on any
+    /// well-scaled problem).
     #[arg(long)]
     pub no_safeguard: bool,
     /// Adam step size, in 0..255 pixel units.
