@@ -42,14 +42,17 @@ pub trait WinogradBackend: Backend {
     /// 2×2, stride-2 max pooling of `x` (`[n, c, h, w]`) ([`crate::maxpool`]).
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// The Gram matrix `F Fᵀ` of `f` (`[c, n]`) ([`winograd::gram`]).
+    /// The Gram matrix `F Fᵀ` of `f` (`[c, n]`) ([`crate::linalg::gram`]).
     fn gram(f: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 fn gram_of(f: &FlexTensor) -> FlexTensor {
     let s = f.layout().shape();
     let (c, n) = (s[0], s[1]);
-    FlexTensor::from_data(TensorData::new(winograd::gram(&values(f), c, n), [c, c]))
+    FlexTensor::from_data(TensorData::new(
+        crate::linalg::gram(&values(f), c, n),
+        [c, c],
+    ))
 }
 
 /// The max pooling of `x`.

@@ -34,6 +34,7 @@ pub mod error;
 pub mod fastconv;
 pub mod flow;
 pub mod image_io;
+pub mod linalg;
 pub mod loss;
 pub mod mask;
 pub mod maxpool;

@@ -758,40 +758,6 @@ pub fn conv3x3_with(
     out
 }
 
-/// The Gram matrix `F Fᵀ` of `f` (`[c, n]`, row-major): `[c, c]`. The long inner dimension
-/// is split among the threads and their partial products summed.
-pub fn gram(f: &[f32], c: usize, n: usize) -> Vec<f32> {
-    use faer::linalg::matmul::matmul;
-    use faer::{Accum, MatMut, MatRef, Par};
-    assert_eq!(f.len(), c * n, "features are [c, n]");
-    let mut g = vec![0.0f32; c * c];
-    if c == 0 || n == 0 {
-        return g;
-    }
-    let parts = (rayon::current_num_threads() * 2).clamp(1, n.div_ceil(1024));
-    let chunk = n.div_ceil(parts);
-    let partials: Vec<Vec<f32>> = (0..parts)
-        .into_par_iter()
-        .map(|p| {
-            let start = (p * chunk).min(n);
-            let len = chunk.min(n - start);
-            let mut part = vec![0.0f32; c * c];
-            if len > 0 {
-                let fc = MatRef::from_row_major_slice_with_stride(&f[start..], c, len, n);
-                let dst = MatMut::from_row_major_slice_mut(&mut part, c, c);
-                matmul(dst, Accum::Replace, fc, fc.transpose(), 1.0f32, Par::Seq);
-            }
-            part
-        })
-        .collect();
-    for part in partials {
-        for (a, b) in g.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    g
-}
-
 /// Adds the gradient of a one-pixel `border` padding back onto the unpadded input: `padded`
 /// is `[planes, h + 2, w + 2]`, the result `[planes, h, w]`.
 pub fn fold_padding(
