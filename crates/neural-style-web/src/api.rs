@@ -32,7 +32,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// The network (for its input convention and description).
     pub net: Arc<Network>,
-    /// The server's base settings; each job's settings are applied on top.
+    /// The server's base settings with the network's layers resolved
+    /// ([`TransferConfig::with_layers_for`]); each job's settings are applied on top.
     pub base: TransferConfig,
     /// What clients may ask for.
     pub limits: Limits,
@@ -112,11 +113,13 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-/// `GET /api/info`: the network, the defaults and the limits.
+/// `GET /api/info`: the network, the defaults (with the loss weights that style strength 0
+/// means on this network) and the limits.
 async fn info(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "network": format!("{} ({})", s.net.info.arch, s.net.convention),
         "defaults": JobSettings::default(),
+        "loss_weights": s.base.loss_weights(&s.net.convention),
         "limits": s.limits,
         "style_strength_range": STYLE_STRENGTH_RANGE,
     }))
@@ -250,12 +253,7 @@ async fn submit(
         ));
     }
     let config = settings
-        .to_config(
-            &s.base.with_layers_for(s.net.info.arch, &s.net.info.convs),
-            &s.net.convention,
-            styles.len(),
-            &s.limits,
-        )
+        .to_config(&s.base, &s.net.convention, styles.len(), &s.limits)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let longest = settings.size;
     let style_longest = (longest as f32 * config.style_scale).ceil() as u32;

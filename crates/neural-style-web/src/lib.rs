@@ -113,6 +113,8 @@ impl Server {
                 source,
             })?,
         );
+        // The layers (and with them the default weights) of the network loaded.
+        let base = base.with_layers_for(net.info.arch, &net.info.convs);
         let state = Arc::new(api::AppState {
             jobs: jobs.clone(),
             net,

@@ -231,7 +231,7 @@ fn default_temporal_weight() -> f32 {
 }
 
 /// Loss weights after defaults are applied.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LossWeights {
     /// α.
     pub content: f32,

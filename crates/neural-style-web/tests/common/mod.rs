@@ -24,8 +24,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(config: ServerConfig) -> Self {
+        Self::start_with(&tiny_weights(), config)
+    }
+
+    /// A server on the network in `weights`.
+    pub fn start_with(weights: &Path, config: ServerConfig) -> Self {
         let base = TransferConfig::default();
-        let net = Network::load(&tiny_weights(), &base, &default_device()).unwrap();
+        let net = Network::load(weights, &base, &default_device()).unwrap();
         let server = Server::new(Arc::new(net), base, config).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
