@@ -170,6 +170,10 @@ def cmd_fixtures(args):
         weights[f"features.{i}.weight"] = w.contiguous()
         weights[f"features.{i}.bias"] = b.contiguous()
     save_file(weights, os.path.join(args.outdir, "tiny_vgg19.safetensors"), metadata={"input": "torch-rgb-01", "arch": "vgg19"})
+    # The same network cut after conv3_1 (features.0/2/5/7/10), like the shared normalised
+    # VGG19 that stops there.
+    cut = {k: v for k, v in weights.items() if int(k.split(".")[1]) <= 10}
+    save_file(cut, os.path.join(args.outdir, "tiny_vgg19_to_conv3_1.safetensors"), metadata={"input": "torch-rgb-01", "arch": "vgg19"})
     # The same weights as a PyTorch zip checkpoint, with a classifier as torchvision's files
     # have (it must be ignored).
     state = dict(weights)
