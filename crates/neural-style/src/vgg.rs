@@ -375,8 +375,6 @@ pub struct Vgg {
     convolution: Convolution,
     /// Winograd-transformed filters, for the convolutions that use them.
     winograd: HashMap<Layer, WinogradFilters>,
-    /// The network runs on the CPU with the fast layers ([`crate::fastconv`]).
-    fast_cpu: bool,
     device: Device,
 }
 
@@ -436,7 +434,6 @@ impl Vgg {
             padding,
             convolution: Convolution::Direct,
             winograd: HashMap::new(),
-            fast_cpu: false,
             device: device.clone(),
         };
         Ok(vgg.with_convolution(Convolution::default()))
@@ -452,8 +449,7 @@ impl Vgg {
         }
         self.convolution = convolution;
         self.winograd.clear();
-        self.fast_cpu = convolution == Convolution::Winograd && self.device == crate::device::cpu();
-        if self.fast_cpu {
+        if self.fast_cpu() {
             for (layer, conv) in &self.convs {
                 let [cout, cin, _, _] = conv.weight.dims();
                 if cin < WINOGRAD_MIN_CHANNELS {
@@ -474,6 +470,11 @@ impl Vgg {
             }
         }
         self
+    }
+
+    /// Whether the network runs on the CPU with the fast layers ([`crate::fastconv`]).
+    fn fast_cpu(&self) -> bool {
+        self.convolution == Convolution::Winograd && self.device == crate::device::cpu()
     }
 
     /// How the CPU computes the convolutions.
@@ -509,6 +510,7 @@ impl Vgg {
         };
         let mut found: HashMap<Layer, Tensor<4>> = HashMap::new();
         let mut x = input;
+        let fast = self.fast_cpu();
         // Whether the last convolution was computed with its rectifier.
         let mut rectified = false;
         for &layer in &self.layers {
@@ -526,7 +528,7 @@ impl Vgg {
                 LayerKind::Relu if rectified => x,
                 LayerKind::Relu => burn::tensor::activation::relu(x),
                 LayerKind::Pool => match self.pooling {
-                    Pooling::Max if self.fast_cpu => crate::fastconv::max_pool2x2(x),
+                    Pooling::Max if fast => crate::fastconv::max_pool2x2(x),
                     Pooling::Max => max_pool2d(x, MaxPoolOptions::new([2, 2])),
                     Pooling::Avg => avg_pool2d(x, AvgPoolOptions::new([2, 2])),
                 },
