@@ -345,8 +345,8 @@ fn the_default_weights_follow_the_network_loaded() {
     assert_eq!(info["loss_weights"]["style"], 10.0);
     assert_eq!(info["loss_weights"]["content"], 1.0);
     full.stop();
-    // The tiny network cut after conv3_1: content falls back to
-    // relu3_1, so the style weight that style strength 0 means is the stronger default.
+    // The tiny network cut after conv3_1: content falls back to relu3_1, so the style
+    // weight that style strength 0 means is the stronger default.
     let truncated = tiny_weights().with_file_name("tiny_vgg19_to_conv3_1.safetensors");
     let short = Running::start_with(&truncated, config(dir.path()));
     let info = get_json(&short.url("/api/info"));
