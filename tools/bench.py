@@ -91,7 +91,7 @@ def main():
         for _ in range(args.repeats):
             runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch,
                                                  "--device", "gpu" if gpu else "cpu"] + threads, gpu))
-            runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "tools", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps),
+            runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "crates", "neural-style-testdata", "fixtures", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps),
                                             "--arch", args.arch, "--device", "cuda" if gpu else "cpu"] + threads, gpu))
         summary = {}
         for engine, rs in runs.items():

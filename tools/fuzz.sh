@@ -21,8 +21,8 @@ for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("BMP", "bmp"), ("GIF", "gif")
     img.save(f"fuzz/corpus/image_decode/seed.{ext}", fmt)
 Image.new("LA", (3, 3)).save("fuzz/corpus/image_decode/seed-la.png")
 PY
-cp crates/neural-style/tests/fixtures/tiny_vgg19.safetensors fuzz/corpus/weights_parse/seed.safetensors
-cp crates/neural-style/tests/fixtures/tiny_vgg19.pth fuzz/corpus/weights_parse/seed.pth
+cp crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors fuzz/corpus/weights_parse/seed.safetensors
+cp crates/neural-style-testdata/fixtures/tiny_vgg19.pth fuzz/corpus/weights_parse/seed.pth
 for target in image_decode weights_parse; do
   maxlen=65536
   [ "$target" = weights_parse ] && maxlen=400000

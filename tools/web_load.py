@@ -29,7 +29,7 @@ import zlib
 import struct
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join(ROOT, "crates/neural-style/tests/fixtures/tiny_vgg19.safetensors")
+TINY = os.path.join(ROOT, "crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors")
 
 
 def png(w, h, phase):

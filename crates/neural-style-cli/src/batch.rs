@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,9 @@ use neural_style::{Image, Inputs};
 use crate::cli::{BatchArgs, RunArgs};
 use crate::config::RunJob;
 use crate::progress::{overall_bar, print_above, run_under};
-use crate::{Signals, check_memory, describe, load_network, set_threads};
+use crate::runner::{
+    Signals, describe, interrupted, job_plan, load_image, load_network, set_threads,
+};
 
 /// File extensions taken from a folder.
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "tga"];
@@ -145,7 +146,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     );
     let say = |line: &str| print_above(&overall, line);
     say(&describe(&net, &template, &weights));
-    let load = |p: &Path| Image::load(p, template.max_input_pixels);
+    let load = |p: &Path| load_image(p, template.max_input_pixels);
     // Each style is read once; a bad one skips its pairs.
     let mut failed: Vec<String> = Vec::new();
     let styles: Vec<(PathBuf, Result<Image, String>)> = a
@@ -202,24 +203,24 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             styles: vec![style],
             ..Inputs::default()
         };
-        let mut job = RunJob {
+        let job = RunJob {
             output: out.clone(),
             content: Some(c.clone()),
             styles: vec![s.clone()],
-            config: template.config.clone(),
             ..template.clone()
         };
-        if !job.no_memory_check
-            && let Err(e) = check_memory(&mut job, &net, &inputs)
-        {
-            let e = format!("{}: {e:#}", c.display());
-            say(&format!("error: {e}"));
-            failed.push(e);
-            failed_pairs += 1;
-            overall.inc(1);
-            continue;
-        }
-        let result = run_under(&multi, &net, &job, &inputs, &signals.interrupted);
+        let plan = match job_plan(&job, &net, inputs) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let e = format!("{}: {e:#}", c.display());
+                say(&format!("error: {e}"));
+                failed.push(e);
+                failed_pairs += 1;
+                overall.inc(1);
+                continue;
+            }
+        };
+        let result = run_under(&multi, &net, &job, &plan, &signals.interrupted);
         let output = match result {
             Ok(o) => o,
             Err(e) => {
@@ -231,7 +232,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        if output.stopped && signals.interrupted.load(Ordering::SeqCst) {
+        if interrupted(&output, &signals) {
             output.image.save(&partial)?;
             overall.finish_and_clear();
             eprintln!(

@@ -1,13 +1,12 @@
 //! `neural-style bench`: seconds per optimisation step (forward + backward to the image
 //! through VGG up to relu5_1 with the default content and style losses), random weights.
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
 use neural_style::vgg::random_conv_params;
-use neural_style::{
-    Arch, Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg,
-};
+use neural_style::{Layer, LossWeights, Objective, Pooling, StyleInput, TransferConfig, Vgg};
 
 use crate::cli::BenchArgs;
 
@@ -20,9 +19,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Runs the benchmark and prints its figures.
-pub fn run(args: &BenchArgs) -> Result<()> {
-    let arch = Arch::from(args.arch);
-    // The mean form, as tools/torch_reference.py's bench computes it.
+pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    crate::runner::set_threads(args.threads)?;
+    let arch = args.arch;
+    // The mean form, as the PyTorch reference (torch_reference.py)'s bench computes it.
     let config = TransferConfig {
         loss_form: neural_style::LossForm::Mean,
         ..TransferConfig::default()
@@ -37,14 +37,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         params,
         Layer::Relu5_1,
         Pooling::Max,
-        Padding::from(args.padding),
+        args.padding,
         &device,
     )?
-    .with_convolution(args.convolution.into());
+    .with_convolution(args.convolution)?;
     let n = args.size as usize;
-    let image = neural_style::transfer::noise_image(args.size, args.size, 1);
+    let image = neural_style::run::noise_image(args.size, args.size, 1);
     let x = neural_style::InputConvention::TorchRgb01.to_network(&image.data);
-    let style = neural_style::transfer::noise_image(args.size, args.size, 2);
+    let style = neural_style::run::noise_image(args.size, args.size, 2);
     let s = neural_style::InputConvention::TorchRgb01.to_network(&style.data);
     let weights = LossWeights {
         content: 1.0,
@@ -66,16 +66,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (&[], None),
         args.size,
         args.size,
-    );
+    )?;
     let mut y = x.clone();
     y.iter_mut()
         .enumerate()
         .for_each(|(i, v)| *v += ((i % 7) as f32 - 3.0) * 0.01);
-    let _ = objective.evaluate(&y); // warm-up
+    objective.evaluate(&y)?; // warm-up
     let mut times = Vec::with_capacity(args.steps);
     for _ in 0..args.steps.max(1) {
         let t = Instant::now();
-        let (loss, grad) = objective.evaluate(&y);
+        let (loss, grad) = objective.evaluate(&y)?;
         times.push(t.elapsed().as_secs_f64());
         std::hint::black_box((loss, grad));
     }
@@ -99,5 +99,5 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             times.len()
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use neural_style::config::{self, OptimizerKind, StyleLoss};
+use neural_style::{Arch, Convolution, LossForm, Padding, Pooling, PreserveColors};
+use neural_style_web::Limits;
 
 /// Neural style transfer: repaint a photo in the style of a painting (Gatys et al. 2015).
 #[derive(Debug, Parser)]
@@ -61,10 +64,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "50M", value_name = "SIZE", value_parser = parse_bytes)]
     pub max_upload: u64,
     /// Largest size (longest side, px) a job may ask for.
-    #[arg(long, default_value_t = 1024, value_name = "N")]
+    #[arg(long, default_value_t = Limits::default().max_size, value_name = "N")]
     pub max_size: u32,
     /// Most iterations a job may ask for.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, default_value_t = Limits::default().max_iterations, value_name = "N")]
     pub max_iterations: usize,
     /// Seconds a request may take (uploads included; live event streams excepted).
     #[arg(long, default_value_t = 60, value_name = "S")]
@@ -82,7 +85,7 @@ pub struct VideoArgs {
     pub no_temporal: bool,
     /// Weight of the temporal term: how strongly a frame keeps to the previous result
     /// where the flow is reliable.
-    #[arg(long, default_value_t = neural_style::config::DEFAULT_TEMPORAL_WEIGHT, value_name = "W")]
+    #[arg(long, default_value_t = config::DEFAULT_TEMPORAL_WEIGHT, value_name = "W")]
     pub temporal_weight: f32,
     /// L-BFGS evaluations for every frame after the first, which starts from the warped
     /// previous result at full size [default: --iterations].
@@ -169,7 +172,7 @@ pub enum WeightsAction {
         output: PathBuf,
         /// Network architecture [default: from the file].
         #[arg(long, value_enum)]
-        arch: Option<ArchArg>,
+        arch: Option<Arch>,
         /// Input convention to record in the output [default: the file's, if any].
         #[arg(long, value_enum)]
         preprocess: Option<PreprocessArg>,
@@ -186,8 +189,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
     /// Network.
-    #[arg(long, value_enum, default_value_t = ArchArg::Vgg19)]
-    pub arch: ArchArg,
+    #[arg(long, value_enum, default_value_t = Arch::Vgg19)]
+    pub arch: Arch,
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -196,42 +199,14 @@ pub struct BenchArgs {
     pub device: String,
     /// Convolution padding (`zero` is what the PyTorch reference benchmark uses; a run's
     /// default is `reflect`).
-    #[arg(long, value_enum, default_value_t = PaddingArg::Zero)]
-    pub padding: PaddingArg,
+    #[arg(long, value_enum, default_value_t = Padding::Zero)]
+    pub padding: Padding,
     /// How the CPU computes the convolutions (see the main command's --convolution).
-    #[arg(long, value_enum, default_value_t = ConvolutionArg::Winograd)]
-    pub convolution: ConvolutionArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub convolution: Convolution,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Network architectures.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ArchArg {
-    /// VGG16.
-    Vgg16,
-    /// VGG19.
-    Vgg19,
-}
-
-impl From<PaddingArg> for neural_style::Padding {
-    fn from(p: PaddingArg) -> Self {
-        match p {
-            PaddingArg::Zero => Self::Zero,
-            PaddingArg::Reflect => Self::Reflect,
-            PaddingArg::Replicate => Self::Replicate,
-        }
-    }
-}
-
-impl From<ArchArg> for neural_style::Arch {
-    fn from(a: ArchArg) -> Self {
-        match a {
-            ArchArg::Vgg16 => neural_style::Arch::Vgg16,
-            ArchArg::Vgg19 => neural_style::Arch::Vgg19,
-        }
-    }
 }
 
 /// Input conventions.
@@ -252,83 +227,6 @@ impl From<PreprocessArg> for neural_style::InputConvention {
             PreprocessArg::CaffeBgr255 => neural_style::InputConvention::CAFFE,
         }
     }
-}
-
-/// Loss forms.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LossFormArg {
-    /// Scale-free: each term divided by its target's energy; weights mean the same on any VGG and size.
-    Normalized,
-    /// jcjohnson/neural-style: mean squared errors, Gram / (C·H·W).
-    Mean,
-    /// The paper: ½Σ(F-P)², Σ(G-A)²/(4N²M²), unnormalised Gram.
-    Paper,
-}
-
-/// Optimisers.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum OptimizerArg {
-    /// L-BFGS (the paper's).
-    Lbfgs,
-    /// Adam.
-    Adam,
-}
-
-/// Pooling.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PoolingArg {
-    /// Max pooling.
-    Max,
-    /// Average pooling.
-    Avg,
-}
-
-/// Colour preservation.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PreserveColorsArg {
-    /// Transfer, then put back the photo's chroma (YIQ).
-    Luminance,
-    /// Match the style images' colour mean and covariance to the photo's first.
-    Histogram,
-}
-
-/// Style statistics.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StyleLossArg {
-    /// Gram matrices (the paper's).
-    Gram,
-    /// Wasserstein-2 distance between the features' means and covariances (slower: one
-    /// eigendecomposition per style layer and evaluation).
-    W2,
-}
-
-/// How the CPU computes the convolutions.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ConvolutionArg {
-    /// Winograd F(4x4, 3x3).
-    Winograd,
-    /// burn's convolution.
-    Direct,
-}
-
-impl From<ConvolutionArg> for neural_style::Convolution {
-    fn from(c: ConvolutionArg) -> Self {
-        match c {
-            ConvolutionArg::Winograd => Self::Winograd,
-            ConvolutionArg::Direct => Self::Direct,
-        }
-    }
-}
-
-/// Border handling.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PaddingArg {
-    /// Zero padding.
-    Zero,
-    /// Mirror padding.
-    Reflect,
-    /// Edge replication.
-    Replicate,
 }
 
 /// Flags of the style-transfer command.
@@ -371,16 +269,16 @@ pub struct RunArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub tv_weight: Option<f32>,
     /// How the loss terms are normalised.
-    #[arg(long, value_enum, default_value_t = LossFormArg::Normalized)]
-    pub loss_form: LossFormArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub loss_form: LossForm,
     /// Optimiser.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
-    pub optimizer: OptimizerArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub optimizer: OptimizerKind,
     /// Loss evaluations (L-BFGS) or steps (Adam).
-    #[arg(short = 'n', long, default_value_t = 500)]
+    #[arg(short = 'n', long, default_value_t = config::DEFAULT_ITERATIONS)]
     pub iterations: usize,
     /// L-BFGS history size.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = config::DEFAULT_LBFGS_HISTORY)]
     pub lbfgs_history: usize,
     /// Use a strong-Wolfe line search in L-BFGS.
     #[arg(long)]
@@ -390,7 +288,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_safeguard: bool,
     /// Adam step size, in 0..255 pixel units.
-    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = config::DEFAULT_LEARNING_RATE, allow_negative_numbers = true)]
     pub learning_rate: f32,
     /// Initial image: `content`, `noise`, or an image file.
     #[arg(long, default_value = "content", value_name = "content|noise|PATH")]
@@ -399,24 +297,24 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Pooling between blocks.
-    #[arg(long, value_enum, default_value_t = PoolingArg::Max)]
-    pub pooling: PoolingArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub pooling: Pooling,
     /// Convolution padding at the image border.
-    #[arg(long, value_enum, default_value_t = PaddingArg::Reflect)]
-    pub padding: PaddingArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub padding: Padding,
     /// How the CPU computes the 3x3 convolutions: `winograd` (Winograd F(4x4, 3x3): a quarter
     /// of the multiplications; results differ from `direct` by rounding, about 1e-6
     /// relative) or `direct` (burn's own convolution). GPUs always use their own.
-    #[arg(long, value_enum, default_value_t = ConvolutionArg::Winograd)]
-    pub convolution: ConvolutionArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub convolution: Convolution,
     /// Output size: the longest side (e.g. 512) or WxH (e.g. 640x480).
-    #[arg(long, default_value = "512", value_name = "N|WxH")]
+    #[arg(long, default_value_t = config::DEFAULT_SIZE.to_string(), value_name = "N|WxH")]
     pub size: String,
     /// Optimise at the output size only (no coarse-to-fine schedule).
     #[arg(long, conflicts_with = "scales")]
     pub no_multiscale: bool,
     /// Longest side of the first, coarsest size; sizes grow by √2 up to --size.
-    #[arg(long, default_value_t = neural_style::config::DEFAULT_MIN_SIZE, value_name = "N")]
+    #[arg(long, default_value_t = config::DEFAULT_MIN_SIZE, value_name = "N")]
     pub min_size: u32,
     /// Longest sides of the sizes before the final one, comma-separated and increasing
     /// (e.g. 256,384); replaces the √2 schedule from --min-size.
@@ -425,16 +323,16 @@ pub struct RunArgs {
     /// Keep the photo's colours: `luminance` (the result's brightness with the photo's
     /// chroma) or `histogram` (style images recoloured to the photo's colour statistics).
     #[arg(long, value_enum, value_name = "MODE")]
-    pub preserve_colors: Option<PreserveColorsArg>,
+    pub preserve_colors: Option<PreserveColors>,
     /// Style image size relative to the output size.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = config::DEFAULT_STYLE_SCALE, allow_negative_numbers = true)]
     pub style_scale: f32,
     /// Weights of the style images, comma-separated (normalised to sum to 1).
     #[arg(long, value_delimiter = ',', value_name = "W,...")]
     pub style_blend: Option<Vec<f32>>,
     /// How style statistics are compared.
-    #[arg(long, value_enum, default_value_t = StyleLossArg::Gram)]
-    pub style_loss: StyleLossArg,
+    #[arg(long, value_enum, default_value_t)]
+    pub style_loss: StyleLoss,
     /// Region of each style (Gatys et al. 2017): a grey-level image with the content's
     /// aspect ratio, white where that style goes; give one per --style, in the same order.
     #[arg(long, value_name = "PATH")]
@@ -491,7 +389,7 @@ pub struct NetworkArgs {
     pub cache_dir: Option<PathBuf>,
     /// Network architecture [default: from the file's metadata or keys].
     #[arg(long, value_enum)]
-    pub arch: Option<ArchArg>,
+    pub arch: Option<Arch>,
     /// Input convention of the weights [default: from the file's metadata, else torch-rgb-01].
     #[arg(long, value_enum)]
     pub preprocess: Option<PreprocessArg>,

@@ -4,18 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use neural_style::{
-    Arch, Init, InputConvention, Layer, LossForm, OptimizerKind, Padding, Pooling, Size,
-    TransferConfig,
-};
+use neural_style::{CheckedConfig, Init, InputConvention, Layer, Size, TransferConfig};
 
-use crate::cli::{LossFormArg, OptimizerArg, PoolingArg, PreserveColorsArg, RunArgs, StyleLossArg};
+use crate::cli::RunArgs;
 
 /// A validated style-transfer job.
 #[derive(Debug, Clone)]
 pub struct RunJob {
-    /// The library settings.
-    pub config: TransferConfig,
+    /// The library settings, checked.
+    pub config: CheckedConfig,
     /// Content photo.
     pub content: Option<PathBuf>,
     /// Style images.
@@ -178,7 +175,7 @@ impl RunJob {
             .map(|n| layers("style-layers", n))
             .transpose()?;
         let config = TransferConfig {
-            arch: a.network.arch.map(Arch::from),
+            arch: a.network.arch,
             convention: a.network.preprocess.map(InputConvention::from),
             // Unset lists follow the weights; without a content (style) image there is no
             // content (style) layer.
@@ -196,15 +193,8 @@ impl RunJob {
             content_weight: a.content_weight,
             style_weight: a.style_weight,
             tv_weight: a.tv_weight,
-            loss_form: match a.loss_form {
-                LossFormArg::Normalized => LossForm::Normalized,
-                LossFormArg::Mean => LossForm::Mean,
-                LossFormArg::Paper => LossForm::Paper,
-            },
-            optimizer: match a.optimizer {
-                OptimizerArg::Lbfgs => OptimizerKind::Lbfgs,
-                OptimizerArg::Adam => OptimizerKind::Adam,
-            },
+            loss_form: a.loss_form,
+            optimizer: a.optimizer,
             iterations: a.iterations,
             lbfgs_history: a.lbfgs_history,
             line_search: a.line_search,
@@ -212,30 +202,21 @@ impl RunJob {
             learning_rate: a.learning_rate,
             init,
             seed: a.seed,
-            pooling: match a.pooling {
-                PoolingArg::Max => Pooling::Max,
-                PoolingArg::Avg => Pooling::Avg,
-            },
-            padding: Padding::from(a.padding),
-            convolution: a.convolution.into(),
+            pooling: a.pooling,
+            padding: a.padding,
+            convolution: a.convolution,
             size,
             style_scale: a.style_scale,
             style_blend: a.style_blend,
             snapshot_every: a.save_every,
             multiscale: !a.no_multiscale,
             min_size: a.min_size,
-            scales: a.scales,
-            style_loss: match a.style_loss {
-                StyleLossArg::Gram => neural_style::StyleLoss::Gram,
-                StyleLossArg::W2 => neural_style::StyleLoss::W2,
-            },
-            preserve_colors: a.preserve_colors.map(|p| match p {
-                PreserveColorsArg::Luminance => neural_style::PreserveColors::Luminance,
-                PreserveColorsArg::Histogram => neural_style::PreserveColors::Histogram,
-            }),
+            stage_sides: a.scales,
+            style_loss: a.style_loss,
+            preserve_colors: a.preserve_colors,
             temporal_weight: neural_style::config::DEFAULT_TEMPORAL_WEIGHT,
         };
-        config.validate(a.style.len()).map_err(flag_error)?;
+        let config = config.check(a.style.len()).map_err(flag_error)?;
         if !a.mask.is_empty() && a.mask.len() != a.style.len() {
             bail!(
                 "--mask: {} masks for {} style images; give one --mask per --style, in the same order",
@@ -278,12 +259,41 @@ impl RunJob {
     }
 }
 
-/// Rewrites a library setting name as the flag that sets it.
+/// The flag that sets a library setting, where one does.
+fn flag_for(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "arch" => "--arch",
+        "content_weight" => "--content-weight",
+        "device" => "--device",
+        "init" => "--init",
+        "iterations" => "--iterations",
+        "lbfgs_history" => "--lbfgs-history",
+        "learning_rate" => "--learning-rate",
+        "min_size" => "--min-size",
+        "optimizer" => "--optimizer",
+        "size" => "--size",
+        "stage_sides" => "--scales",
+        "style_blend" => "--style-blend",
+        "style_layer_weights" => "--style-layer-weights",
+        "style_scale" => "--style-scale",
+        "style_weight" => "--style-weight",
+        "temporal_weight" => "--temporal-weight",
+        "tv_weight" => "--tv-weight",
+        _ => return None,
+    })
+}
+
+/// A library error in the command line's terms: a setting becomes the flag that sets it,
+/// and the flag that lifts a limit is named.
 pub fn flag_error(e: neural_style::Error) -> anyhow::Error {
+    use neural_style::Error;
     match e {
-        neural_style::Error::InvalidConfig { field, message } => {
-            anyhow::anyhow!("--{}: {message}", field.replace('_', "-"))
-        }
+        Error::InvalidConfig { field, message } => match flag_for(field) {
+            Some(flag) => anyhow::anyhow!("{flag}: {message}"),
+            None => Error::InvalidConfig { field, message }.into(),
+        },
+        Error::Device(message) => anyhow::anyhow!("--device: {message}; use --device cpu"),
+        e @ Error::TooManyPixels { .. } => anyhow::anyhow!("{e} (see --max-input-pixels)"),
         other => other.into(),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use neural_style::{Event, Inputs, Network, Observer, Output};
+use neural_style::{Event, Network, Observer, Output, Plan};
 
 use crate::config::{RunJob, snapshot_path};
 
@@ -54,13 +54,13 @@ pub fn overall_bar(quiet: bool, template: &str, len: usize) -> (MultiProgress, P
     (multi, overall)
 }
 
-/// One run of `job` on `net` with a bar of its own under `multi`'s overall bar; it stops
-/// early when `interrupted` is set.
+/// One run of `plan` (for `job`) on `net` with a bar of its own under `multi`'s overall
+/// bar; it stops early when `interrupted` is set.
 pub fn run_under(
     multi: &MultiProgress,
     net: &Network,
     job: &RunJob,
-    inputs: &Inputs,
+    plan: &Plan,
     interrupted: &Arc<AtomicBool>,
 ) -> neural_style::Result<Output> {
     let mut reporter = Reporter::new(
@@ -71,7 +71,7 @@ pub fn run_under(
         interrupted.clone(),
     );
     reporter.attach(multi);
-    let result = neural_style::run(net, &job.config, inputs, &mut reporter);
+    let result = neural_style::run(net, plan, &mut reporter);
     reporter.finish();
     result
 }
@@ -150,17 +150,17 @@ impl Observer for Reporter {
                     "Optimising a {width}x{height} image for {evaluations} evaluations"
                 ));
             }
-            Event::Scale {
+            Event::Stage {
                 index,
-                scales,
+                stages,
                 width,
                 height,
                 evaluations,
             } => {
                 self.size = (*width, *height);
-                if *scales > 1 {
+                if *stages > 1 {
                     self.println(&format!(
-                        "Size {}/{scales}: {width}x{height}, {evaluations} evaluations",
+                        "Size {}/{stages}: {width}x{height}, {evaluations} evaluations",
                         index + 1
                     ));
                 }

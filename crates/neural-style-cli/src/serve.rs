@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use neural_style::{Arch, InputConvention, TransferConfig};
+use neural_style::config::SIDES;
+use neural_style::{InputConvention, TransferConfig};
 use neural_style_web::{Limits, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::{WeightsSource, flag_error};
-use crate::{describe_network, load_network_from, set_threads};
+use crate::runner::{describe_network, load_network_from, set_threads};
 
 /// The server's settings from its flags; every error names the flag.
 fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
@@ -25,10 +26,12 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
     positive("max-queue", a.max_queue as u64)?;
     positive("max-iterations", a.max_iterations as u64)?;
     positive("request-timeout", a.request_timeout)?;
-    if !(16..=16384).contains(&a.max_size) {
+    if !SIDES.contains(&a.max_size) {
         bail!(
-            "--max-size: {} is not allowed; use 16..=16384 pixels",
-            a.max_size
+            "--max-size: {} is not allowed; use {}..={} pixels",
+            a.max_size,
+            SIDES.start(),
+            SIDES.end()
         );
     }
     Ok(ServerConfig {
@@ -58,7 +61,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     )?;
     let device = a.network.device.parse().map_err(flag_error)?;
     let base = TransferConfig {
-        arch: a.network.arch.map(Arch::from),
+        arch: a.network.arch,
         convention: a.network.preprocess.map(InputConvention::from),
         ..TransferConfig::default()
     };

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Result, bail};
-use neural_style::{Image, Layer, run as transfer};
+use neural_style::{Image, Layer, TransferConfig, run as transfer};
 
 use crate::cli::SheetArgs;
-use crate::config::RunJob;
+use crate::config::{RunJob, flag_error};
 use crate::progress::Reporter;
-use crate::{Signals, check_memory, describe, load_inputs, load_network, set_threads};
+use crate::runner::{
+    Signals, check_memory, describe, interrupted, load_inputs, load_network_from, plan, set_threads,
+};
 
 /// `1e-3` rather than `0.001`; two significant digits at most.
 fn short(x: f32) -> String {
@@ -59,34 +61,33 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
     if rows.iter().any(|r| r.as_ref().is_some_and(Vec::is_empty)) {
         bail!("--layer-sets: an empty set; give at least one layer per set");
     }
-    let mut job = RunJob::from_args(args.run)?;
+    let job = RunJob::from_args(args.run)?;
     if job.styles.is_empty() {
         bail!("`sheet` needs a --style image: its columns are style weights");
     }
-    job.config.snapshot_every = 0;
-    let base = job.config.clone();
+    let styles = job.styles.len();
+    let mut base = TransferConfig {
+        snapshot_every: 0,
+        ..job.config.get().clone()
+    };
     // Load the network (and plan memory) for the deepest layers any row uses.
+    let mut deepest = base.clone();
     if rows.iter().any(Option::is_some) {
         let mut all: Vec<Layer> = rows.iter().flatten().flatten().copied().collect();
         all.sort();
         all.dedup();
-        job.config.style_layers = Some(all);
+        deepest.style_layers = Some(all);
     }
     set_threads(job.threads)?;
     let inputs = load_inputs(&job)?;
-    let (net, weights) = load_network(&job)?;
+    let (net, weights) = load_network_from(&job.weights, job.device, &deepest, job.quiet)?;
     if !job.no_memory_check {
-        check_memory(&mut job, &net, &inputs)?;
+        let deepest = deepest.check(styles).map_err(flag_error)?;
+        let fits = check_memory(&job, &net, plan(&deepest, &net, inputs.clone())?)?;
+        base.lbfgs_history = fits.config().lbfgs_history;
     }
-    let base = neural_style::TransferConfig {
-        lbfgs_history: job.config.lbfgs_history,
-        ..base
-    };
     let signals = Signals::install()?;
-    let alpha = base
-        .with_layers_for(net.info.arch, &net.info.convs)
-        .loss_weights(&net.convention)
-        .content;
+    let alpha = net.loss_weights(&base).content;
     let columns: Vec<String> = args
         .style_weights
         .iter()
@@ -108,11 +109,16 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
     'grid: for (set, label) in rows.iter().zip(&row_labels) {
         let mut row = Vec::new();
         for (beta, column) in args.style_weights.iter().zip(&columns) {
-            let config = neural_style::TransferConfig {
+            let config = TransferConfig {
                 style_weight: Some(*beta),
                 style_layers: set.clone().or_else(|| base.style_layers.clone()),
                 ..base.clone()
             };
+            let cell = plan(
+                &config.check(styles).map_err(flag_error)?,
+                &net,
+                inputs.clone(),
+            )?;
             let mut reporter = Reporter::new(
                 job.quiet,
                 job.print_every,
@@ -125,11 +131,12 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
             }
             done += 1;
             reporter.println(&format!("cell {done}/{total}: {column} {label}"));
-            let out = transfer(&net, &config, &inputs, &mut reporter);
+            let out = transfer(&net, &cell, &mut reporter);
             reporter.finish();
             let out = out?;
+            let stop = interrupted(&out, &signals);
             row.push(out.image);
-            if out.stopped && signals.interrupted.load(Ordering::SeqCst) {
+            if stop {
                 cells.push(row);
                 break 'grid;
             }

@@ -5,16 +5,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use neural_style::{Image, Init, Inputs};
 
 use crate::cli::{RunArgs, VideoArgs};
-use crate::config::RunJob;
+use crate::config::{RunJob, flag_error};
 use crate::progress::{overall_bar, print_above, run_under};
-use crate::{Signals, check_memory, describe, load_network, set_threads};
+use crate::runner::{
+    Signals, describe, interrupted, job_plan, load_image, load_network, set_threads,
+};
 
 /// Output extensions encoded as a video.
 const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "webm", "mov", "avi"];
@@ -160,7 +161,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     })?;
     set_threads(template.threads)?;
     let (net, weights) = load_network(&template)?;
-    let load = |p: &Path| Image::load(p, template.max_input_pixels);
+    let load = |p: &Path| load_image(p, template.max_input_pixels);
     let styles: Vec<Image> = template
         .styles
         .iter()
@@ -201,7 +202,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
             overall.inc(1);
             continue;
         }
-        let mut config = template.config.clone();
+        let mut config = template.config.get().clone();
         config.temporal_weight = args.temporal_weight;
         let mut inputs = Inputs {
             content: Some(frame.clone()),
@@ -215,23 +216,21 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
             inputs.temporal = Some(guide);
             config.init = Init::Image;
             config.multiscale = false;
-            config.scales = None;
+            config.stage_sides = None;
             if let Some(n) = args.frame_iterations {
                 config.iterations = n;
             }
         }
-        let mut job = RunJob {
+        let job = RunJob {
             output: out.clone(),
             content: Some(file.clone()),
-            config,
+            config: config.check(styles.len()).map_err(flag_error)?,
             ..template.clone()
         };
-        if !job.no_memory_check {
-            check_memory(&mut job, &net, &inputs)?;
-        }
-        let result = run_under(&multi, &net, &job, &inputs, &signals.interrupted);
+        let plan = job_plan(&job, &net, inputs)?;
+        let result = run_under(&multi, &net, &job, &plan, &signals.interrupted);
         let output = result.with_context(|| format!("{}", file.display()))?;
-        if output.stopped && signals.interrupted.load(Ordering::SeqCst) {
+        if interrupted(&output, &signals) {
             let partial = crate::config::partial_path(&out);
             output.image.save(&partial)?;
             overall.finish_and_clear();

@@ -2,13 +2,14 @@
 //! progress bar, and errors that say how to get the file by other means.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 use neural_style::{Arch, InputConvention, WeightFile};
 use neural_style_models::{Cache, DownloadEvent, Downloader, Error, Model};
 
-use crate::cli::{ArchArg, PreprocessArg, WeightsAction, WeightsArgs};
+use crate::cli::{PreprocessArg, WeightsAction, WeightsArgs};
 
 /// Draws download events on stderr (a bar with bytes and rate on a terminal, a line per
 /// attempt otherwise).
@@ -134,7 +135,7 @@ pub fn find(name: &str) -> Result<Model> {
 }
 
 /// Runs `neural-style weights ...`.
-pub fn run(args: &WeightsArgs, quiet: bool) -> Result<()> {
+pub fn run(args: &WeightsArgs, quiet: bool) -> Result<ExitCode> {
     let cache = || Cache::locate(args.cache_dir.as_deref()).map_err(anyhow::Error::from);
     match &args.action {
         WeightsAction::List => {
@@ -241,13 +242,13 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<()> {
             preprocess,
         } => convert_file(input, output, *arch, *preprocess)?,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 fn convert_file(
     input: &Path,
     output: &Path,
-    arch: Option<ArchArg>,
+    arch: Option<Arch>,
     preprocess: Option<PreprocessArg>,
 ) -> Result<()> {
     if output.extension().and_then(|e| e.to_str()) != Some("safetensors") {
@@ -256,7 +257,6 @@ fn convert_file(
     if crate::config::same_file(input, output) {
         bail!("{}: the output is the input file", output.display());
     }
-    let arch = arch.map(Arch::from);
     let convention = preprocess.map(InputConvention::from);
     let started = std::time::Instant::now();
     let info = WeightFile::open(input)?.write_conv_safetensors(arch, convention, output)?;

@@ -408,11 +408,7 @@ fn import_checks_the_file_before_adopting_it() {
     assert!(!cache.path(&m).exists());
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../neural-style/tests/fixtures")
-        .join(name)
-}
+use neural_style_testdata::fixture;
 
 fn all_convs(path: &Path) -> Vec<(Layer, Vec<f32>, Vec<f32>)> {
     let f = WeightFile::open(path).unwrap();
@@ -427,7 +423,7 @@ fn all_convs(path: &Path) -> Vec<(Layer, Vec<f32>, Vec<f32>)> {
 #[test]
 fn convert_of_a_pytorch_pth_loads_identical_tensors() {
     // tiny_vgg19.pth: torch.save of a VGG19-shaped state_dict, written by
-    // `python3 tools/torch_reference.py fixtures crates/neural-style/tests/fixtures`.
+    // `python3 crates/neural-style-testdata/fixtures/torch_reference.py fixtures crates/neural-style-testdata/fixtures`.
     let pth = fixture("tiny_vgg19.pth");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("tiny.safetensors");

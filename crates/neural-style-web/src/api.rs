@@ -15,7 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use neural_style::{Error as LibError, Image, Inputs, Network, TransferConfig};
+use neural_style::{Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
@@ -32,9 +32,10 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// The network (for its input convention and description).
     pub net: Arc<Network>,
-    /// The server's base settings with the network's layers resolved
-    /// ([`TransferConfig::with_layers_for`]); each job's settings are applied on top.
+    /// The server's base settings; each job's settings are applied on top.
     pub base: TransferConfig,
+    /// The loss weights of `base` on the network (style strength 0).
+    pub default_weights: LossWeights,
     /// What clients may ask for.
     pub limits: Limits,
     /// Uploads decoded at once (each may take up to ~16 bytes a pixel).
@@ -119,7 +120,7 @@ async fn info(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "network": format!("{} ({})", s.net.info.arch, s.net.convention),
         "defaults": JobSettings::default(),
-        "loss_weights": s.base.loss_weights(&s.net.convention),
+        "loss_weights": s.default_weights,
         "limits": s.limits,
         "style_strength_range": STYLE_STRENGTH_RANGE,
     }))
@@ -163,12 +164,7 @@ async fn decode_upload(
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
     decoded.map_err(|e| match e {
-        LibError::ImageSize {
-            width,
-            height,
-            ref message,
-            ..
-        } if message.starts_with("more than") => ApiError::new(
+        LibError::TooManyPixels { width, height, .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("{field}: image is {width}x{height}: more than the {max} pixels allowed"),
         ),
@@ -252,11 +248,13 @@ async fn submit(
             "style: at least one style image is needed",
         ));
     }
+    let unprocessable =
+        |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
     let config = settings
-        .to_config(&s.base, &s.net.convention, styles.len(), &s.limits)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+        .to_config(&s.base, s.default_weights.style, styles.len(), &s.limits)
+        .map_err(|e| unprocessable(&e))?;
     let longest = settings.size;
-    let style_longest = (longest as f32 * config.style_scale).ceil() as u32;
+    let style_longest = (longest as f32 * config.get().style_scale).ceil() as u32;
     let inputs = Inputs {
         content: Some(fit_for_job(content, longest)),
         styles: styles
@@ -265,7 +263,8 @@ async fn submit(
             .collect(),
         ..Inputs::default()
     };
-    let view = s.jobs.submit(settings, config, inputs)?;
+    let plan = Plan::new(&config, &s.net, inputs).map_err(|e| unprocessable(&e))?;
+    let view = s.jobs.submit(settings, plan)?;
     let location = format!("/api/jobs/{}", view.id);
     Ok((
         StatusCode::CREATED,

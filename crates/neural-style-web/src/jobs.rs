@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use neural_style::{Event, Image, Inputs, LossParts, Network, TransferConfig};
+use neural_style::{Event, Image, LossParts, Network, Plan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -86,10 +86,8 @@ pub struct JobView {
 /// One job.
 struct Job {
     view: JobView,
-    /// The images, until a worker takes them.
-    inputs: Option<Inputs>,
-    /// The run's configuration.
-    config: TransferConfig,
+    /// The run's plan (its settings and images), until a worker takes it.
+    plan: Option<Plan>,
     /// Set to stop the run at its next evaluation.
     stop: Arc<AtomicBool>,
     /// The latest preview (JPEG).
@@ -222,8 +220,7 @@ impl Jobs {
                 id,
                 Job {
                     view,
-                    inputs: None,
-                    config: TransferConfig::default(),
+                    plan: None,
                     stop: Arc::new(AtomicBool::new(false)),
                     preview: None,
                     stride: 1,
@@ -235,12 +232,7 @@ impl Jobs {
     }
 
     /// Queues a job; returns its view.
-    pub fn submit(
-        &self,
-        settings: JobSettings,
-        config: TransferConfig,
-        inputs: Inputs,
-    ) -> Result<JobView, JobError> {
+    pub fn submit(&self, settings: JobSettings, plan: Plan) -> Result<JobView, JobError> {
         let mut state = self.lock();
         if state.shutting_down {
             return Err(JobError::ShuttingDown);
@@ -274,8 +266,7 @@ impl Jobs {
             id.clone(),
             Job {
                 view: view.clone(),
-                inputs: Some(inputs),
-                config,
+                plan: Some(plan),
                 stop: Arc::new(AtomicBool::new(false)),
                 preview: None,
                 stride: 1,
@@ -339,7 +330,7 @@ impl Jobs {
             if let Some(job) = state.jobs.get_mut(id) {
                 job.view.status = Status::Cancelled;
                 job.view.position = None;
-                job.inputs = None;
+                job.plan = None;
                 job.publish();
             }
             renumber(&mut state);
@@ -370,11 +361,11 @@ impl Jobs {
 
     /// Runs queued jobs until [`Jobs::shut_down`]; call from each worker thread.
     pub fn work(&self) {
-        while let Some((id, inputs, config, stop)) = self.next() {
+        while let Some((id, plan, stop)) = self.next() {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.run(&id, &inputs, &config, &stop)
+                self.run(&id, &plan, &stop)
             }));
-            drop(inputs);
+            drop(plan);
             let (status, error, size) = match outcome {
                 Ok(Ok((image, stopped))) => match image.save(&self.result_path(&id)) {
                     Ok(()) => (
@@ -400,21 +391,22 @@ impl Jobs {
                 job.view.error = error;
                 job.view.result_size = size;
                 job.view.eta_s = None;
-                job.inputs = None;
+                job.plan = None;
                 true
             });
             self.forget_old_failures();
             if let (Some(view), Some(_)) = (view, size) {
-                let saved = serde_json::to_vec_pretty(&Saved { view }).unwrap_or_default();
-                let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
+                // A view always serialises; were it not to, the result is listed without it.
+                if let Ok(saved) = serde_json::to_vec_pretty(&Saved { view }) {
+                    let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
+                }
                 self.enforce_disk_limit();
             }
         }
     }
 
     /// Waits for the next queued job and marks it running.
-    #[allow(clippy::type_complexity)]
-    fn next(&self) -> Option<(String, Inputs, TransferConfig, Arc<AtomicBool>)> {
+    fn next(&self) -> Option<(String, Plan, Arc<AtomicBool>)> {
         let mut state = self.lock();
         loop {
             if state.shutting_down {
@@ -422,17 +414,17 @@ impl Jobs {
             }
             if let Some(id) = state.queue.pop_front() {
                 renumber(&mut state);
-                // Every queued job has its inputs; anything else is skipped, not fatal.
+                // Every queued job has its plan; anything else is skipped, not fatal.
                 let Some(job) = state.jobs.get_mut(&id) else {
                     continue;
                 };
-                let Some(inputs) = job.inputs.take() else {
+                let Some(plan) = job.plan.take() else {
                     continue;
                 };
                 job.view.status = Status::Running;
                 job.view.position = None;
                 job.publish();
-                return Some((id, inputs, job.config.clone(), job.stop.clone()));
+                return Some((id, plan, job.stop.clone()));
             }
             state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
         }
@@ -450,13 +442,7 @@ impl Jobs {
 
     /// Optimises one job, publishing its progress; returns the image and whether it was
     /// stopped early.
-    fn run(
-        &self,
-        id: &str,
-        inputs: &Inputs,
-        config: &TransferConfig,
-        stop: &AtomicBool,
-    ) -> neural_style::Result<(Image, bool)> {
+    fn run(&self, id: &str, plan: &Plan, stop: &AtomicBool) -> neural_style::Result<(Image, bool)> {
         let started = Instant::now();
         let mut last_publish: Option<Instant> = None;
         let mut last_preview: Option<Instant> = None;
@@ -516,7 +502,7 @@ impl Jobs {
                 ControlFlow::Continue(())
             }
         };
-        let output = neural_style::run(&self.net, config, inputs, &mut observer)?;
+        let output = neural_style::run(&self.net, plan, &mut observer)?;
         Ok((output.image, output.stopped))
     }
 
@@ -580,7 +566,7 @@ impl Jobs {
             if queued.contains(&job.view.id) {
                 job.view.status = Status::Cancelled;
                 job.view.position = None;
-                job.inputs = None;
+                job.plan = None;
                 job.publish();
             }
         }

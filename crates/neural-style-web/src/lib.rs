@@ -31,7 +31,7 @@ use std::time::Duration;
 use neural_style::{Network, TransferConfig};
 
 pub use jobs::{JobView, Jobs, Status};
-pub use settings::{JobSettings, Limits};
+pub use settings::{JobSettings, Limits, SettingsError};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -74,9 +74,14 @@ pub enum WebError {
         /// Why.
         source: std::io::Error,
     },
-    /// A setting out of range.
-    #[error("{0}")]
-    Config(String),
+    /// A server setting out of range.
+    #[error("{setting}: {value} is not allowed; use at least 1")]
+    Setting {
+        /// The setting.
+        setting: &'static str,
+        /// Its value.
+        value: usize,
+    },
     /// The socket or the runtime.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
@@ -96,10 +101,10 @@ impl Server {
         base: TransferConfig,
         config: ServerConfig,
     ) -> Result<Self, WebError> {
-        if config.workers == 0 || config.max_queue == 0 {
-            return Err(WebError::Config(
-                "the number of workers and the queue length must be at least 1".into(),
-            ));
+        for (setting, value) in [("workers", config.workers), ("max_queue", config.max_queue)] {
+            if value == 0 {
+                return Err(WebError::Setting { setting, value });
+            }
         }
         let jobs = Arc::new(
             Jobs::new(
@@ -113,12 +118,13 @@ impl Server {
                 source,
             })?,
         );
-        // The layers (and with them the default weights) of the network loaded.
-        let base = base.with_layers_for(net.info.arch, &net.info.convs);
+        // The loss weights of `base` on the network loaded: what style strength 0 means.
+        let default_weights = net.loss_weights(&base);
         let state = Arc::new(api::AppState {
             jobs: jobs.clone(),
             net,
             base,
+            default_weights,
             limits: config.limits,
             decoding: tokio::sync::Semaphore::new(2),
         });

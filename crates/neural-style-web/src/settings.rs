@@ -2,8 +2,27 @@
 //! the server's limits on it, and its translation into the library's checked
 //! [`TransferConfig`].
 
-use neural_style::{Init, InputConvention, PreserveColors, Size, TransferConfig};
+use neural_style::config::SIDES;
+use neural_style::{CheckedConfig, Init, PreserveColors, Size, TransferConfig};
 use serde::{Deserialize, Serialize};
+
+/// Why a job's settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A setting outside what the server allows.
+    #[error("{setting}: {value} is not allowed; use {allowed}")]
+    OutOfRange {
+        /// The setting.
+        setting: &'static str,
+        /// The value sent.
+        value: String,
+        /// The allowed range.
+        allowed: String,
+    },
+    /// The library refused the resulting configuration.
+    #[error(transparent)]
+    Config(#[from] neural_style::Error),
+}
 
 /// The settings a client sends with a job; anything left out takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,36 +88,41 @@ impl Default for Limits {
 }
 
 impl JobSettings {
-    /// The run's configuration: `base` (the server's settings) with these settings applied
-    /// for a network of input convention `convention` and `styles` style images. The error
-    /// names the setting and the allowed range.
+    /// The run's configuration, checked: `base` (the server's settings) with these settings
+    /// applied, for `styles` style images; `default_style` is the style weight that style
+    /// strength 0 means on the server's network ([`neural_style::Network::loss_weights`]).
+    /// The error names the setting and the allowed range.
     pub fn to_config(
         &self,
         base: &TransferConfig,
-        convention: &InputConvention,
+        default_style: f32,
         styles: usize,
         limits: &Limits,
-    ) -> Result<TransferConfig, String> {
-        if !(16..=limits.max_size).contains(&self.size) {
-            return Err(format!(
-                "size: {} is not allowed; use 16..={} pixels",
-                self.size, limits.max_size
-            ));
+    ) -> Result<CheckedConfig, SettingsError> {
+        let refuse = |setting, value: &dyn std::fmt::Display, allowed: String| {
+            Err(SettingsError::OutOfRange {
+                setting,
+                value: value.to_string(),
+                allowed,
+            })
+        };
+        let sides = *SIDES.start()..=limits.max_size;
+        if !sides.contains(&self.size) {
+            let allowed = format!("{}..={} pixels", sides.start(), sides.end());
+            return refuse("size", &self.size, allowed);
         }
         if !(1..=limits.max_iterations).contains(&self.iterations) {
-            return Err(format!(
-                "iterations: {} is not allowed; use 1..={}",
-                self.iterations, limits.max_iterations
-            ));
+            let allowed = format!("1..={}", limits.max_iterations);
+            return refuse("iterations", &self.iterations, allowed);
         }
         let (lo, hi) = STYLE_STRENGTH_RANGE;
         if !(lo..=hi).contains(&self.style_strength) {
-            return Err(format!(
-                "style_strength: {} is not allowed; use {lo}..={hi}",
-                self.style_strength
-            ));
+            return refuse(
+                "style_strength",
+                &self.style_strength,
+                format!("{lo}..={hi}"),
+            );
         }
-        let default_style = base.loss_weights(convention).style;
         let config = TransferConfig {
             size: Size::Longest(self.size),
             iterations: self.iterations,
@@ -114,8 +138,7 @@ impl JobSettings {
             snapshot_every: 1,
             ..base.clone()
         };
-        config.validate(styles).map_err(|e| e.to_string())?;
-        Ok(config)
+        Ok(config.check(styles)?)
     }
 }
 
@@ -123,28 +146,25 @@ impl JobSettings {
 mod tests {
     use super::*;
 
+    /// The style weight style strength 0 means in these tests.
+    const BASE: f32 = 10.0;
+
     fn config(s: &JobSettings) -> Result<TransferConfig, String> {
-        s.to_config(
-            &TransferConfig::default(),
-            &InputConvention::TorchRgb01,
-            1,
-            &Limits::default(),
-        )
+        s.to_config(&TransferConfig::default(), BASE, 1, &Limits::default())
+            .map(|c| c.get().clone())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn style_strength_scales_the_default_style_weight() {
-        let base = TransferConfig::default()
-            .loss_weights(&InputConvention::TorchRgb01)
-            .style;
         let plain = config(&JobSettings::default()).unwrap();
-        assert_eq!(plain.style_weight, Some(base));
+        assert_eq!(plain.style_weight, Some(BASE));
         let strong = config(&JobSettings {
             style_strength: 1.0,
             ..JobSettings::default()
         })
         .unwrap();
-        assert!((strong.style_weight.unwrap() / base - 10.0).abs() < 1e-4);
+        assert!((strong.style_weight.unwrap() / BASE - 10.0).abs() < 1e-4);
         assert_eq!(
             strong.content_weight, None,
             "content weight stays the default"

@@ -347,7 +347,7 @@ fn the_default_weights_follow_the_network_loaded() {
     full.stop();
     // The tiny network cut after conv3_1: content falls back to relu3_1, so the style
     // weight that style strength 0 means is the stronger default.
-    let truncated = tiny_weights().with_file_name("tiny_vgg19_to_conv3_1.safetensors");
+    let truncated = tiny_weights_to_conv3_1();
     let short = Running::start_with(&truncated, config(dir.path()));
     let info = get_json(&short.url("/api/info"));
     assert_eq!(info["loss_weights"]["style"], 300.0);

@@ -35,15 +35,13 @@ fn missing() -> Vec<String> {
 
 /// The shared photo and painting, else generated ones.
 fn images(dir: &Path) -> (PathBuf, PathBuf) {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata");
-    let (content, style) = (
-        shared.join("content/tubingen.jpg"),
-        shared.join("style/starry_night.jpg"),
-    );
-    if content.is_file() && style.is_file() {
-        return (content, style);
+    if let Some(shared) = neural_style_testdata::shared("the shared photo and painting") {
+        return (
+            shared.join("content/tubingen.jpg"),
+            shared.join("style/starry_night.jpg"),
+        );
     }
-    eprintln!("NOTICE: ../shared/testdata is absent: the browser test uploads generated images");
+    eprintln!("NOTICE: the browser test uploads generated images");
     let (c, s) = (dir.join("photo.png"), dir.join("painting.png"));
     std::fs::write(&c, png(160, 120, 0.0)).unwrap();
     std::fs::write(&s, png(120, 120, 2.0)).unwrap();

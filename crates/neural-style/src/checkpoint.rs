@@ -8,8 +8,9 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::events::LossParts;
 use crate::optim::LbfgsState;
-use crate::transfer::{Inputs, LossParts};
+use crate::run::Inputs;
 use crate::{Image, TransferConfig};
 
 /// The format version written in each checkpoint.
@@ -21,7 +22,7 @@ pub struct Checkpoint {
     /// Identifies the settings and images the run was made with.
     pub fingerprint: String,
     /// The index of the size being optimised in the coarse-to-fine schedule.
-    pub scale: usize,
+    pub stage: usize,
     /// Evaluations made at earlier sizes.
     pub done: usize,
     /// The best loss and image (network input) seen at this size.
@@ -106,7 +107,7 @@ impl Checkpoint {
         let meta: HashMap<String, String> = [
             ("neural_style_checkpoint", VERSION.to_string()),
             ("fingerprint", self.fingerprint.clone()),
-            ("scale", self.scale.to_string()),
+            ("scale", self.stage.to_string()),
             ("done", self.done.to_string()),
             ("n_iter", s.n_iter.to_string()),
             ("fresh", s.fresh.to_string()),
@@ -192,7 +193,7 @@ impl Checkpoint {
         };
         Ok(Self {
             fingerprint: get("fingerprint")?,
-            scale: int("scale")?,
+            stage: int("scale")?,
             done: int("done")?,
             best,
             lbfgs: LbfgsState {

@@ -12,6 +12,7 @@ use crate::image_io::Image;
 /// How the photo's colours are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PreserveColors {
     /// The result's luminance (Y of YIQ) with the photo's chroma (I, Q).
     Luminance,

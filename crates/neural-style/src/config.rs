@@ -1,5 +1,6 @@
-//! `TransferConfig`: every setting of a run, validated once; the CLI, a config file and the
-//! web API all produce one.
+//! `TransferConfig`: every setting of a run, with its default and allowed range defined
+//! here once; the CLI, a config file and the web API all produce one, [`TransferConfig::check`]
+//! checks it once, and [`crate::Plan::new`] resolves it against the loaded network.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use crate::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling};
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum OptimizerKind {
     /// L-BFGS (the paper's choice).
     #[default]
@@ -21,6 +23,7 @@ pub enum OptimizerKind {
 /// How a style layer's statistics are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum StyleLoss {
     /// Gram matrices (the paper's).
     #[default]
@@ -138,9 +141,10 @@ pub struct TransferConfig {
     pub preserve_colors: Option<crate::color::PreserveColors>,
     /// How style statistics are compared.
     pub style_loss: StyleLoss,
-    /// Explicit longest sides of the sizes before the final one (overrides `min_size`; an
-    /// empty list means a single scale).
-    pub scales: Option<Vec<u32>>,
+    /// Explicit longest sides of the stages before the final one (overrides `min_size`; an
+    /// empty list means a single stage).
+    #[serde(rename = "scales")]
+    pub stage_sides: Option<Vec<u32>>,
 }
 
 impl Default for TransferConfig {
@@ -156,24 +160,24 @@ impl Default for TransferConfig {
             tv_weight: None,
             loss_form: LossForm::Normalized,
             optimizer: OptimizerKind::Lbfgs,
-            iterations: 500,
-            lbfgs_history: 100,
+            iterations: DEFAULT_ITERATIONS,
+            lbfgs_history: DEFAULT_LBFGS_HISTORY,
             line_search: false,
             safeguard: true,
-            learning_rate: 10.0,
+            learning_rate: DEFAULT_LEARNING_RATE,
             init: Init::Content,
             seed: 0,
             pooling: Pooling::Max,
             padding: Padding::Reflect,
             convolution: Convolution::Winograd,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
-            size: Size::Longest(512),
-            style_scale: 1.0,
+            size: Size::Longest(DEFAULT_SIZE),
+            style_scale: DEFAULT_STYLE_SCALE,
             style_blend: None,
             snapshot_every: 0,
             multiscale: true,
             min_size: DEFAULT_MIN_SIZE,
-            scales: None,
+            stage_sides: None,
             preserve_colors: None,
             style_loss: StyleLoss::Gram,
         }
@@ -182,17 +186,20 @@ impl Default for TransferConfig {
 
 /// Longest side of the first size of the default coarse-to-fine schedule.
 pub const DEFAULT_MIN_SIZE: u32 = 256;
-
-/// One size of a coarse-to-fine schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Scale {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Loss evaluations (or Adam steps) at this size.
-    pub evaluations: usize,
-}
+/// Default output size (longest side, pixels).
+pub const DEFAULT_SIZE: u32 = 512;
+/// Default loss evaluations (L-BFGS) or steps (Adam) at the first stage.
+pub const DEFAULT_ITERATIONS: usize = 500;
+/// Default L-BFGS history (pairs kept).
+pub const DEFAULT_LBFGS_HISTORY: usize = 100;
+/// Default Adam step, in 0..255 pixel units.
+pub const DEFAULT_LEARNING_RATE: f32 = 10.0;
+/// Default style image size relative to the output size.
+pub const DEFAULT_STYLE_SCALE: f32 = 1.0;
+/// Image sides (pixels) a run accepts: output size, stage sides, `min_size`.
+pub const SIDES: std::ops::RangeInclusive<u32> = 16..=16384;
+/// The largest `style_scale`.
+pub const MAX_STYLE_SCALE: f32 = 8.0;
 
 /// The paper's content layer.
 pub const DEFAULT_CONTENT_LAYERS: &[Layer] = &[Layer::Relu4_2];
@@ -254,53 +261,6 @@ impl TransferConfig {
         self.style_layers.as_deref().unwrap_or(DEFAULT_STYLE_LAYERS)
     }
 
-    /// Content layers, then style layers not already listed: every layer a run reads.
-    pub fn layers(&self) -> Vec<Layer> {
-        let mut out: Vec<Layer> = Vec::new();
-        for l in self.content_layers().iter().chain(self.style_layers()) {
-            if !out.contains(l) {
-                out.push(*l);
-            }
-        }
-        out
-    }
-
-    /// This config with unset layer lists chosen for weights that have the convolutions
-    /// `convs`: the paper's layers when the weights reach them; otherwise the style layers
-    /// among them that the weights have and, for content, the rectifier of the deepest
-    /// convolution. Layers set explicitly are kept (and refused later if out of reach).
-    pub fn with_layers_for(&self, arch: Arch, convs: &[Layer]) -> TransferConfig {
-        let reachable = |l: &Layer| convs.contains(&l.source_conv(arch));
-        let mut out = self.clone();
-        if out.content_layers.is_none() {
-            let layers = if DEFAULT_CONTENT_LAYERS.iter().all(reachable) {
-                DEFAULT_CONTENT_LAYERS.to_vec()
-            } else {
-                // The rectifier right after the deepest convolution the weights have.
-                let deepest = convs.iter().copied().max();
-                Layer::ALL
-                    .iter()
-                    .copied()
-                    .find(|l| {
-                        l.kind() == crate::vgg::LayerKind::Relu
-                            && Some(l.source_conv(arch)) == deepest
-                    })
-                    .into_iter()
-                    .collect()
-            };
-            out.content_layers = Some(layers);
-        }
-        if out.style_layers.is_none() {
-            out.style_layers = Some(
-                DEFAULT_STYLE_LAYERS
-                    .iter()
-                    .copied()
-                    .filter(reachable)
-                    .collect(),
-            );
-        }
-        out
-    }
     /// The loss weights: those set, else the defaults for the loss form and convention.
     ///
     /// Mean form, Caffe convention: jcjohnson/neural-style's 5, 100, 1e-3. Mean form,
@@ -308,13 +268,14 @@ impl TransferConfig {
     /// 1, 1e6 (the PyTorch tutorial's ratio), 0. Paper form: α = 1, β = 1e3 (α/β = 1e-3), TV 0.
     ///
     /// Normalised form: content 1, style [`NORMALIZED_STYLE`] (10), or
-    /// [`NORMALIZED_STYLE_SHALLOW_CONTENT`] when every content layer lies before block 4;
-    /// TV 0. Call on a config whose layers are resolved ([`Self::with_layers_for`]).
-    pub fn loss_weights(&self, convention: &InputConvention) -> LossWeights {
-        let shallow = {
-            let content = self.content_layers();
-            !content.is_empty() && content.iter().all(|l| l.block() < 4)
-        };
+    /// [`NORMALIZED_STYLE_SHALLOW_CONTENT`] when every one of the run's `content` layers
+    /// lies before block 4; TV 0.
+    pub(crate) fn loss_weights(
+        &self,
+        convention: &InputConvention,
+        content: &[Layer],
+    ) -> LossWeights {
+        let shallow = !content.is_empty() && content.iter().all(|l| l.block() < 4);
         let (c, s, t) = match (self.loss_form, convention) {
             (LossForm::Normalized, _) if shallow => (
                 NORMALIZED_CONTENT,
@@ -333,9 +294,9 @@ impl TransferConfig {
         }
     }
 
-    /// One weight per style layer when `style_layer_weights` is set (call after
-    /// [`Self::with_layers_for`] when the style layers are the network's defaults).
-    pub fn check_style_layer_weights(&self) -> Result<()> {
+    /// One weight per style layer when `style_layer_weights` is set (once the style layers
+    /// are known: set explicitly, or resolved for the network by [`crate::Plan::new`]).
+    pub(crate) fn check_style_layer_weights(&self) -> Result<()> {
         match &self.style_layer_weights {
             Some(w) if w.len() != self.style_layers().len() => Err(Error::config(
                 "style_layer_weights",
@@ -369,60 +330,17 @@ impl TransferConfig {
         }
     }
 
-    /// The coarse-to-fine schedule ending at `width` x `height`: the longest side grows from
-    /// `min_size` (or through `scales`) by factors of √2. The first size gets `iterations`
-    /// evaluations; each later one `iterations · (first area / its area)`, but at least a
-    /// quarter of `iterations`, so every size costs about the same time and the final size
-    /// only refines. A single scale (`multiscale` off, or a size within √2 of `min_size`)
-    /// gets `iterations`.
-    pub fn schedule(&self, width: u32, height: u32) -> Vec<Scale> {
-        let longest = width.max(height);
-        let sides: Vec<u32> = match (&self.scales, self.multiscale) {
-            (Some(list), _) => list.iter().copied().filter(|&s| s < longest).collect(),
-            (None, false) => Vec::new(),
-            (None, true) => {
-                let mut sides = Vec::new();
-                let mut side = f64::from(self.min_size);
-                // Stop when the next size is within about √2 of the final one.
-                while side * 1.2 < f64::from(longest) {
-                    sides.push(side.round() as u32);
-                    side *= std::f64::consts::SQRT_2;
-                }
-                sides
-            }
-        };
-        let size_at = |side: u32| {
-            let f = f64::from(side) / f64::from(longest);
-            let scale = |v: u32| ((f64::from(v) * f).round() as u32).max(16);
-            (scale(width), scale(height))
-        };
-        let mut out: Vec<Scale> = sides
-            .into_iter()
-            .map(size_at)
-            .chain(std::iter::once((width, height)))
-            .map(|(width, height)| Scale {
-                width,
-                height,
-                evaluations: 0,
-            })
-            .collect();
-        let first_area = f64::from(out[0].width) * f64::from(out[0].height);
-        let n = self.iterations;
-        for (i, s) in out.iter_mut().enumerate() {
-            s.evaluations = if i == 0 {
-                n
-            } else {
-                let area = f64::from(s.width) * f64::from(s.height);
-                ((n as f64 * first_area / area).round() as usize)
-                    .max(n.div_ceil(4))
-                    .max(1)
-            };
-        }
-        out
+    /// Checks every value against its range and the others, for a run with `styles` style
+    /// images; what depends on the network is checked when the plan is made.
+    pub fn check(self, styles: usize) -> Result<CheckedConfig> {
+        self.validate(styles)?;
+        Ok(CheckedConfig {
+            config: self,
+            styles,
+        })
     }
 
-    /// Checks every value; `styles` is the number of style images given.
-    pub fn validate(&self, styles: usize) -> Result<()> {
+    fn validate(&self, styles: usize) -> Result<()> {
         let finite_nonneg = |field: &'static str, v: Option<f32>| match v {
             Some(x) if !x.is_finite() || x < 0.0 => Err(Error::config(
                 field,
@@ -446,43 +364,46 @@ impl TransferConfig {
                 format!("{} is not allowed; use a number > 0", self.learning_rate),
             ));
         }
+        let (lo, hi) = (SIDES.start(), SIDES.end());
         match self.size {
-            Size::Longest(n) if !(16..=16384).contains(&n) => {
+            Size::Longest(n) if !SIDES.contains(&n) => {
                 return Err(Error::config(
                     "size",
-                    format!("{n} is not allowed; use 16..=16384 pixels"),
+                    format!("{n} is not allowed; use {lo}..={hi} pixels"),
                 ));
             }
-            Size::Exact(w, h) if !(16..=16384).contains(&w) || !(16..=16384).contains(&h) => {
+            Size::Exact(w, h) if !SIDES.contains(&w) || !SIDES.contains(&h) => {
                 return Err(Error::config(
                     "size",
-                    format!("{w}x{h} is not allowed; each side must be 16..=16384"),
+                    format!("{w}x{h} is not allowed; each side must be {lo}..={hi}"),
                 ));
             }
             _ => {}
         }
-        if !(self.style_scale.is_finite() && self.style_scale > 0.0 && self.style_scale <= 8.0) {
+        if !(self.style_scale.is_finite()
+            && self.style_scale > 0.0
+            && self.style_scale <= MAX_STYLE_SCALE)
+        {
             return Err(Error::config(
                 "style_scale",
                 format!(
-                    "{} is not allowed; use a number in (0, 8]",
+                    "{} is not allowed; use a number in (0, {MAX_STYLE_SCALE}]",
                     self.style_scale
                 ),
             ));
         }
-        if !(16..=16384).contains(&self.min_size) {
+        if !SIDES.contains(&self.min_size) {
             return Err(Error::config(
                 "min_size",
-                format!("{} is not allowed; use 16..=16384 pixels", self.min_size),
+                format!("{} is not allowed; use {lo}..={hi} pixels", self.min_size),
             ));
         }
-        if let Some(scales) = &self.scales
-            && (scales.iter().any(|s| !(16..=16384).contains(s))
-                || scales.windows(2).any(|w| w[0] >= w[1]))
+        if let Some(sides) = &self.stage_sides
+            && (sides.iter().any(|s| !SIDES.contains(s)) || sides.windows(2).any(|w| w[0] >= w[1]))
         {
             return Err(Error::config(
-                "scales",
-                format!("{scales:?} is not allowed; use increasing sizes of 16..=16384 pixels"),
+                "stage_sides",
+                format!("{sides:?} is not allowed; use increasing sizes of {lo}..={hi} pixels"),
             ));
         }
         if self.content_layers().is_empty() && self.style_layers().is_empty() {
@@ -493,7 +414,7 @@ impl TransferConfig {
         }
         if let Some(w) = &self.style_layer_weights {
             // Without explicit style layers the count is known once the weights file says
-            // which layers it has: `check_style_layer_weights` after `with_layers_for`.
+            // which layers it has: `Plan::new` counts them then.
             if self.style_layers.is_some() {
                 self.check_style_layer_weights()?;
             }
@@ -519,7 +440,7 @@ impl TransferConfig {
             }
         }
         if let Some(arch) = self.arch {
-            for l in self.layers().iter() {
+            for l in self.content_layers().iter().chain(self.style_layers()) {
                 arch.check_layer(*l)?;
             }
         }
@@ -527,71 +448,40 @@ impl TransferConfig {
     }
 }
 
+/// A [`TransferConfig`] whose values were checked by [`TransferConfig::check`], for a run
+/// with a given number of style images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedConfig {
+    config: TransferConfig,
+    styles: usize,
+}
+
+impl CheckedConfig {
+    /// The settings.
+    pub fn get(&self) -> &TransferConfig {
+        &self.config
+    }
+
+    /// The number of style images it was checked for.
+    pub fn styles(&self) -> usize {
+        self.styles
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The convolutions of a VGG19 that stops at conv3_1.
-    const TO_CONV3_1: [Layer; 5] = [
-        Layer::Conv1_1,
-        Layer::Conv1_2,
-        Layer::Conv2_1,
-        Layer::Conv2_2,
-        Layer::Conv3_1,
-    ];
-
-    fn sides(s: &[Scale]) -> Vec<(u32, u32, usize)> {
-        s.iter()
-            .map(|s| (s.width, s.height, s.evaluations))
-            .collect()
-    }
-
     #[test]
-    fn schedule_grows_by_sqrt2_and_spends_about_equal_time_per_size() {
+    fn schedule_flags_are_checked() {
         let c = TransferConfig {
-            iterations: 400,
-            ..TransferConfig::default()
-        };
-        // 256, 362 then the final 512x384; 400 at the first, 400/2 and the floor 100.
-        assert_eq!(
-            sides(&c.schedule(512, 384)),
-            vec![(256, 192, 400), (362, 272, 200), (512, 384, 100)]
-        );
-        let big = c.schedule(2048, 2048);
-        let longest: Vec<u32> = big.iter().map(|s| s.width).collect();
-        assert_eq!(longest, vec![256, 362, 512, 724, 1024, 1448, 2048]);
-        assert!(big.iter().all(|s| s.evaluations >= 100));
-    }
-
-    #[test]
-    fn schedule_is_single_when_off_or_when_small() {
-        let mut c = TransferConfig {
-            iterations: 50,
-            ..TransferConfig::default()
-        };
-        assert_eq!(sides(&c.schedule(300, 200)), vec![(300, 200, 50)]);
-        c.multiscale = false;
-        assert_eq!(sides(&c.schedule(1024, 768)), vec![(1024, 768, 50)]);
-        c.scales = Some(vec![100, 200, 2000]);
-        // Explicit sizes win over the switch; sizes not below the final one are dropped.
-        assert_eq!(
-            sides(&c.schedule(400, 400)),
-            vec![(100, 100, 50), (200, 200, 13), (400, 400, 13)]
-        );
-        c.scales = Some(vec![]);
-        assert_eq!(sides(&c.schedule(400, 400)), vec![(400, 400, 50)]);
-    }
-
-    #[test]
-    fn schedule_flags_are_validated() {
-        let c = TransferConfig {
-            scales: Some(vec![300, 200]),
+            stage_sides: Some(vec![300, 200]),
             ..TransferConfig::default()
         };
         assert!(matches!(
-            c.validate(1),
+            c.check(1),
             Err(Error::InvalidConfig {
-                field: "scales",
+                field: "stage_sides",
                 ..
             })
         ));
@@ -600,7 +490,7 @@ mod tests {
             ..TransferConfig::default()
         };
         assert!(matches!(
-            c.validate(1),
+            c.check(1),
             Err(Error::InvalidConfig {
                 field: "min_size",
                 ..
@@ -609,75 +499,36 @@ mod tests {
     }
 
     #[test]
-    fn style_layer_weights_are_counted_against_the_layers_the_weights_have() {
-        // A VGG19 that stops at conv3_1 has three of the five default style layers.
-        let convs = TO_CONV3_1;
-        let three = TransferConfig {
-            style_layer_weights: Some(vec![1.0, 2.0, 3.0]),
-            ..TransferConfig::default()
-        };
-        three.validate(1).unwrap();
-        let resolved = three.with_layers_for(Arch::Vgg19, &convs);
-        resolved.check_style_layer_weights().unwrap();
-        assert_eq!(resolved.layer_weights(), vec![1.0, 2.0, 3.0]);
-        let five = TransferConfig {
-            style_layer_weights: Some(vec![1.0; 5]),
-            ..TransferConfig::default()
-        };
-        let err = five
-            .with_layers_for(Arch::Vgg19, &convs)
-            .check_style_layer_weights()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("5 weights given for 3 style layers (relu1_1, relu2_1, relu3_1)"),
-            "{err}"
-        );
-        // Explicit layers are counted at once.
-        let explicit = TransferConfig {
-            style_layers: Some(vec![Layer::Relu1_1]),
-            ..five
-        };
-        assert!(explicit.validate(1).is_err());
-    }
-
-    #[test]
     fn default_style_weight_is_stronger_when_content_is_read_before_block_4() {
         let convention = InputConvention::TorchRgb01;
-        let deep = TransferConfig::default();
-        assert_eq!(deep.loss_weights(&convention).style, NORMALIZED_STYLE);
-        let shallow = TransferConfig {
-            content_layers: Some(vec![Layer::Relu3_1]),
-            ..TransferConfig::default()
-        };
+        let config = TransferConfig::default();
+        let weights = |content: &[Layer]| config.loss_weights(&convention, content);
+        assert_eq!(weights(&[Layer::Relu4_2]).style, NORMALIZED_STYLE);
         assert_eq!(
-            shallow.loss_weights(&convention).style,
+            weights(&[Layer::Relu3_1]).style,
             NORMALIZED_STYLE_SHALLOW_CONTENT
         );
         // One deep content layer is enough for the usual default.
-        let mixed = TransferConfig {
-            content_layers: Some(vec![Layer::Relu2_2, Layer::Relu4_2]),
-            ..TransferConfig::default()
-        };
-        assert_eq!(mixed.loss_weights(&convention).style, NORMALIZED_STYLE);
+        assert_eq!(
+            weights(&[Layer::Relu2_2, Layer::Relu4_2]).style,
+            NORMALIZED_STYLE
+        );
         // A weight given is kept, and the other forms keep their own defaults.
         let given = TransferConfig {
             style_weight: Some(3.0),
-            ..shallow.clone()
+            ..TransferConfig::default()
         };
-        assert_eq!(given.loss_weights(&convention).style, 3.0);
+        assert_eq!(
+            given.loss_weights(&convention, &[Layer::Relu3_1]).style,
+            3.0
+        );
         let paper = TransferConfig {
             loss_form: LossForm::Paper,
-            ..shallow
+            ..TransferConfig::default()
         };
-        assert_eq!(paper.loss_weights(&convention).style, 1e3);
-        // Weights that stop at conv3_1 get relu3_1 for content, hence the stronger default.
-        let convs = TO_CONV3_1;
-        let truncated = TransferConfig::default().with_layers_for(Arch::Vgg19, &convs);
-        assert_eq!(truncated.content_layers(), &[Layer::Relu3_1]);
         assert_eq!(
-            truncated.loss_weights(&convention).style,
-            NORMALIZED_STYLE_SHALLOW_CONTENT
+            paper.loss_weights(&convention, &[Layer::Relu3_1]).style,
+            1e3
         );
     }
 }

@@ -87,22 +87,18 @@ pub fn device(choice: DeviceChoice) -> Result<(Device, &'static str)> {
             .unwrap_or_else(|| (cpu(), "flex"))),
         DeviceChoice::Gpu => {
             if gpu_backends().is_empty() {
-                return Err(Error::config(
-                    "device",
-                    "this build has no GPU backend; build with `--features wgpu` (any GPU) or `--features cuda` (NVIDIA)",
+                return Err(Error::Device(
+                    "this build has no GPU backend; build with `--features wgpu` (any GPU) or `--features cuda` (NVIDIA)".into(),
                 ));
             }
             gpu_backends()
                 .iter()
                 .find_map(|b| gpu(b).map(|d| (d, *b)))
                 .ok_or_else(|| {
-                    Error::config(
-                        "device",
-                        format!(
-                            "no GPU answered on {} (no driver or adapter found); use --device cpu",
-                            gpu_backends().join(" or ")
-                        ),
-                    )
+                    Error::Device(format!(
+                        "no GPU answered on {} (no driver or adapter found); the CPU device works everywhere",
+                        gpu_backends().join(" or ")
+                    ))
                 })
         }
     }

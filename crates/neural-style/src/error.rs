@@ -24,6 +24,21 @@ pub enum Error {
         message: String,
     },
 
+    /// An image has more pixels than the decoder is allowed to allocate.
+    #[error(
+        "{path}: image is {width}x{height}: more than the {limit} pixels allowed (the input pixel limit)"
+    )]
+    TooManyPixels {
+        /// The file.
+        path: PathBuf,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// The limit.
+        limit: u64,
+    },
+
     /// An image has a size the engine cannot use.
     #[error("{path}: image is {width}x{height}: {message}")]
     ImageSize {
@@ -110,6 +125,23 @@ pub enum Error {
         /// The setting.
         field: &'static str,
         /// What is allowed.
+        message: String,
+    },
+
+    /// The images of a run do not fit together (masks, counts, missing images).
+    #[error("{0}")]
+    InvalidInputs(String),
+
+    /// No device of the kind asked for can be used.
+    #[error("{0}")]
+    Device(String),
+
+    /// A tensor could not be read back from its device.
+    #[error("cannot read {what} back from the device: {message}")]
+    TensorData {
+        /// What the tensor holds.
+        what: &'static str,
+        /// What the backend said.
         message: String,
     },
 

@@ -343,7 +343,8 @@ mod tests {
             &device,
         )
         .unwrap()
-        .with_convolution(convolution);
+        .with_convolution(convolution)
+        .unwrap();
         let expected = if convolution == Convolution::Winograd {
             8
         } else {

@@ -195,11 +195,11 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
         .map_err(|e| decode_err(e.to_string()))?;
     let (w, h) = decoder.dimensions();
     if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(Error::ImageSize {
+        return Err(Error::TooManyPixels {
             path: path.to_path_buf(),
             width: w,
             height: h,
-            message: format!("more than the {max_pixels} pixels allowed (see --max-input-pixels)"),
+            limit: max_pixels,
         });
     }
     let orientation = decoder
@@ -383,9 +383,9 @@ mod tests {
 
     #[test]
     fn cmyk_jpeg_and_palette_png_become_rgb() {
-        // Written by `python3 tools/make_image_fixtures.py crates/neural-style/tests/fixtures/images`:
+        // Written by `python3 crates/neural-style-testdata/fixtures/images/make_images.py crates/neural-style-testdata/fixtures/images`:
         // 8x6, left half red, right half blue (transparent in the last file).
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+        let dir = neural_style_testdata::fixture("images");
         let at = |img: &Image, x: usize, y: usize| {
             let plane = (img.width * img.height) as usize;
             let i = y * img.width as usize + x;
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn bytes_in_memory_decode_like_the_file_and_name_it_in_errors() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+        let dir = neural_style_testdata::fixture("images");
         for name in ["cmyk.jpg", "palette.png", "palette-transparent.png"] {
             let path = dir.join(name);
             let bytes = std::fs::read(&path).unwrap();

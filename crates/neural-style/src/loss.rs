@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How the loss terms are normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LossForm {
     /// Scale-free: each term of the mean form divided by its target's energy, content by
     /// mean(P²) and each style layer by mean(A²), and TV taken as the mean absolute step

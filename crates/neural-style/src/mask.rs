@@ -140,13 +140,10 @@ pub fn check(
     content: Option<(u32, u32)>,
 ) -> Result<()> {
     if !style_masks.is_empty() && style_masks.len() != styles {
-        return Err(Error::config(
-            "masks",
-            format!(
-                "{} style masks for {styles} style images; give one mask per style, in the same order",
-                style_masks.len()
-            ),
-        ));
+        return Err(Error::InvalidInputs(format!(
+            "{} style masks for {styles} style images; give one mask per style, in the same order",
+            style_masks.len()
+        )));
     }
     let masks = style_masks
         .iter()
@@ -155,13 +152,12 @@ pub fn check(
         .chain(content_mask.map(|m| ("content mask".to_string(), m)));
     for (name, m) in masks {
         if let Some(problem) = m.problem(content) {
-            return Err(Error::config("masks", format!("{name} {problem}")));
+            return Err(Error::InvalidInputs(format!("the {name} {problem}")));
         }
     }
     if content_mask.is_some() && content.is_none() {
-        return Err(Error::config(
-            "masks",
-            "a content mask needs a content image",
+        return Err(Error::InvalidInputs(
+            "a content mask needs a content image".into(),
         ));
     }
     Ok(())

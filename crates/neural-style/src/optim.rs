@@ -1,17 +1,21 @@
 //! Optimisers over a flat parameter vector: L-BFGS with PyTorch's `torch.optim.LBFGS`
 //! semantics (Nocedal & Wright, "Numerical Optimization", alg. 7.4; optional strong-Wolfe
 //! line search, alg. 3.5/3.6) and Adam (Kingma & Ba 2015).
+//!
+//! One file of ~610 lines of code (plus its tests): L-BFGS, its line search and its
+//! divergence guard share the iteration state that checkpoints save ([`LbfgsState`]).
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
-/// The objective: loss and gradient at a point, or `Break` to stop the run.
-pub trait Objective {
+/// What the optimisers minimise: a loss and its gradient at a point, or `Break` to stop
+/// the run.
+pub trait Differentiable {
     /// Evaluates the loss and its gradient at `x`.
     fn evaluate(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)>;
 }
 
-impl<F: FnMut(&[f32]) -> ControlFlow<(), (f32, Vec<f32>)>> Objective for F {
+impl<F: FnMut(&[f32]) -> ControlFlow<(), (f32, Vec<f32>)>> Differentiable for F {
     fn evaluate(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)> {
         self(x)
     }
@@ -93,12 +97,12 @@ pub struct Outcome {
     pub h_diag: Option<f32>,
 }
 
-struct Counter<'a, O: Objective> {
+struct Counter<'a, O: Differentiable> {
     objective: &'a mut O,
     evaluations: usize,
 }
 
-impl<O: Objective> Counter<'_, O> {
+impl<O: Differentiable> Counter<'_, O> {
     fn eval(&mut self, x: &[f32]) -> ControlFlow<(), (f32, Vec<f32>)> {
         self.evaluations += 1;
         self.objective.evaluate(x)
@@ -126,7 +130,7 @@ impl Lbfgs {
 
     /// Minimises `objective` from `x` (updated in place), as one call of PyTorch's
     /// `LBFGS.step(closure)`.
-    pub fn minimize<O: Objective>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
+    pub fn minimize<O: Differentiable>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
         self.minimize_resumable(x, objective, None, &mut |_| ControlFlow::Continue(()))
     }
 
@@ -134,7 +138,7 @@ impl Lbfgs {
     /// by an earlier call with the same settings) when given. `on_iteration` sees the
     /// whole state at the start of every iteration; continuing from it repeats the run
     /// exactly. Returning `Break` stops the run.
-    pub fn minimize_resumable<O: Objective>(
+    pub fn minimize_resumable<O: Differentiable>(
         &self,
         x: &mut [f32],
         objective: &mut O,
@@ -158,7 +162,7 @@ impl Lbfgs {
         }
     }
 
-    fn run<O: Objective>(
+    fn run<O: Differentiable>(
         &self,
         x: &mut [f32],
         f: &mut Counter<'_, O>,
@@ -421,7 +425,7 @@ struct Probe {
 /// Strong-Wolfe line search along `d` from `x0` (PyTorch's `_strong_wolfe`): returns the
 /// accepted loss, gradient and step.
 #[allow(clippy::too_many_arguments)]
-fn strong_wolfe<O: Objective>(
+fn strong_wolfe<O: Differentiable>(
     f: &mut Counter<'_, O>,
     x0: &[f32],
     scratch: &mut [f32],
@@ -582,7 +586,7 @@ impl Adam {
     }
 
     /// Minimises `objective` from `x` (updated in place).
-    pub fn minimize<O: Objective>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
+    pub fn minimize<O: Differentiable>(&self, x: &mut [f32], objective: &mut O) -> Outcome {
         let mut m = vec![0.0f32; x.len()];
         let mut v = vec![0.0f32; x.len()];
         for step in 1..=self.steps {

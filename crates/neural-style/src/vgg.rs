@@ -1,6 +1,9 @@
 //! VGG16 / VGG19 feature extractors with named layers (Simonyan & Zisserman 2014), as used
 //! by Gatys, Ecker & Bethge 2015: the convolutional part only, stopping at the deepest layer
 //! a run needs.
+//!
+//! One file of ~610 lines of code (plus its tests): the layer names, the architecture tables
+//! and the forward pass share the one [`Layer`] enum.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -147,6 +150,7 @@ impl From<Layer> for String {
 /// The network architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Arch {
     /// 13 convolutions (2, 2, 3, 3, 3 per block).
     Vgg16,
@@ -215,6 +219,7 @@ impl FromStr for Arch {
 /// The pooling that closes each block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Pooling {
     /// 2x2 max pooling, as the network was trained.
     #[default]
@@ -226,6 +231,7 @@ pub enum Pooling {
 /// How a convolution treats the image border.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Padding {
     /// Zeros, as the network was trained.
     Zero,
@@ -240,8 +246,9 @@ pub enum Padding {
 /// How the CPU computes the 3×3 convolutions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Convolution {
-    /// Winograd F(4×4, 3×3) ([`crate::winograd`]): a quarter of the multiplications, with
+    /// Winograd F(4×4, 3×3) (Lavin & Gray 2016): a quarter of the multiplications, with
     /// rounding differences of about 1e-6 relative to the direct form. GPUs use their own
     /// convolution.
     #[default]
@@ -436,16 +443,16 @@ impl Vgg {
             winograd: HashMap::new(),
             device: device.clone(),
         };
-        Ok(vgg.with_convolution(Convolution::default()))
+        vgg.with_convolution(Convolution::default())
     }
 
     /// The network with its CPU convolutions computed by `convolution` (on a GPU, always
     /// the backend's own).
-    pub fn with_convolution(mut self, convolution: Convolution) -> Self {
+    pub fn with_convolution(mut self, convolution: Convolution) -> Result<Self> {
         // `new` already built the default; transforming the filters again would only repeat
         // the start-up's most expensive step.
         if convolution == self.convolution {
-            return self;
+            return Ok(self);
         }
         self.convolution = convolution;
         self.winograd.clear();
@@ -455,12 +462,9 @@ impl Vgg {
                 if cin < WINOGRAD_MIN_CHANNELS {
                     continue;
                 }
-                let weight = conv
-                    .weight
-                    .to_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
-                let bias = conv.bias.to_data().try_to_vec::<f32>().unwrap_or_default();
+                let weight =
+                    crate::objective::values(conv.weight.clone(), "a convolution's filters")?;
+                let bias = crate::objective::values(conv.bias.clone(), "a convolution's bias")?;
                 if weight.len() == cout * cin * 9 && bias.len() == cout {
                     self.winograd.insert(
                         *layer,
@@ -469,7 +473,7 @@ impl Vgg {
                 }
             }
         }
-        self
+        Ok(self)
     }
 
     /// Whether the network runs on the CPU with the fast layers ([`crate::fastconv`]).

@@ -6,7 +6,7 @@
 use crate::flow::{FlowOptions, consistency, dense_flow, luma, warp};
 use crate::image_io::Image;
 use crate::mask::Mask;
-use crate::transfer::Temporal;
+use crate::run::Temporal;
 
 /// The temporal target of `frame` given the frame before it and that frame's stylised
 /// result (any size; everything is taken at `frame`'s size): the result warped onto

@@ -9,7 +9,11 @@
 //! a symmetric eigendecomposition (nalgebra, f64) at each evaluation; the autodiff graph
 //! carries it as a linear term with that constant gradient.
 
+use burn::prelude::*;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
+
+use crate::error::Result;
+use crate::objective::values;
 
 /// Eigenvalues of Σs^½ Σx Σs^½ below this fraction of the largest count as zero (the
 /// covariance of a deep layer of a small image, with fewer positions than channels, is
@@ -116,6 +120,82 @@ fn sym_power(a: &DMatrix<f64>, p: f64) -> DMatrix<f64> {
     );
     let v = &eig.eigenvectors;
     v * DMatrix::from_diagonal(&d) * v.transpose()
+}
+
+/// Mean and second moment E[ffᵀ] of a `[1, C, H, W]` activation, in f64.
+pub(crate) fn feature_moments(f: Tensor<4>) -> Result<(Vec<f64>, DMatrix<f64>)> {
+    let [_, c, h, w] = f.dims();
+    let f = f.reshape([c, h * w]);
+    let mean = values(f.clone().mean_dim(1), "a style feature mean")?;
+    let second = values(
+        f.clone().matmul(f.transpose()).div_scalar((h * w) as f32),
+        "a style feature second moment",
+    )?;
+    Ok((
+        mean.iter().map(|v| f64::from(*v)).collect(),
+        DMatrix::from_fn(c, c, |i, j| f64::from(second[i * c + j])),
+    ))
+}
+
+/// The W2 style term of one layer ([`crate::w2`]): |μx − μs|² + tr Σx + tr Σs −
+/// 2 tr (Σs^½ Σx Σs^½)^½, the last term entering the graph as ⟨Σx, G⟩ with its gradient G
+/// computed outside, plus a constant that makes the value exact. With a region, the
+/// statistics are those of the positions inside it (`sqrt` is the mask's square root).
+pub(crate) fn w2_loss(
+    f: Tensor<4>,
+    target: &W2Target,
+    target_mean: Tensor<2>,
+    region: Option<&(Tensor<2>, f32)>,
+    device: &Device,
+) -> Result<Tensor<1>> {
+    let [_, c, h, w] = f.dims();
+    let f = f.reshape([c, h * w]);
+    let (mean, centred, area) = match region {
+        Some((sqrt, area)) => {
+            let mean = f
+                .clone()
+                .mul(sqrt.clone().square())
+                .sum_dim(1)
+                .div_scalar(*area);
+            (mean.clone(), f.sub(mean).mul(sqrt.clone()), *area)
+        }
+        None => {
+            let mean = f.clone().mean_dim(1);
+            (mean.clone(), f.sub(mean), (h * w) as f32)
+        }
+    };
+    let cov = centred
+        .clone()
+        .matmul(centred.clone().transpose())
+        .div_scalar(area);
+    let trace = centred.square().sum().div_scalar(area);
+    let cov_values = values(cov.clone(), "a feature covariance")?;
+    let mean_values = values(mean.clone(), "a feature mean")?;
+    let (root, grad) = target.cross_term(&cov_values);
+    // The value, in f64 from the downloaded statistics: its terms are large and nearly
+    // cancel, so summing them on the device in f32 would lose digits.
+    let mean_term: f64 = mean_values
+        .iter()
+        .zip(&target.mean)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
+    let trace_x: f64 = (0..c).map(|i| f64::from(cov_values[i * c + i])).sum();
+    let value = mean_term + trace_x + target.trace_cov() - 2.0 * root;
+    // The gradient: |μx − μs|² + tr Σx − 2⟨Σx, G⟩ has the W2 term's gradient (G is that
+    // of the trace root); subtracting its own detached value leaves exactly 0, to which
+    // the value is added.
+    let grad: Vec<f32> = (0..c * c).map(|k| grad[(k / c, k % c)] as f32).collect();
+    let grad = Tensor::<2>::from_data(TensorData::new(grad, [c, c]), device).autodiff();
+    let surrogate = mean
+        .sub(target_mean)
+        .square()
+        .sum()
+        .add(trace)
+        .sub(cov.mul(grad).sum().mul_scalar(2.0));
+    Ok(surrogate
+        .clone()
+        .sub(surrogate.detach())
+        .add_scalar(value as f32))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Loading VGG weights from `.safetensors` and PyTorch `.pth` files, in torchvision key
 //! layout (`features.N.weight`) or named layout (`conv1_1.weight`), with validation of
 //! shapes, coverage and finiteness before anything runs.
+//!
+//! One file of ~550 lines of code (plus its tests): both formats feed the same key mapping
+//! and the same checks, which are the point of this module.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -334,8 +337,15 @@ impl WeightFile {
         let mut in_channels = 3;
         let mut params = Vec::with_capacity(needed.len());
         for conv in needed {
-            let wkey = self.key(arch, conv, "weight").unwrap_or_default();
-            let bkey = self.key(arch, conv, "bias").unwrap_or_default();
+            let key = |kind: &str| {
+                self.key(arch, conv, kind)
+                    .filter(|k| self.entries.contains_key(k))
+                    .ok_or_else(|| Error::WeightsFormat {
+                        path: self.path.clone(),
+                        message: format!("no {kind} tensor for {conv}"),
+                    })
+            };
+            let (wkey, bkey) = (key("weight")?, key("bias")?);
             let wshape = &self.entries[&wkey].shape;
             if wshape.len() != 4 || wshape[1] != in_channels || wshape[2] != 3 || wshape[3] != 3 {
                 return Err(Error::ShapeMismatch {

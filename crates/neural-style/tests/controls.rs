@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::transfer as run;
 use neural_style::color::{colour_stats, to_yiq};
 use neural_style::{
     Image, Inputs, Mask, Network, NoObserver, PreserveColors, Size, TransferConfig, default_device,
-    run,
 };
 
 /// A smooth, colourful image.
@@ -225,8 +225,13 @@ fn style_distance(net: &Network, image: &Image, style: &Image) -> f32 {
         (&[], None),
         image.width,
         image.height,
-    );
-    objective.evaluate(&conv.to_network(&image.data)).0.style
+    )
+    .expect("objective");
+    objective
+        .evaluate(&conv.to_network(&image.data))
+        .expect("evaluation")
+        .0
+        .style
 }
 
 #[test]
@@ -357,9 +362,14 @@ fn w2_style_loss_is_zero_for_the_style_itself_and_falls_in_a_run() {
         (&[], None),
         40,
         32,
-    );
-    let (own, grad) = objective.evaluate(&conv.to_network(&style.data));
-    let (other, _) = objective.evaluate(&conv.to_network(&image(40, 32, 0.0).data));
+    )
+    .expect("objective");
+    let (own, grad) = objective
+        .evaluate(&conv.to_network(&style.data))
+        .expect("evaluation");
+    let (other, _) = objective
+        .evaluate(&conv.to_network(&image(40, 32, 0.0).data))
+        .expect("evaluation");
     println!(
         "W2 style loss of the style itself {}, of another image {}",
         own.style, other.style

@@ -1,7 +1,7 @@
 //! Parity with PyTorch: losses and the image gradient for tiny generated VGG19 weights.
 //!
-//! Expected values were made by `python3 tools/torch_reference.py fixtures
-//! crates/neural-style/tests/fixtures` (torch 2.15, float32), which wrote the weights, the
+//! Expected values were made by `python3 torch_reference.py fixtures .` in
+//! `crates/neural-style-testdata/fixtures` (torch 2.15, float32), which wrote the weights, the
 //! inputs (already in the network's input space), and for each case the weighted content,
 //! style and TV losses (`parity_cases.json`) and the gradient of the total with respect to
 //! the image (`parity_tensors.safetensors`, key `grad.<case>`).
@@ -67,17 +67,15 @@ fn layers(names: &[String]) -> Vec<Layer> {
 #[test]
 fn losses_and_gradient_match_pytorch() {
     let cases: Cases = serde_json::from_str(
-        &std::fs::read_to_string(common::fixtures().join("parity_cases.json")).expect("cases"),
+        &std::fs::read_to_string(common::fixture("parity_cases.json")).expect("cases"),
     )
     .expect("json");
-    let bytes =
-        std::fs::read(common::fixtures().join("parity_tensors.safetensors")).expect("tensors");
+    let bytes = std::fs::read(common::fixture("parity_tensors.safetensors")).expect("tensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let (content, cshape) = tensor(&st, "content");
     let (style, sshape) = tensor(&st, "style");
     let (x, _) = tensor(&st, "x");
-    let file =
-        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file = WeightFile::open(&common::fixture("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert!(cases.cases.len() >= 8);
     // A GPU build's tests run on the GPU when asked (tools/device_check.sh); say which.
@@ -113,7 +111,12 @@ fn losses_and_gradient_match_pytorch() {
             "reflect" => Padding::Reflect,
             _ => Padding::Replicate,
         };
-        let wanted = config.layers();
+        let wanted: Vec<Layer> = config
+            .content_layers()
+            .iter()
+            .chain(config.style_layers())
+            .copied()
+            .collect();
         let params = file.conv_params(info.arch, &wanted).expect("params");
         let deepest = *wanted.iter().max().expect("layers");
         let vgg = Vgg::new(info.arch, params, deepest, pooling, padding, &device).expect("vgg");
@@ -139,8 +142,9 @@ fn losses_and_gradient_match_pytorch() {
             (&[], None),
             w,
             h,
-        );
-        let (loss, grad) = objective.evaluate(&x);
+        )
+        .expect("objective");
+        let (loss, grad) = objective.evaluate(&x).expect("evaluation");
         let mut worst_loss = 0f64;
         for (what, got, want) in [
             ("total", loss.total, case.total),
@@ -188,17 +192,15 @@ fn losses_and_gradient_match_pytorch() {
 
 #[test]
 fn tiny_weights_cover_all_sixteen_convolutions() {
-    let file =
-        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file = WeightFile::open(&common::fixture("tiny_vgg19.safetensors")).expect("weights");
     let info = file.info(None).expect("info");
     assert_eq!(info.convs.len(), 16);
 }
 
 #[test]
 fn pth_checkpoint_loads_the_same_parameters_as_safetensors() {
-    let st =
-        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("safetensors");
-    let pth = WeightFile::open(&common::fixtures().join("tiny_vgg19.pth")).expect("pth");
+    let st = WeightFile::open(&common::fixture("tiny_vgg19.safetensors")).expect("safetensors");
+    let pth = WeightFile::open(&common::fixture("tiny_vgg19.pth")).expect("pth");
     let info = pth.info(None).expect("info");
     assert_eq!(
         info.arch,

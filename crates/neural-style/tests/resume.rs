@@ -7,7 +7,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use neural_style::{
-    Checkpoint, Event, Image, Inputs, Network, Size, TransferConfig, default_device, run_resumable,
+    Checkpoint, Event, Image, Inputs, Network, Plan, Size, TransferConfig, default_device, run,
 };
 
 fn image(w: u32, h: u32, phase: f32) -> Image {
@@ -44,7 +44,11 @@ fn go(
         }
         ControlFlow::Continue(())
     };
-    run_resumable(net, config, inputs, &mut observer, resume, 1).expect("run");
+    let checked = config.clone().check(inputs.styles.len()).expect("config");
+    let plan = Plan::new(&checked, net, inputs.clone())
+        .and_then(|p| p.with_checkpoints(1, resume))
+        .expect("plan");
+    run(net, &plan, &mut observer).expect("run");
     (losses, checkpoints)
 }
 
@@ -95,16 +99,11 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         ..config.clone()
     };
     let path = dir.path().join("other.ckpt");
-    let err = run_resumable(
-        &net,
-        &other,
-        &inputs,
-        &mut neural_style::NoObserver,
-        Some((checkpoints[0].clone(), &path)),
-        0,
-    )
-    .unwrap_err()
-    .to_string();
+    let checked = other.check(inputs.styles.len()).expect("config");
+    let err = Plan::new(&checked, &net, inputs.clone())
+        .and_then(|p| p.with_checkpoints(0, Some((checkpoints[0].clone(), &path))))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("other.ckpt") && err.contains("other settings"),
         "{err}"

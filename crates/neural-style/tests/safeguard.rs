@@ -21,11 +21,9 @@ fn planes(st: &safetensors::SafeTensors<'_>, name: &str) -> Vec<f32> {
 
 #[test]
 fn a_huge_step_is_recovered_from() {
-    let file =
-        WeightFile::open(&common::fixtures().join("tiny_vgg19.safetensors")).expect("weights");
+    let file = WeightFile::open(&common::fixture("tiny_vgg19.safetensors")).expect("weights");
     let config = TransferConfig::default();
     let info = file.info(None).expect("info");
-    let config = config.with_layers_for(info.arch, &info.convs);
     let params = file
         .conv_params(info.arch, &[Layer::Relu5_1])
         .expect("params");
@@ -38,8 +36,7 @@ fn a_huge_step_is_recovered_from() {
         &neural_style::default_device(),
     )
     .expect("vgg");
-    let bytes =
-        std::fs::read(common::fixtures().join("parity_tensors.safetensors")).expect("tensors");
+    let bytes = std::fs::read(common::fixture("parity_tensors.safetensors")).expect("tensors");
     let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
     let (content, style) = (planes(&st, "content"), planes(&st, "style"));
     let weights = LossWeights {
@@ -62,13 +59,14 @@ fn a_huge_step_is_recovered_from() {
         (&[], None),
         48,
         40,
-    );
+    )
+    .expect("objective");
 
     let run = |safeguard: bool| {
         let mut x = content.clone();
         let mut losses = Vec::new();
         let mut f = |x: &[f32]| {
-            let (loss, grad) = objective.evaluate(x);
+            let (loss, grad) = objective.evaluate(x).expect("evaluation");
             losses.push(loss.total);
             ControlFlow::Continue((loss.total, grad))
         };
@@ -76,7 +74,7 @@ fn a_huge_step_is_recovered_from() {
         lbfgs.lr = 1e7;
         lbfgs.safeguard = safeguard;
         let outcome = lbfgs.minimize(&mut x, &mut f);
-        let end = objective.evaluate(&x).0.total;
+        let end = objective.evaluate(&x).expect("evaluation").0.total;
         (losses[0], end, outcome, x)
     };
     let (start, unguarded, _, _) = run(false);

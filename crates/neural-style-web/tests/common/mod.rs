@@ -9,10 +9,14 @@ use std::thread::JoinHandle;
 use neural_style::{Network, TransferConfig, default_device};
 use neural_style_web::{Server, ServerConfig};
 
-/// The tiny VGG19 the library's tests generate.
+/// The tiny generated VGG19.
 pub fn tiny_weights() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../neural-style/tests/fixtures/tiny_vgg19.safetensors")
+    neural_style_testdata::tiny_weights()
+}
+
+/// The tiny VGG19 cut after conv3_1.
+pub fn tiny_weights_to_conv3_1() -> PathBuf {
+    neural_style_testdata::tiny_weights_to_conv3_1()
 }
 
 /// A running server; stopped (and its workers joined) when dropped.

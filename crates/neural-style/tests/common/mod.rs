@@ -1,22 +1,27 @@
-//! Paths shared by the integration tests.
+//! What the library's integration tests share: the fixtures (defined once in the
+//! `neural-style-testdata` crate) and a helper that checks, plans and runs a config.
 #![allow(dead_code)] // each test file uses what it needs
 
 use std::path::PathBuf;
 
-/// The test fixtures: under the crate's folder where it was built, or (for a test binary
-/// carried to another machine, see tools/device_prepare.sh, and run from the crate's
-/// folder there) under the current directory.
-pub fn fixtures() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let crate_dir = if built.is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    };
-    crate_dir.join("tests/fixtures")
+/// A committed fixture.
+pub fn fixture(name: &str) -> PathBuf {
+    neural_style_testdata::fixture(name)
 }
 
-/// The tiny generated VGG19 weights.
+/// The tiny generated VGG19.
 pub fn tiny_weights() -> PathBuf {
-    fixtures().join("tiny_vgg19.safetensors")
+    neural_style_testdata::tiny_weights()
+}
+
+/// Checks `config`, plans it for `net` and `inputs`, and runs it.
+pub fn transfer(
+    net: &neural_style::Network,
+    config: &neural_style::TransferConfig,
+    inputs: &neural_style::Inputs,
+    observer: &mut dyn neural_style::Observer,
+) -> neural_style::Result<neural_style::Output> {
+    let checked = config.clone().check(inputs.styles.len())?;
+    let plan = neural_style::Plan::new(&checked, net, inputs.clone())?;
+    neural_style::run(net, &plan, observer)
 }

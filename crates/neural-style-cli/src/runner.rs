@@ -1,0 +1,219 @@
+//! The plumbing every command that runs style transfer shares: the thread count, the
+//! signals that stop a run and keep its best image, loading the images and the network,
+//! resolving the plan (library errors in the command line's terms) and the memory check.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use neural_style::mask::MaskProblem;
+use neural_style::{CheckedConfig, Image, Inputs, Mask, Network, Plan};
+
+use crate::config::{RunJob, WeightsSource, flag_error};
+use crate::weights_cmd;
+
+/// Sizes rayon's global pool (all cores when `threads` is unset).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting the thread count")?;
+    }
+    Ok(())
+}
+
+/// Loads a mask image and checks that it has the content's aspect ratio.
+pub fn load_mask(path: &Path, job: &RunJob, content: Option<&Image>) -> Result<Mask> {
+    let mask = Mask::from_image(&load_image(path, job.max_input_pixels)?);
+    if let Some(problem) = mask.problem(content.map(|c| (c.width, c.height))) {
+        // A shape mismatch also names the photo it was compared with.
+        let photo = match (problem, &job.content) {
+            (MaskProblem::Shape { .. }, Some(p)) => format!(" ({})", p.display()),
+            _ => String::new(),
+        };
+        anyhow::bail!("{}: the mask {problem}{photo}", path.display());
+    }
+    Ok(mask)
+}
+
+/// The content, style, init and mask images of a job.
+pub fn load_inputs(job: &RunJob) -> Result<Inputs> {
+    let load = |p: &Path| load_image(p, job.max_input_pixels);
+    let content = job.content.as_deref().map(load).transpose()?;
+    Ok(Inputs {
+        styles: job
+            .styles
+            .iter()
+            .map(|p| load(p))
+            .collect::<Result<_, _>>()?,
+        init: job.init_image.as_deref().map(load).transpose()?,
+        style_masks: job
+            .style_masks
+            .iter()
+            .map(|p| load_mask(p, job, content.as_ref()))
+            .collect::<Result<_>>()?,
+        content_mask: job
+            .content_mask
+            .as_deref()
+            .map(|p| load_mask(p, job, content.as_ref()))
+            .transpose()?,
+        content,
+        temporal: None,
+    })
+}
+
+/// The job's network (downloading its model on first use) and the weights file it came
+/// from.
+pub fn load_network(job: &RunJob) -> Result<(Network, PathBuf)> {
+    load_network_from(&job.weights, job.device, job.config.get(), job.quiet)
+}
+
+/// The network of `weights` (downloading a model on first use) on `device`, and the file
+/// it came from.
+pub fn load_network_from(
+    weights: &WeightsSource,
+    device: neural_style::DeviceChoice,
+    config: &neural_style::TransferConfig,
+    quiet: bool,
+) -> Result<(Network, PathBuf)> {
+    let weights = match weights {
+        WeightsSource::File(path) => path.clone(),
+        WeightsSource::Model { model, cache } => weights_cmd::model_weights(model, cache, quiet)?,
+    };
+    let (device, _) = neural_style::device::device(device).map_err(flag_error)?;
+    let net = Network::load(&weights, config, &device)?;
+    Ok((net, weights))
+}
+
+/// One line saying which network, convention and loss form a run uses.
+pub fn describe(net: &Network, job: &RunJob, weights: &Path) -> String {
+    describe_network(net, job.config.get().loss_form, weights)
+}
+
+/// One line saying which network, convention and loss form runs use.
+pub fn describe_network(
+    net: &Network,
+    loss_form: neural_style::LossForm,
+    weights: &Path,
+) -> String {
+    format!(
+        "{} ({}, {}), weights {}",
+        net.info.arch,
+        net.convention,
+        match loss_form {
+            neural_style::LossForm::Normalized => "normalised loss form",
+            neural_style::LossForm::Mean => "mean loss form",
+            neural_style::LossForm::Paper => "paper loss form",
+        },
+        weights.display()
+    )
+}
+
+/// An image file, within the pixel limit `max_pixels`.
+pub fn load_image(path: &Path, max_pixels: u64) -> Result<Image> {
+    Image::load(path, max_pixels).map_err(flag_error)
+}
+
+/// The plan of a run of `config` on `net` with `inputs`, its errors in flag terms.
+pub fn plan(config: &CheckedConfig, net: &Network, inputs: Inputs) -> Result<Plan> {
+    Plan::new(config, net, inputs).map_err(flag_error)
+}
+
+/// The plan of one run of `job` (memory checked unless the job says not to).
+pub fn job_plan(job: &RunJob, net: &Network, inputs: Inputs) -> Result<Plan> {
+    let plan = plan(&job.config, net, inputs)?;
+    if job.no_memory_check {
+        Ok(plan)
+    } else {
+        check_memory(job, net, plan)
+    }
+}
+
+/// Whether a run's observer stopped it because of a signal.
+pub fn interrupted(output: &neural_style::Output, signals: &Signals) -> bool {
+    output.stopped && signals.interrupted.load(Ordering::SeqCst)
+}
+
+/// Refuses a run whose estimated peak memory exceeds what is free, or shortens its L-BFGS
+/// history so that it fits.
+pub fn check_memory(job: &RunJob, net: &Network, plan: Plan) -> Result<Plan> {
+    use neural_style::memory::{available_memory, estimate, history_that_fits};
+    // Leave a tenth of the free memory for the rest of the system.
+    let (available, budget) = match (available_memory(), job.max_memory) {
+        (None, None) => return Ok(plan),
+        (Some(free), None) => (free, free / 10 * 9),
+        (None, Some(max)) => (max, max),
+        (Some(free), Some(max)) => (free.min(max), (free / 10 * 9).min(max)),
+    };
+    let config = plan.config();
+    let (w, h) = plan.output_size();
+    let need = estimate(config, net.info.arch, w, h).total();
+    if need <= budget {
+        return Ok(plan);
+    }
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if config.optimizer == neural_style::OptimizerKind::Lbfgs
+        && let Some(history) = history_that_fits(config, net.info.arch, w, h, budget, 5)
+    {
+        eprintln!(
+            "note: a {w}x{h} run with L-BFGS history {} needs about {:.1} GiB and {:.1} GiB is available; using history {history}",
+            config.lbfgs_history,
+            gib(need),
+            gib(available)
+        );
+        return Ok(plan.with_lbfgs_history(history));
+    }
+    anyhow::bail!(
+        "a {w}x{h} run needs about {:.1} GiB of memory but {:.1} GiB is available; use a smaller --size, --optimizer adam, or --no-memory-check to try anyway",
+        gib(need),
+        gib(available)
+    )
+}
+
+/// Flags set by SIGINT/SIGTERM: Ctrl-C (SIGINT) or SIGTERM stop the run at the next
+/// evaluation so it can save its best image; a second Ctrl-C exits at once.
+pub struct Signals {
+    /// Set by SIGINT or SIGTERM: stop at the next evaluation.
+    pub interrupted: Arc<AtomicBool>,
+    /// Set by SIGTERM.
+    pub terminated: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub fn install() -> Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let terminated = Arc::new(AtomicBool::new(false));
+        flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
+            .and_then(|_| flag::register(SIGINT, interrupted.clone()))
+            .and_then(|_| flag::register(SIGTERM, terminated.clone()))
+            .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
+            .context("installing the signal handlers")?;
+        // Past a file-size limit a write fails (and is reported) instead of the signal
+        // killing the process mid-write.
+        #[cfg(unix)]
+        flag::register(
+            signal_hook::consts::SIGXFSZ,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .context("installing the signal handlers")?;
+        Ok(Self {
+            interrupted,
+            terminated,
+        })
+    }
+
+    /// The shell's convention: 128 + the signal's number.
+    pub fn exit_code(terminated: &AtomicBool) -> ExitCode {
+        ExitCode::from(if terminated.load(Ordering::SeqCst) {
+            143
+        } else {
+            130
+        })
+    }
+}

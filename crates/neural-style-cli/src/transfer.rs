@@ -1,0 +1,107 @@
+//! The default command: one style transfer from flags to a saved image, with a progress
+//! bar, a log, checkpoints, and the best image kept when a signal stops it.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use neural_style::Checkpoint;
+
+use crate::cli::RunArgs;
+use crate::config::{RunJob, flag_error};
+use crate::progress::Reporter;
+use crate::runner::{
+    Signals, describe, interrupted, job_plan, load_inputs, load_network, set_threads,
+};
+
+/// Runs the job the flags describe.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let job = RunJob::from_args(args)?;
+    set_threads(job.threads)?;
+    let inputs = load_inputs(&job)?;
+    let (net, weights) = load_network(&job)?;
+    let resume = job
+        .resume
+        .as_ref()
+        .map(|p| Checkpoint::load(p).map(|c| (c, p.as_path())))
+        .transpose()?;
+    let resumed_at = resume
+        .as_ref()
+        .map(|(c, p)| (p.display().to_string(), c.done + c.lbfgs.evaluations));
+    let every = job.checkpoint.as_ref().map_or(0, |(_, n)| *n);
+    let plan = job_plan(&job, &net, inputs)?
+        .with_checkpoints(every, resume)
+        .map_err(flag_error)?;
+    // A resumed run appends to its log.
+    let log = job
+        .log
+        .as_ref()
+        .map(|p| {
+            std::fs::File::options()
+                .create(true)
+                .write(true)
+                .append(job.resume.is_some())
+                .truncate(job.resume.is_none())
+                .open(p)
+                .with_context(|| format!("{}: cannot create the log file", p.display()))
+        })
+        .transpose()?;
+    let signals = Signals::install()?;
+    let mut reporter = Reporter::new(
+        job.quiet,
+        job.print_every,
+        log,
+        job.output.clone(),
+        signals.interrupted.clone(),
+    );
+    reporter.println(&describe(&net, &job, &weights));
+    if let Some((path, evaluation)) = resumed_at {
+        reporter.println(&format!("Resuming from {path} at evaluation {evaluation}"));
+    }
+    reporter.checkpoint = job.checkpoint.as_ref().map(|(p, _)| p.clone());
+    let output = neural_style::run(&net, &plan, &mut reporter);
+    reporter.finish();
+    let output = output?;
+    if let Some(e) = reporter.error.take() {
+        eprintln!("warning: {e:#}");
+    }
+    if interrupted(&output, &signals) {
+        let partial = crate::config::partial_path(&job.output);
+        output.image.save(&partial)?;
+        eprintln!(
+            "interrupted after {} evaluations; best image so far (loss {:.6e}) saved to {}",
+            output.evaluations,
+            output.best_loss.total,
+            partial.display()
+        );
+        if let Some((p, _)) = &job.checkpoint {
+            eprintln!(
+                "continue with the same flags and --resume {} (from its last checkpoint)",
+                p.display()
+            );
+        }
+        return Ok(Signals::exit_code(&signals.terminated));
+    }
+    if output.recoveries > 0 {
+        eprintln!(
+            "note: the loss diverged {} time(s); the optimiser went back to its best image and took smaller steps",
+            output.recoveries
+        );
+    }
+    if let (Some(at), 0) = (output.non_finite_at, output.recoveries) {
+        eprintln!(
+            "warning: the loss became non-finite at evaluation {at}; the run stopped and kept its best image"
+        );
+    }
+    output.image.save(&job.output)?;
+    eprintln!(
+        "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}",
+        job.output.display(),
+        output.evaluations,
+        output.final_loss.total,
+        output.final_loss.content,
+        output.final_loss.style,
+        output.final_loss.tv,
+        output.best_loss.total
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,447 @@
+//! Bad input of every kind: one clear `error:` line, a non-zero exit, no panic, no input touched.
+
+use std::path::Path;
+
+use super::*;
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header claims `w` x `h` pixels (a decompression bomb when large).
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    // The start of a compressed stream that would inflate to the claimed size, then IEND.
+    for (kind, data) in [
+        (&b"IDAT"[..], &[0x78u8, 0x9c, 0xed, 0xc1][..]),
+        (b"IEND", &[]),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend(data);
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(&chunk);
+        png.extend(crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+/// The tiny weights with tensor `key` replaced by `shape` filled with `value`.
+fn tiny_weights_with(key: &str, shape: Vec<usize>, value: f32) -> Vec<u8> {
+    let bytes = std::fs::read(tiny_weights()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let n: usize = shape.iter().product();
+    let data: Vec<u8> = (0..n).flat_map(|_| value.to_le_bytes()).collect();
+    let replacement =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &data).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            if k == key {
+                (k, replacement.clone())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    safetensors::serialize(tensors, &None).unwrap()
+}
+
+/// The usual run's arguments plus `extra`.
+fn flag<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    base.iter().chain(extra).copied().collect()
+}
+
+/// The bad-input battery's scene: damaged, misnamed and oversized files beside a good photo
+/// and painting, and the paths the cases use.
+struct Battery {
+    s: Scene,
+    w: String,
+    c: String,
+    st: String,
+    out: String,
+    dir: String,
+    /// The photo's bytes, to check that no case touched it.
+    png: Vec<u8>,
+}
+
+impl Battery {
+    fn new() -> Self {
+        let s = Scene::new();
+        let png = std::fs::read(s.p("content.png")).unwrap();
+        let weights = std::fs::read(tiny_weights()).unwrap();
+        let files: Vec<(&str, Vec<u8>)> = vec![
+            ("empty.png", vec![]),
+            ("garbage.jpg", b"this is not an image at all".to_vec()),
+            ("truncated.png", png[..png.len() / 2].to_vec()),
+            (
+                "text.png",
+                b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+            ),
+            ("bomb.png", png_claiming(100_000, 100_000)),
+            ("empty.safetensors", vec![]),
+            (
+                "header.safetensors",
+                b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":".to_vec(),
+            ),
+            ("cut.safetensors", weights[..weights.len() / 2].to_vec()),
+            (
+                "shape.safetensors",
+                tiny_weights_with("features.0.weight", vec![4, 2, 3, 3], 0.1),
+            ),
+            (
+                "nan.safetensors",
+                tiny_weights_with("features.2.weight", vec![4, 4, 3, 3], f32::NAN),
+            ),
+            ("notweights.pth", b"PK\x03\x04 not really a zip".to_vec()),
+        ];
+        for (name, bytes) in &files {
+            std::fs::write(s.p(name), bytes).unwrap();
+        }
+        image::RgbImage::new(1, 1).save(s.p("dot.png")).unwrap();
+        image::RgbImage::new(40, 32).save(s.p("black.png")).unwrap();
+        std::fs::create_dir(s.p("out.png")).unwrap();
+        let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("x.png"));
+        let dir = s.dir.path().to_string_lossy().into_owned();
+        let w = tiny_weights().to_string_lossy().into_owned();
+        Self {
+            s,
+            w,
+            c,
+            st,
+            out,
+            dir,
+            png,
+        }
+    }
+
+    /// The usual run: `-c content.png -s style.png -w WEIGHTS -o x.png`.
+    fn base(&self) -> Vec<&str> {
+        vec![
+            "-c", &self.c, "-s", &self.st, "-w", &self.w, "-o", &self.out,
+        ]
+    }
+
+    /// Runs each case (its arguments, with `-n 2 --size 32` unless given, and what the one
+    /// error line must say) and checks that it failed cleanly and touched no input.
+    fn check(&self, cases: Vec<(Vec<&str>, Vec<&str>)>) {
+        for (args, expect) in cases {
+            let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+            for (flag, value) in [("-n", "2"), ("--size", "32")] {
+                if !args.iter().any(|a| a == flag) {
+                    args.extend([flag.to_string(), value.to_string()]);
+                }
+            }
+            let o = bin().args(&args).output().unwrap();
+            assert_clean_error(&o, &expect);
+            eprintln!("{}", stderr(&o).trim());
+        }
+        assert_eq!(
+            std::fs::read(&self.c).unwrap(),
+            self.png,
+            "an input was modified"
+        );
+        assert!(!Path::new(&self.out).exists());
+    }
+}
+
+/// Missing, empty, damaged, misnamed, oversized and degenerate images, and masks that do not fit.
+#[test]
+fn bad_images_give_one_clear_line_and_no_panic() {
+    let b = Battery::new();
+    let (s, w, c, st, out, dir) = (&b.s, b.w.as_str(), &b.c, &b.st, &b.out, &b.dir);
+    b.check(vec![
+        (
+            vec!["-c", &s.p("nope.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["nope.png", "No such file"],
+        ),
+        (
+            vec!["-c", &s.p("empty.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["empty.png", "the file is empty"],
+        ),
+        (
+            vec!["-c", &dir, "-s", &st, "-w", w, "-o", &out],
+            vec!["is a directory"],
+        ),
+        (
+            vec!["-c", &c, "-s", &s.p("garbage.jpg"), "-w", w, "-o", &out],
+            vec!["garbage.jpg", "not a recognised image format"],
+        ),
+        (
+            vec!["-c", &s.p("truncated.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["truncated.png"],
+        ),
+        (
+            vec!["-c", &s.p("text.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["text.png", "not a recognised image format"],
+        ),
+        (
+            vec!["-c", &s.p("bomb.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["bomb.png", "100000x100000", "--max-input-pixels"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--max-input-pixels",
+                "100",
+            ],
+            vec!["content.png", "40x32", "more than the 100 pixels"],
+        ),
+        (
+            vec!["-c", &s.p("dot.png"), "-s", &st, "-w", w, "-o", &out],
+            vec!["dot.png", "too small"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &st,
+                "-w",
+                w,
+                "--init",
+                &s.p("noinit.png"),
+                "-o",
+                &out,
+            ],
+            vec!["noinit.png"],
+        ),
+    ]);
+}
+
+/// Out-of-range and contradictory flags: the one line names the flag.
+#[test]
+fn bad_flags_give_one_clear_line_naming_the_flag() {
+    let b = Battery::new();
+    let (s, w, base, c, st, out) = (&b.s, b.w.as_str(), b.base(), &b.c, &b.st, &b.out);
+    b.check(vec![
+        (
+            flag(&base, &["--style-weight", "-1"]),
+            vec!["--style-weight", ">= 0"],
+        ),
+        (
+            flag(&base, &["--content-weight", "nan"]),
+            vec!["--content-weight", "NaN"],
+        ),
+        (flag(&base, &["--size", "0"]), vec!["--size", "16..=16384"]),
+        (flag(&base, &["--size", "big"]), vec!["--size", "`big`"]),
+        (
+            flag(&base, &["--style-layers", "relu9_9"]),
+            vec!["unknown layer `relu9_9`"],
+        ),
+        (
+            flag(&base, &["--style-blend", "0.5,0.5"]),
+            vec!["--style-blend", "2 weights given for 1 style images"],
+        ),
+        (
+            flag(&base, &["--mask", st]),
+            vec!["style.png", "36x36", "content.png", "aspect ratio"],
+        ),
+        (
+            flag(&base, &["--mask", &s.p("black.png")]),
+            vec!["black.png", "black everywhere"],
+        ),
+        (
+            flag(&base, &["--mask", c, "--mask", c]),
+            vec!["--mask", "2 masks for 1 style images"],
+        ),
+        (
+            vec!["-s", &st, "-w", w, "-o", &out, "--content-mask", &c],
+            vec!["--content-mask needs a --content"],
+        ),
+        (
+            flag(&base, &["--style-layer-weights", "1,2"]),
+            vec!["--style-layer-weights", "2 weights given"],
+        ),
+        (
+            flag(&base, &["-n", "0"]),
+            vec!["--iterations", "at least 1"],
+        ),
+        (flag(&base, &["--threads", "0"]), vec!["--threads 0"]),
+        (
+            flag(&base, &["--style-scale", "0"]),
+            vec!["--style-scale", "(0, 8]"],
+        ),
+        (
+            flag(&base, &["--scales", "300,200"]),
+            vec!["--scales", "increasing"],
+        ),
+        (
+            flag(&base, &["--min-size", "4"]),
+            vec!["--min-size", "16..=16384"],
+        ),
+        (
+            flag(&base, &["--learning-rate", "-1"]),
+            vec!["--learning-rate", "> 0"],
+        ),
+        (
+            flag(&base, &["--checkpoint-every", "0"]),
+            vec!["--checkpoint-every 0"],
+        ),
+        (
+            vec!["-w", w, "-o", &out],
+            vec!["--content, --style, or both"],
+        ),
+    ]);
+}
+
+/// Outputs that cannot be written, or that would overwrite an input.
+#[test]
+fn bad_outputs_are_refused_before_any_work() {
+    let b = Battery::new();
+    let (s, w, c, st) = (&b.s, b.w.as_str(), &b.c, &b.st);
+    b.check(vec![
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("x.xyz")],
+            vec!["x.xyz", "unknown image extension"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("noext")],
+            vec!["noext", "no file extension"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("nodir/x.png")],
+            vec!["nodir", "does not exist"],
+        ),
+        (
+            vec!["-c", &c, "-w", w, "-o", &s.p("out.png")],
+            vec!["out.png", "is a directory"],
+        ),
+        (
+            vec!["-c", &c, "-s", &st, "-w", w, "-o", &c],
+            vec!["content.png", "also an input"],
+        ),
+        (vec!["-c", &c, "-w", w], vec!["--output is required"]),
+    ]);
+}
+
+/// Missing, empty, damaged, mis-shaped and non-finite weights, and unknown models.
+#[test]
+fn bad_weights_give_one_clear_line_naming_the_file() {
+    let b = Battery::new();
+    let (s, c, out) = (&b.s, &b.c, &b.out);
+    b.check(vec![
+        (
+            vec!["-c", &c, "-w", &s.p("none.safetensors"), "-o", &out],
+            vec!["none.safetensors", "No such file"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("empty.safetensors"), "-o", &out],
+            vec!["empty.safetensors", "empty"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("header.safetensors"), "-o", &out],
+            vec!["header.safetensors"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("cut.safetensors"), "-o", &out],
+            vec!["cut.safetensors"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("shape.safetensors"), "-o", &out],
+            vec!["shape.safetensors", "features.0.weight", "[4, 2, 3, 3]"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("nan.safetensors"), "-o", &out],
+            vec!["nan.safetensors", "features.2.weight"],
+        ),
+        (
+            vec!["-c", &c, "-w", &s.p("notweights.pth"), "-o", &out],
+            vec!["notweights.pth"],
+        ),
+        (
+            vec!["-c", &c, "-w", &png_path(s), "-o", &out],
+            vec!["content.png"],
+        ),
+        (
+            vec!["-c", &c, "--model", "resnet", "-o", &out],
+            vec!["unknown model `resnet`"],
+        ),
+    ]);
+}
+
+fn png_path(s: &Scene) -> String {
+    s.p("content.png")
+}
+
+/// A write that cannot complete (here a file-size limit, as a full disk would) is one
+/// error naming the output, and leaves neither a truncated output nor a temporary file.
+#[cfg(unix)]
+#[test]
+fn a_failed_write_leaves_no_truncated_output() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let out = s.p("big.bmp");
+    let script = format!(
+        "ulimit -f 4 && exec '{}' -c '{}' -s '{}' -w '{}' --size 200 -n 2 -o '{}'",
+        env!("CARGO_BIN_EXE_neural-style"),
+        s.p("content.png"),
+        s.p("style.png"),
+        w.display(),
+        out
+    );
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    // A 200x160 BMP is ~96 KB, over the 2-4 KB limit.
+    assert_clean_error(&o, &["big.bmp", "too large"]);
+    assert!(!Path::new(&out).exists());
+    let leftovers: Vec<String> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("big"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// An output directory that cannot be written is refused before any work (sysfs refuses
+/// new files even to root, so this holds however the tests are run).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_output_directory_is_refused_before_the_run() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let o = s.transfer(w.to_str().unwrap(), &["-n", "2"], "unused.png");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // sysfs, or procfs where sysfs is not mounted: neither takes new files.
+    let dir = if Path::new("/sys").is_dir() {
+        "/sys"
+    } else {
+        "/proc"
+    };
+    let out = format!("{dir}/neural-style-out.png");
+    let o = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "-o",
+        &out,
+    ]);
+    assert_clean_error(&o, &[&out, "cannot write in the output directory"]);
+    assert!(!stderr(&o).contains("Optimising"), "refused before the run");
+}

@@ -1,0 +1,382 @@
+//! Whole runs: outputs, logs, reproducibility, texture and content reconstruction, masks, contact sheets, networks that stop early, the real pretrained network, the memory check.
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn a_run_writes_an_image_and_a_log_and_lowers_the_loss() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let log = s.p("log.jsonl");
+    let o = s.transfer(
+        w.to_str().unwrap(),
+        &[
+            "--size",
+            "40",
+            "-n",
+            "12",
+            "--log",
+            &log,
+            "--save-every",
+            "5",
+        ],
+        "out.png",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(s.p("out.png")).expect("output decodes");
+    assert_eq!((img.width(), img.height()), (40, 32));
+    assert!(Path::new(&s.p("out_0005.png")).exists() && Path::new(&s.p("out_0010.png")).exists());
+    let log = std::fs::read_to_string(s.p("log.jsonl")).expect("log");
+    let rows: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(rows.len(), 12);
+    let first = rows[0]["total"].as_f64().unwrap();
+    let last = rows[11]["total"].as_f64().unwrap();
+    assert!(last < first, "loss did not fall: {first} -> {last}");
+    for key in ["evaluation", "content", "style", "tv", "seconds"] {
+        assert!(rows[0].get(key).is_some(), "log lacks {key}");
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_bytes() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    // Seed 7 twice, then seed 8.
+    for (seed, out) in [("7", "a.png"), ("7", "b.png"), ("8", "c.png")] {
+        let args = [
+            "--size",
+            "40",
+            "-n",
+            "8",
+            "--init",
+            "noise",
+            "--seed",
+            seed,
+            "--threads",
+            "2",
+        ];
+        let o = s.transfer(w.to_str().unwrap(), &args, out);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let a = std::fs::read(s.p("a.png")).unwrap();
+    let b = std::fs::read(s.p("b.png")).unwrap();
+    assert_eq!(a, b, "same seed, different output");
+    assert_ne!(
+        a,
+        std::fs::read(s.p("c.png")).unwrap(),
+        "different seeds gave the same output"
+    );
+}
+
+#[test]
+fn texture_synthesis_and_content_reconstruction_run_without_the_other_image() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let o = run(&[
+        "-s",
+        &s.p("style.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "--size",
+        "48x24",
+        "-n",
+        "6",
+        "-o",
+        &s.p("tex.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(s.p("tex.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 24));
+    let o = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "--size",
+        "40",
+        "-n",
+        "6",
+        "--init",
+        "noise",
+        "--content-layers",
+        "relu2_2",
+        "-o",
+        &s.p("rec.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn masked_styles_and_a_content_mask_run_from_mask_files() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    // Left half white (first style), right half white (second), at twice the output size.
+    let half = |left: bool| {
+        image::GrayImage::from_fn(80, 64, |x, _| {
+            image::Luma([if (x < 40) == left { 255 } else { 0 }])
+        })
+    };
+    half(true).save(s.p("left.png")).unwrap();
+    half(false).save(s.p("right.png")).unwrap();
+    write_image(&s.dir.path().join("style2.png"), 30, 30, 4.0);
+    let o = run(&[
+        "-c",
+        &s.p("content.png"),
+        "-s",
+        &s.p("style.png"),
+        "--mask",
+        &s.p("left.png"),
+        "-s",
+        &s.p("style2.png"),
+        "--mask",
+        &s.p("right.png"),
+        "--content-mask",
+        &s.p("left.png"),
+        "-w",
+        w.to_str().unwrap(),
+        "--size",
+        "40",
+        "-n",
+        "6",
+        "-o",
+        &s.p("masked.png"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(s.p("masked.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (40, 32));
+}
+
+#[test]
+fn sheet_lays_out_one_cell_per_style_weight_and_layer_set() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let args = |sets: &str, out: &str| {
+        let c = s.p("content.png");
+        let st = s.p("style.png");
+        let o = s.p(out);
+        let w = w.to_str().unwrap().to_string();
+        run(&[
+            "sheet",
+            "-c",
+            &c,
+            "-s",
+            &st,
+            "-w",
+            &w,
+            "--size",
+            "40",
+            "-n",
+            "3",
+            "--style-weights",
+            "1,100,1e4",
+            "--layer-sets",
+            sets,
+            "-o",
+            &o,
+        ])
+    };
+    let o = args("relu1_1;relu1_1,relu2_1", "sheet.png");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cell 6/6"), "{err}");
+    let sheet = image::open(s.p("sheet.png")).unwrap().to_rgb8();
+    // Three columns of 40 px cells and two rows of 32 px, with labels and gaps.
+    assert!(
+        sheet.width() > 3 * 40 && sheet.height() > 2 * 32,
+        "{:?}",
+        sheet.dimensions()
+    );
+    let o = args("relu1_1;relu9_9", "bad.png");
+    assert_clean_error(&o, &["--layer-sets", "relu9_9"]);
+    assert!(!Path::new(&s.p("bad.png")).exists());
+}
+
+#[test]
+fn missing_layers_are_listed_in_one_error() {
+    let s = Scene::new();
+    // The tiny network cut after conv3_1, like the shared normalised VGG19.
+    let truncated = tiny_weights_to_conv3_1().display().to_string();
+    let ok = s.transfer(
+        &truncated,
+        &[
+            "--size",
+            "32",
+            "-n",
+            "3",
+            "--content-layers",
+            "relu2_2",
+            "--style-layers",
+            "relu1_1,relu2_1,relu3_1",
+        ],
+        "ok.png",
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    // Without layer flags the defaults follow what the weights have.
+    let auto = s.transfer(&truncated, &["--size", "32", "-n", "3"], "auto.png");
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    // Style layer weights are counted against the three style layers the weights have.
+    let three = s.transfer(
+        &truncated,
+        &["--size", "32", "-n", "3", "--style-layer-weights", "1,2,3"],
+        "three.png",
+    );
+    assert!(three.status.success(), "{}", stderr(&three));
+    let five = s.transfer(
+        &truncated,
+        &[
+            "--size",
+            "32",
+            "-n",
+            "3",
+            "--style-layer-weights",
+            "1,1,1,1,1",
+        ],
+        "five.png",
+    );
+    assert_clean_error(
+        &five,
+        &["5 weights given for 3 style layers (relu1_1, relu2_1, relu3_1)"],
+    );
+    // Asking for layers beyond them is one clear error.
+    let bad = s.transfer(
+        &truncated,
+        &[
+            "-n",
+            "3",
+            "--content-layers",
+            "relu4_2",
+            "--style-layers",
+            "relu1_1,relu5_1",
+        ],
+        "bad.png",
+    );
+    assert_clean_error(
+        &bad,
+        &[
+            "tiny_vgg19_to_conv3_1.safetensors",
+            "relu4_2",
+            "missing conv3_2",
+            "conv5_1",
+        ],
+    );
+    assert!(!Path::new(&s.p("bad.png")).exists());
+
+    if let Some(shared) = shared("the run on the shared normalised VGG19") {
+        let w = shared.join("weights/vgg19-normalised-to-conv3_1.safetensors");
+        let o = s.transfer(
+            w.to_str().unwrap(),
+            &[
+                "--size",
+                "32",
+                "-n",
+                "3",
+                "--content-layers",
+                "relu2_2",
+                "--style-layers",
+                "relu1_1,relu2_1,relu3_1",
+            ],
+            "n.png",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = s.transfer(
+            w.to_str().unwrap(),
+            &["--content-layers", "relu4_2", "--style-layers", "relu1_1"],
+            "n2.png",
+        );
+        assert_clean_error(
+            &o,
+            &[
+                "vgg19-normalised-to-conv3_1.safetensors",
+                "relu4_2",
+                "missing conv3_2",
+            ],
+        );
+    }
+}
+
+#[test]
+fn real_pretrained_vgg16_transfers_style() {
+    let Some(shared) = shared("the run on the real pretrained VGG16") else {
+        return;
+    };
+    let s = Scene::new();
+    let out = s.p("real.png");
+    let log = s.p("real.jsonl");
+    let o = run(&[
+        "-c",
+        shared.join("content/tubingen.jpg").to_str().unwrap(),
+        "-s",
+        shared.join("style/starry_night.jpg").to_str().unwrap(),
+        "-w",
+        shared
+            .join("weights/vgg16-hed.safetensors")
+            .to_str()
+            .unwrap(),
+        "--size",
+        "64",
+        "-n",
+        "40",
+        "-o",
+        &out,
+        "--log",
+        &log,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (s0, s1) = (
+        rows[0]["style"].as_f64().unwrap(),
+        rows.last().unwrap()["style"].as_f64().unwrap(),
+    );
+    assert!(s1 < 0.5 * s0, "style loss fell only from {s0} to {s1}");
+}
+
+#[test]
+fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    // 1200 px needs some GiB: refused at once, nothing written.
+    let o = s.transfer(w, &["--size", "1200", "--max-memory", "300M"], "big.png");
+    assert_clean_error(&o, &["1200x960", "GiB of memory", "--no-memory-check"]);
+    assert!(!Path::new(&s.p("big.png")).exists());
+    // With room for the weights (and their Winograd transforms: about 0.5 GiB) and the
+    // activations but not 100 history pairs: history is shortened.
+    let o = s.transfer(
+        w,
+        &[
+            "--size",
+            "400",
+            "-n",
+            "2",
+            "--max-memory",
+            "1200M",
+            "--no-multiscale",
+        ],
+        "short.png",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("using history"), "{}", stderr(&o));
+    // An explicit opt-out skips the check.
+    let o = s.transfer(
+        w,
+        &[
+            "--size",
+            "400",
+            "-n",
+            "1",
+            "--max-memory",
+            "1M",
+            "--no-memory-check",
+        ],
+        "forced.png",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -1,0 +1,168 @@
+//! Ctrl-C and SIGTERM: the best image is kept, and a checkpointed run resumes on the same curve.
+
+use std::path::Path;
+
+use super::*;
+
+/// Starts a long run, waits for a few evaluations in its log, sends `signal` with `kill`,
+/// and returns its exit status and stderr.
+#[cfg(unix)]
+fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let log = s.p("sig.jsonl");
+    let w = tiny_weights();
+    let mut child = bin()
+        .args([
+            "-c",
+            &s.p("content.png"),
+            "-s",
+            &s.p("style.png"),
+            "-w",
+            w.to_str().unwrap(),
+            "--size",
+            "48",
+            "-n",
+            "1000000",
+            "--log",
+            &log,
+            "-o",
+            &s.p("sig.png"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no evaluations logged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_and_sigterm_save_the_best_image_and_exit_130_and_143() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let s = Scene::new();
+        let (status, err) = interrupt_run(&s, signal);
+        assert_eq!(status.code(), Some(code), "{signal}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let partial = s.p("sig.partial.png");
+        assert!(err.contains(&partial), "{err}");
+        let img = image::open(&partial).expect("the partial image decodes");
+        assert_eq!((img.width(), img.height()), (48, 38));
+        // The requested output is not written by an interrupted run.
+        assert!(!Path::new(&s.p("sig.png")).exists());
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_killed_with_sigterm_resumes_from_its_checkpoint_on_the_same_curve() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    let common = |log: &str, out: &str| -> Vec<String> {
+        [
+            "-c",
+            &s.p("content.png"),
+            "-s",
+            &s.p("style.png"),
+            "-w",
+            w,
+            "--size",
+            "48",
+            "-n",
+            "300",
+            "--threads",
+            "2",
+            "--log",
+            &s.p(log),
+            "-o",
+            &s.p(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let losses = |log: &str| -> Vec<(u64, f64)> {
+        std::fs::read_to_string(s.p(log))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["evaluation"].as_u64().unwrap(),
+                    v["total"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let o = bin()
+        .args(common("full.jsonl", "full.png"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = losses("full.jsonl");
+    assert_eq!(full.len(), 300);
+
+    let ckpt = s.p("run.ckpt");
+    let mut args = common("part.jsonl", "part.png");
+    args.extend(["--checkpoint", &ckpt, "--checkpoint-every", "1"].map(String::from));
+    let mut child = bin()
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::fs::read_to_string(s.p("part.jsonl")).map_or(0, |t| t.lines().count()) < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let before = losses("part.jsonl").len();
+    assert!(before < 300, "the run finished before the signal");
+    assert!(Path::new(&ckpt).exists());
+
+    let mut args = common("part.jsonl", "part.png");
+    args.extend(["--resume", &ckpt].map(String::from));
+    let o = bin().args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Resuming from"), "{}", stderr(&o));
+    let part = losses("part.jsonl");
+    assert!(
+        part.len() > 300 - before,
+        "the resumed run did its remaining evaluations"
+    );
+    assert_eq!(part.last().map(|p| p.0), Some(300));
+    for (e, loss) in &part {
+        let expected = full[*e as usize - 1].1;
+        assert!(
+            (loss - expected).abs() <= 1e-5 * expected.abs().max(1e-9),
+            "evaluation {e}: {loss} vs {expected}"
+        );
+    }
+    // Same final image as the uninterrupted run.
+    assert_eq!(
+        std::fs::read(s.p("part.png")).unwrap(),
+        std::fs::read(s.p("full.png")).unwrap()
+    );
+}

@@ -1,0 +1,116 @@
+//! What a run reports while it works and what it returns: the loss terms of each
+//! evaluation, the [`Event`]s an [`Observer`] receives (progress, checkpoints, intermediate
+//! images) and the [`Output`].
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use crate::checkpoint::Checkpoint;
+use crate::image_io::Image;
+
+/// The loss terms at one evaluation, each already multiplied by its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct LossParts {
+    /// The sum of the others.
+    pub total: f32,
+    /// α · content.
+    pub content: f32,
+    /// β · style.
+    pub style: f32,
+    /// TV weight · total variation.
+    pub tv: f32,
+    /// Temporal weight · temporal consistency (video frames only).
+    pub temporal: f32,
+}
+
+/// What a run reports while it works.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The optimisation starts.
+    Started {
+        /// Planned loss evaluations, all sizes together.
+        evaluations: usize,
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+    },
+    /// Optimisation at one stage (size) of the coarse-to-fine schedule starts.
+    Stage {
+        /// 0-based index in the schedule.
+        index: usize,
+        /// Number of stages in the schedule.
+        stages: usize,
+        /// Width at this size.
+        width: u32,
+        /// Height at this size.
+        height: u32,
+        /// Evaluations planned at this size.
+        evaluations: usize,
+    },
+    /// One loss evaluation finished.
+    Evaluation {
+        /// 1-based evaluation count.
+        evaluation: usize,
+        /// The loss at this evaluation.
+        loss: LossParts,
+        /// Time since the optimisation started.
+        elapsed: Duration,
+    },
+    /// The run's state at an L-BFGS iteration boundary (every `checkpoint_every`
+    /// iterations): saved, it lets a run planned with it ([`crate::Plan::with_checkpoints`]) continue
+    /// exactly from here.
+    Checkpoint {
+        /// The state.
+        checkpoint: &'a Checkpoint,
+    },
+    /// An intermediate image (every `snapshot_every` evaluations).
+    Snapshot {
+        /// The evaluation it was taken at.
+        evaluation: usize,
+        /// The image.
+        image: &'a Image,
+    },
+}
+
+/// Receives a run's events; returning `Break` stops the run, which then returns its best
+/// image so far.
+pub trait Observer {
+    /// Called for each event.
+    fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()>;
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn on_event(&mut self, _: &Event<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+impl<F: FnMut(&Event<'_>) -> ControlFlow<()>> Observer for F {
+    fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()> {
+        self(event)
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The image with the lowest loss seen at the last size optimised, at the output size.
+    pub image: Image,
+    /// Its loss (at the size it was optimised at).
+    pub best_loss: LossParts,
+    /// The loss at the last evaluation.
+    pub final_loss: LossParts,
+    /// Loss evaluations made.
+    pub evaluations: usize,
+    /// Whether the observer stopped the run early.
+    pub stopped: bool,
+    /// How many times L-BFGS's divergence guard went back to the best point.
+    pub recoveries: usize,
+    /// The first evaluation whose loss or gradient was not finite, if any.
+    pub non_finite_at: Option<usize>,
+}
