@@ -61,6 +61,15 @@ pub fn expand(spec: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Whether the file `file` lies directly in the folder `folder` (which may not exist yet).
+pub fn same_folder(file: &Path, folder: &Path) -> bool {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    matches!((parent.canonicalize(), folder.canonicalize()), (Ok(a), Ok(b)) if a == b)
+}
+
 fn stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -107,6 +116,14 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         bail!("{}: --output must be a folder in a batch", dir.display());
     }
     let contents = expand(&spec)?;
+    // Results written among the photos would be taken for photos by the next run.
+    if let Some(c) = contents.iter().find(|c| same_folder(c, &dir)) {
+        bail!(
+            "{}: --output is the folder of the photos ({}); choose another folder so the results are not taken for photos",
+            dir.display(),
+            c.display()
+        );
+    }
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     let pairs: Vec<(PathBuf, PathBuf, PathBuf)> = contents

@@ -74,10 +74,20 @@ impl WeightsSource {
             Some(path) => WeightsSource::File(path),
             None => WeightsSource::Model {
                 model: crate::weights_cmd::find(model).context("--model")?,
-                cache: neural_style_models::Cache::locate(cache_dir)?,
+                cache: locate_cache(cache_dir)?,
             },
         })
     }
+}
+
+/// The models cache at `--cache-dir` (else the environment's or the platform's).
+pub fn locate_cache(dir: Option<&Path>) -> Result<neural_style_models::Cache> {
+    neural_style_models::Cache::locate(dir).map_err(|e| match e {
+        neural_style_models::Error::NoCacheDir => {
+            anyhow::anyhow!("{e}; choose one with --cache-dir")
+        }
+        other => other.into(),
+    })
 }
 
 /// Layer names given to `--{flag}` (blank entries ignored).
@@ -154,13 +164,22 @@ impl RunJob {
                 WeightsSource::Model { .. } => None,
             })
             .collect();
-        for input in &inputs {
-            if same_file(input, &output) {
-                bail!(
-                    "{}: --output is also an input file; choose another output name so the input is not overwritten",
-                    output.display()
-                );
-            }
+        // Every file the run writes, checked against every input before any work: the
+        // output and its `.partial` image, the log, the `--save-every` snapshots, and the
+        // checkpoint (a resumed run keeps writing to the checkpoint it read, by design).
+        let partial = partial_path(&output);
+        let mut written: Vec<(&str, &Path)> = vec![("--output", &output), ("--output", &partial)];
+        written.extend(a.log.as_deref().map(|p| ("--log", p)));
+        // A long snapshot name, for the length check (the pattern check covers the rest).
+        let snapshot = snapshot_path(&output, 99_999_999);
+        if a.save_every > 0 {
+            written.push(("--save-every", &snapshot));
+        }
+        let with_resume: Vec<&Path> = inputs.iter().copied().chain(a.resume.as_deref()).collect();
+        let snapshots = (a.save_every > 0).then_some((output.as_path(), a.save_every));
+        refuse_overwriting_inputs(&written, snapshots, &with_resume)?;
+        if let Some(c) = a.checkpoint.as_ref().or(a.resume.as_ref()) {
+            refuse_overwriting_inputs(&[("--checkpoint", c)], None, &inputs)?;
         }
         let size: Size = a.size.parse().map_err(flag_error)?;
         // Parsed even when unused, so that a typo is reported either way.
@@ -298,12 +317,100 @@ pub fn flag_error(e: neural_style::Error) -> anyhow::Error {
     }
 }
 
-/// Whether two paths name the same existing file.
+/// Whether two paths name the same existing file: the same path, through a symbolic link,
+/// or a hard link of it.
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
+        (Ok(x), Ok(y)) if x == y => true,
+        #[cfg(unix)]
+        (Ok(x), Ok(y)) => {
+            use std::os::unix::fs::MetadataExt;
+            match (std::fs::metadata(x), std::fs::metadata(y)) {
+                (Ok(m), Ok(n)) => (m.dev(), m.ino()) == (n.dev(), n.ino()),
+                _ => false,
+            }
+        }
         _ => false,
     }
+}
+
+/// The longest file name the file systems we run on take (`NAME_MAX` on Linux and macOS).
+const NAME_MAX: usize = 255;
+/// What an atomic write's temporary name adds to a file name: `.NAME.PID-N.tmp` with the
+/// longest PID (10 digits) and counter (20 digits).
+const TEMPORARY_EXTRA: usize = ".".len() + ".".len() + 10 + "-".len() + 20 + ".tmp".len();
+
+/// Refuses a run that would write over one of its `inputs`: `written` are the files it
+/// writes, each with the flag that names it; `snapshots`, the output and N of
+/// `--save-every N`, whose `OUT_NNNN.EXT` names are matched by pattern. Also refuses a name
+/// that is too long once the temporary name of its atomic write is made from it.
+pub fn refuse_overwriting_inputs(
+    written: &[(&str, &Path)],
+    snapshots: Option<(&Path, usize)>,
+    inputs: &[&Path],
+) -> Result<()> {
+    for (flag, path) in written {
+        for input in inputs {
+            if same_file(input, path) {
+                bail!(
+                    "{}: {flag} is also an input file ({}); choose another name so the input is not overwritten",
+                    path.display(),
+                    input.display()
+                );
+            }
+        }
+        let name = path.file_name().map_or(0, |n| n.len());
+        if name + TEMPORARY_EXTRA > NAME_MAX {
+            bail!(
+                "{}: {flag}: the file name is too long ({name} bytes; at most {} here, where its temporary copy is written first)",
+                path.display(),
+                NAME_MAX - TEMPORARY_EXTRA
+            );
+        }
+    }
+    if let Some((output, every)) = snapshots {
+        for input in inputs {
+            if is_snapshot_name(input, output, every) {
+                bail!(
+                    "{}: --save-every {every} would overwrite this input with a snapshot of {}; choose another output name",
+                    input.display(),
+                    output.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is (or links to) a name `--save-every every` writes for `output`:
+/// `OUT_NNNN.EXT` in the output's folder, NNNN a multiple of `every`.
+fn is_snapshot_name(path: &Path, output: &Path, every: usize) -> bool {
+    let folder = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
+        _ => Path::new(".").canonicalize().ok(),
+    };
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map_or_else(|| "png".into(), |e| e.to_string_lossy().into_owned());
+    // The name itself, and where a symbolic link points.
+    let names = [Some(path.to_path_buf()), path.canonicalize().ok()];
+    names.into_iter().flatten().any(|p| {
+        let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return false;
+        };
+        let number = name
+            .strip_prefix(&format!("{stem}_"))
+            .and_then(|r| r.strip_suffix(&format!(".{ext}")))
+            .filter(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()));
+        let multiple = number
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0 && n % every as u64 == 0);
+        multiple && folder(&p).is_some() && folder(&p) == folder(output)
+    })
 }
 
 /// `out.png` + 50 -> `out_0050.png`.
@@ -327,4 +434,37 @@ fn beside(output: &Path, tag: &str) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "png".into());
     output.with_file_name(format!("{stem}{tag}.{ext}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_are_matched_by_pattern_in_the_output_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.png");
+        let at = |name: &str| dir.path().join(name);
+        assert!(is_snapshot_name(&at("out_0004.png"), &out, 2));
+        assert!(is_snapshot_name(&at("out_12000.png"), &out, 4000));
+        assert!(
+            !is_snapshot_name(&at("out_0003.png"), &out, 2),
+            "not a multiple"
+        );
+        assert!(
+            !is_snapshot_name(&at("out_004.png"), &out, 2),
+            "three digits"
+        );
+        assert!(
+            !is_snapshot_name(&at("out_0004.jpg"), &out, 2),
+            "another extension"
+        );
+        assert!(!is_snapshot_name(&at("other_0004.png"), &out, 2));
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert!(!is_snapshot_name(
+            &elsewhere.path().join("out_0004.png"),
+            &out,
+            2
+        ));
+    }
 }

@@ -124,7 +124,20 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     // A video is decoded into a folder beside the output, removed once the job is done.
     let mut decoded: Option<PathBuf> = None;
     let (frame_files, fps_in) = if input.is_dir() {
-        (crate::batch::expand(&input)?, None)
+        let frames = crate::batch::expand(&input)?;
+        // Result frames are named frame_NNNNNN.png: among the input frames they could
+        // replace one, and the next run would take them for input.
+        if let Some(f) = frames
+            .iter()
+            .find(|f| crate::batch::same_folder(f, &out_dir))
+        {
+            bail!(
+                "{}: the result frames would go into the folder of the input frames ({}); choose another output",
+                out_dir.display(),
+                f.display()
+            );
+        }
+        (frames, None)
     } else if input.is_file() {
         let mut d = out_dir.clone().into_os_string();
         d.push(".input");

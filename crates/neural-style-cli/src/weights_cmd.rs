@@ -136,7 +136,7 @@ pub fn find(name: &str) -> Result<Model> {
 
 /// Runs `neural-style weights ...`.
 pub fn run(args: &WeightsArgs, quiet: bool) -> Result<ExitCode> {
-    let cache = || Cache::locate(args.cache_dir.as_deref()).map_err(anyhow::Error::from);
+    let cache = || crate::config::locate_cache(args.cache_dir.as_deref());
     match &args.action {
         WeightsAction::List => {
             let cache = cache()?;

@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// No cache directory could be chosen.
     #[error(
-        "no cache directory: the platform has none and neither --cache-dir nor {var} is set",
+        "no cache directory: the platform has none, none was given and {var} is not set",
         var = crate::cache::CACHE_ENV
     )]
     NoCacheDir,

@@ -78,7 +78,7 @@ pub struct Objective<'a> {
     content: Vec<ContentTerm>,
     style: Vec<StyleTerm>,
     /// Multiplies the TV sum (1 except in the normalised form).
-    tv_scale: f32,
+    tv_normaliser: f32,
     /// The temporal target, its per-position weights (`[1, 1, H, W]`) and the term's
     /// weight over the squared network-input pixel scale.
     temporal: Option<(Tensor<4>, Tensor<4>, f32)>,
@@ -286,7 +286,7 @@ impl<'a> Objective<'a> {
             content: content_terms,
             style: style_terms,
             temporal: None,
-            tv_scale: match config.loss_form {
+            tv_normaliser: match config.loss_form {
                 LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_scale),
                 LossForm::Mean | LossForm::Paper => 1.0,
             },
@@ -370,7 +370,7 @@ impl<'a> Objective<'a> {
             });
         }
         let tv = (self.weights.tv != 0.0)
-            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_scale));
+            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_normaliser));
         let temporal = self.temporal.as_ref().map(|(target, c, weight)| {
             image
                 .clone()

@@ -113,3 +113,32 @@ fn batch_skips_a_bad_photo_and_a_rerun_computes_only_unfinished_pairs() {
         "the partial image was left behind"
     );
 }
+
+/// A batch or a video whose results would go among its input photos or frames is refused
+/// before any work (a rerun would take the results for inputs).
+#[test]
+fn results_are_never_written_among_the_inputs() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let (w, st, photos) = (w.to_str().unwrap(), s.p("style.png"), s.p("photos"));
+    std::fs::create_dir(&photos).unwrap();
+    write_image(&Path::new(&photos).join("a.png"), 40, 32, 0.0);
+    let common = ["-s", &st, "-w", w, "--size", "32", "-n", "2", "-o", &photos];
+    let batch: Vec<&str> = ["batch", "-c", &photos]
+        .iter()
+        .chain(&common)
+        .copied()
+        .collect();
+    assert_clean_error(&run(&batch), &["--output is the folder of the photos"]);
+    let video: Vec<&str> = ["video", "-c", &photos]
+        .iter()
+        .chain(&common)
+        .copied()
+        .collect();
+    assert_clean_error(&run(&video), &["folder of the input frames"]);
+    assert_eq!(
+        std::fs::read_dir(&photos).unwrap().count(),
+        1,
+        "nothing written"
+    );
+}

@@ -389,6 +389,72 @@ fn png_path(s: &Scene) -> String {
     s.p("content.png")
 }
 
+/// No file a run writes may be one of its inputs, by path, symbolic link or hard link, and
+/// every name it will write is checked before any work, temporary names included.
+#[test]
+fn no_file_the_run_writes_may_be_an_input() {
+    let b = Battery::new();
+    let (s, w, base, c, st, out) = (&b.s, b.w.as_str(), b.base(), &b.c, &b.st, &b.out);
+    std::fs::hard_link(c, s.p("hard.png")).unwrap();
+    std::os::unix::fs::symlink(st, s.p("soft.png")).unwrap();
+    // `-o x.png --save-every 2` would write x_0004.png at evaluation 4.
+    std::fs::copy(c, s.p("x_0004.png")).unwrap();
+    std::fs::write(s.p("run.ckpt"), b"").unwrap();
+    let (hard, soft, snap, ckpt) = (
+        s.p("hard.png"),
+        s.p("soft.png"),
+        s.p("x_0004.png"),
+        s.p("run.ckpt"),
+    );
+    let long = s.p(&format!("{}.png", "l".repeat(230)));
+    b.check(vec![
+        (
+            flag(&base, &["--log", c]),
+            vec!["--log", "also an input", "content.png"],
+        ),
+        (
+            flag(&base, &["--checkpoint", st]),
+            vec!["--checkpoint", "also an input", "style.png"],
+        ),
+        (
+            flag(&base, &["--log", &soft]),
+            vec!["--log", "also an input", "style.png"],
+        ),
+        (
+            flag(&base, &["--resume", &ckpt, "--log", &ckpt]),
+            vec!["--log", "run.ckpt"],
+        ),
+        (
+            vec!["-c", c, "-s", st, "-w", w, "-o", &hard],
+            vec!["--output", "also an input", "content.png"],
+        ),
+        (
+            vec![
+                "-c",
+                &snap,
+                "-s",
+                st,
+                "-w",
+                w,
+                "-o",
+                out,
+                "--save-every",
+                "2",
+            ],
+            vec!["--save-every 2", "x_0004.png"],
+        ),
+        (
+            vec!["-c", c, "-s", st, "-w", w, "-o", &long],
+            vec!["--output", "too long"],
+        ),
+    ]);
+    assert_eq!(std::fs::read(st).unwrap(), std::fs::read(&soft).unwrap());
+    assert!(
+        std::fs::metadata(&ckpt).unwrap().len() == 0,
+        "the checkpoint was touched"
+    );
+}
+
 /// A write that cannot complete (here a file-size limit, as a full disk would) is one
 /// error naming the output, and leaves neither a truncated output nor a temporary file.
 #[cfg(unix)]
