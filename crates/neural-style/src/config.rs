@@ -198,6 +198,9 @@ pub const DEFAULT_LEARNING_RATE: f32 = 10.0;
 pub const DEFAULT_STYLE_SCALE: f32 = 1.0;
 /// Image sides (pixels) a run accepts: output size, stage sides, `min_size`.
 pub const SIDES: std::ops::RangeInclusive<u32> = 16..=16384;
+/// The longest L-BFGS history (each pair keeps two image-sized vectors; the memory check
+/// shortens a history that does not fit).
+pub const MAX_LBFGS_HISTORY: usize = 10_000;
 /// The largest `style_scale`.
 pub const MAX_STYLE_SCALE: f32 = 8.0;
 
@@ -355,8 +358,14 @@ impl TransferConfig {
         if self.iterations == 0 {
             return Err(Error::config("iterations", "must be at least 1"));
         }
-        if self.lbfgs_history == 0 {
-            return Err(Error::config("lbfgs_history", "must be at least 1"));
+        if !(1..=MAX_LBFGS_HISTORY).contains(&self.lbfgs_history) {
+            return Err(Error::config(
+                "lbfgs_history",
+                format!(
+                    "{} is not allowed; use 1..={MAX_LBFGS_HISTORY}",
+                    self.lbfgs_history
+                ),
+            ));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             return Err(Error::config(

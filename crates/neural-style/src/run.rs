@@ -18,7 +18,7 @@ use crate::mask::Mask;
 use crate::network::Network;
 use crate::objective::{Objective, StyleInput};
 use crate::optim::{Adam, Lbfgs, LbfgsState};
-use crate::plan::{Plan, Stage};
+use crate::plan::{Plan, Stage, style_longest};
 
 /// The images of a run, at any size (they are resized to the configured size).
 #[derive(Debug, Clone, Default)]
@@ -243,9 +243,7 @@ fn run_stage(
         .iter()
         .zip(&blend)
         .map(|(s, b)| {
-            let longest = ((width.max(height) as f32) * config.style_scale)
-                .round()
-                .max(16.0) as u32;
+            let longest = style_longest(width, height, config.style_scale);
             let s = s.resized_to_longest(longest);
             StyleInput {
                 data: conv.to_network(&s.data),

@@ -117,6 +117,8 @@ impl Battery {
             std::fs::write(s.p(name), bytes).unwrap();
         }
         image::RgbImage::new(1, 1).save(s.p("dot.png")).unwrap();
+        image::RgbImage::new(300, 2).save(s.p("long.png")).unwrap();
+        image::RgbImage::new(5000, 2).save(s.p("thin.png")).unwrap();
         image::RgbImage::new(40, 32).save(s.p("black.png")).unwrap();
         std::fs::create_dir(s.p("out.png")).unwrap();
         let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("x.png"));
@@ -216,6 +218,37 @@ fn bad_images_give_one_clear_line_and_no_panic() {
             vec!["-c", &s.p("dot.png"), "-s", &st, "-w", w, "-o", &out],
             vec!["dot.png", "too small"],
         ),
+        // Too elongated for the network at the output size (it used to panic in burn).
+        (
+            vec![
+                "-c",
+                &s.p("long.png"),
+                "-s",
+                &st,
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--size",
+                "512",
+            ],
+            vec!["the image is 512x3", "relu5_1 needs at least 16 pixels"],
+        ),
+        (
+            vec![
+                "-c",
+                &c,
+                "-s",
+                &s.p("thin.png"),
+                "-w",
+                w,
+                "-o",
+                &out,
+                "--size",
+                "64",
+            ],
+            vec!["style image 1 is 64x1", "relu5_1 needs at least 16 pixels"],
+        ),
         (
             vec![
                 "-c",
@@ -281,6 +314,10 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
         (
             flag(&base, &["-n", "0"]),
             vec!["--iterations", "at least 1"],
+        ),
+        (
+            flag(&base, &["--lbfgs-history", "18446744073709551615"]),
+            vec!["--lbfgs-history", "1..=10000"],
         ),
         (flag(&base, &["--threads", "0"]), vec!["--threads 0"]),
         (
