@@ -249,9 +249,6 @@ impl RunJob {
         if a.checkpoint_every == 0 {
             bail!("--checkpoint-every 0 is not allowed; use at least 1");
         }
-        if a.network.threads == Some(0) {
-            bail!("--threads 0 is not allowed; use at least 1");
-        }
         Ok(Self {
             config,
             content: a.content,

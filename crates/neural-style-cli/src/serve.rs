@@ -14,6 +14,11 @@ use crate::cli::ServeArgs;
 use crate::config::{WeightsSource, flag_error};
 use crate::runner::{describe_network, load_network_from, set_threads};
 
+/// The most jobs `serve` runs at once (each on every thread of the pool).
+const MAX_JOBS: usize = 64;
+/// The longest queue `serve` keeps (each queued job holds its uploads, shrunk).
+const MAX_QUEUE: usize = 10_000;
+
 /// The server's settings from its flags; every error names the flag.
 fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
     let positive = |flag: &str, n: u64| {
@@ -22,8 +27,17 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         }
         Ok(())
     };
+    // Each job is a thread running on all --threads, and each queued job holds its images.
+    let at_most = |flag: &str, n: usize, max: usize| {
+        if n > max {
+            bail!("--{flag}: {n} is not allowed; use 1..={max}")
+        }
+        Ok(())
+    };
     positive("jobs", a.jobs as u64)?;
     positive("max-queue", a.max_queue as u64)?;
+    at_most("jobs", a.jobs, MAX_JOBS)?;
+    at_most("max-queue", a.max_queue, MAX_QUEUE)?;
     positive("max-iterations", a.max_iterations as u64)?;
     positive("request-timeout", a.request_timeout)?;
     if !SIDES.contains(&a.max_size) {

@@ -321,6 +321,10 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
         ),
         (flag(&base, &["--threads", "0"]), vec!["--threads 0"]),
         (
+            flag(&base, &["--threads", "100000"]),
+            vec!["--threads 100000", "is not allowed"],
+        ),
+        (
             flag(&base, &["--style-scale", "0"]),
             vec!["--style-scale", "(0, 8]"],
         ),

@@ -17,6 +17,15 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
             vec!["--max-size", "8 is not allowed"],
         ),
         (vec!["--jobs", "0"], vec!["--jobs", "at least 1"]),
+        (vec!["--jobs", "100000"], vec!["--jobs", "1..=64"]),
+        (
+            vec!["--max-queue", "100000"],
+            vec!["--max-queue", "1..=10000"],
+        ),
+        (
+            vec!["--threads", "100000"],
+            vec!["--threads 100000", "is not allowed"],
+        ),
         (vec!["--bind", "localhost"], vec!["--bind", "localhost"]),
         (
             vec!["--results", "/proc/self/status/x"],
