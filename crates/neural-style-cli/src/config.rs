@@ -90,14 +90,46 @@ pub fn locate_cache(dir: Option<&Path>) -> Result<neural_style_models::Cache> {
     })
 }
 
-/// Layer names given to `--{flag}` (blank entries ignored).
+/// Layer names given to `--{flag}` (blank entries ignored, but not a list of blanks).
 pub fn layers<S: AsRef<str>>(flag: &str, names: &[S]) -> Result<Vec<Layer>> {
-    names
+    let layers: Vec<Layer> = names
         .iter()
         .map(AsRef::as_ref)
         .filter(|n| !n.trim().is_empty())
         .map(|n| n.parse::<Layer>().with_context(|| format!("--{flag}")))
-        .collect()
+        .collect::<Result<_>>()?;
+    if layers.is_empty() && !names.is_empty() {
+        bail!("--{flag}: no layer named; give at least one layer, e.g. relu1_1");
+    }
+    Ok(layers)
+}
+
+/// Checks that the folder `file` goes in exists and takes new files (`what` names the
+/// file in the error), by creating and removing a probe file there.
+pub fn writable_folder(file: &Path, what: &str) -> Result<()> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "{}: the folder of {what}, {}, does not exist",
+            file.display(),
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "{}: cannot write in the folder of {what}, {}: {e}",
+            file.display(),
+            dir.display()
+        ),
+    }
 }
 
 impl RunJob {
@@ -113,28 +145,14 @@ impl RunJob {
                 output.display()
             );
         }
-        let dir = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !dir.is_dir() {
-            bail!(
-                "{}: the output directory {} does not exist",
-                output.display(),
-                dir.display()
-            );
+        writable_folder(&output, "the output")?;
+        // The log and the checkpoint are written during the run: their folders too are
+        // checked now, not after an hour of work.
+        if let Some(log) = &a.log {
+            writable_folder(log, "--log")?;
         }
-        // Find out now, not after an hour of work, whether the result can be written there.
-        let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
-        match std::fs::File::create(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-            }
-            Err(e) => bail!(
-                "{}: cannot write in the output directory {}: {e}",
-                output.display(),
-                dir.display()
-            ),
+        if let Some(c) = a.checkpoint.as_ref().or(a.resume.as_ref()) {
+            writable_folder(c, "--checkpoint")?;
         }
         let weights = WeightsSource::from_flags(
             a.network.weights,
@@ -245,6 +263,9 @@ impl RunJob {
         }
         if a.content_mask.is_some() && a.content.is_none() {
             bail!("--content-mask needs a --content image");
+        }
+        if a.preserve_colors.is_some() && a.content.is_none() {
+            bail!("--preserve-colors needs a --content image: its colours are the photo's");
         }
         if a.checkpoint_every == 0 {
             bail!("--checkpoint-every 0 is not allowed; use at least 1");

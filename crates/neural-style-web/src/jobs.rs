@@ -171,6 +171,10 @@ impl Jobs {
         max_results_bytes: u64,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // Find out now, not when the first job is saved, whether results can be written.
+        let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
+        std::fs::File::create(&probe)?;
+        std::fs::remove_file(&probe)?;
         let jobs = Self {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),

@@ -316,6 +316,31 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
             vec!["--iterations", "at least 1"],
         ),
         (
+            flag(&base, &["--log", &s.p("nodir/run.jsonl")]),
+            vec!["--log", "nodir", "does not exist"],
+        ),
+        (
+            flag(&base, &["--checkpoint", &s.p("nodir/run.ckpt")]),
+            vec!["--checkpoint", "nodir", "does not exist"],
+        ),
+        (
+            vec![
+                "-s",
+                st,
+                "-w",
+                w,
+                "-o",
+                out,
+                "--preserve-colors",
+                "luminance",
+            ],
+            vec!["--preserve-colors needs a --content"],
+        ),
+        (
+            flag(&base, &["--style-layers", ","]),
+            vec!["--style-layers", "no layer named"],
+        ),
+        (
             flag(&base, &["--lbfgs-history", "18446744073709551615"]),
             vec!["--lbfgs-history", "1..=10000"],
         ),
@@ -549,6 +574,6 @@ fn an_unwritable_output_directory_is_refused_before_the_run() {
         "-o",
         &out,
     ]);
-    assert_clean_error(&o, &[&out, "cannot write in the output directory"]);
+    assert_clean_error(&o, &[&out, "cannot write in the folder of the output"]);
     assert!(!stderr(&o).contains("Optimising"), "refused before the run");
 }

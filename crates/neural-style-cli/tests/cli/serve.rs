@@ -31,6 +31,11 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
             vec!["--results", "/proc/self/status/x"],
             vec!["/proc/self/status/x", "results folder"],
         ),
+        // sysfs refuses new files even to root: refused at start, not at the first save.
+        (
+            vec!["--results", "/sys/kernel"],
+            vec!["/sys/kernel", "results folder"],
+        ),
     ] {
         let mut all = vec!["serve", "-w", w];
         for (flag, value) in [("--bind", "127.0.0.1:0"), ("--results", results.as_str())] {
