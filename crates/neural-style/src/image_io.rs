@@ -51,6 +51,13 @@ impl Image {
                 message: "is a directory, not an image file".into(),
             });
         }
+        // A pipe would block the run forever and a device has no end: only files are read.
+        if !meta.is_file() {
+            return Err(Error::ImageDecode {
+                path: path.to_path_buf(),
+                message: "not a regular file (a device, pipe or socket); give an image file".into(),
+            });
+        }
         let mut head = [0u8; 64];
         let n = std::fs::File::open(path)
             .and_then(|mut f| {

@@ -53,6 +53,14 @@ pub struct WeightsInfo {
 impl WeightFile {
     /// Opens a weights file, reading its header (tensor data is read when needed).
     pub fn open(path: &Path) -> Result<Self> {
+        // A pipe would block forever and a device has no end: only files are read.
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(format_error(
+                path,
+                "not a regular file (a directory, device, pipe or socket)",
+            ));
+        }
         let mut magic = [0u8; 9];
         let n = std::fs::File::open(path)
             .and_then(|mut f| read_up_to(&mut f, &mut magic))

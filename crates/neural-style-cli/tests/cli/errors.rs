@@ -118,6 +118,10 @@ impl Battery {
         }
         image::RgbImage::new(1, 1).save(s.p("dot.png")).unwrap();
         image::RgbImage::new(300, 2).save(s.p("long.png")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(s.p("fifo.png"))
+            .status();
+        assert!(fifo.is_ok_and(|s| s.success()), "mkfifo");
         image::RgbImage::new(5000, 2).save(s.p("thin.png")).unwrap();
         image::RgbImage::new(40, 32).save(s.p("black.png")).unwrap();
         std::fs::create_dir(s.p("out.png")).unwrap();
@@ -217,6 +221,19 @@ fn bad_images_give_one_clear_line_and_no_panic() {
         (
             vec!["-c", &s.p("dot.png"), "-s", &st, "-w", w, "-o", &out],
             vec!["dot.png", "too small"],
+        ),
+        // A device is not an empty file, and a pipe must not block the run.
+        (
+            vec!["-c", "/dev/urandom", "-s", st, "-w", w, "-o", out],
+            vec!["/dev/urandom", "not a regular file"],
+        ),
+        (
+            vec!["-c", &s.p("fifo.png"), "-s", st, "-w", w, "-o", out],
+            vec!["fifo.png", "not a regular file"],
+        ),
+        (
+            vec!["-c", c, "-s", st, "-w", "/dev/zero", "-o", out],
+            vec!["/dev/zero", "not a regular file"],
         ),
         // Too elongated for the network at the output size (it used to panic in burn).
         (
