@@ -160,9 +160,14 @@ async fn decode_upload(
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let max = s.limits.max_input_pixels;
     let name = field.to_string();
-    let decoded = tokio::task::spawn_blocking(move || Image::decode(&bytes, Path::new(&name), max))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
+    // Decoded and shrunk under the permit, off the async threads: no job uses more than
+    // twice the largest size (see `fit_for_job`), so nothing larger is kept.
+    let side = s.limits.max_size.saturating_mul(2);
+    let decoded = tokio::task::spawn_blocking(move || {
+        Image::decode_within(&bytes, Path::new(&name), max, side)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
     decoded.map_err(|e| match e {
         LibError::TooManyPixels { width, height, .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

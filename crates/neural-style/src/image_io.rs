@@ -66,15 +66,27 @@ impl Image {
             })
             .map_err(|e| Error::io(path, e))?;
         let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-        decode(reader, &head[..n], meta.len(), path, max_pixels)
+        decode(reader, &head[..n], meta.len(), path, max_pixels, u32::MAX)
     }
 
     /// Decodes an image held in memory (an upload) like [`Image::load`] decodes a file;
     /// `name` stands for it in errors and gives the format of signature-less TGA data.
     pub fn decode(bytes: &[u8], name: &Path, max_pixels: u64) -> Result<Self> {
+        Self::decode_within(bytes, name, max_pixels, u32::MAX)
+    }
+
+    /// [`Image::decode`], shrunk to at most `max_side` pixels on its longest side while
+    /// still 8 bits a channel, before the conversion to `f32` planes (four times the
+    /// memory): what a server holding many uploads needs.
+    pub fn decode_within(
+        bytes: &[u8],
+        name: &Path,
+        max_pixels: u64,
+        max_side: u32,
+    ) -> Result<Self> {
         let reader = ImageReader::new(std::io::Cursor::new(bytes));
         let head = &bytes[..bytes.len().min(64)];
-        decode(reader, head, bytes.len() as u64, name, max_pixels)
+        decode(reader, head, bytes.len() as u64, name, max_pixels, max_side)
     }
 
     /// Converts a decoded image (alpha composited over white).
@@ -169,6 +181,7 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     len: u64,
     path: &Path,
     max_pixels: u64,
+    max_side: u32,
 ) -> Result<Image> {
     let decode_err = |message: String| Error::ImageDecode {
         path: path.to_path_buf(),
@@ -214,6 +227,10 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
     img.apply_orientation(orientation);
+    if img.width().max(img.height()) > max_side {
+        let (w, h) = fit_longest(img.width(), img.height(), max_side);
+        img = img.resize_exact(w, h, image::imageops::FilterType::Lanczos3);
+    }
     let image = Image::from_dynamic(&img);
     if image.width < 2 || image.height < 2 {
         return Err(Error::ImageSize {
@@ -439,6 +456,24 @@ mod tests {
             err.contains("notes.png") && err.contains("not a recognised image format"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_upload_is_shrunk_before_it_becomes_floats() {
+        let mut png = Vec::new();
+        image::RgbImage::from_pixel(400, 100, image::Rgb([200, 100, 50]))
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let name = Path::new("upload.png");
+        let small = Image::decode_within(&png, name, 1 << 20, 80).unwrap();
+        assert_eq!((small.width, small.height), (80, 20));
+        assert!(
+            (small.data[0] - 200.0 / 255.0).abs() < 1e-3,
+            "{}",
+            small.data[0]
+        );
+        let whole = Image::decode_within(&png, name, 1 << 20, 400).unwrap();
+        assert_eq!((whole.width, whole.height), (400, 100));
     }
 
     #[test]
