@@ -407,13 +407,7 @@ fn is_snapshot_name(path: &Path, output: &Path, every: usize) -> bool {
         Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
         _ => Path::new(".").canonicalize().ok(),
     };
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = output
-        .extension()
-        .map_or_else(|| "png".into(), |e| e.to_string_lossy().into_owned());
+    let (stem, ext) = stem_and_extension(output);
     // The name itself, and where a symbolic link points.
     let names = [Some(path.to_path_buf()), path.canonicalize().ok()];
     names.into_iter().flatten().any(|p| {
@@ -443,15 +437,20 @@ pub fn partial_path(output: &Path) -> PathBuf {
 
 /// `out.png` + `tag` -> `out{tag}.png`, in the same directory.
 fn beside(output: &Path, tag: &str) -> PathBuf {
+    let (stem, ext) = stem_and_extension(output);
+    output.with_file_name(format!("{stem}{tag}.{ext}"))
+}
+
+/// The output's file stem and extension (`png` when it has none).
+fn stem_and_extension(output: &Path) -> (String, String) {
     let stem = output
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let ext = output
         .extension()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "png".into());
-    output.with_file_name(format!("{stem}{tag}.{ext}"))
+        .map_or_else(|| "png".into(), |e| e.to_string_lossy().into_owned());
+    (stem, ext)
 }
 
 #[cfg(test)]
