@@ -118,18 +118,13 @@ pub fn writable_folder(file: &Path, what: &str) -> Result<()> {
             dir.display()
         );
     }
-    let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
-    match std::fs::File::create(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => bail!(
-            "{}: cannot write in the folder of {what}, {}: {e}",
+    neural_style::image_io::probe_writable(&dir).with_context(|| {
+        format!(
+            "{}: cannot write in the folder of {what}, {}",
             file.display(),
             dir.display()
-        ),
-    }
+        )
+    })
 }
 
 impl RunJob {
@@ -151,7 +146,9 @@ impl RunJob {
         if let Some(log) = &a.log {
             writable_folder(log, "--log")?;
         }
-        if let Some(c) = a.checkpoint.as_ref().or(a.resume.as_ref()) {
+        // Checkpoints go to --checkpoint, else back to the checkpoint resumed from.
+        let checkpoint = a.checkpoint.clone().or_else(|| a.resume.clone());
+        if let Some(c) = &checkpoint {
             writable_folder(c, "--checkpoint")?;
         }
         let weights = WeightsSource::from_flags(
@@ -196,7 +193,7 @@ impl RunJob {
         let with_resume: Vec<&Path> = inputs.iter().copied().chain(a.resume.as_deref()).collect();
         let snapshots = (a.save_every > 0).then_some((output.as_path(), a.save_every));
         refuse_overwriting_inputs(&written, snapshots, &with_resume)?;
-        if let Some(c) = a.checkpoint.as_ref().or(a.resume.as_ref()) {
+        if let Some(c) = &checkpoint {
             refuse_overwriting_inputs(&[("--checkpoint", c)], None, &inputs)?;
         }
         let size: Size = a.size.parse().map_err(flag_error)?;
@@ -287,10 +284,7 @@ impl RunJob {
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,
             max_memory: a.max_memory,
-            checkpoint: a
-                .checkpoint
-                .or_else(|| a.resume.clone())
-                .map(|p| (p, a.checkpoint_every)),
+            checkpoint: checkpoint.map(|p| (p, a.checkpoint_every)),
             resume: a.resume,
         })
     }

@@ -172,9 +172,7 @@ impl Jobs {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         // Find out now, not when the first job is saved, whether results can be written.
-        let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
-        std::fs::File::create(&probe)?;
-        std::fs::remove_file(&probe)?;
+        neural_style::image_io::probe_writable(dir)?;
         let jobs = Self {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),

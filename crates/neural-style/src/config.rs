@@ -264,6 +264,17 @@ impl TransferConfig {
         self.style_layers.as_deref().unwrap_or(DEFAULT_STYLE_LAYERS)
     }
 
+    /// Content layers, then style layers not already listed: every layer a run reads.
+    pub fn layers(&self) -> Vec<Layer> {
+        let mut out: Vec<Layer> = Vec::new();
+        for l in self.content_layers().iter().chain(self.style_layers()) {
+            if !out.contains(l) {
+                out.push(*l);
+            }
+        }
+        out
+    }
+
     /// The loss weights: those set, else the defaults for the loss form and convention.
     ///
     /// Mean form, Caffe convention: jcjohnson/neural-style's 5, 100, 1e-3. Mean form,

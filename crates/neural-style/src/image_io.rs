@@ -282,6 +282,15 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
     }
 }
 
+/// Whether new files can be created in `dir`, found by creating and removing a probe
+/// file there: what a long run checks before it starts rather than at its first save.
+pub fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".neural-style-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory, then renames it
 /// into place; on failure the temporary file is removed and `path` is untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -8,7 +8,7 @@ use image::{ImageBuffer, Luma};
 
 use crate::error::{Error, Result};
 use crate::image_io::Image;
-use crate::vgg::{Layer, LayerKind};
+use crate::vgg::Layer;
 
 /// A grey-level mask in 0..1 (white: the region), `width` x `height`, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,10 +124,7 @@ impl std::fmt::Display for MaskProblem {
 /// The spatial size of `layer`'s activation for a `width` x `height` input: each 2x2
 /// pooling before it halves the size, rounding down.
 pub fn layer_size(layer: Layer, width: u32, height: u32) -> (u32, u32) {
-    let pools = match layer.kind() {
-        LayerKind::Pool => layer.block(),
-        _ => layer.block() - 1,
-    };
+    let pools = layer.poolings_before();
     (width >> pools, height >> pools)
 }
 

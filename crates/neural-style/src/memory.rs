@@ -69,13 +69,7 @@ fn per_pixel(arch: Arch, deepest: Layer) -> (f64, u64) {
 /// schedule, where the peak is) on `arch`.
 pub fn estimate(config: &TransferConfig, arch: Arch, width: u32, height: u32) -> MemoryEstimate {
     let pixels = u64::from(width) * u64::from(height);
-    let deepest = config
-        .content_layers()
-        .iter()
-        .chain(config.style_layers())
-        .copied()
-        .max()
-        .unwrap_or(Layer::Relu5_1);
+    let deepest = config.layers().into_iter().max().unwrap_or(Layer::Relu5_1);
     let (floats, weights) = per_pixel(arch, deepest);
     // The style image is scaled with the output; its forward pass keeps no gradients.
     let style = f64::from(config.style_scale).powi(2) * 0.5;

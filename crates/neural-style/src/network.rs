@@ -35,7 +35,9 @@ impl Network {
         let file = WeightFile::open(path)?;
         let info = file.info(config.arch)?;
         let arch: Arch = info.arch;
-        let wanted = ResolvedLayers::new(config, arch, &info.convs).all();
+        let wanted = ResolvedLayers::new(config, arch, &info.convs)
+            .applied_to(config)
+            .layers();
         let params = file.conv_params(arch, &wanted)?;
         let deepest = wanted.iter().copied().max().unwrap_or(Layer::Relu1_1);
         let vgg = Vgg::new(

@@ -12,7 +12,6 @@ use crate::events::LossParts;
 use crate::loss::{self, LossForm};
 use crate::mask::Mask;
 use crate::network::{StyleCache, StyleStats};
-use crate::plan::ResolvedLayers;
 use crate::vgg::{Layer, Vgg};
 use crate::w2::{W2Target, feature_moments, w2_loss};
 
@@ -145,11 +144,7 @@ impl<'a> Objective<'a> {
             let (w, h) = crate::mask::layer_size(l, width, height);
             m.resized(w.max(1), h.max(1))
         };
-        let layers = ResolvedLayers {
-            content: config.content_layers().to_vec(),
-            style: config.style_layers().to_vec(),
-        }
-        .all();
+        let layers = config.layers();
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
         let mut content_terms = Vec::new();
         if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {

@@ -54,15 +54,13 @@ impl ResolvedLayers {
         Self { content, style }
     }
 
-    /// Content layers, then style layers not already listed: every layer a run reads.
-    pub(crate) fn all(&self) -> Vec<Layer> {
-        let mut out: Vec<Layer> = Vec::new();
-        for l in self.content.iter().chain(&self.style) {
-            if !out.contains(l) {
-                out.push(*l);
-            }
+    /// `config` with these layer lists set.
+    pub(crate) fn applied_to(self, config: &TransferConfig) -> TransferConfig {
+        TransferConfig {
+            content_layers: Some(self.content),
+            style_layers: Some(self.style),
+            ..config.clone()
         }
-        out
     }
 }
 
@@ -139,11 +137,7 @@ pub(crate) fn style_longest(width: u32, height: u32, style_scale: f32) -> u32 {
 /// (measured: on the tiny VGG19 a 64x16 image reaches relu5_1 with every padding, 64x15
 /// does not).
 pub(crate) fn shortest_side_for(layer: Layer) -> u32 {
-    let pools = match layer.kind() {
-        LayerKind::Pool => u32::from(layer.block()),
-        _ => u32::from(layer.block()) - 1,
-    };
-    1 << pools
+    1 << layer.poolings_before()
 }
 
 /// Refuses images the network cannot take at some stage: the image optimised (through
@@ -151,12 +145,7 @@ pub(crate) fn shortest_side_for(layer: Layer) -> u32 {
 /// [`shortest_side_for`] pixels on each side at every stage.
 fn check_shapes(config: &TransferConfig, inputs: &Inputs, stages: &[Stage]) -> Result<()> {
     let deepest = |layers: &[Layer]| layers.iter().copied().max();
-    let all: Vec<Layer> = config
-        .content_layers()
-        .iter()
-        .chain(config.style_layers())
-        .copied()
-        .collect();
+    let all = config.layers();
     let refuse = |what: String, (w, h): (u32, u32), layer: Layer, need: u32, i: usize| {
         Err(Error::InvalidInputs(format!(
             "{what} is {w}x{h} at stage {} of {}, and {layer} needs at least {need} pixels on each side; use a larger size or a less elongated image",
@@ -257,8 +246,10 @@ impl Plan {
             ));
         }
         let layers = ResolvedLayers::new(&given, net.info.arch, &net.info.convs);
+        let weights = given.loss_weights(&net.convention, &layers.content);
+        let config = layers.applied_to(&given);
         let arch = net.vgg.arch();
-        for l in &layers.all() {
+        for l in &config.layers() {
             arch.check_layer(*l)?;
             if !net.vgg.has_layer(*l) {
                 return Err(Error::config(
@@ -269,12 +260,6 @@ impl Plan {
                 ));
             }
         }
-        let weights = given.loss_weights(&net.convention, &layers.content);
-        let config = TransferConfig {
-            content_layers: Some(layers.content),
-            style_layers: Some(layers.style),
-            ..given.clone()
-        };
         config.check_style_layer_weights()?;
         let size = output_size(config.size, inputs.content.as_ref());
         let stages = schedule(&config, size.0, size.1);
@@ -399,12 +384,7 @@ mod tests {
 
     /// `config` with its layers resolved for a VGG19 that has `convs`.
     fn resolved(config: TransferConfig, convs: &[Layer]) -> TransferConfig {
-        let layers = ResolvedLayers::new(&config, Arch::Vgg19, convs);
-        TransferConfig {
-            content_layers: Some(layers.content),
-            style_layers: Some(layers.style),
-            ..config
-        }
+        ResolvedLayers::new(&config, Arch::Vgg19, convs).applied_to(&config)
     }
 
     #[test]

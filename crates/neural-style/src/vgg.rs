@@ -90,6 +90,14 @@ layers! {
 }
 
 impl Layer {
+    /// How many 2x2 poolings an input goes through before reaching this layer.
+    pub fn poolings_before(self) -> u8 {
+        match self.kind() {
+            LayerKind::Pool => self.block(),
+            _ => self.block() - 1,
+        }
+    }
+
     /// The convolution whose output this layer sees (itself for a convolution; the last
     /// convolution of the block for a pooling layer, which depends on `arch`).
     pub fn source_conv(self, arch: Arch) -> Layer {

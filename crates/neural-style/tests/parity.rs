@@ -111,12 +111,7 @@ fn losses_and_gradient_match_pytorch() {
             "reflect" => Padding::Reflect,
             _ => Padding::Replicate,
         };
-        let wanted: Vec<Layer> = config
-            .content_layers()
-            .iter()
-            .chain(config.style_layers())
-            .copied()
-            .collect();
+        let wanted = config.layers();
         let params = file.conv_params(info.arch, &wanted).expect("params");
         let deepest = *wanted.iter().max().expect("layers");
         let vgg = Vgg::new(info.arch, params, deepest, pooling, padding, &device).expect("vgg");
