@@ -75,7 +75,10 @@ class Client:
 
     def request(self, method, path, body=None, ctype=None, timeout=60):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {"Content-Type": ctype} if ctype else {}
+        # Jobs belong to the client token that made them (see docs/web.md).
+        headers = {"X-Client-Token": "web-load-script-client"}
+        if ctype:
+            headers["Content-Type"] = ctype
         try:
             c.request(method, path, body=body, headers=headers)
             r = c.getresponse()

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// Seconds a request may take (uploads included; live event streams excepted).
     #[arg(long, default_value_t = 60, value_name = "S")]
     pub request_timeout: u64,
+    /// A host name the server answers to besides IP addresses and `localhost` (repeat for
+    /// more): requests naming any other host are refused, so that a page on a rebound
+    /// domain cannot reach the server.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
     /// The network and where it runs (uploads above --max-input-pixels get 413).
     #[command(flatten)]
     pub network: NetworkArgs,

@@ -40,6 +40,9 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
     at_most("max-queue", a.max_queue, MAX_QUEUE)?;
     positive("max-iterations", a.max_iterations as u64)?;
     positive("request-timeout", a.request_timeout)?;
+    if let Some(bad) = a.allow_hosts.iter().find(|h| !valid_host_name(h)) {
+        bail!("--allow-host {bad}: not a host name (letters, digits, `-` and `.`, no port)")
+    }
     if !SIDES.contains(&a.max_size) {
         bail!(
             "--max-size: {} is not allowed; use {}..={} pixels",
@@ -54,6 +57,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         max_queue: a.max_queue,
         max_results_bytes: a.max_results,
         request_timeout: Duration::from_secs(a.request_timeout),
+        allowed_hosts: a.allow_hosts.clone(),
         limits: Limits {
             max_size: a.max_size,
             max_iterations: a.max_iterations,
@@ -61,7 +65,21 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
             max_input_pixels: a.network.max_input_pixels,
             ..Limits::default()
         },
+        ..ServerConfig::default()
     })
+}
+
+/// Whether `name` is a DNS host name (what `--allow-host` takes).
+fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.

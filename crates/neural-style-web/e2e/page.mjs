@@ -98,9 +98,13 @@ try {
     await phone.screenshot({ path: process.env.E2E_PHONE_SCREENSHOT, fullPage: true });
   }
   check(errors.length === 0, `errors in the page: ${errors.join("; ")}`);
+  // The page's client token: a cookie that scripts cannot read and other sites do not send.
+  const cookie = (await context.cookies()).find((c) => c.name === "neural_style_client");
+  check(cookie && cookie.httpOnly && cookie.sameSite === "Strict", `client cookie: ${JSON.stringify(cookie)}`);
   console.log(JSON.stringify({
     previews_seen: live.updates, eta: live.eta, download: { bytes: file.length, width: w, height: h },
     suggested_name: download.suggestedFilename(), gallery, phone_overflow_px: overflow,
+    client_token: cookie.value,
   }));
 } finally {
   await browser.close();

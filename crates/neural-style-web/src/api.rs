@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::access::{Client, HostRule};
 use crate::jobs::{JobError, JobView, Jobs, valid_id};
 use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Uploads decoded at once (each may take up to ~16 bytes a pixel).
     pub decoding: Semaphore,
+    /// The `Host` names answered.
+    pub hosts: HostRule,
 }
 
 /// An error answer: a status and `{"error": "..."}`.
@@ -50,11 +53,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The reason.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -87,7 +100,8 @@ impl From<JobError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The router: the page, the API, and the limits on requests.
+/// The router: the page, the API, and the limits on requests; every request passes the
+/// host and origin rules of [`crate::access`] first.
 pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
     let body_limit = state.limits.max_upload_bytes;
     let timed = Router::new()
@@ -107,11 +121,21 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
         .route("/api/jobs/{id}/events", get(events))
         .merge(timed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::access::guard,
+        ))
         .with_state(state)
 }
 
-async fn page() -> Html<&'static str> {
-    Html(PAGE)
+/// `GET /`: the page; a browser without a client token gets one as a cookie.
+async fn page(headers: axum::http::HeaderMap) -> Response {
+    let mut response = Html(PAGE).into_response();
+    if crate::access::token_of(&headers).is_none() {
+        let cookie = crate::access::cookie(&crate::access::new_token());
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// `GET /api/info`: the network, the defaults (with the loss weights that style strength 0
@@ -191,6 +215,7 @@ fn fit_for_job(image: Image, longest: u32) -> Image {
 /// and `settings` (JSON, optional). Answers 201 with the job.
 async fn submit(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     mut form: Multipart,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>)> {
     let mut settings = JobSettings::default();
@@ -198,15 +223,21 @@ async fn submit(
     let mut styles = Vec::new();
     let too_large = |e: axum::extract::multipart::MultipartError| {
         let status = e.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = format!(
                 "the upload is larger than the {} MB allowed",
                 s.limits.max_upload_bytes >> 20
-            )
+            );
+            return ApiError::new(status, message);
+        }
+        // A body that cannot be read (a malformed chunk, a cut connection) is the client's
+        // fault, not ours: 400, not the 500 the extractor reports.
+        let status = if status.is_server_error() {
+            StatusCode::BAD_REQUEST
         } else {
-            format!("bad upload: {}", e.body_text())
+            status
         };
-        ApiError::new(status, message)
+        ApiError::new(status, format!("bad upload: {}", e.body_text()))
     };
     while let Some(field) = form.next_field().await.map_err(too_large)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -236,7 +267,10 @@ async fn submit(
             other => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("unknown form field `{other}` (expected content, style, settings)"),
+                    format!(
+                        "unknown form field `{}` (expected content, style, settings)",
+                        crate::access::echo(other)
+                    ),
                 ));
             }
         }
@@ -269,7 +303,7 @@ async fn submit(
         ..Inputs::default()
     };
     let plan = Plan::new(&config, &s.net, inputs).map_err(|e| unprocessable(&e))?;
-    let view = s.jobs.submit(settings, plan)?;
+    let view = s.jobs.submit(&owner, settings, plan)?;
     let location = format!("/api/jobs/{}", view.id);
     Ok((
         StatusCode::CREATED,
@@ -278,19 +312,21 @@ async fn submit(
     ))
 }
 
-/// `GET /api/jobs`: every job, newest first (the gallery is those with a result).
-async fn list(State(s): State<Arc<AppState>>) -> Json<Vec<JobView>> {
-    Json(s.jobs.list())
+/// `GET /api/jobs`: every job of this client, newest first (the gallery is those with a
+/// result).
+async fn list(State(s): State<Arc<AppState>>, Client(owner): Client) -> Json<Vec<JobView>> {
+    Json(s.jobs.list(&owner))
 }
 
 /// `GET /api/jobs/{id}`.
 async fn job(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Json<JobView>> {
     let id = checked_id(&id)?;
     s.jobs
-        .view(id)
+        .view(&owner, id)
         .map(Json)
         .ok_or_else(|| JobError::NotFound(id.into()).into())
 }
@@ -299,31 +335,34 @@ async fn job(
 /// best image; a queued one is cancelled.
 async fn stop(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let id = checked_id(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(s.jobs.stop(id)?)))
+    Ok((StatusCode::ACCEPTED, Json(s.jobs.stop(&owner, id)?)))
 }
 
 /// `DELETE /api/jobs/{id}`: forget a finished job and delete its files.
 async fn remove(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     let id = checked_id(&id)?;
-    s.jobs.remove(id)?;
+    s.jobs.remove(&owner, id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/jobs/{id}/preview`: the latest intermediate image, JPEG.
 async fn preview(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Response> {
     let id = checked_id(&id)?;
     let jpeg = s
         .jobs
-        .preview(id)
+        .preview(&owner, id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no preview yet"))?;
     Ok((
         [
@@ -338,12 +377,13 @@ async fn preview(
 /// `GET /api/jobs/{id}/result`: the finished image, PNG, as a download.
 async fn result(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Response> {
     let id = checked_id(&id)?;
     let path = s
         .jobs
-        .result(id)
+        .result(&owner, id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result (yet)"))?;
     let bytes = tokio::fs::read(&path)
         .await
@@ -365,18 +405,20 @@ async fn result(
 /// at once and after every change (a few per second at most), ending once it has finished.
 async fn events(
     State(s): State<Arc<AppState>>,
+    Client(owner): Client,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let id = checked_id(&id)?.to_string();
     let rx = s
         .jobs
-        .watch(&id)
+        .watch(&owner, &id)
         .ok_or_else(|| ApiError::from(JobError::NotFound(id.clone())))?;
     let jobs = s.jobs.clone();
     // State: the receiver, and whether the final view has been sent.
     let stream = futures_util::stream::unfold((rx, true, false), move |(mut rx, first, done)| {
         let jobs = jobs.clone();
         let id = id.clone();
+        let owner = owner.clone();
         async move {
             if done {
                 return None;
@@ -385,7 +427,7 @@ async fn events(
                 return None;
             }
             rx.borrow_and_update();
-            let view = jobs.view(&id)?;
+            let view = jobs.view(&owner, &id)?;
             let finished = view.status.is_final();
             let event = SseEvent::default()
                 .event("job")

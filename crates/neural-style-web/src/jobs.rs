@@ -86,6 +86,9 @@ pub struct JobView {
 /// One job.
 struct Job {
     view: JobView,
+    /// The client token of whoever submitted it; only they see it. `None`: a result saved
+    /// by a server older than tokens, which no client sees (its files stay on disk).
+    owner: Option<String>,
     /// The run's plan (its settings and images), until a worker takes it.
     plan: Option<Plan>,
     /// Set to stop the run at its next evaluation.
@@ -145,6 +148,8 @@ pub enum JobError {
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     view: JobView,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 fn now_s() -> u64 {
@@ -200,7 +205,7 @@ impl Jobs {
 
     /// Lists the results saved by an earlier server in the same folder.
     fn restore(&self) -> std::io::Result<()> {
-        let mut saved: Vec<JobView> = std::fs::read_dir(&self.dir)?
+        let mut saved: Vec<Saved> = std::fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
@@ -210,18 +215,19 @@ impl Jobs {
                 }
                 let text = std::fs::read_to_string(e.path()).ok()?;
                 let saved: Saved = serde_json::from_str(&text).ok()?;
-                (saved.view.id == id && saved.view.status.is_final()).then_some(saved.view)
+                (saved.view.id == id && saved.view.status.is_final()).then_some(saved)
             })
             .collect();
-        saved.sort_by_key(|v| v.created);
+        saved.sort_by_key(|s| s.view.created);
         let mut state = self.lock();
-        for view in saved {
+        for Saved { view, owner } in saved {
             let id = view.id.clone();
             state.order.push(id.clone());
             state.jobs.insert(
                 id,
                 Job {
                     view,
+                    owner,
                     plan: None,
                     stop: Arc::new(AtomicBool::new(false)),
                     preview: None,
@@ -233,8 +239,13 @@ impl Jobs {
         Ok(())
     }
 
-    /// Queues a job; returns its view.
-    pub fn submit(&self, settings: JobSettings, plan: Plan) -> Result<JobView, JobError> {
+    /// Queues a job for the client `owner`; returns its view.
+    pub fn submit(
+        &self,
+        owner: &str,
+        settings: JobSettings,
+        plan: Plan,
+    ) -> Result<JobView, JobError> {
         let mut state = self.lock();
         if state.shutting_down {
             return Err(JobError::ShuttingDown);
@@ -268,6 +279,7 @@ impl Jobs {
             id.clone(),
             Job {
                 view: view.clone(),
+                owner: Some(owner.to_string()),
                 plan: Some(plan),
                 stop: Arc::new(AtomicBool::new(false)),
                 preview: None,
@@ -282,48 +294,45 @@ impl Jobs {
         Ok(view)
     }
 
-    /// A job's current view.
-    pub fn view(&self, id: &str) -> Option<JobView> {
-        self.lock().jobs.get(id).map(|j| j.view.clone())
+    /// A job's current view, if `owner` made it.
+    pub fn view(&self, owner: &str, id: &str) -> Option<JobView> {
+        owned(&self.lock(), owner, id).map(|j| j.view.clone())
     }
 
-    /// Every job, newest first.
-    pub fn list(&self) -> Vec<JobView> {
+    /// Every job of `owner`, newest first.
+    pub fn list(&self, owner: &str) -> Vec<JobView> {
         let state = self.lock();
         state
             .order
             .iter()
             .rev()
-            .filter_map(|id| state.jobs.get(id).map(|j| j.view.clone()))
+            .filter_map(|id| owned(&state, owner, id).map(|j| j.view.clone()))
             .collect()
     }
 
     /// A receiver that changes whenever the job does.
-    pub fn watch(&self, id: &str) -> Option<watch::Receiver<u64>> {
-        self.lock().jobs.get(id).map(|j| j.changed.subscribe())
+    pub fn watch(&self, owner: &str, id: &str) -> Option<watch::Receiver<u64>> {
+        owned(&self.lock(), owner, id).map(|j| j.changed.subscribe())
     }
 
     /// The latest preview image (JPEG) of a job.
-    pub fn preview(&self, id: &str) -> Option<Arc<Vec<u8>>> {
-        self.lock().jobs.get(id).and_then(|j| j.preview.clone())
+    pub fn preview(&self, owner: &str, id: &str) -> Option<Arc<Vec<u8>>> {
+        owned(&self.lock(), owner, id).and_then(|j| j.preview.clone())
     }
 
     /// The result file of a finished job.
-    pub fn result(&self, id: &str) -> Option<PathBuf> {
+    pub fn result(&self, owner: &str, id: &str) -> Option<PathBuf> {
         let state = self.lock();
-        let job = state.jobs.get(id)?;
+        let job = owned(&state, owner, id)?;
         job.view.result_size.map(|_| self.result_path(id))
     }
 
     /// Stops a job: a running one at its next evaluation (keeping its best image), a
     /// queued one at once.
-    pub fn stop(&self, id: &str) -> Result<JobView, JobError> {
+    pub fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
         let mut state = self.lock();
         let queued = {
-            let job = state
-                .jobs
-                .get(id)
-                .ok_or_else(|| JobError::NotFound(id.into()))?;
+            let job = owned(&state, owner, id).ok_or_else(|| JobError::NotFound(id.into()))?;
             job.stop.store(true, Ordering::SeqCst);
             job.view.status == Status::Queued
         };
@@ -344,12 +353,9 @@ impl Jobs {
     }
 
     /// Removes a finished job and its files.
-    pub fn remove(&self, id: &str) -> Result<(), JobError> {
+    pub fn remove(&self, owner: &str, id: &str) -> Result<(), JobError> {
         let mut state = self.lock();
-        let job = state
-            .jobs
-            .get(id)
-            .ok_or_else(|| JobError::NotFound(id.into()))?;
+        let job = owned(&state, owner, id).ok_or_else(|| JobError::NotFound(id.into()))?;
         if !job.view.status.is_final() {
             return Err(JobError::NotFinished(id.into()));
         }
@@ -399,7 +405,8 @@ impl Jobs {
             self.forget_old_failures();
             if let (Some(view), Some(_)) = (view, size) {
                 // A view always serialises; were it not to, the result is listed without it.
-                if let Ok(saved) = serde_json::to_vec_pretty(&Saved { view }) {
+                let owner = self.lock().jobs.get(&id).and_then(|j| j.owner.clone());
+                if let Ok(saved) = serde_json::to_vec_pretty(&Saved { view, owner }) {
                     let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
                 }
                 self.enforce_disk_limit();
@@ -575,6 +582,14 @@ impl Jobs {
         drop(state);
         self.wake.notify_all();
     }
+}
+
+/// The job `id` if `owner` made it: anyone else's is simply not found.
+fn owned<'a>(state: &'a State, owner: &str, id: &str) -> Option<&'a Job> {
+    state
+        .jobs
+        .get(id)
+        .filter(|j| j.owner.as_deref() == Some(owner))
 }
 
 /// Gives queued jobs their places again after the queue changed.

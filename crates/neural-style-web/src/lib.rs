@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod jobs;
 pub mod settings;
@@ -46,6 +47,11 @@ pub struct ServerConfig {
     pub max_results_bytes: u64,
     /// Longest time for one request (uploads included; the event stream excepted).
     pub request_timeout: Duration,
+    /// Longest time a connection may take to send a request's header (and may stay idle
+    /// between requests); past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Host names answered besides IP addresses and `localhost` (see [`access`]).
+    pub allowed_hosts: Vec<String>,
     /// What clients may ask for.
     pub limits: Limits,
 }
@@ -58,6 +64,8 @@ impl Default for ServerConfig {
             max_queue: 32,
             max_results_bytes: 1 << 30,
             request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            allowed_hosts: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -127,6 +135,7 @@ impl Server {
             default_weights,
             limits: config.limits,
             decoding: tokio::sync::Semaphore::new(2),
+            hosts: access::HostRule::new(&config.allowed_hosts),
         });
         Ok(Self {
             jobs,
@@ -161,16 +170,39 @@ impl Server {
             .build()?;
         let app = api::router(self.state.clone(), self.config.request_timeout);
         let jobs = self.jobs.clone();
+        let header_timeout = self.config.header_timeout;
         let served = runtime.block_on(async move {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    // Open event streams end when their jobs do.
-                    jobs.shut_down();
-                })
-                .await
+            let (closing, closed) = tokio::sync::watch::channel(false);
+            let mut connections = tokio::task::JoinSet::new();
+            let mut shutdown = std::pin::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            connections.spawn(connection(
+                                stream,
+                                app.clone(),
+                                header_timeout,
+                                closed.clone(),
+                            ));
+                        }
+                        // Out of file descriptors, say: wait a little rather than spin.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
+            }
+            // Open event streams end when their jobs do; idle connections close now, busy
+            // ones after their answer, and whatever is left after the grace time is dropped.
+            jobs.shut_down();
+            let _ = closing.send(true);
+            let drained = async { while connections.join_next().await.is_some() {} };
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
+            connections.abort_all();
+            Ok::<(), std::io::Error>(())
         });
         self.jobs.shut_down();
         for worker in workers {
@@ -179,6 +211,31 @@ impl Server {
         runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(served?)
     }
+}
+
+/// How long connections get to finish once the server is stopping.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one connection (HTTP/1.1) until it closes, the client is too slow to send a
+/// header, or the server stops.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = closing.wait_for(|c| *c) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM: the usual `shutdown` for [`Server::serve`].

@@ -16,6 +16,7 @@ fn read_events(
 ) -> Vec<serde_json::Value> {
     let mut r = agent()
         .get(&server.url(&format!("/api/jobs/{id}/events")))
+        .header(TOKEN_HEADER, TOKEN)
         .call()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -161,6 +162,7 @@ fn queued_jobs_show_their_place_can_be_cancelled_and_old_results_make_room() {
     // A running job cannot be deleted.
     let mut r = agent()
         .delete(&server.url(&format!("/api/jobs/{a}")))
+        .header(TOKEN_HEADER, TOKEN)
         .call()
         .unwrap();
     assert_eq!(
@@ -185,6 +187,7 @@ fn queued_jobs_show_their_place_can_be_cancelled_and_old_results_make_room() {
     // Deleting a finished job removes its files.
     let r = agent()
         .delete(&server.url(&format!("/api/jobs/{c}")))
+        .header(TOKEN_HEADER, TOKEN)
         .call()
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
@@ -297,7 +300,7 @@ fn a_request_that_does_not_finish_in_time_gets_408() {
     let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
     write!(
         stream,
-        "POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nabcd"
+        "POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client-Token: {TOKEN}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nabcd"
     )
     .unwrap();
     stream
@@ -352,4 +355,162 @@ fn the_default_weights_follow_the_network_loaded() {
     let info = get_json(&short.url("/api/info"));
     assert_eq!(info["loss_weights"]["style"], 300.0);
     short.stop();
+}
+
+#[test]
+fn pages_of_other_sites_and_rebound_hosts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(ServerConfig {
+        allowed_hosts: vec!["studio.lan".into()],
+        ..config(dir.path())
+    });
+    let id = submit(&server, 64, 5);
+    let own = format!("http://{}", server.addr);
+    let evil = "http://evil.example";
+    // What a browser sends for another site's fetch, form post and image or link.
+    let jobs = server.url("/api/jobs");
+    let job = server.url(&format!("/api/jobs/{id}"));
+    let cross = [("Sec-Fetch-Site", "cross-site"), (TOKEN_HEADER, TOKEN)];
+    for (method, url, headers) in [
+        ("GET", &jobs, vec![("Origin", evil), cross[0], cross[1]]),
+        ("POST", &jobs, vec![("Origin", evil), cross[0]]),
+        ("DELETE", &job, vec![("Origin", "null"), cross[1]]),
+        (
+            "GET",
+            &job,
+            vec![("Referer", "http://evil.example/x"), cross[1]],
+        ),
+        ("GET", &job, vec![("Sec-Fetch-Site", "same-site"), cross[1]]),
+    ] {
+        let (status, body) = call(method, url, &headers);
+        assert_eq!(status, 403, "{method} {url} {headers:?}: {body}");
+        assert!(
+            body.contains("refused: this server answers only its own page"),
+            "{body}"
+        );
+    }
+    // The same requests from the page itself are answered.
+    let same = [
+        ("Origin", own.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+        cross[1],
+    ];
+    assert_eq!(call("GET", &job, &same).0, 200);
+    // A rebound name reaches neither the page nor the API; IP addresses, localhost and
+    // the configured name do.
+    let port = server.addr.port();
+    for (host, want) in [
+        (format!("rebound.example:{port}"), 403),
+        (format!("localhost:{port}"), 200),
+        (format!("studio.lan:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+    ] {
+        for path in ["/", "/api/jobs"] {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\n{TOKEN_HEADER}: {TOKEN}\r\nConnection: close\r\n\r\n"
+            );
+            let (status, answer) = raw(&server, &request);
+            assert_eq!(status, want, "{host}{path}: {answer}");
+        }
+    }
+    // Nothing was added or removed by the refused requests.
+    assert_eq!(get_json(&jobs).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn jobs_belong_to_the_client_that_made_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path()));
+    let id = submit(&server, 64, 2000);
+    wait_for(&server, &id, &["running"]);
+    let other = [(TOKEN_HEADER, "another-client-token-02")];
+    let (status, body) = call("GET", &server.url("/api/jobs"), &other);
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    for (method, path) in [
+        ("GET", ""),
+        ("POST", "/stop"),
+        ("DELETE", ""),
+        ("GET", "/preview"),
+        ("GET", "/result"),
+        ("GET", "/events"),
+    ] {
+        let url = server.url(&format!("/api/jobs/{id}{path}"));
+        assert_eq!(call(method, &url, &other).0, 404, "{method} {path}");
+    }
+    assert_eq!(
+        get_json(&server.url(&format!("/api/jobs/{id}")))["status"],
+        "running"
+    );
+    // No token: refused with how to get one.
+    let (status, body) = call("GET", &server.url("/api/jobs"), &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("no client token"), "{body}");
+    // The page gives a browser its token as a cookie that other sites' requests lack.
+    let r = agent().get(&server.url("/")).call().unwrap();
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("neural_style_client="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    // The cookie names a client as the header does.
+    let mine = format!("neural_style_client={TOKEN}");
+    let (status, body) = call("GET", &server.url("/api/jobs"), &[("Cookie", &mine)]);
+    assert_eq!(status, 200);
+    assert!(body.contains(&id), "{body}");
+    post(&server.url(&format!("/api/jobs/{id}/stop")));
+}
+
+#[test]
+fn slow_headers_are_cut_off_and_do_not_hold_up_shutdown() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(ServerConfig {
+        header_timeout: Duration::from_millis(500),
+        ..config(dir.path())
+    });
+    // Half a request header, then nothing: the server closes the connection.
+    let start = Instant::now();
+    let (_, answer) = raw(&server, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+    server.stop();
+
+    // With a long header timeout, a half-sent header still does not keep the server up.
+    let server = Running::start(config(dir.path()));
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    server.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let mut rest = Vec::new();
+    assert!(matches!(stream.read_to_end(&mut rest), Ok(_) | Err(_)));
+}
+
+#[test]
+fn malformed_bodies_and_huge_field_names_get_short_client_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(config(dir.path()));
+    let request = format!(
+        "POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n{TOKEN_HEADER}: {TOKEN}\r\nContent-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n--b\r\n\r\nzz-not-a-size\r\n"
+    );
+    let (status, answer) = raw(&server, &request);
+    assert_eq!(status, 400, "{answer}");
+    let name = "n".repeat(1 << 20);
+    let (status, body) = post_form(&server.url("/api/jobs"), &[field(&name, "x")]);
+    assert_eq!(status, 422, "{}", &body[..body.len().min(300)]);
+    assert!(body.len() < 300, "{} bytes echoed", body.len());
+    assert!(body.contains("unknown form field `nnnn"), "{body}");
 }

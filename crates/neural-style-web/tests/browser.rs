@@ -86,9 +86,14 @@ fn the_page_uploads_shows_live_previews_stops_and_downloads_in_chromium() {
     let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert!(report["previews_seen"].as_u64().unwrap() >= 2);
     assert_eq!(report["download"]["width"], 64);
-    // The server agrees: one stopped job, whose result is the file the browser downloaded.
-    let jobs = get_json(&server.url("/api/jobs"));
+    // The server agrees: the browser's client has one stopped job, whose result is the
+    // file the browser downloaded; this test's own client sees none of it.
+    let token = report["client_token"].as_str().unwrap();
+    let (status, body) = call("GET", &server.url("/api/jobs"), &[(TOKEN_HEADER, token)]);
+    assert_eq!(status, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
     let jobs = jobs.as_array().unwrap();
+    assert_eq!(get_json(&server.url("/api/jobs")), serde_json::json!([]));
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["status"], "stopped");
     let id = jobs[0]["id"].as_str().unwrap();

@@ -28,6 +28,10 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
         ),
         (vec!["--bind", "localhost"], vec!["--bind", "localhost"]),
         (
+            vec!["--allow-host", "studio.lan:80"],
+            vec!["--allow-host studio.lan:80", "not a host name"],
+        ),
+        (
             vec!["--results", "/proc/self/status/x"],
             vec!["/proc/self/status/x", "results folder"],
         ),
@@ -78,7 +82,7 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
     let mut stream = std::net::TcpStream::connect(&url).unwrap();
     write!(
         stream,
-        "GET /api/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();

@@ -128,6 +128,10 @@ pub fn field<'a>(name: &'a str, text: &str) -> Part<'a> {
     }
 }
 
+/// The header that names the client, and this test client's token: every helper sends it.
+pub const TOKEN_HEADER: &str = "X-Client-Token";
+pub const TOKEN: &str = "test-client-token-0001";
+
 /// An agent that returns error statuses as answers.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -160,6 +164,7 @@ pub fn post_form(url: &str, parts: &[Part<'_>]) -> (u16, String) {
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     let mut r = agent()
         .post(url)
+        .header(TOKEN_HEADER, TOKEN)
         .header(
             "Content-Type",
             format!("multipart/form-data; boundary={boundary}"),
@@ -170,9 +175,40 @@ pub fn post_form(url: &str, parts: &[Part<'_>]) -> (u16, String) {
     (status, r.body_mut().read_to_string().unwrap_or_default())
 }
 
+/// Any request with exactly `headers` (no client token unless given): status and body.
+pub fn call(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut r = agent().run(request.body(()).unwrap()).unwrap();
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// Sends `request` as it is on a new connection and reads the answer until the server
+/// closes it (or 10 s pass): the status line's code and the whole answer.
+pub fn raw(server: &Running, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
 /// GET: status and bytes.
 pub fn get(url: &str) -> (u16, Vec<u8>) {
-    let mut r = agent().get(url).call().unwrap();
+    let mut r = agent().get(url).header(TOKEN_HEADER, TOKEN).call().unwrap();
     let status = r.status().as_u16();
     (
         status,
@@ -193,7 +229,11 @@ pub fn get_json(url: &str) -> serde_json::Value {
 
 /// POST without a body: status and JSON.
 pub fn post(url: &str) -> (u16, serde_json::Value) {
-    let mut r = agent().post(url).send_empty().unwrap();
+    let mut r = agent()
+        .post(url)
+        .header(TOKEN_HEADER, TOKEN)
+        .send_empty()
+        .unwrap();
     let status = r.status().as_u16();
     let text = r.body_mut().read_to_string().unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or_default())
