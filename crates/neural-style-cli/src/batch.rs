@@ -163,7 +163,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     );
     let say = |line: &str| print_above(&overall, line);
     say(&describe(&net, &template, &weights));
-    let load = |p: &Path| load_image(p, template.max_input_pixels);
+    let load = |p: &Path| load_image(p, template.decoding);
     // Each style is read once; a bad one skips its pairs.
     let mut failed: Vec<String> = Vec::new();
     let styles: Vec<(PathBuf, Result<Image, String>)> = a

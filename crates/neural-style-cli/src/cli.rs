@@ -408,6 +408,10 @@ pub struct NetworkArgs {
     /// Refuse input images with more pixels than this (decompression-bomb guard).
     #[arg(long, default_value_t = neural_style::DEFAULT_MAX_INPUT_PIXELS, value_name = "N")]
     pub max_input_pixels: u64,
+    /// Use damaged input images (a JPEG cut short or with broken data) for the part that
+    /// decodes, the rest flat grey, instead of refusing them.
+    #[arg(long)]
+    pub accept_damaged: bool,
 }
 
 /// `800M`, `6G`, `1.5G` or a plain number of bytes.

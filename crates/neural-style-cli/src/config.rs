@@ -35,8 +35,8 @@ pub struct RunJob {
     pub device: neural_style::DeviceChoice,
     /// Worker threads.
     pub threads: Option<usize>,
-    /// Decoder pixel limit.
-    pub max_input_pixels: u64,
+    /// What decoding an input image accepts.
+    pub decoding: neural_style::Decoding,
     /// Hide the progress bar.
     pub quiet: bool,
     /// Skip the memory estimate.
@@ -280,7 +280,10 @@ impl RunJob {
             log: a.log,
             threads: a.network.threads,
             device: a.network.device.parse().map_err(flag_error)?,
-            max_input_pixels: a.network.max_input_pixels,
+            decoding: neural_style::Decoding {
+                max_pixels: a.network.max_input_pixels,
+                accept_damaged: a.network.accept_damaged,
+            },
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,
             max_memory: a.max_memory,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use neural_style::mask::MaskProblem;
-use neural_style::{CheckedConfig, Image, Inputs, Mask, Network, Plan};
+use neural_style::{CheckedConfig, Decoding, Image, Inputs, Mask, Network, Plan};
 
 use crate::config::{RunJob, WeightsSource, flag_error};
 use crate::weights_cmd;
@@ -46,7 +46,7 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 
 /// Loads a mask image and checks that it has the content's aspect ratio.
 pub fn load_mask(path: &Path, job: &RunJob, content: Option<&Image>) -> Result<Mask> {
-    let mask = Mask::from_image(&load_image(path, job.max_input_pixels)?);
+    let mask = Mask::from_image(&load_image(path, job.decoding)?);
     if let Some(problem) = mask.problem(content.map(|c| (c.width, c.height))) {
         // A shape mismatch also names the photo it was compared with.
         let photo = match (problem, &job.content) {
@@ -60,7 +60,7 @@ pub fn load_mask(path: &Path, job: &RunJob, content: Option<&Image>) -> Result<M
 
 /// The content, style, init and mask images of a job.
 pub fn load_inputs(job: &RunJob) -> Result<Inputs> {
-    let load = |p: &Path| load_image(p, job.max_input_pixels);
+    let load = |p: &Path| load_image(p, job.decoding);
     let content = job.content.as_deref().map(load).transpose()?;
     Ok(Inputs {
         styles: job
@@ -131,9 +131,14 @@ pub fn describe_network(
     )
 }
 
-/// An image file, within the pixel limit `max_pixels`.
-pub fn load_image(path: &Path, max_pixels: u64) -> Result<Image> {
-    Image::load(path, max_pixels).map_err(flag_error)
+/// An image file, decoded as `decoding` allows.
+pub fn load_image(path: &Path, decoding: Decoding) -> Result<Image> {
+    Image::load_with(path, decoding).map_err(|e| match e {
+        neural_style::Error::DamagedImage { .. } => {
+            anyhow::anyhow!("{e}; --accept-damaged uses the part that decodes")
+        }
+        other => flag_error(other),
+    })
 }
 
 /// The plan of a run of `config` on `net` with `inputs`, its errors in flag terms.

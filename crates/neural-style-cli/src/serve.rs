@@ -63,6 +63,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
             max_iterations: a.max_iterations,
             max_upload_bytes: usize::try_from(a.max_upload).unwrap_or(usize::MAX),
             max_input_pixels: a.network.max_input_pixels,
+            accept_damaged: a.network.accept_damaged,
             ..Limits::default()
         },
         ..ServerConfig::default()

@@ -174,7 +174,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     })?;
     set_threads(template.threads)?;
     let (net, weights) = load_network(&template)?;
-    let load = |p: &Path| load_image(p, template.max_input_pixels);
+    let load = |p: &Path| load_image(p, template.decoding);
     let styles: Vec<Image> = template
         .styles
         .iter()

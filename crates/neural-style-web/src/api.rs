@@ -15,7 +15,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use neural_style::{Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig};
+use neural_style::{
+    Decoding, Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig,
+};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
@@ -183,12 +185,16 @@ async fn decode_upload(
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let max = s.limits.max_input_pixels;
+    let decoding = Decoding {
+        max_pixels: max,
+        accept_damaged: s.limits.accept_damaged,
+    };
     let name = field.to_string();
     // Decoded and shrunk under the permit, off the async threads: no job uses more than
     // twice the largest size (see `fit_for_job`), so nothing larger is kept.
     let side = s.limits.max_size.saturating_mul(2);
     let decoded = tokio::task::spawn_blocking(move || {
-        Image::decode_within(&bytes, Path::new(&name), max, side)
+        Image::decode_within(&bytes, Path::new(&name), decoding, side)
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;

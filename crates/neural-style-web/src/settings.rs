@@ -73,6 +73,8 @@ pub struct Limits {
     pub max_upload_bytes: usize,
     /// Largest decoded image, pixels (the CLI's `--max-input-pixels`).
     pub max_input_pixels: u64,
+    /// Use what decodes of a damaged upload instead of refusing it (`--accept-damaged`).
+    pub accept_damaged: bool,
 }
 
 impl Default for Limits {
@@ -83,6 +85,7 @@ impl Default for Limits {
             max_styles: 4,
             max_upload_bytes: 50 << 20,
             max_input_pixels: neural_style::DEFAULT_MAX_INPUT_PIXELS,
+            accept_damaged: false,
         }
     }
 }

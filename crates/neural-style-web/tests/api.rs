@@ -209,6 +209,15 @@ fn bad_uploads_and_requests_are_refused_with_their_status_and_a_reason() {
     let style = || file("style", png(60, 60, 2.0));
     let mut truncated = png(80, 60, 0.0);
     truncated.truncate(100);
+    let mut cut_jpeg = Vec::new();
+    image::load_from_memory(&png(80, 60, 0.0))
+        .unwrap()
+        .write_to(
+            &mut std::io::Cursor::new(&mut cut_jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    cut_jpeg.truncate(cut_jpeg.len() / 2);
     let cases: Vec<(Vec<Part<'_>>, u16, &str)> = vec![
         (
             vec![file("content", b"GIF? no: plain text".to_vec()), style()],
@@ -238,6 +247,11 @@ fn bad_uploads_and_requests_are_refused_with_their_status_and_a_reason() {
             "content: image is 120x100: more than the 10000 pixels allowed",
         ),
         (vec![file("content", truncated), style()], 422, "content"),
+        (
+            vec![file("content", cut_jpeg), style()],
+            422,
+            "content: the image is damaged: the JPEG ends early",
+        ),
         (
             vec![
                 field("settings", r#"{"size": 4096}"#),

@@ -24,6 +24,15 @@ pub enum Error {
         message: String,
     },
 
+    /// An image decodes only in part: its data ends early or is corrupt.
+    #[error("{path}: the image is damaged: {message}")]
+    DamagedImage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and how much of it decodes.
+        message: String,
+    },
+
     /// An image has more pixels than the decoder is allowed to allocate.
     #[error(
         "{path}: image is {width}x{height}: more than the {limit} pixels allowed (the input pixel limit)"

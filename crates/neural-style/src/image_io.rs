@@ -1,5 +1,6 @@
-//! Images in and out: decoding with limits and EXIF orientation, conversion to planar RGB in
-//! 0..1, Lanczos resizing, and atomic writes (temporary file, then rename).
+//! Images in and out: decoding with limits and EXIF orientation (damaged JPEGs refused
+//! unless asked for), conversion to planar RGB in 0..1, Lanczos resizing, and atomic writes
+//! (temporary file, then rename).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,32 @@ use crate::error::{Error, Result};
 /// Largest number of pixels accepted from an input file by default (a decompression-bomb
 /// guard): 100 megapixels.
 pub const DEFAULT_MAX_INPUT_PIXELS: u64 = 100_000_000;
+
+/// What decoding an input image accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoding {
+    /// Most pixels an image may declare (a decompression-bomb guard).
+    pub max_pixels: u64,
+    /// Use what decodes of a damaged image (a JPEG cut short or with corrupt data, whose
+    /// missing part is flat grey) instead of refusing it.
+    pub accept_damaged: bool,
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Self::within(DEFAULT_MAX_INPUT_PIXELS)
+    }
+}
+
+impl Decoding {
+    /// At most `max_pixels`, damaged images refused.
+    pub fn within(max_pixels: u64) -> Self {
+        Self {
+            max_pixels,
+            accept_damaged: false,
+        }
+    }
+}
 
 /// An RGB image stored as three planes (R, G, B) of `width * height` values in 0..1.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +69,14 @@ impl Image {
 
     /// Decodes `path` (any format the `image` crate reads, chosen by content), applies its
     /// EXIF orientation and converts to RGB (grey is replicated, alpha is composited over
-    /// white, 16-bit and float are kept at full precision until conversion).
+    /// white, 16-bit and float are kept at full precision until conversion). A damaged
+    /// JPEG is refused ([`Error::DamagedImage`]); see [`Image::load_with`].
     pub fn load(path: &Path, max_pixels: u64) -> Result<Self> {
+        Self::load_with(path, Decoding::within(max_pixels))
+    }
+
+    /// [`Image::load`] with the limits and leniency of `decoding`.
+    pub fn load_with(path: &Path, decoding: Decoding) -> Result<Self> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Err(Error::ImageDecode {
@@ -65,14 +98,27 @@ impl Image {
                 f.read(&mut head)
             })
             .map_err(|e| Error::io(path, e))?;
+        // The JPEG decoder reads the whole file into memory anyway; so does its check.
+        if image::guess_format(&head[..n]).ok() == Some(ImageFormat::Jpeg) {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            return Self::decode_within(&bytes, path, decoding, u32::MAX);
+        }
         let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-        decode(reader, &head[..n], meta.len(), path, max_pixels, u32::MAX)
+        decode(
+            reader,
+            &head[..n],
+            meta.len(),
+            path,
+            decoding,
+            u32::MAX,
+            None,
+        )
     }
 
     /// Decodes an image held in memory (an upload) like [`Image::load`] decodes a file;
     /// `name` stands for it in errors and gives the format of signature-less TGA data.
     pub fn decode(bytes: &[u8], name: &Path, max_pixels: u64) -> Result<Self> {
-        Self::decode_within(bytes, name, max_pixels, u32::MAX)
+        Self::decode_within(bytes, name, Decoding::within(max_pixels), u32::MAX)
     }
 
     /// [`Image::decode`], shrunk to at most `max_side` pixels on its longest side while
@@ -81,12 +127,13 @@ impl Image {
     pub fn decode_within(
         bytes: &[u8],
         name: &Path,
-        max_pixels: u64,
+        decoding: Decoding,
         max_side: u32,
     ) -> Result<Self> {
         let reader = ImageReader::new(std::io::Cursor::new(bytes));
         let head = &bytes[..bytes.len().min(64)];
-        decode(reader, head, bytes.len() as u64, name, max_pixels, max_side)
+        let len = bytes.len() as u64;
+        decode(reader, head, len, name, decoding, max_side, Some(bytes))
     }
 
     /// Converts a decoded image (alpha composited over white).
@@ -173,16 +220,18 @@ impl Image {
     }
 }
 
-/// Decodes the image read by `reader` (whose first bytes are `head` and length `len`),
-/// called `path` in errors, within `max_pixels`.
+/// Decodes the image read by `reader` (whose first bytes are `head` and length `len`; all
+/// of them in `whole` when in memory, as every JPEG is), called `path` in errors.
 fn decode<R: std::io::BufRead + std::io::Seek>(
     mut reader: ImageReader<R>,
     head: &[u8],
     len: u64,
     path: &Path,
-    max_pixels: u64,
+    decoding: Decoding,
     max_side: u32,
+    whole: Option<&[u8]>,
 ) -> Result<Image> {
+    let max_pixels = decoding.max_pixels;
     let decode_err = |message: String| Error::ImageDecode {
         path: path.to_path_buf(),
         message,
@@ -225,7 +274,20 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // The strict pass first (its pixels are dropped at once), then the lenient decode.
+    let damage = match whole {
+        Some(bytes) if format == ImageFormat::Jpeg && !decoding.accept_damaged => {
+            strict_jpeg(bytes).err()
+        }
+        _ => None,
+    };
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_err(e.to_string()))?;
+    if let Some(problem) = damage {
+        return Err(Error::DamagedImage {
+            path: path.to_path_buf(),
+            message: damage_report(&problem, &img),
+        });
+    }
     img.apply_orientation(orientation);
     if img.width().max(img.height()) > max_side {
         let (w, h) = fit_longest(img.width(), img.height(), max_side);
@@ -241,6 +303,68 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
         });
     }
     Ok(image)
+}
+
+/// Checks that a JPEG is whole: its scan data is followed by the end-of-image marker, and
+/// it decodes in strict mode, where data that ends early or does not decode is an error
+/// rather than grey pixels. Returns what is wrong.
+fn strict_jpeg(bytes: &[u8]) -> std::result::Result<(), String> {
+    if !ends_with_end_marker(bytes) {
+        return Err("no end-of-image marker after the image data".into());
+    }
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let cursor = zune_core::bytestream::ZCursor::new(bytes);
+    zune_jpeg::JpegDecoder::new_with_options(cursor, options)
+        .decode()
+        .map(drop)
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Whether the JPEG's first scan is followed by an end-of-image marker (FF D9). The
+/// segments before the scan are skipped by their lengths (an EXIF thumbnail has its own
+/// marker); inside scan data a literal FF is always followed by 00 or a restart marker
+/// (ITU T.81, B.1.1.5), so FF D9 there is the end. Bytes after it do not matter.
+fn ends_with_end_marker(bytes: &[u8]) -> bool {
+    let mut at = 2; // after SOI
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return false;
+        }
+        let marker = bytes[at + 1];
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        if marker == 0xDA {
+            let scan = &bytes[(at + 2 + length).min(bytes.len())..];
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        at += 2 + length;
+    }
+    false
+}
+
+/// What is wrong with a damaged JPEG, for its error: how much of it decoded, judged by the
+/// rows at the bottom that came out as the decoder's flat grey fill.
+fn damage_report(problem: &str, decoded: &DynamicImage) -> String {
+    let rgb = decoded.to_rgb8();
+    let grey = |p: &image::Rgb<u8>| p.0.iter().all(|&v| v.abs_diff(128) <= 1);
+    let filled = rgb
+        .rows()
+        .rev()
+        .take_while(|row| row.clone().all(grey))
+        .count();
+    let height = rgb.height().max(1) as usize;
+    if filled > 0 {
+        let decoded = 100 * (height - filled) / height;
+        format!("the JPEG ends early or is corrupt: {decoded}% of the rows decoded ({problem})")
+    } else {
+        format!("the JPEG's data is corrupt ({problem})")
+    }
 }
 
 /// The size whose longest side is `longest`, with the aspect ratio of `width` x `height`.
@@ -320,6 +444,69 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A baseline JPEG of a busy 64x48 pattern, from the `image` crate's encoder.
+    fn baseline_jpeg() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([
+                (4 * x) as u8,
+                (x * y * 7 % 256) as u8,
+                ((x ^ y) * 4 % 256) as u8,
+            ])
+        });
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .unwrap();
+        jpeg
+    }
+
+    #[test]
+    fn damaged_jpegs_are_refused_unless_accepted() {
+        let progressive = std::fs::read(neural_style_testdata::fixture("images/progressive.jpg"));
+        let progressive = progressive.unwrap();
+        let name = Path::new("photo.jpg");
+        let lenient = Decoding {
+            accept_damaged: true,
+            ..Decoding::default()
+        };
+        for (kind, whole) in [("baseline", baseline_jpeg()), ("progressive", progressive)] {
+            assert!(Image::decode(&whole, name, 1 << 20).is_ok());
+            let half = whole[..whole.len() / 2].to_vec();
+            let mut zeroed = whole.clone();
+            let n = zeroed.len();
+            // Zeros from the middle on, the end-of-image marker with them: the decoder
+            // runs out of codes. (Zeros that still read as valid codes cannot be told
+            // from a picture: JPEG has no checksum.)
+            zeroed[n / 2..].fill(0);
+            for (how, damaged) in [("cut", half), ("zeroed", zeroed)] {
+                let Err(e) = Image::decode(&damaged, name, 1 << 20) else {
+                    panic!("the {how} {kind} JPEG decoded");
+                };
+                let message = e.to_string();
+                assert!(matches!(e, Error::DamagedImage { .. }), "{message}");
+                assert!(
+                    message.starts_with("photo.jpg: the image is damaged: the JPEG"),
+                    "{message}"
+                );
+                let partial = Image::decode_within(&damaged, name, lenient, u32::MAX).unwrap();
+                assert_eq!((partial.width, partial.height), (64, 48));
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_jpeg_says_how_much_of_it_decoded() {
+        let whole = baseline_jpeg();
+        let e = Image::decode(&whole[..whole.len() / 2], Path::new("a.jpg"), 1 << 20);
+        let message = e.unwrap_err().to_string();
+        let percent: u32 = message
+            .split("ends early or is corrupt: ")
+            .nth(1)
+            .and_then(|rest| rest.split('%').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{message}"));
+        assert!((20..80).contains(&percent), "{message}");
+    }
 
     #[test]
     fn grey_sixteen_bit_and_alpha_become_rgb() {
@@ -474,14 +661,14 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         let name = Path::new("upload.png");
-        let small = Image::decode_within(&png, name, 1 << 20, 80).unwrap();
+        let small = Image::decode_within(&png, name, Decoding::within(1 << 20), 80).unwrap();
         assert_eq!((small.width, small.height), (80, 20));
         assert!(
             (small.data[0] - 200.0 / 255.0).abs() < 1e-3,
             "{}",
             small.data[0]
         );
-        let whole = Image::decode_within(&png, name, 1 << 20, 400).unwrap();
+        let whole = Image::decode_within(&png, name, Decoding::within(1 << 20), 400).unwrap();
         assert_eq!((whole.width, whole.height), (400, 100));
     }
 

@@ -594,3 +594,60 @@ fn an_unwritable_output_directory_is_refused_before_the_run() {
     assert_clean_error(&o, &[&out, "cannot write in the folder of the output"]);
     assert!(!stderr(&o).contains("Optimising"), "refused before the run");
 }
+
+/// A JPEG cut short is refused wherever an image is read, naming the file and how much of
+/// it decoded; `--accept-damaged` runs on the part that decodes.
+#[test]
+fn damaged_jpegs_are_refused_unless_accepted() {
+    let b = Battery::new();
+    let (s, w, c, st, out) = (&b.s, b.w.as_str(), b.c.as_str(), b.st.as_str(), &b.out);
+    write_image(Path::new(&s.p("photo.jpg")), 64, 48, 0.5);
+    let whole = std::fs::read(s.p("photo.jpg")).unwrap();
+    std::fs::write(s.p("cut.jpg"), &whole[..whole.len() / 2]).unwrap();
+    let cut = s.p("cut.jpg");
+    let said = vec![
+        "cut.jpg: the image is damaged: the JPEG ends early",
+        "% of the rows decoded",
+        "--accept-damaged uses the part that decodes",
+    ];
+    b.check(vec![
+        (vec!["-c", &cut, "-s", st, "-w", w, "-o", out], said.clone()),
+        (vec!["-c", c, "-s", &cut, "-w", w, "-o", out], said.clone()),
+        (
+            vec!["-c", c, "-s", st, "-w", w, "-o", out, "--init", &cut],
+            said.clone(),
+        ),
+        (
+            vec![
+                "-c",
+                c,
+                "-s",
+                st,
+                "-w",
+                w,
+                "-o",
+                out,
+                "--content-mask",
+                &cut,
+            ],
+            said,
+        ),
+    ]);
+    let o = run(&[
+        "-c",
+        &cut,
+        "-s",
+        st,
+        "-w",
+        w,
+        "-o",
+        out,
+        "-n",
+        "2",
+        "--size",
+        "32",
+        "--accept-damaged",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(Path::new(out).is_file());
+}
