@@ -1,7 +1,9 @@
 //! Checkpoints: the whole state of a run at an L-BFGS iteration boundary (the schedule
 //! position, the image, the curvature history, the best image so far), written as one
 //! `.safetensors` file, so that a run stopped by a crash, a reboot or Ctrl-C continues
-//! exactly where the checkpoint was taken.
+//! exactly where the checkpoint was taken. It records the SHA-256 of the weights it was
+//! made with and a SHA-256 checksum of its own contents, so a checkpoint of another
+//! network or a damaged file is refused rather than resumed.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -13,14 +15,16 @@ use crate::optim::LbfgsState;
 use crate::run::Inputs;
 use crate::{Image, TransferConfig};
 
-/// The format version written in each checkpoint.
-const VERSION: &str = "1";
+/// The format version written in each checkpoint (2: with `weights` and `checksum`).
+const VERSION: &str = "2";
 
 /// A run's state at an iteration boundary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     /// Identifies the settings and images the run was made with.
     pub fingerprint: String,
+    /// The identity of the weights ([`crate::Network::identity`]).
+    pub weights: String,
     /// The index of the size being optimised in the coarse-to-fine schedule.
     pub stage: usize,
     /// Evaluations made at earlier sizes.
@@ -65,6 +69,28 @@ pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
     format!("{:016x}", h.finish())
 }
 
+/// SHA-256 (hex) of a checkpoint's metadata (but its checksum) and tensors (names,
+/// shapes and little-endian data), each in name order.
+fn checksum(
+    meta: &HashMap<String, String>,
+    tensors: impl IntoIterator<Item = (String, Vec<usize>, Vec<u8>)>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut keys: Vec<&String> = meta.keys().filter(|k| *k != "checksum").collect();
+    keys.sort();
+    for k in keys {
+        h.update(format!("{k}={}\n", meta[k]).as_bytes());
+    }
+    let mut tensors: Vec<_> = tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, shape, data) in tensors {
+        h.update(format!("{name}{shape:?}{}\n", data.len()).as_bytes());
+        h.update(&data);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn bad(path: &Path, message: impl Into<String>) -> Error {
     Error::Checkpoint {
         path: path.to_path_buf(),
@@ -104,9 +130,10 @@ impl Checkpoint {
             tensors.push(("best_x", vec![bx.len()], bx));
             tensors.push(("best_loss", vec![4], &best_loss));
         }
-        let meta: HashMap<String, String> = [
+        let mut meta: HashMap<String, String> = [
             ("neural_style_checkpoint", VERSION.to_string()),
             ("fingerprint", self.fingerprint.clone()),
+            ("weights", self.weights.clone()),
             ("scale", self.stage.to_string()),
             ("done", self.done.to_string()),
             ("n_iter", s.n_iter.to_string()),
@@ -118,6 +145,14 @@ impl Checkpoint {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let le = |values: &[f32]| values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let sum = checksum(
+            &meta,
+            tensors
+                .iter()
+                .map(|(name, shape, data)| (name.to_string(), shape.clone(), le(data))),
+        );
+        meta.insert("checksum".into(), sum);
         let bytes = crate::weights::f32_safetensors(&tensors, meta).map_err(|e| bad(path, e))?;
         crate::image_io::write_atomically(path, &bytes)
     }
@@ -130,8 +165,30 @@ impl Checkpoint {
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(path, format!("not a checkpoint file ({e})")))?;
         let meta = header.metadata().clone().unwrap_or_default();
-        if meta.get("neural_style_checkpoint").map(String::as_str) != Some(VERSION) {
-            return Err(bad(path, "not a neural-style checkpoint (version 1)"));
+        match meta.get("neural_style_checkpoint").map(String::as_str) {
+            Some(VERSION) => {}
+            Some(other) => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "written by another version of neural-style (format {other}, this one reads {VERSION}); start the run again without --resume"
+                    ),
+                ));
+            }
+            None => return Err(bad(path, "not a neural-style checkpoint")),
+        }
+        let stored = meta.get("checksum").cloned().unwrap_or_default();
+        let actual = checksum(
+            &meta,
+            st.tensors()
+                .into_iter()
+                .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec())),
+        );
+        if stored != actual {
+            return Err(bad(
+                path,
+                "the file is damaged (its SHA-256 checksum does not match its contents)",
+            ));
         }
         let get = |k: &str| -> Result<String> {
             meta.get(k)
@@ -193,6 +250,7 @@ impl Checkpoint {
         };
         Ok(Self {
             fingerprint: get("fingerprint")?,
+            weights: get("weights")?,
             stage: int("scale")?,
             done: int("done")?,
             best,

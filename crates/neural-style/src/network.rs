@@ -25,6 +25,9 @@ pub struct Network {
     pub convention: InputConvention,
     /// What the weights file provides.
     pub info: WeightsInfo,
+    /// SHA-256 (hex) of the convolution parameters loaded, in network order: which
+    /// weights a checkpoint was made with, whatever the file was called.
+    pub identity: String,
     /// Style statistics already computed on this network.
     pub(crate) style_cache: StyleCache,
 }
@@ -39,6 +42,7 @@ impl Network {
             .applied_to(config)
             .layers();
         let params = file.conv_params(arch, &wanted)?;
+        let identity = identity(&params);
         let deepest = wanted.iter().copied().max().unwrap_or(Layer::Relu1_1);
         let vgg = Vgg::new(
             arch,
@@ -57,6 +61,7 @@ impl Network {
             vgg,
             convention,
             info,
+            identity,
             style_cache: StyleCache::default(),
         })
     }
@@ -74,6 +79,21 @@ impl Network {
     pub fn style_targets_computed(&self) -> usize {
         self.style_cache.computed.load(Ordering::Relaxed)
     }
+}
+
+/// SHA-256 of the parameters' little-endian bytes (each layer's name, weight and bias).
+fn identity(params: &[crate::vgg::ConvParams]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in params {
+        h.update(p.layer.name().as_bytes());
+        for values in [&p.weight, &p.bias] {
+            h.update((values.len() as u64).to_le_bytes());
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            h.update(&bytes);
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A style layer's statistics before blending.

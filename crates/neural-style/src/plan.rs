@@ -211,6 +211,8 @@ pub struct Plan {
     inputs: Inputs,
     size: (u32, u32),
     stages: Vec<Stage>,
+    /// The identity of the network's weights ([`Network::identity`]), for checkpoints.
+    pub(crate) network: String,
     pub(crate) checkpoints: Checkpoints,
 }
 
@@ -271,13 +273,15 @@ impl Plan {
             inputs,
             size,
             stages,
+            network: net.identity.clone(),
             checkpoints: Checkpoints::default(),
         })
     }
 
     /// This plan emitting a checkpoint every `every` L-BFGS iterations (0: never) and, given
     /// `resume` (a checkpoint and the file it came from), continuing from it. The checkpoint
-    /// must come from a run with the same settings and images, at a stage of this schedule.
+    /// must come from a run with the same weights, settings and images, at a stage of this
+    /// schedule.
     pub fn with_checkpoints(
         mut self,
         every: usize,
@@ -300,6 +304,13 @@ impl Plan {
                 path: path.to_path_buf(),
                 message: message.into(),
             };
+            if c.weights != self.network {
+                return Err(refuse(&format!(
+                    "it was made with other weights (SHA-256 {}…, these are {}…); give the weights file it was made with",
+                    &c.weights[..c.weights.len().min(12)],
+                    &self.network[..self.network.len().min(12)]
+                )));
+            }
             if c.fingerprint != fingerprint {
                 return Err(refuse(
                     "it was made with other settings or images; give the same flags and files",

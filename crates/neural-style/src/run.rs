@@ -338,6 +338,7 @@ fn run_stage(
         }
         let checkpoint = Checkpoint {
             fingerprint: fingerprint.to_string(),
+            weights: plan.network.clone(),
             stage: index,
             done,
             best: best.borrow().clone(),

@@ -109,3 +109,54 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
+    let config = TransferConfig {
+        iterations: 6,
+        size: Size::Exact(24, 20),
+        ..TransferConfig::default()
+    };
+    let inputs = Inputs {
+        content: Some(image(24, 20, 0.0)),
+        styles: vec![image(20, 20, 1.0)],
+        ..Inputs::default()
+    };
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).unwrap();
+    let (_, checkpoints) = go(&net, &config, &inputs, Some(3), None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    checkpoints[0].save(&path).unwrap();
+
+    // The same weights with one value nudged (the first byte of the tensor data).
+    let mut bytes = std::fs::read(common::tiny_weights()).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    bytes[8 + header] ^= 1;
+    let nudged = dir.path().join("nudged.safetensors");
+    std::fs::write(&nudged, &bytes).unwrap();
+    let other = Network::load(&nudged, &config, &default_device()).unwrap();
+    assert_ne!(other.identity, net.identity);
+    let checked = config.clone().check(1).unwrap();
+    let resume = || Some((Checkpoint::load(&path).unwrap(), path.as_path()));
+    let err = Plan::new(&checked, &other, inputs.clone())
+        .and_then(|p| p.with_checkpoints(1, resume()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("run.ckpt") && err.contains("other weights"),
+        "{err}"
+    );
+    assert!(
+        Plan::new(&checked, &net, inputs)
+            .and_then(|p| p.with_checkpoints(1, resume()))
+            .is_ok()
+    );
+
+    // One flipped bit anywhere in the tensor data: the checksum no longer matches.
+    let mut ckpt = std::fs::read(&path).unwrap();
+    let at = ckpt.len() - 40;
+    ckpt[at] ^= 0x10;
+    std::fs::write(&path, &ckpt).unwrap();
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(err.contains("run.ckpt") && err.contains("damaged"), "{err}");
+}
