@@ -259,7 +259,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
                 partial.display(),
                 pairs.len() - done - skipped - failed_pairs
             );
-            return Ok(Signals::exit_code(&signals.terminated));
+            return Ok(signals.exit_code());
         }
         output.image.save(out)?;
         done += 1;

@@ -197,26 +197,32 @@ pub fn check_memory(job: &RunJob, net: &Network, plan: Plan) -> Result<Plan> {
     )
 }
 
-/// Flags set by SIGINT/SIGTERM: Ctrl-C (SIGINT) or SIGTERM stop the run at the next
-/// evaluation so it can save its best image; a second Ctrl-C exits at once.
+/// Flags set by SIGINT, SIGTERM and SIGHUP: Ctrl-C (SIGINT), SIGTERM or a closed terminal
+/// (SIGHUP) stop the run at the next evaluation so it can save its best image; a second
+/// Ctrl-C exits at once.
 pub struct Signals {
-    /// Set by SIGINT or SIGTERM: stop at the next evaluation.
+    /// Set by any of them: stop at the next evaluation.
     pub interrupted: Arc<AtomicBool>,
     /// Set by SIGTERM.
     pub terminated: Arc<AtomicBool>,
+    /// Set by SIGHUP.
+    pub hung_up: Arc<AtomicBool>,
 }
 
 impl Signals {
     /// Installs the handlers.
     pub fn install() -> Result<Self> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         use signal_hook::flag;
         let interrupted = Arc::new(AtomicBool::new(false));
         let terminated = Arc::new(AtomicBool::new(false));
+        let hung_up = Arc::new(AtomicBool::new(false));
         flag::register_conditional_shutdown(SIGINT, 130, interrupted.clone())
             .and_then(|_| flag::register(SIGINT, interrupted.clone()))
             .and_then(|_| flag::register(SIGTERM, terminated.clone()))
             .and_then(|_| flag::register(SIGTERM, interrupted.clone()))
+            .and_then(|_| flag::register(SIGHUP, hung_up.clone()))
+            .and_then(|_| flag::register(SIGHUP, interrupted.clone()))
             .context("installing the signal handlers")?;
         // Past a file-size limit a write fails (and is reported) instead of the signal
         // killing the process mid-write.
@@ -229,13 +235,16 @@ impl Signals {
         Ok(Self {
             interrupted,
             terminated,
+            hung_up,
         })
     }
 
-    /// The shell's convention: 128 + the signal's number.
-    pub fn exit_code(terminated: &AtomicBool) -> ExitCode {
-        ExitCode::from(if terminated.load(Ordering::SeqCst) {
+    /// The shell's convention: 128 + the number of the signal that stopped the run.
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(if self.terminated.load(Ordering::SeqCst) {
             143
+        } else if self.hung_up.load(Ordering::SeqCst) {
+            129
         } else {
             130
         })

@@ -151,7 +151,7 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
             "interrupted after {done} of {total} cells; the sheet so far is in {}",
             partial.display()
         );
-        return Ok(Signals::exit_code(&signals.terminated));
+        return Ok(signals.exit_code());
     }
     sheet.save(&job.output)?;
     eprintln!(

@@ -1,6 +1,7 @@
 //! The default command: one style transfer from flags to a saved image, with a progress
 //! bar, a log, checkpoints, and the best image kept when a signal stops it.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -31,19 +32,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let plan = job_plan(&job, &net, inputs)?
         .with_checkpoints(every, resume)
         .map_err(flag_error)?;
-    // A resumed run appends to its log.
     let log = job
         .log
         .as_ref()
-        .map(|p| {
-            std::fs::File::options()
-                .create(true)
-                .write(true)
-                .append(job.resume.is_some())
-                .truncate(job.resume.is_none())
-                .open(p)
-                .with_context(|| format!("{}: cannot create the log file", p.display()))
-        })
+        .map(|p| open_log(p, job.resume.is_some()))
         .transpose()?;
     let signals = Signals::install()?;
     let mut reporter = Reporter::new(
@@ -79,7 +71,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 p.display()
             );
         }
-        return Ok(Signals::exit_code(&signals.terminated));
+        return Ok(signals.exit_code());
     }
     if output.recoveries > 0 {
         eprintln!(
@@ -104,4 +96,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         output.best_loss.total
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the JSON-lines log for this run alone: locked, so that a second run given the same
+/// file is refused instead of interleaving its lines (or truncating the first run's), and
+/// emptied only once the lock is held. A resumed run appends.
+fn open_log(path: &Path, resumed: bool) -> Result<std::fs::File> {
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot create the log file", path.display()))?;
+    if file.try_lock().is_err() {
+        anyhow::bail!(
+            "{}: another run is writing this log; give each run its own --log",
+            path.display()
+        );
+    }
+    if !resumed {
+        file.set_len(0)
+            .with_context(|| format!("{}: cannot empty the log file", path.display()))?;
+    }
+    Ok(file)
 }

@@ -254,7 +254,7 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
                 i,
                 frame_files.len()
             );
-            return Ok(Signals::exit_code(&signals.terminated));
+            return Ok(signals.exit_code());
         }
         output.image.save(&out)?;
         let _ = std::fs::remove_file(crate::config::partial_path(&out));

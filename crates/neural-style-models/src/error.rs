@@ -15,12 +15,14 @@ pub enum Error {
         known: Vec<String>,
     },
     /// A file operation failed.
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the message, not a `source`: an error chain printed whole
+    // would otherwise say it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No cache directory could be chosen.
     #[error(
@@ -83,10 +85,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -75,12 +75,14 @@ impl Default for ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     /// The results folder.
-    #[error("{path}: cannot use it as the results folder: {source}")]
+    // Causes are part of the messages, not `source`s: a chain printed whole would
+    // otherwise say them twice.
+    #[error("{path}: cannot use it as the results folder: {error}")]
     ResultsDir {
         /// The folder.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A server setting out of range.
     #[error("{setting}: {value} is not allowed; use at least 1")]
@@ -92,7 +94,13 @@ pub enum WebError {
     },
     /// The socket or the runtime.
     #[error("server: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for WebError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// A server: its queue, workers and router.
@@ -121,9 +129,9 @@ impl Server {
                 config.max_queue,
                 config.max_results_bytes,
             )
-            .map_err(|source| WebError::ResultsDir {
+            .map_err(|error| WebError::ResultsDir {
                 path: config.results_dir.clone(),
-                source,
+                error,
             })?,
         );
         // The loss weights of `base` on the network loaded: what style strength 0 means.

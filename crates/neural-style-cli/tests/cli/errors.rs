@@ -651,3 +651,32 @@ fn damaged_jpegs_are_refused_unless_accepted() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(Path::new(out).is_file());
 }
+
+/// What the system said is printed once, however deep the error chain (it used to read
+/// "File exists (os error 17): File exists (os error 17)").
+#[test]
+fn os_errors_are_said_once() {
+    let b = Battery::new();
+    let w = b.w.as_str();
+    let file = b.c.as_str();
+    for args in [
+        vec![
+            "-c",
+            file,
+            "-s",
+            &b.st,
+            "-m",
+            "vgg19",
+            "--cache-dir",
+            file,
+            "-o",
+            &b.out,
+        ],
+        vec!["serve", "-w", w, "--bind", "127.0.0.1:0", "--results", file],
+    ] {
+        let o = run(&args);
+        assert_clean_error(&o, &["content.png"]);
+        let err = stderr(&o);
+        assert_eq!(err.matches("os error").count(), 1, "{err}");
+    }
+}

@@ -1,17 +1,16 @@
-//! Ctrl-C and SIGTERM: the best image is kept, and a checkpointed run resumes on the same curve.
+//! Ctrl-C, SIGTERM and SIGHUP: the best image is kept, and a checkpointed run resumes on
+//! the same curve; a running job's log is its own.
 
 use std::path::Path;
 
 use super::*;
 
-/// Starts a long run, waits for a few evaluations in its log, sends `signal` with `kill`,
-/// and returns its exit status and stderr.
+/// Starts a long run logging to `sig.jsonl` and waits until it has logged 3 evaluations.
 #[cfg(unix)]
-fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) {
-    use std::io::Read;
+fn start_long_run(s: &Scene) -> std::process::Child {
     let log = s.p("sig.jsonl");
     let w = tiny_weights();
-    let mut child = bin()
+    let child = bin()
         .args([
             "-c",
             &s.p("content.png"),
@@ -39,6 +38,15 @@ fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) 
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    child
+}
+
+/// Starts a long run, waits for a few evaluations in its log, sends `signal` with `kill`,
+/// and returns its exit status and stderr.
+#[cfg(unix)]
+fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = start_long_run(s);
     let killed = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -57,8 +65,8 @@ fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) 
 
 #[cfg(unix)]
 #[test]
-fn sigint_and_sigterm_save_the_best_image_and_exit_130_and_143() {
-    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+fn sigint_sigterm_and_sighup_save_the_best_image_and_exit_130_143_and_129() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let s = Scene::new();
         let (status, err) = interrupt_run(&s, signal);
         assert_eq!(status.code(), Some(code), "{signal}: {err}");
@@ -165,4 +173,50 @@ fn a_run_killed_with_sigterm_resumes_from_its_checkpoint_on_the_same_curve() {
         std::fs::read(s.p("part.png")).unwrap(),
         std::fs::read(s.p("full.png")).unwrap()
     );
+}
+
+/// A second run given the log of a running one is refused before it starts, and the first
+/// run's log keeps only whole lines of its own.
+#[cfg(unix)]
+#[test]
+fn a_log_in_use_by_another_run_is_refused() {
+    let s = Scene::new();
+    let mut first = start_long_run(&s);
+    let log = s.p("sig.jsonl");
+    let w = tiny_weights();
+    let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("second.png"));
+    let second = run(&[
+        "-c",
+        &c,
+        "-s",
+        &st,
+        "-w",
+        w.to_str().unwrap(),
+        "--size",
+        "32",
+        "-n",
+        "2",
+        "--log",
+        &log,
+        "-o",
+        &out,
+    ]);
+    assert_clean_error(&second, &["sig.jsonl", "another run is writing this log"]);
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    first.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines().count() >= before.max(3),
+        "the log was cut: {text}"
+    );
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a whole JSON line");
+        assert!(entry.is_object());
+    }
+    assert!(!Path::new(&out).exists());
 }
