@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Fuzz the image decoder and the weights parser with cargo-fuzz (libFuzzer; needs a nightly
-# toolchain, installed with rustup if missing, and cargo-fuzz, installed if missing).
+# Fuzz the image decoder, the weights parser and the web server's upload path with
+# cargo-fuzz (libFuzzer; needs a nightly toolchain, installed with rustup if missing, and
+# cargo-fuzz, installed if missing).
 #
-#   tools/fuzz.sh [SECONDS_PER_TARGET]   (default 600)
+#   tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 600; image_decode
+#                                                    weights_parse web_upload)
 #
 # Seeds come from the test fixtures; the corpus lives in fuzz/corpus/ (ignored by git) and is
 # minimised after each run so it stays small. A crash stops the script with the input saved
@@ -10,9 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-600}"
+shift || true
+if [ $# -gt 0 ]; then targets=("$@"); else targets=(image_decode weights_parse web_upload); fi
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-mkdir -p fuzz/corpus/image_decode fuzz/corpus/weights_parse
+mkdir -p fuzz/corpus/image_decode fuzz/corpus/weights_parse fuzz/corpus/web_upload
 # Seeds: a few small images of different formats, and the tiny weights fixtures.
 python3 - <<'PY' 2>/dev/null || true
 from PIL import Image
@@ -20,10 +24,32 @@ img = Image.new("RGB", (5, 4), (200, 30, 90))
 for fmt, ext in (("PNG", "png"), ("JPEG", "jpg"), ("BMP", "bmp"), ("GIF", "gif"), ("TIFF", "tif"), ("WEBP", "webp")):
     img.save(f"fuzz/corpus/image_decode/seed.{ext}", fmt)
 Image.new("LA", (3, 3)).save("fuzz/corpus/image_decode/seed-la.png")
+# Job uploads as the page sends them (boundary FUZZ, as the target's request declares).
+import io
+def part(name, data, filename=None, ctype=None):
+    head = f'--FUZZ\r\nContent-Disposition: form-data; name="{name}"'
+    if filename:
+        head += f'; filename="{filename}"\r\nContent-Type: {ctype}'
+    return head.encode() + b"\r\n\r\n" + data + b"\r\n"
+def encoded(fmt, size=(24, 18)):
+    out = io.BytesIO()
+    Image.new("RGB", size, (30, 120, 200)).save(out, fmt)
+    return out.getvalue()
+settings = b'{"size": 32, "iterations": 2}'
+jpeg = encoded("JPEG")
+for name, parts in {
+    "png": [part("settings", settings), part("content", encoded("PNG"), "c.png", "image/png"),
+            part("style", encoded("PNG", (16, 16)), "s.png", "image/png")],
+    "jpeg": [part("content", jpeg, "c.jpg", "image/jpeg"), part("style", jpeg, "s.jpg", "image/jpeg")],
+    "cut": [part("content", jpeg[: len(jpeg) // 2], "c.jpg", "image/jpeg"),
+            part("style", encoded("GIF"), "s.gif", "image/gif")],
+}.items():
+    with open(f"fuzz/corpus/web_upload/seed-{name}", "wb") as f:
+        f.write(b"".join(parts) + b"--FUZZ--\r\n")
 PY
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors fuzz/corpus/weights_parse/seed.safetensors
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.pth fuzz/corpus/weights_parse/seed.pth
-for target in image_decode weights_parse; do
+for target in "${targets[@]}"; do
   maxlen=65536
   [ "$target" = weights_parse ] && maxlen=400000
   echo "== $target: $secs s"

@@ -157,6 +157,12 @@ impl Server {
         &self.jobs
     }
 
+    /// The router with this server's state and limits, to drive without a socket (the
+    /// fuzz target of the upload path does); no worker runs its jobs.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone(), self.config.request_timeout)
+    }
+
     /// Serves on `listener` until `shutdown` completes, then stops the running jobs
     /// (keeping their best images as results) and returns once they are saved.
     pub fn serve(
@@ -176,7 +182,7 @@ impl Server {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let app = api::router(self.state.clone(), self.config.request_timeout);
+        let app = self.router();
         let jobs = self.jobs.clone();
         let header_timeout = self.config.header_timeout;
         let served = runtime.block_on(async move {

@@ -3,6 +3,7 @@
 
 mod batch;
 mod errors;
+mod property;
 mod run;
 mod serve;
 mod signals;

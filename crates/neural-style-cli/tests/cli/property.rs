@@ -1,0 +1,146 @@
+//! A property of the whole CLI: on randomly shaped tiny images (sides 1..=64, so aspects up
+//! to 1:64) with random flag values from their documented ranges, a run either succeeds
+//! and writes its image, or fails with exactly one `error:` line; it never panics.
+//! `NEURAL_STYLE_PROPERTY_SEED` and `NEURAL_STYLE_PROPERTY_CASES` replay or widen it.
+
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+const SEED: u64 = 0x5EED_2026_1202;
+const CASES: usize = 48;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A random image of sides 1..=64 (either orientation), as a PNG at `path`.
+fn random_image(rng: &mut ChaCha8Rng, path: &str) -> (u32, u32) {
+    let (w, h) = (rng.random_range(1..=64), rng.random_range(1..=64));
+    write_image(Path::new(path), w, h, rng.random_range(0.0..6.0));
+    (w, h)
+}
+
+/// Flags with values drawn from their documented ranges (sizes kept small for speed).
+fn random_flags(rng: &mut ChaCha8Rng) -> Vec<String> {
+    let layers = [
+        "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1",
+    ];
+    let pick = |rng: &mut ChaCha8Rng, from: &[&str]| from.choose(rng).unwrap().to_string();
+    let mut flags: Vec<String> = vec![
+        "--size".into(),
+        rng.random_range(16..=96u32).to_string(),
+        "-n".into(),
+        rng.random_range(1..=3usize).to_string(),
+        "--seed".into(),
+        rng.random::<u64>().to_string(),
+        "--threads".into(),
+        rng.random_range(1..=2usize).to_string(),
+    ];
+    let optional: Vec<(&str, String)> = vec![
+        ("--min-size", rng.random_range(16..=64u32).to_string()),
+        (
+            "--style-scale",
+            format!("{:.2}", rng.random_range(0.05..=2.0f32)),
+        ),
+        (
+            "--content-weight",
+            format!("{:.3}", rng.random_range(0.0..=100.0f32)),
+        ),
+        (
+            "--style-weight",
+            format!("{:.3}", rng.random_range(0.0..=1000.0f32)),
+        ),
+        (
+            "--tv-weight",
+            format!("{:.4}", rng.random_range(0.0..=1.0f32)),
+        ),
+        ("--lbfgs-history", rng.random_range(1..=50usize).to_string()),
+        (
+            "--learning-rate",
+            format!("{:.2}", rng.random_range(0.01..=50.0f32)),
+        ),
+        ("--optimizer", pick(rng, &["lbfgs", "adam"])),
+        ("--loss-form", pick(rng, &["normalized", "mean", "paper"])),
+        ("--init", pick(rng, &["content", "noise"])),
+        ("--pooling", pick(rng, &["max", "avg"])),
+        ("--padding", pick(rng, &["zero", "reflect", "replicate"])),
+        ("--convolution", pick(rng, &["winograd", "direct"])),
+        ("--preserve-colors", pick(rng, &["luminance", "histogram"])),
+        ("--style-loss", pick(rng, &["gram", "w2"])),
+        ("--content-layers", pick(rng, &layers)),
+        ("--style-layers", {
+            let n = rng.random_range(1..=layers.len());
+            layers
+                .choose_multiple(rng, n)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(",")
+        }),
+    ];
+    for (flag, value) in optional {
+        if rng.random_bool(0.3) {
+            flags.extend([flag.to_string(), value]);
+        }
+    }
+    if rng.random_bool(0.2) {
+        flags.push("--no-multiscale".into());
+    }
+    flags
+}
+
+#[test]
+fn random_tiny_shapes_and_flags_never_panic_and_fail_in_one_line() {
+    let seed = env_or("NEURAL_STYLE_PROPERTY_SEED", SEED);
+    let cases = env_or("NEURAL_STYLE_PROPERTY_CASES", CASES);
+    eprintln!("property: seed {seed:#x}, {cases} cases");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let s = Scene::new();
+    let w = tiny_weights();
+    let (mut ok, mut refused) = (0, 0);
+    for case in 0..cases {
+        let (c, st, out) = (s.p("c.png"), s.p("s.png"), s.p(&format!("out{case}.png")));
+        let content = random_image(&mut rng, &c);
+        let style = random_image(&mut rng, &st);
+        let flags = random_flags(&mut rng);
+        let mut args = vec![
+            "-c",
+            &c,
+            "-s",
+            &st,
+            "-w",
+            w.to_str().unwrap(),
+            "-o",
+            &out,
+            "-q",
+        ];
+        args.extend(flags.iter().map(String::as_str));
+        let o = run(&args);
+        let err = stderr(&o);
+        let what = format!(
+            "case {case} (seed {seed:#x}): content {content:?}, style {style:?}, {flags:?}\n{err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{what}"
+        );
+        if o.status.success() {
+            assert!(image::open(&out).is_ok(), "{what}");
+            ok += 1;
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{what}");
+            let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+            assert_eq!(errors.len(), 1, "{what}");
+            assert_eq!(err.trim_end().lines().last(), Some(errors[0]), "{what}");
+            eprintln!("case {case}: {}", errors[0]);
+            refused += 1;
+        }
+    }
+    eprintln!("property: {ok} runs finished, {refused} refused with one line");
+    assert_eq!(ok + refused, cases);
+}
