@@ -305,12 +305,20 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     Ok(image)
 }
 
+/// What is wrong with a JPEG.
+enum JpegDamage {
+    /// No end-of-image marker follows the image data: the file was cut short.
+    EndsEarly,
+    /// The data does not decode; what the decoder said.
+    Corrupt(String),
+}
+
 /// Checks that a JPEG is whole: its scan data is followed by the end-of-image marker, and
 /// it decodes in strict mode, where data that ends early or does not decode is an error
-/// rather than grey pixels. Returns what is wrong.
-fn strict_jpeg(bytes: &[u8]) -> std::result::Result<(), String> {
+/// rather than grey pixels.
+fn strict_jpeg(bytes: &[u8]) -> std::result::Result<(), JpegDamage> {
     if !ends_with_end_marker(bytes) {
-        return Err("no end-of-image marker after the image data".into());
+        return Err(JpegDamage::EndsEarly);
     }
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(true)
@@ -320,7 +328,7 @@ fn strict_jpeg(bytes: &[u8]) -> std::result::Result<(), String> {
     zune_jpeg::JpegDecoder::new_with_options(cursor, options)
         .decode()
         .map(drop)
-        .map_err(|e| format!("{e:?}"))
+        .map_err(|e| JpegDamage::Corrupt(format!("{e:?}")))
 }
 
 /// Whether the JPEG's first scan is followed by an end-of-image marker (FF D9). The
@@ -350,7 +358,7 @@ fn ends_with_end_marker(bytes: &[u8]) -> bool {
 
 /// What is wrong with a damaged JPEG, for its error: how much of it decoded, judged by the
 /// rows at the bottom that came out as the decoder's flat grey fill.
-fn damage_report(problem: &str, decoded: &DynamicImage) -> String {
+fn damage_report(damage: &JpegDamage, decoded: &DynamicImage) -> String {
     let rgb = decoded.to_rgb8();
     let grey = |p: &image::Rgb<u8>| p.0.iter().all(|&v| v.abs_diff(128) <= 1);
     let filled = rgb
@@ -359,11 +367,19 @@ fn damage_report(problem: &str, decoded: &DynamicImage) -> String {
         .take_while(|row| row.clone().all(grey))
         .count();
     let height = rgb.height().max(1) as usize;
-    if filled > 0 {
-        let decoded = 100 * (height - filled) / height;
-        format!("the JPEG ends early or is corrupt: {decoded}% of the rows decoded ({problem})")
+    let rows = if filled > 0 {
+        format!(
+            ": {}% of the rows decoded",
+            100 * (height - filled) / height
+        )
     } else {
-        format!("the JPEG's data is corrupt ({problem})")
+        String::new()
+    };
+    match damage {
+        JpegDamage::EndsEarly => {
+            format!("the JPEG ends early{rows} (no end-of-image marker after its data)")
+        }
+        JpegDamage::Corrupt(said) => format!("the JPEG's data is corrupt{rows} ({said})"),
     }
 }
 
@@ -500,7 +516,7 @@ mod tests {
         let e = Image::decode(&whole[..whole.len() / 2], Path::new("a.jpg"), 1 << 20);
         let message = e.unwrap_err().to_string();
         let percent: u32 = message
-            .split("ends early or is corrupt: ")
+            .split("ends early: ")
             .nth(1)
             .and_then(|rest| rest.split('%').next())
             .and_then(|p| p.parse().ok())
