@@ -24,7 +24,7 @@ pub enum LossForm {
 
 /// `F Fᵀ`: on the CPU by [`crate::fastconv::gram`] (the long dimension split among the
 /// threads), elsewhere by the backend's matrix product.
-fn outer(f: Tensor<2>) -> Tensor<2> {
+pub(crate) fn outer(f: Tensor<2>) -> Tensor<2> {
     if f.device() == crate::device::cpu() {
         crate::fastconv::gram(f)
     } else {

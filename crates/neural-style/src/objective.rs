@@ -15,6 +15,8 @@ use crate::network::{StyleCache, StyleStats};
 use crate::vgg::{Layer, Vgg};
 use crate::w2::{W2Target, feature_moments, w2_loss};
 
+mod tiled;
+
 /// The values of a tensor read back from its device as `f32`; `what` names it in the error.
 pub(crate) fn values<const D: usize>(t: Tensor<D>, what: &'static str) -> Result<Vec<f32>> {
     t.into_data()
@@ -315,6 +317,22 @@ impl<'a> Objective<'a> {
         self
     }
 
+    /// The terms that read pixels only: total variation and the temporal term.
+    fn pixel_terms(&self, image: &Tensor<4>) -> (Option<Tensor<1>>, Option<Tensor<1>>) {
+        let tv = (self.weights.tv != 0.0)
+            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_normaliser));
+        let temporal = self.temporal.as_ref().map(|(target, c, weight)| {
+            image
+                .clone()
+                .sub(target.clone())
+                .square()
+                .mul(c.clone())
+                .mean()
+                .mul_scalar(*weight)
+        });
+        (tv, temporal)
+    }
+
     /// Loss terms and the gradient of the total with respect to `x` (network input, planar).
     pub fn evaluate(&self, x: &[f32]) -> Result<(LossParts, Vec<f32>)> {
         let device = self.net.device();
@@ -364,17 +382,7 @@ impl<'a> Objective<'a> {
                 None => l,
             });
         }
-        let tv = (self.weights.tv != 0.0)
-            .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_normaliser));
-        let temporal = self.temporal.as_ref().map(|(target, c, weight)| {
-            image
-                .clone()
-                .sub(target.clone())
-                .square()
-                .mul(c.clone())
-                .mean()
-                .mul_scalar(*weight)
-        });
+        let (tv, temporal) = self.pixel_terms(&image);
         let content = content.map(|c| c.mul_scalar(self.weights.content));
         let style = style.map(|s| s.mul_scalar(self.weights.style));
         let value =

@@ -1,0 +1,242 @@
+//! The objective evaluated tile by tile with exact global statistics (Galerne et al. 2024):
+//! pass 1 runs the network forward on each tile and sums, over the cores, the Gram products
+//! `F Fᵀ` of every style layer; the whole-image Gram matrices give the style loss and its
+//! derivative `D = ∂L/∂G`. Pass 2 runs each tile forward and backward on the surrogate
+//! `Σ ⟨D, F_core F_coreᵀ⟩ / norm` plus the content terms of its core, whose image gradient
+//! is exactly that tile's share of the whole-image gradient. Total variation and the
+//! temporal term read pixels only and are taken on the whole image.
+
+use burn::prelude::*;
+
+use super::{Objective, StyleStat, values};
+use crate::error::{Error, Result};
+use crate::events::LossParts;
+use crate::loss::{self, LossForm};
+use crate::tiling::{Rect, Tiling};
+
+/// A `[C, H, W]` planar image's pixels inside `r`, as a `[1, C, h, w]` tensor.
+fn crop_input(x: &[f32], (w, h): (usize, usize), r: Rect, device: &Device) -> Tensor<4> {
+    let plane = w * h;
+    let mut data = Vec::with_capacity(3 * r.width() * r.height());
+    for c in 0..3 {
+        for y in r.y0..r.y1 {
+            let row = c * plane + y * w;
+            data.extend_from_slice(&x[row + r.x0..row + r.x1]);
+        }
+    }
+    Tensor::<4>::from_data(TensorData::new(data, [1, 3, r.height(), r.width()]), device).autodiff()
+}
+
+/// The positions `r` of a `[1, C, H, W]` activation.
+fn crop(f: Tensor<4>, r: Rect) -> Tensor<4> {
+    f.narrow(2, r.y0, r.height()).narrow(3, r.x0, r.width())
+}
+
+impl Objective<'_> {
+    /// [`Objective::evaluate`] computed tile by tile as `tiling` cuts the image: the same
+    /// loss and gradient (up to rounding) with the memory of one tile's evaluation.
+    pub fn evaluate_tiled(&self, x: &[f32], tiling: &Tiling) -> Result<(LossParts, Vec<f32>)> {
+        if self
+            .style
+            .iter()
+            .any(|t| matches!(t.target, StyleStat::W2(..)))
+        {
+            return Err(Error::config(
+                "tile",
+                "the W2 style loss is not evaluated by tiles yet; use --style-loss gram",
+            ));
+        }
+        let device = self.net.device().clone();
+        let size = (self.width, self.height);
+        let tiles = tiling.tiles(self.width, self.height);
+        // Each objective layer's pooling factor and size.
+        let scale = |i: usize| 1usize << self.layers[i].poolings_before();
+        let dims = |i: usize| (self.width / scale(i), self.height / scale(i));
+        // A tile's core at objective layer `i`, in the tile's own activation positions.
+        let core_in_tile = |i: usize, core: Rect, region: Rect| {
+            let s = scale(i);
+            let c = core.at_scale(s, dims(i));
+            let (ox, oy) = (region.x0 / s, region.y0 / s);
+            let r = Rect {
+                x0: c.x0 - ox,
+                y0: c.y0 - oy,
+                x1: c.x1 - ox,
+                y1: c.y1 - oy,
+            };
+            (c, r)
+        };
+        // The region weights of a masked style term, cropped to `c` (whole-layer positions)
+        // as `[1, h·w]`.
+        let mask_crop = |sqrt: &Tensor<2>, i: usize, c: Rect| {
+            let (w, h) = dims(i);
+            crop(sqrt.clone().reshape([1, 1, h, w]), c).reshape([1, c.width() * c.height()])
+        };
+        // The core's Gram product `F Fᵀ` of style term `k` (region-weighted when masked).
+        let product = |k: usize, f: Tensor<4>, c: Rect| {
+            let [_, ch, h, w] = f.dims();
+            let mut m = f.reshape([ch, h * w]);
+            if let Some((sqrt, _)) = &self.style[k].mask {
+                m = m.mul(mask_crop(sqrt, self.style[k].index, c));
+            }
+            loss::outer(m)
+        };
+
+        // Pass 1: the whole image's Gram sums.
+        let mut sums: Vec<Option<Tensor<2>>> = vec![None; self.style.len()];
+        if !self.style.is_empty() {
+            for tile in &tiles {
+                let feats = self
+                    .net
+                    .features(crop_input(x, size, tile.region, &device), &self.layers);
+                for (k, t) in self.style.iter().enumerate() {
+                    let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                    if c.width() == 0 || c.height() == 0 {
+                        continue;
+                    }
+                    let p = product(k, crop(feats[t.index].clone(), r), c).detach();
+                    sums[k] = Some(match sums[k].take() {
+                        Some(s) => s.add(p),
+                        None => p,
+                    });
+                }
+            }
+        }
+        // The style loss of the whole image and `D / norm` per term.
+        let mut style_value = 0.0f32;
+        let mut slopes: Vec<Option<Tensor<2>>> = Vec::with_capacity(self.style.len());
+        for (k, t) in self.style.iter().enumerate() {
+            let (Some(sum), StyleStat::Gram(target)) = (sums[k].take(), &t.target) else {
+                slopes.push(None);
+                continue;
+            };
+            let [c, _] = sum.dims();
+            let (w, h) = dims(t.index);
+            let (positions, norm) = match &t.mask {
+                Some((_, area)) => (area.round() as usize, c as f32 * area),
+                None => (w * h, (c * w * h) as f32),
+            };
+            let norm = match self.form {
+                LossForm::Mean | LossForm::Normalized => norm,
+                LossForm::Paper => 1.0,
+            };
+            let g = sum.div_scalar(norm).detach().require_grad();
+            let l = loss::style_loss(g.clone(), target.clone(), self.form, c, positions)
+                .mul_scalar(t.weight * self.weights.style);
+            style_value += l.clone().into_scalar::<f32>();
+            let grads = l.backward();
+            let d = match g.grad(&grads) {
+                Some(d) => values(d, "a Gram matrix's gradient")?,
+                None => vec![0.0; c * c],
+            };
+            let d: Vec<f32> = d.iter().map(|v| v / norm).collect();
+            slopes.push(Some(
+                Tensor::<2>::from_data(TensorData::new(d, [c, c]), &device).autodiff(),
+            ));
+        }
+
+        // Pass 2: each tile's share of the gradient, and the content terms of its core.
+        let mut grad = vec![0.0f32; x.len()];
+        let mut content_value = 0.0f32;
+        let plane = self.width * self.height;
+        for tile in &tiles {
+            let input = crop_input(x, size, tile.region, &device).require_grad();
+            let feats = self.net.features(input.clone(), &self.layers);
+            let mut total: Option<Tensor<1>> = None;
+            let mut add = |l: Tensor<1>| {
+                total = Some(match total.take() {
+                    Some(acc) => acc.add(l),
+                    None => l,
+                });
+            };
+            for (k, t) in self.style.iter().enumerate() {
+                let Some(slope) = &slopes[k] else { continue };
+                let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                if c.width() == 0 || c.height() == 0 {
+                    continue;
+                }
+                let p = product(k, crop(feats[t.index].clone(), r), c);
+                add(p.mul(slope.clone()).sum());
+            }
+            let mut content: Option<Tensor<1>> = None;
+            for t in &self.content {
+                let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                if c.width() == 0 || c.height() == 0 {
+                    continue;
+                }
+                let f = crop(feats[t.index].clone(), r);
+                let target = crop(t.target.clone(), c);
+                let mask = t.mask.as_ref().map(|m| crop(m.clone(), c));
+                let (w, h) = dims(t.index);
+                // The mean forms average over the whole layer, not the core.
+                let share = match self.form {
+                    LossForm::Mean | LossForm::Normalized => {
+                        (c.width() * c.height()) as f32 / (w * h) as f32
+                    }
+                    LossForm::Paper => 1.0,
+                };
+                let l = loss::content_loss(f, target, self.form, mask.as_ref())
+                    .mul_scalar(t.normaliser * share * self.weights.content);
+                content = Some(match content {
+                    Some(acc) => acc.add(l),
+                    None => l,
+                });
+            }
+            if let Some(c) = content {
+                content_value += c.clone().into_scalar::<f32>();
+                add(c);
+            }
+            let Some(total) = total else { continue };
+            let grads = total.backward();
+            let Some(g) = input.grad(&grads) else {
+                continue;
+            };
+            let g = values(g, "a tile's gradient")?;
+            let r = tile.region;
+            let tile_plane = r.width() * r.height();
+            for ch in 0..3 {
+                for (row, y) in (r.y0..r.y1).enumerate() {
+                    let from = ch * tile_plane + row * r.width();
+                    let to = ch * plane + y * self.width + r.x0;
+                    for (d, s) in grad[to..to + r.width()]
+                        .iter_mut()
+                        .zip(&g[from..from + r.width()])
+                    {
+                        *d += s;
+                    }
+                }
+            }
+        }
+
+        // Pixel terms on the whole image.
+        let (mut tv_value, mut temporal_value) = (0.0, 0.0);
+        if self.weights.tv != 0.0 || self.temporal.is_some() {
+            let image = Tensor::<4>::from_data(
+                TensorData::new(x.to_vec(), [1, 3, self.height, self.width]),
+                &device,
+            )
+            .autodiff()
+            .require_grad();
+            let (tv, temporal) = self.pixel_terms(&image);
+            tv_value = tv.as_ref().map_or(0.0, |t| t.clone().into_scalar::<f32>());
+            temporal_value = temporal
+                .as_ref()
+                .map_or(0.0, |t| t.clone().into_scalar::<f32>());
+            if let Some(total) = [tv, temporal].into_iter().flatten().reduce(|a, b| a.add(b)) {
+                let grads = total.backward();
+                if let Some(g) = image.grad(&grads) {
+                    for (d, s) in grad.iter_mut().zip(values(g, "the image gradient")?) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+        let loss = LossParts {
+            content: content_value,
+            style: style_value,
+            tv: tv_value,
+            temporal: temporal_value,
+            total: content_value + style_value + tv_value + temporal_value,
+        };
+        Ok((loss, grad))
+    }
+}

@@ -1,0 +1,203 @@
+//! Tiled evaluation (Galerne et al. 2024): the loss and gradient computed tile by tile
+//! against the whole image's statistics equal the whole-image evaluation (loss within 1e-5
+//! relative, gradient within 1e-4 in L2), for tile sizes that do not divide the image, one
+//! and many tiles, every padding, both poolings, masks, two styles and every loss form; a
+//! halo one pooling stride too small breaks it.
+
+mod common;
+
+use neural_style::vgg::{Layer, Padding, Pooling};
+use neural_style::{
+    LossForm, LossWeights, Mask, Network, Objective, StyleInput, Tiling, TransferConfig,
+    default_device,
+};
+
+/// Smooth planar values in about -1..1 (network input).
+fn pixels(w: u32, h: u32, phase: f32) -> Vec<f32> {
+    let n = (w * h) as usize;
+    (0..3 * n)
+        .map(|i| {
+            let (c, p) = (i / n, i % n);
+            let (x, y) = ((p % w as usize) as f32, (p / w as usize) as f32);
+            (0.11 * x + 0.07 * y * (c as f32 + 1.0) + phase).sin() * 0.8
+                + (0.37 * x * y / (w as f32) + phase).cos() * 0.2
+        })
+        .collect()
+}
+
+/// A soft mask, left-to-right (or the reverse).
+fn ramp(w: u32, h: u32, reverse: bool) -> Mask {
+    let data = (0..w * h)
+        .map(|i| {
+            let v = ((i % w) as f32 / (w - 1) as f32 * 1.4 - 0.2).clamp(0.0, 1.0);
+            if reverse { 1.0 - v } else { v }
+        })
+        .collect();
+    Mask {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+struct Setup {
+    config: TransferConfig,
+    size: (u32, u32),
+    masks: bool,
+}
+
+/// The relative differences (loss, gradient L2) between the whole-image evaluation and
+/// the tiled one with `tiling` (or the default one for `tile`, when `tiling` is `None`).
+fn difference(net: &Network, s: &Setup, tile: usize, tiling: Option<Tiling>) -> (f32, f32) {
+    let (w, h) = s.size;
+    let content = pixels(w, h, 0.3);
+    let styles = [
+        StyleInput {
+            data: pixels(40, 36, 1.1),
+            width: 40,
+            height: 36,
+            blend: 0.6,
+        },
+        StyleInput {
+            data: pixels(34, 44, 2.0),
+            width: 34,
+            height: 44,
+            blend: 0.4,
+        },
+    ];
+    let style_masks = [ramp(w, h, false), ramp(w, h, true)];
+    let content_mask = ramp(w, h, true);
+    let masks = if s.masks {
+        (&style_masks[..], Some(&content_mask))
+    } else {
+        (&[][..], None)
+    };
+    let weights = LossWeights {
+        content: 1.0,
+        style: 10.0,
+        tv: 0.01,
+    };
+    let objective = Objective::new(
+        &net.vgg,
+        &s.config,
+        weights,
+        1.0,
+        Some(&content),
+        &styles,
+        masks,
+        w,
+        h,
+    )
+    .unwrap();
+    let x = pixels(w, h, 0.9);
+    let (whole, g) = objective.evaluate(&x).unwrap();
+    let tiling =
+        tiling.unwrap_or_else(|| Tiling::new(tile, &net.vgg.arch().layers(), &s.config.layers()));
+    let (tiled, gt) = objective.evaluate_tiled(&x, &tiling).unwrap();
+    let loss = (tiled.total - whole.total).abs() / whole.total.abs();
+    let norm: f32 = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let diff: f32 = g
+        .iter()
+        .zip(&gt)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    (loss, diff / norm)
+}
+
+fn network(padding: Padding, pooling: Pooling) -> Network {
+    let config = TransferConfig {
+        padding,
+        pooling,
+        ..TransferConfig::default()
+    };
+    Network::load(&common::tiny_weights(), &config, &default_device()).unwrap()
+}
+
+#[test]
+fn tiles_give_the_whole_image_loss_and_gradient_with_every_padding_and_masks() {
+    for (padding, pooling) in [
+        (Padding::Reflect, Pooling::Max),
+        (Padding::Zero, Pooling::Avg),
+        (Padding::Replicate, Pooling::Max),
+    ] {
+        let net = network(padding, pooling);
+        for (form, masks) in [
+            (LossForm::Normalized, true),
+            (LossForm::Mean, false),
+            (LossForm::Paper, true),
+        ] {
+            let setup = Setup {
+                config: TransferConfig {
+                    padding,
+                    pooling,
+                    loss_form: form,
+                    ..TransferConfig::default()
+                },
+                // relu5_1 reads 70 pixels around a core: the image must be wider than that.
+                size: (197, 163),
+                masks,
+            };
+            // 48: 5x4 cores, the last ones cut; 300: one tile.
+            for tile in [48, 300] {
+                let (loss, grad) = difference(&net, &setup, tile, None);
+                let what = format!("{padding:?} {pooling:?} {form:?} masks {masks} tile {tile}");
+                eprintln!("{what}: loss {loss:.1e}, gradient {grad:.1e}");
+                assert!(loss <= 1e-5, "{what}: loss differs by {loss:e}");
+                assert!(grad <= 1e-4, "{what}: gradient differs by {grad:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn many_small_tiles_of_shallow_layers_are_exact_and_a_short_halo_is_not() {
+    let net = network(Padding::Reflect, Pooling::Max);
+    // Up to relu3_1: a 10-pixel reach on a 4-pixel grid, so 9 px tiles (rounded to 12)
+    // cut a 70x53 image into 6x5 tiles.
+    let setup = Setup {
+        config: TransferConfig {
+            content_layers: Some(vec![Layer::Relu2_2]),
+            style_layers: Some(vec![Layer::Relu1_1, Layer::Relu2_1, Layer::Relu3_1]),
+            ..TransferConfig::default()
+        },
+        size: (70, 53),
+        masks: true,
+    };
+    let tiling = Tiling::new(9, &net.vgg.arch().layers(), &setup.config.layers());
+    assert_eq!((tiling.core, tiling.halo, tiling.stride), (12, 10, 4));
+    for tile in [9, 20, 33, 100] {
+        let (loss, grad) = difference(&net, &setup, tile, None);
+        eprintln!("relu3_1 tile {tile}: loss {loss:.1e}, gradient {grad:.1e}");
+        assert!(
+            loss <= 1e-5 && grad <= 1e-4,
+            "tile {tile}: {loss:e} {grad:e}"
+        );
+    }
+    // One pooling stride less halo: the cores' activations near their edges change.
+    let short = Tiling {
+        halo: tiling.halo - tiling.stride,
+        ..tiling
+    };
+    let (_, grad) = difference(&net, &setup, 9, Some(short));
+    eprintln!("relu3_1, halo one stride short: gradient {grad:.1e}");
+    assert!(grad > 1e-3, "a short halo went unnoticed: {grad:e}");
+
+    // The same on the deep layers, at the default reach of relu5_1.
+    let deep = Setup {
+        config: TransferConfig::default(),
+        size: (197, 163),
+        masks: false,
+    };
+    let tiling = Tiling::new(48, &net.vgg.arch().layers(), &deep.config.layers());
+    let short = Tiling {
+        halo: tiling.halo - tiling.stride,
+        ..tiling
+    };
+    let (_, grad) = difference(&net, &deep, 48, Some(short));
+    eprintln!("relu5_1, halo one stride short: gradient {grad:.1e}");
+    assert!(
+        grad > 1e-3,
+        "a short halo went unnoticed at relu5_1: {grad:e}"
+    );
+}
