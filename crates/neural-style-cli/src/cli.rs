@@ -325,6 +325,16 @@ pub struct RunArgs {
     /// (e.g. 256,384); replaces the √2 schedule from --min-size.
     #[arg(long, value_delimiter = ',', value_name = "N,...")]
     pub scales: Option<Vec<u32>>,
+    /// Evaluate the objective in tiles of about N pixels a side (each read with a halo as
+    /// wide as the deepest layer sees, so the result is the whole-image one): memory then
+    /// follows the tile, not the picture [default: tiles only when the whole image would
+    /// not fit in memory].
+    #[arg(long, value_name = "N", conflicts_with = "no_tile")]
+    pub tile: Option<u32>,
+    /// Never evaluate by tiles: a picture that does not fit is refused (or its L-BFGS
+    /// history shortened) instead.
+    #[arg(long)]
+    pub no_tile: bool,
     /// Keep the photo's colours: `luminance` (the result's brightness with the photo's
     /// chroma) or `histogram` (style images recoloured to the photo's colour statistics).
     #[arg(long, value_enum, value_name = "MODE")]

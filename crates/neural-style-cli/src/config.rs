@@ -239,6 +239,11 @@ impl RunJob {
             pooling: a.pooling,
             padding: a.padding,
             convolution: a.convolution,
+            tile: match (a.tile, a.no_tile) {
+                (Some(n), _) => neural_style::TileMode::Size(n),
+                (None, true) => neural_style::TileMode::Off,
+                (None, false) => neural_style::TileMode::Auto,
+            },
             size,
             style_scale: a.style_scale,
             style_blend: a.style_blend,
@@ -312,6 +317,7 @@ fn flag_for(field: &str) -> Option<&'static str> {
         "style_scale" => "--style-scale",
         "style_weight" => "--style-weight",
         "temporal_weight" => "--temporal-weight",
+        "tile" => "--tile",
         "tv_weight" => "--tv-weight",
         _ => return None,
     })

@@ -156,13 +156,21 @@ impl Observer for Reporter {
                 width,
                 height,
                 evaluations,
+                tiles,
             } => {
                 self.size = (*width, *height);
+                let tiled = if *tiles > 1 {
+                    format!(", each in {tiles} tiles")
+                } else {
+                    String::new()
+                };
                 if *stages > 1 {
                     self.println(&format!(
-                        "Size {}/{stages}: {width}x{height}, {evaluations} evaluations",
+                        "Size {}/{stages}: {width}x{height}, {evaluations} evaluations{tiled}",
                         index + 1
                     ));
+                } else if *tiles > 1 {
+                    self.println(&format!("Each evaluation in {tiles} tiles"));
                 }
             }
             Event::Evaluation {

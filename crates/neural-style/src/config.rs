@@ -121,6 +121,9 @@ pub struct TransferConfig {
     /// How the CPU computes the convolutions.
     #[serde(default)]
     pub convolution: Convolution,
+    /// Whether the objective is evaluated by tiles ([`crate::tiling`]).
+    #[serde(default)]
+    pub tile: crate::tiling::TileMode,
     /// Weight of the temporal consistency term of video frames ([`crate::Temporal`]).
     #[serde(default = "default_temporal_weight")]
     pub temporal_weight: f32,
@@ -170,6 +173,7 @@ impl Default for TransferConfig {
             pooling: Pooling::Max,
             padding: Padding::Reflect,
             convolution: Convolution::Winograd,
+            tile: crate::tiling::TileMode::Auto,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(DEFAULT_SIZE),
             style_scale: DEFAULT_STYLE_SCALE,
@@ -368,6 +372,18 @@ impl TransferConfig {
         finite_nonneg("temporal_weight", Some(self.temporal_weight))?;
         if self.iterations == 0 {
             return Err(Error::config("iterations", "must be at least 1"));
+        }
+        if let crate::tiling::TileMode::Size(n) = self.tile
+            && !SIDES.contains(&n)
+        {
+            return Err(Error::config(
+                "tile",
+                format!(
+                    "{n} is not allowed; use {}..={} pixels",
+                    SIDES.start(),
+                    SIDES.end()
+                ),
+            ));
         }
         if !(1..=MAX_LBFGS_HISTORY).contains(&self.lbfgs_history) {
             return Err(Error::config(

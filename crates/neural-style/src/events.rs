@@ -48,6 +48,8 @@ pub enum Event<'a> {
         height: u32,
         /// Evaluations planned at this size.
         evaluations: usize,
+        /// Tiles each evaluation is cut into (1: the whole image at once).
+        tiles: usize,
     },
     /// One loss evaluation finished.
     Evaluation {

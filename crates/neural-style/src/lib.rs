@@ -88,6 +88,6 @@ pub use network::Network;
 pub use objective::{Objective, StyleInput};
 pub use plan::{Plan, Stage};
 pub use run::{Inputs, Temporal, run};
-pub use tiling::Tiling;
+pub use tiling::{TileMode, Tiling};
 pub use vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

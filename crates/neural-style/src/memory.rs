@@ -92,25 +92,66 @@ pub fn estimate(config: &TransferConfig, arch: Arch, width: u32, height: u32) ->
     }
 }
 
-/// The longest L-BFGS history that keeps the estimate within `available` bytes, if any
-/// history of at least `minimum` does.
-pub fn history_that_fits(
+/// [`estimate`] for an evaluation by tiles with cores of about `core` pixels
+/// ([`crate::tiling`]): the activations of one tile's region (its core and halo) instead
+/// of the whole image's, plus the whole image's content targets, which are kept.
+pub fn estimate_tiled(
+    config: &TransferConfig,
+    arch: Arch,
+    width: u32,
+    height: u32,
+    core: u32,
+) -> MemoryEstimate {
+    let tiling = crate::tiling::Tiling::new(core as usize, &arch.layers(), &config.layers());
+    let side = |n: u32| (tiling.core + 2 * tiling.halo).min(n as usize) as u32;
+    let tile = estimate(config, arch, side(width), side(height));
+    let whole = estimate(config, arch, width, height);
+    let pixels = u64::from(width) * u64::from(height);
+    let content: u64 = config
+        .content_layers()
+        .iter()
+        .map(|l| (channels(l.block()) * 4 * pixels) >> (2 * u32::from(l.poolings_before())))
+        .sum();
+    MemoryEstimate {
+        weights: whole.weights,
+        activations: tile.activations + content,
+        optimizer: whole.optimizer,
+    }
+}
+
+/// The largest tile core, from a list of sides down to 128 pixels, whose evaluation keeps
+/// the estimate within `available` bytes.
+pub fn tile_that_fits(
     config: &TransferConfig,
     arch: Arch,
     width: u32,
     height: u32,
     available: u64,
+) -> Option<u32> {
+    [2048, 1536, 1024, 768, 512, 384, 256, 192, 128]
+        .into_iter()
+        .filter(|core| *core < width.max(height))
+        .find(|core| estimate_tiled(config, arch, width, height, *core).total() <= available)
+}
+
+/// The longest L-BFGS history that keeps the estimate (by tiles of `tile` pixels, if
+/// given) within `available` bytes, if any history of at least `minimum` does.
+pub fn history_that_fits(
+    config: &TransferConfig,
+    arch: Arch,
+    (width, height): (u32, u32),
+    tile: Option<u32>,
+    available: u64,
     minimum: usize,
 ) -> Option<usize> {
-    let without = estimate(
-        &TransferConfig {
-            lbfgs_history: 0,
-            ..config.clone()
-        },
-        arch,
-        width,
-        height,
-    );
+    let none = TransferConfig {
+        lbfgs_history: 0,
+        ..config.clone()
+    };
+    let without = match tile {
+        Some(core) => estimate_tiled(&none, arch, width, height, core),
+        None => estimate(&none, arch, width, height),
+    };
     let per_pair = 2 * 3 * 4 * u64::from(width) * u64::from(height);
     let room = available.checked_sub(without.total())?;
     let history = usize::try_from(room / per_pair).unwrap_or(usize::MAX);
@@ -184,14 +225,36 @@ mod tests {
         let c = TransferConfig::default();
         let full = estimate(&c, Arch::Vgg19, 1024, 1024).total();
         assert_eq!(
-            history_that_fits(&c, Arch::Vgg19, 1024, 1024, full, 5),
+            history_that_fits(&c, Arch::Vgg19, (1024, 1024), None, full, 5),
             Some(100)
         );
-        let h = history_that_fits(&c, Arch::Vgg19, 1024, 1024, full / 4 * 3, 5).unwrap();
+        let h = history_that_fits(&c, Arch::Vgg19, (1024, 1024), None, full / 4 * 3, 5).unwrap();
         assert!((5..100).contains(&h), "{h}");
         assert_eq!(
-            history_that_fits(&c, Arch::Vgg19, 1024, 1024, 1 << 20, 5),
+            history_that_fits(&c, Arch::Vgg19, (1024, 1024), None, 1 << 20, 5),
             None
         );
+    }
+
+    #[test]
+    fn tiles_bound_the_activations_by_the_tile() {
+        let c = TransferConfig::default();
+        // 4K: the whole evaluation needs tens of GiB; tiles of 512 px a fraction of it,
+        // smaller tiles less, and the image-sized vectors stay.
+        let whole = estimate(&c, Arch::Vgg19, 3840, 2160);
+        let tiled = estimate_tiled(&c, Arch::Vgg19, 3840, 2160, 512);
+        let small = estimate_tiled(&c, Arch::Vgg19, 3840, 2160, 256);
+        assert!(
+            tiled.activations * 8 < whole.activations,
+            "{tiled:?} {whole:?}"
+        );
+        assert!(small.activations < tiled.activations);
+        assert_eq!(tiled.optimizer, whole.optimizer);
+        let budget = tiled.total() + (1 << 20);
+        assert_eq!(
+            tile_that_fits(&c, Arch::Vgg19, 3840, 2160, budget),
+            Some(512)
+        );
+        assert_eq!(tile_that_fits(&c, Arch::Vgg19, 3840, 2160, 1 << 30), None);
     }
 }

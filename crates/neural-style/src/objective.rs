@@ -117,10 +117,12 @@ impl<'a> Objective<'a> {
             masks,
             (width, height),
             None,
+            None,
         )
     }
 
-    /// [`Self::new`], taking style statistics from `cache` when it has them.
+    /// [`Self::new`], taking style statistics from `cache` when it has them, and computing
+    /// the targets of images larger than a tile of `tiling` tile by tile.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         net: &'a Vgg,
@@ -132,6 +134,7 @@ impl<'a> Objective<'a> {
         masks: (&[Mask], Option<&Mask>),
         (width, height): (u32, u32),
         cache: Option<&StyleCache>,
+        tiling: Option<&crate::tiling::Tiling>,
     ) -> Result<Self> {
         let (style_masks, content_mask) = masks;
         let device = net.device().clone();
@@ -150,7 +153,16 @@ impl<'a> Objective<'a> {
         let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
         let mut content_terms = Vec::new();
         if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
-            let feats = net.features(to_tensor(c, width, height), config.content_layers());
+            let feats = match tiled::cuts(tiling, width, height) {
+                Some(t) => tiled::features_tiled(
+                    net,
+                    c,
+                    (width as usize, height as usize),
+                    config.content_layers(),
+                    t,
+                )?,
+                None => net.features(to_tensor(c, width, height), config.content_layers()),
+            };
             for (l, f) in config.content_layers().iter().zip(feats) {
                 let f = f.detach();
                 let normaliser = loss::target_scale(&f, config.loss_form);
@@ -180,6 +192,18 @@ impl<'a> Objective<'a> {
                 .iter()
                 .map(|s| {
                     let compute = || {
+                        if let Some(t) = tiled::cuts(tiling, s.width, s.height).filter(|_| !w2) {
+                            let size = (s.width as usize, s.height as usize);
+                            let grams = tiled::grams_tiled(
+                                net,
+                                &s.data,
+                                size,
+                                style_layers,
+                                t,
+                                config.loss_form,
+                            );
+                            return Ok(grams.into_iter().map(StyleStats::Gram).collect());
+                        }
                         net.features(to_tensor(&s.data, s.width, s.height), style_layers)
                             .into_iter()
                             .map(|f| {

@@ -213,6 +213,10 @@ pub struct Plan {
     stages: Vec<Stage>,
     /// The identity of the network's weights ([`Network::identity`]), for checkpoints.
     pub(crate) network: String,
+    /// The network's architecture (its layer sequence sets the tiles' halo).
+    arch: crate::vgg::Arch,
+    /// Tile cores of about this many pixels (`None`: whole images).
+    tile: Option<u32>,
     pub(crate) checkpoints: Checkpoints,
 }
 
@@ -266,6 +270,10 @@ impl Plan {
         let size = output_size(config.size, inputs.content.as_ref());
         let stages = schedule(&config, size.0, size.1);
         check_shapes(&config, &inputs, &stages)?;
+        let tile = match config.tile {
+            crate::tiling::TileMode::Size(n) => Some(n),
+            crate::tiling::TileMode::Auto | crate::tiling::TileMode::Off => None,
+        };
         Ok(Self {
             given,
             config,
@@ -274,6 +282,8 @@ impl Plan {
             size,
             stages,
             network: net.identity.clone(),
+            arch: net.info.arch,
+            tile,
             checkpoints: Checkpoints::default(),
         })
     }
@@ -329,6 +339,29 @@ impl Plan {
             fingerprint,
         };
         Ok(self)
+    }
+
+    /// This plan evaluating its objective in tiles with cores of about `core` pixels a side
+    /// (`None`: whole images), at every stage larger than one core.
+    pub fn with_tiling(mut self, core: Option<u32>) -> Self {
+        self.tile = core;
+        self
+    }
+
+    /// The tiles of this plan's network and layers, if it evaluates by tiles.
+    pub fn tiles(&self) -> Option<crate::tiling::Tiling> {
+        let core = self.tile? as usize;
+        Some(crate::tiling::Tiling::new(
+            core,
+            &self.arch.layers(),
+            &self.config.layers(),
+        ))
+    }
+
+    /// How a `width` x `height` stage is cut, if it is evaluated by tiles (more than one).
+    pub fn tiling(&self, width: u32, height: u32) -> Option<crate::tiling::Tiling> {
+        self.tiles()
+            .filter(|t| t.core < width as usize || t.core < height as usize)
     }
 
     /// This plan with an L-BFGS history of `history` pairs (at least 1), e.g. the longest

@@ -128,6 +128,9 @@ pub fn run(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Ou
                 width: stage.width,
                 height: stage.height,
                 evaluations: stage.evaluations,
+                tiles: plan.tiling(stage.width, stage.height).map_or(1, |t| {
+                    t.tiles(stage.width as usize, stage.height as usize).len()
+                }),
             })
             .is_break()
         {
@@ -265,6 +268,7 @@ fn run_stage(
         (&inputs.style_masks, inputs.content_mask.as_ref()),
         (width, height),
         Some(&net.style_cache),
+        plan.tiles().as_ref(),
     )?;
     let objective = match &inputs.temporal {
         Some(t) if config.temporal_weight > 0.0 => {
@@ -280,6 +284,7 @@ fn run_stage(
         _ => objective,
     };
 
+    let tiling = plan.tiling(width, height);
     let mut x = conv.to_network(&init.data);
     let mut count = resume.as_ref().map_or(0, |c| c.lbfgs.evaluations);
     let best: RefCell<Option<(LossParts, Vec<f32>)>> =
@@ -293,7 +298,11 @@ fn run_stage(
         let mut observer = observer.borrow_mut();
         let mut best = best.borrow_mut();
         count += 1;
-        let (parts, grad) = match objective.evaluate(x) {
+        let evaluated = match &tiling {
+            Some(t) => objective.evaluate_tiled(x, t),
+            None => objective.evaluate(x),
+        };
+        let (parts, grad) = match evaluated {
             Ok(evaluated) => evaluated,
             Err(e) => {
                 failed = Some(e);

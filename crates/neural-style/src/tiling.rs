@@ -5,7 +5,23 @@
 //! every activation inside a core equals the whole-image activation. The losses then
 //! combine the cores exactly ([`crate::Objective::evaluate_tiled`]).
 
+use serde::{Deserialize, Serialize};
+
 use crate::vgg::{Layer, LayerKind};
+
+/// Whether a run evaluates its objective by tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TileMode {
+    /// Whole images unless a front end finds they do not fit in memory
+    /// ([`crate::memory::tile_that_fits`]) and asks for tiles ([`crate::Plan::with_tiling`]).
+    #[default]
+    Auto,
+    /// Never by tiles.
+    Off,
+    /// Cores of about this many pixels a side at every stage larger than one.
+    Size(u32),
+}
 
 /// A rectangle of pixels: columns `x0..x1`, rows `y0..y1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -299,6 +299,11 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
             vec!["--content-weight", "NaN"],
         ),
         (flag(&base, &["--size", "0"]), vec!["--size", "16..=16384"]),
+        (flag(&base, &["--tile", "8"]), vec!["--tile", "16..=16384"]),
+        (
+            flag(&base, &["--tile", "64", "--no-tile"]),
+            vec!["--tile", "cannot be used with", "--no-tile"],
+        ),
         (flag(&base, &["--size", "big"]), vec!["--size", "`big`"]),
         (
             flag(&base, &["--style-layers", "relu9_9"]),

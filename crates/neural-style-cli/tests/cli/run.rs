@@ -380,3 +380,57 @@ fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() 
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The final loss in the "wrote ..." line.
+fn final_loss(o: &std::process::Output) -> f64 {
+    let err = stderr(o);
+    err.split("final loss ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no final loss in {err}"))
+}
+
+#[test]
+fn pictures_too_large_for_memory_are_evaluated_by_tiles() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    let big = [
+        "--size",
+        "1000",
+        "-n",
+        "1",
+        "--no-multiscale",
+        "--lbfgs-history",
+        "5",
+    ];
+    // The whole 1000x800 evaluation needs about 3.9 GiB (for the real VGG19): with 3 GiB
+    // the run goes by tiles and says so; --no-tile refuses it instead.
+    let o = s.transfer(
+        w,
+        &[&big[..], &["--max-memory", "3G"]].concat(),
+        "tiled.png",
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("evaluating it in tiles of 512 px"), "{err}");
+    assert!(err.contains("Each evaluation in 4 tiles"), "{err}");
+    let o = s.transfer(
+        w,
+        &[&big[..], &["--max-memory", "3G", "--no-tile"]].concat(),
+        "no.png",
+    );
+    assert_clean_error(&o, &["1000x800", "GiB of memory"]);
+    // Forced tiles give the whole-image run's loss.
+    let small = ["--size", "150", "-n", "3", "--no-multiscale"];
+    let whole = s.transfer(w, &small, "whole.png");
+    let tiled = s.transfer(w, &[&small[..], &["--tile", "32"]].concat(), "tiles.png");
+    assert!(
+        stderr(&tiled).contains("Each evaluation in"),
+        "{}",
+        stderr(&tiled)
+    );
+    let (a, b) = (final_loss(&whole), final_loss(&tiled));
+    assert!((a - b).abs() <= 1e-4 * a, "whole {a}, tiled {b}");
+}

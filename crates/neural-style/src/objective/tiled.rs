@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::events::LossParts;
 use crate::loss::{self, LossForm};
 use crate::tiling::{Rect, Tiling};
+use crate::vgg::{Layer, Vgg};
 
 /// A `[C, H, W]` planar image's pixels inside `r`, as a `[1, C, h, w]` tensor.
 fn crop_input(x: &[f32], (w, h): (usize, usize), r: Rect, device: &Device) -> Tensor<4> {
@@ -30,6 +31,114 @@ fn crop_input(x: &[f32], (w, h): (usize, usize), r: Rect, device: &Device) -> Te
 /// The positions `r` of a `[1, C, H, W]` activation.
 fn crop(f: Tensor<4>, r: Rect) -> Tensor<4> {
     f.narrow(2, r.y0, r.height()).narrow(3, r.x0, r.width())
+}
+
+/// Whether `tiling` cuts a `width` x `height` image into more than one tile.
+pub(crate) fn cuts(tiling: Option<&Tiling>, width: u32, height: u32) -> Option<&Tiling> {
+    tiling.filter(|t| t.core < width as usize || t.core < height as usize)
+}
+
+/// The activations of `layers` of the planar network input `x`, computed tile by tile
+/// (forward only) and assembled: the whole image's, with the memory of one tile's pass.
+pub(crate) fn features_tiled(
+    net: &Vgg,
+    x: &[f32],
+    (width, height): (usize, usize),
+    layers: &[Layer],
+    tiling: &Tiling,
+) -> Result<Vec<Tensor<4>>> {
+    let device = net.device().clone();
+    let mut whole: Vec<Option<(Vec<f32>, [usize; 4])>> = vec![None; layers.len()];
+    for tile in tiling.tiles(width, height) {
+        let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
+        for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
+            let s = 1usize << layer.poolings_before();
+            let (w, h) = (width / s, height / s);
+            let c = tile.core.at_scale(s, (w, h));
+            if c.width() == 0 || c.height() == 0 {
+                continue;
+            }
+            let [_, ch, _, _] = f.dims();
+            let (ox, oy) = (tile.region.x0 / s, tile.region.y0 / s);
+            let r = Rect {
+                x0: c.x0 - ox,
+                y0: c.y0 - oy,
+                x1: c.x1 - ox,
+                y1: c.y1 - oy,
+            };
+            let part = values(crop(f.detach(), r), "a tile's activations")?;
+            let (data, _) = whole[i].get_or_insert_with(|| (vec![0.0; ch * h * w], [1, ch, h, w]));
+            for k in 0..ch {
+                for (row, y) in (c.y0..c.y1).enumerate() {
+                    let from = (k * c.height() + row) * c.width();
+                    let to = (k * h + y) * w + c.x0;
+                    data[to..to + c.width()].copy_from_slice(&part[from..from + c.width()]);
+                }
+            }
+        }
+    }
+    Ok(whole
+        .into_iter()
+        .map(|w| {
+            let (data, shape) = w.unwrap_or((Vec::new(), [1, 0, 0, 0]));
+            Tensor::<4>::from_data(TensorData::new(data, shape), &device).autodiff()
+        })
+        .collect())
+}
+
+/// The Gram matrices ([`loss::gram`]) of `layers` of the planar network input `x`, summed
+/// over the cores of `tiling` (forward only): the whole image's, with the memory of one
+/// tile's pass.
+pub(crate) fn grams_tiled(
+    net: &Vgg,
+    x: &[f32],
+    (width, height): (usize, usize),
+    layers: &[Layer],
+    tiling: &Tiling,
+    form: LossForm,
+) -> Vec<Tensor<2>> {
+    let device = net.device().clone();
+    let mut sums: Vec<Option<Tensor<2>>> = vec![None; layers.len()];
+    let mut channels = vec![0; layers.len()];
+    for tile in tiling.tiles(width, height) {
+        let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
+        for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
+            let s = 1usize << layer.poolings_before();
+            let c = tile.core.at_scale(s, (width / s, height / s));
+            if c.width() == 0 || c.height() == 0 {
+                continue;
+            }
+            let (ox, oy) = (tile.region.x0 / s, tile.region.y0 / s);
+            let r = Rect {
+                x0: c.x0 - ox,
+                y0: c.y0 - oy,
+                x1: c.x1 - ox,
+                y1: c.y1 - oy,
+            };
+            let f = crop(f.detach(), r);
+            let [_, ch, h, w] = f.dims();
+            channels[i] = ch;
+            let p = loss::outer(f.reshape([ch, h * w])).detach();
+            sums[i] = Some(match sums[i].take() {
+                Some(acc) => acc.add(p),
+                None => p,
+            });
+        }
+    }
+    layers
+        .iter()
+        .zip(sums)
+        .zip(channels)
+        .map(|((layer, sum), ch)| {
+            let s = 1usize << layer.poolings_before();
+            let positions = (width / s) * (height / s);
+            let sum = sum.unwrap_or_else(|| Tensor::<2>::zeros([ch, ch], &device).autodiff());
+            match form {
+                LossForm::Mean | LossForm::Normalized => sum.div_scalar((ch * positions) as f32),
+                LossForm::Paper => sum,
+            }
+        })
+        .collect()
 }
 
 impl Objective<'_> {
