@@ -251,3 +251,71 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
     let (a, b) = (whole[whole.len() - 1], tiled[tiled.len() - 1]);
     assert!((a - b).abs() <= 0.02 * a, "final: whole {a}, tiled {b}");
 }
+
+/// Real pretrained weights (vgg16-hed from ../shared), tubingen 1024x768 with The Starry
+/// Night, tiles of 256 px: loss and gradient of the whole-image evaluation.
+#[test]
+fn real_vgg16_by_tiles_of_256_gives_the_whole_image_loss_and_gradient() {
+    let Some(shared) = neural_style_testdata::shared("the real-weights tiling check") else {
+        return;
+    };
+    let config = TransferConfig::default();
+    let weights = shared.join("weights/vgg16-hed.safetensors");
+    let net = Network::load(&weights, &config, &default_device()).unwrap();
+    let load = |p: &str| neural_style::Image::load(&shared.join(p), 1 << 24).unwrap();
+    let conv = net.convention;
+    let content = load("content/tubingen.jpg").resized(1024, 768);
+    let style = load("style/starry_night.jpg").resized_to_longest(1024);
+    let checked = config.clone().check(1).unwrap();
+    let inputs = neural_style::Inputs {
+        content: Some(content.clone()),
+        styles: vec![style.clone()],
+        ..neural_style::Inputs::default()
+    };
+    let plan = neural_style::Plan::new(&checked, &net, inputs).unwrap();
+    let (resolved, weights) = (plan.config().clone(), plan.loss_weights());
+    let objective = Objective::new(
+        &net.vgg,
+        &resolved,
+        weights,
+        conv.pixel_scale(),
+        Some(&conv.to_network(&content.data)),
+        &[StyleInput {
+            data: conv.to_network(&style.data),
+            width: style.width,
+            height: style.height,
+            blend: 1.0,
+        }],
+        (&[], None),
+        1024,
+        768,
+    )
+    .unwrap();
+    // A point off the content photo: the photo with a smooth shift.
+    let x: Vec<f32> = conv
+        .to_network(&content.data)
+        .iter()
+        .zip(pixels(1024, 768, 0.5))
+        .map(|(a, b)| a + 20.0 * b)
+        .collect();
+    let (whole, g) = objective.evaluate(&x).unwrap();
+    let tiling = Tiling::new(256, &net.vgg.arch().layers(), &resolved.layers());
+    assert_eq!(tiling.tiles(1024, 768).len(), 12);
+    let (tiled, gt) = objective.evaluate_tiled(&x, &tiling).unwrap();
+    let loss = (tiled.total - whole.total).abs() / whole.total;
+    let norm: f32 = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let diff: f32 = g
+        .iter()
+        .zip(&gt)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    eprintln!(
+        "vgg16-hed 1024x768, 12 tiles of 256: loss {:.3e} vs {:.3e} ({loss:.1e}), gradient {:.1e}",
+        whole.total,
+        tiled.total,
+        diff / norm
+    );
+    assert!(loss <= 1e-5, "loss differs by {loss:e}");
+    assert!(diff / norm <= 1e-4, "gradient differs by {:e}", diff / norm);
+}
