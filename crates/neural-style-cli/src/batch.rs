@@ -15,7 +15,7 @@ use crate::cli::{BatchArgs, RunArgs};
 use crate::config::RunJob;
 use crate::progress::{overall_bar, print_above, run_under};
 use crate::runner::{
-    Signals, describe, interrupted, job_plan, load_image, load_network, set_threads,
+    Signals, describe, interrupted, job_plan, load_image, load_network, save_options, set_threads,
 };
 
 /// File extensions taken from a folder.
@@ -250,7 +250,9 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             }
         };
         if interrupted(&output, &signals) {
-            output.image.save(&partial)?;
+            output
+                .image
+                .save_with(&partial, &save_options(&job, Some(c)))?;
             overall.finish_and_clear();
             eprintln!(
                 "interrupted in {} × {}: its best image so far is in {}; run the same command again to finish the batch ({done} done now, {skipped} done before, {} to go)",
@@ -261,7 +263,7 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
             );
             return Ok(signals.exit_code());
         }
-        output.image.save(out)?;
+        output.image.save_with(out, &save_options(&job, Some(c)))?;
         done += 1;
         say(&format!(
             "wrote {} (loss {:.4e})",

@@ -335,6 +335,11 @@ pub struct RunArgs {
     /// history shortened) instead.
     #[arg(long)]
     pub no_tile: bool,
+    /// Bits per channel of the output: `auto` (16 for .tif, 8 otherwise), `8`, or `16`
+    /// (.png and .tif: smooth gradients survive printing and editing). The photo's colour
+    /// profile (ICC) is embedded in PNG, TIFF and JPEG outputs either way.
+    #[arg(long, value_enum, default_value_t, value_name = "auto|8|16")]
+    pub bit_depth: neural_style::BitDepth,
     /// Keep the photo's colours: `luminance` (the result's brightness with the photo's
     /// chroma) or `histogram` (style images recoloured to the photo's colour statistics).
     #[arg(long, value_enum, value_name = "MODE")]

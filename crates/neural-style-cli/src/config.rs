@@ -25,6 +25,8 @@ pub struct RunJob {
     pub init_image: Option<PathBuf>,
     /// Output image.
     pub output: PathBuf,
+    /// Bits per channel of the output.
+    pub bit_depth: neural_style::BitDepth,
     /// Where the weights come from.
     pub weights: WeightsSource,
     /// Print losses every N evaluations.
@@ -134,6 +136,11 @@ impl RunJob {
             .output
             .context("--output is required (the image to write, e.g. -o out.png)")?;
         neural_style::image_io::output_format(&output)?;
+        let save = neural_style::SaveOptions {
+            depth: a.bit_depth,
+            icc: None,
+        };
+        save.check(&output).context("--bit-depth")?;
         if output.is_dir() {
             bail!(
                 "{}: is a directory; --output needs a file name such as out.png",
@@ -280,6 +287,7 @@ impl RunJob {
             content_mask: a.content_mask,
             init_image,
             output,
+            bit_depth: a.bit_depth,
             weights,
             print_every: a.print_every,
             log: a.log,

@@ -131,6 +131,15 @@ pub fn describe_network(
     )
 }
 
+/// How the result of `job` is written: its bit depth, and the colour profile of its photo
+/// `content`, if the photo has one.
+pub fn save_options(job: &RunJob, content: Option<&Path>) -> neural_style::SaveOptions {
+    neural_style::SaveOptions {
+        depth: job.bit_depth,
+        icc: content.and_then(neural_style::image_io::icc_profile),
+    }
+}
+
 /// An image file, decoded as `decoding` allows.
 pub fn load_image(path: &Path, decoding: Decoding) -> Result<Image> {
     Image::load_with(path, decoding).map_err(|e| match e {

@@ -11,7 +11,7 @@ use crate::cli::RunArgs;
 use crate::config::{RunJob, flag_error};
 use crate::progress::Reporter;
 use crate::runner::{
-    Signals, describe, interrupted, job_plan, load_inputs, load_network, set_threads,
+    Signals, describe, interrupted, job_plan, load_inputs, load_network, save_options, set_threads,
 };
 
 /// Runs the job the flags describe.
@@ -50,6 +50,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         reporter.println(&format!("Resuming from {path} at evaluation {evaluation}"));
     }
     reporter.checkpoint = job.checkpoint.as_ref().map(|(p, _)| p.clone());
+    let save = save_options(&job, job.content.as_deref());
     let output = neural_style::run(&net, &plan, &mut reporter);
     reporter.finish();
     let output = output?;
@@ -58,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     if interrupted(&output, &signals) {
         let partial = crate::config::partial_path(&job.output);
-        output.image.save(&partial)?;
+        output.image.save_with(&partial, &save)?;
         eprintln!(
             "interrupted after {} evaluations; best image so far (loss {:.6e}) saved to {}",
             output.evaluations,
@@ -84,7 +85,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "warning: the loss became non-finite at evaluation {at}; the run stopped and kept its best image"
         );
     }
-    output.image.save(&job.output)?;
+    output.image.save_with(&job.output, &save)?;
     eprintln!(
         "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}",
         job.output.display(),

@@ -90,6 +90,9 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
         .clone()
         .context("--output is required: a video file (.mp4, ...) or a folder for the frames")?;
     crate::batch::refuse_single_run_flags(&a, "video", "a video resumes from its finished frames")?;
+    if a.bit_depth != neural_style::BitDepth::Auto {
+        bail!("--bit-depth: video frames are written 8 bits a channel, as the encoders take them");
+    }
     if !(args.temporal_weight.is_finite() && args.temporal_weight >= 0.0) {
         bail!(
             "--temporal-weight: {} is not allowed; use a finite number >= 0",

@@ -204,20 +204,123 @@ impl Image {
         self.resized(w, h)
     }
 
-    /// Writes the image to `path` in the format its extension names, atomically: the data
-    /// goes to a temporary file in the same directory, which is renamed over `path` only
-    /// once complete.
+    /// The image as 16-bit RGB, clamped and rounded.
+    pub fn to_rgb16(&self) -> image::ImageBuffer<image::Rgb<u16>, Vec<u16>> {
+        let plane = self.width as usize * self.height as usize;
+        image::ImageBuffer::from_fn(self.width, self.height, |x, y| {
+            let i = y as usize * self.width as usize + x as usize;
+            let q = |v: f32| (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
+            image::Rgb([
+                q(self.data[i]),
+                q(self.data[plane + i]),
+                q(self.data[2 * plane + i]),
+            ])
+        })
+    }
+
+    /// Writes the image to `path` in the format its extension names, 8 bits a channel
+    /// (16 for TIFF), atomically: the data goes to a temporary file in the same directory,
+    /// which is renamed over `path` only once complete.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let format = output_format(path)?;
-        let rgb = self.to_rgb8();
+        self.save_with(path, &SaveOptions::default())
+    }
+
+    /// [`Image::save`] with the bit depth and colour profile of `options`.
+    pub fn save_with(&self, path: &Path, options: &SaveOptions) -> Result<()> {
+        let (format, sixteen) = options.check(path)?;
+        let err = |message: String| Error::ImageEncode {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (w, h) = (self.width, self.height);
+        let (pixels, color): (Vec<u8>, _) = if sixteen {
+            let data = self.to_rgb16().into_raw();
+            let bytes = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            (bytes, image::ExtendedColorType::Rgb16)
+        } else {
+            (self.to_rgb8().into_raw(), image::ExtendedColorType::Rgb8)
+        };
         let mut bytes = Vec::new();
-        rgb.write_to(&mut std::io::Cursor::new(&mut bytes), format)
-            .map_err(|e| Error::ImageEncode {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut out = std::io::Cursor::new(&mut bytes);
+        let icc = options.icc.as_deref();
+        use image::codecs::{jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder};
+        let written = match format {
+            ImageFormat::Png => encode(PngEncoder::new(&mut out), icc, &pixels, w, h, color),
+            ImageFormat::Tiff => encode(TiffEncoder::new(&mut out), icc, &pixels, w, h, color),
+            ImageFormat::Jpeg => encode(JpegEncoder::new(&mut out), icc, &pixels, w, h, color),
+            // BMP and WebP carry no profile here.
+            other => self.to_rgb8().write_to(&mut out, other),
+        };
+        written.map_err(|e| err(e.to_string()))?;
         write_atomically(path, &bytes)
     }
+}
+
+/// Bits per channel of a written image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum BitDepth {
+    /// 16 for TIFF, 8 for the other formats.
+    #[default]
+    Auto,
+    /// 8 bits a channel.
+    #[cfg_attr(feature = "clap", value(name = "8"))]
+    Eight,
+    /// 16 bits a channel (PNG and TIFF): smooth gradients survive printing and editing.
+    #[cfg_attr(feature = "clap", value(name = "16"))]
+    Sixteen,
+}
+
+/// How an image is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveOptions {
+    /// Bits per channel.
+    pub depth: BitDepth,
+    /// The ICC colour profile to embed (PNG, TIFF and JPEG), e.g. the photo's
+    /// ([`icc_profile`]), so that the result prints with the photo's colours.
+    pub icc: Option<Vec<u8>>,
+}
+
+impl SaveOptions {
+    /// Checks, before any work, that `path` can be written with these options; gives its
+    /// format and whether it gets 16 bits a channel.
+    pub fn check(&self, path: &Path) -> Result<(ImageFormat, bool)> {
+        let format = output_format(path)?;
+        let sixteen = match self.depth {
+            BitDepth::Auto => format == ImageFormat::Tiff,
+            BitDepth::Eight => false,
+            BitDepth::Sixteen => true,
+        };
+        if sixteen && !matches!(format, ImageFormat::Png | ImageFormat::Tiff) {
+            return Err(Error::ImageEncode {
+                path: path.to_path_buf(),
+                message: "16 bits a channel are written to .png and .tif only".into(),
+            });
+        }
+        Ok((format, sixteen))
+    }
+}
+
+/// Writes `pixels` with `encoder`, embedding `icc` where the format can.
+fn encode<E: image::ImageEncoder>(
+    mut encoder: E,
+    icc: Option<&[u8]>,
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    color: image::ExtendedColorType,
+) -> image::ImageResult<()> {
+    if let Some(icc) = icc {
+        // A format without profiles is written without one.
+        let _ = encoder.set_icc_profile(icc.to_vec());
+    }
+    encoder.write_image(pixels, width, height, color)
+}
+
+/// The ICC colour profile embedded in the image file at `path`, if any (and readable).
+pub fn icc_profile(path: &Path) -> Option<Vec<u8>> {
+    let reader = ImageReader::open(path).ok()?.with_guessed_format().ok()?;
+    reader.into_decoder().ok()?.icc_profile().ok()?
 }
 
 /// Decodes the image read by `reader` (whose first bytes are `head` and length `len`; all
@@ -474,6 +577,40 @@ mod tests {
         img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
             .unwrap();
         jpeg
+    }
+
+    #[test]
+    fn sixteen_bit_output_and_the_colour_profile_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, h) = (7u32, 5u32);
+        let data = (0..3 * w * h)
+            .map(|i| i as f32 / (3 * w * h) as f32)
+            .collect();
+        let img = Image::new(w, h, data);
+        let icc: Vec<u8> = (0..300).map(|i| (i * 7 % 251) as u8).collect();
+        let sixteen = SaveOptions {
+            depth: BitDepth::Sixteen,
+            icc: Some(icc.clone()),
+        };
+        let png = dir.path().join("out.png");
+        img.save_with(&png, &sixteen).unwrap();
+        let back = image::open(&png).unwrap();
+        assert_eq!(back.color(), image::ColorType::Rgb16);
+        let back = back.to_rgb16();
+        // Steps finer than 8 bits survive: value i/105 is within 1/65535.
+        let v = back.get_pixel(1, 0)[0];
+        assert!((f32::from(v) / 65535.0 - img.data[1]).abs() <= 1.0 / 65535.0);
+        assert_eq!(icc_profile(&png), Some(icc));
+        // TIFF is 16-bit unless told otherwise; other formats refuse 16 bits.
+        let tif = dir.path().join("out.tif");
+        img.save(&tif).unwrap();
+        assert_eq!(image::open(&tif).unwrap().color(), image::ColorType::Rgb16);
+        let jpg = dir.path().join("out.jpg");
+        let e = img.save_with(&jpg, &sixteen).unwrap_err().to_string();
+        assert!(e.contains("out.jpg") && e.contains("16 bits"), "{e}");
+        // The default is unchanged: 8-bit PNG.
+        img.save(&png).unwrap();
+        assert_eq!(image::open(&png).unwrap().color(), image::ColorType::Rgb8);
     }
 
     #[test]

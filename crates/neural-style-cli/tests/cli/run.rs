@@ -434,3 +434,60 @@ fn pictures_too_large_for_memory_are_evaluated_by_tiles() {
     let (a, b) = (final_loss(&whole), final_loss(&tiled));
     assert!((a - b).abs() <= 1e-4 * a, "whole {a}, tiled {b}");
 }
+
+#[test]
+fn print_output_is_sixteen_bit_and_keeps_the_photos_colour_profile() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    // The photo with an ICC profile (any bytes: the decoder keeps them as they are).
+    let icc: Vec<u8> = (0..400).map(|i| (i * 13 % 251) as u8).collect();
+    let photo = image::open(s.p("content.png")).unwrap().to_rgb8();
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    image::ImageEncoder::set_icc_profile(&mut encoder, icc.clone()).unwrap();
+    image::ImageEncoder::write_image(
+        encoder,
+        photo.as_raw(),
+        photo.width(),
+        photo.height(),
+        image::ExtendedColorType::Rgb8,
+    )
+    .unwrap();
+    std::fs::write(s.p("profiled.png"), bytes).unwrap();
+    let args = |out: &str, depth: &str| {
+        let (c, st) = (s.p("profiled.png"), s.p("style.png"));
+        bin()
+            .args([
+                "-c", &c, "-s", &st, "-w", w, "--size", "32", "-n", "2", "-q",
+            ])
+            .args(["--bit-depth", depth, "-o", &s.p(out)])
+            .output()
+            .unwrap()
+    };
+    for (out, depth) in [("print.png", "16"), ("print.tif", "auto")] {
+        let o = args(out, depth);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut decoder = image::ImageReader::open(s.p(out))
+            .unwrap()
+            .into_decoder()
+            .unwrap();
+        assert_eq!(
+            image::ImageDecoder::color_type(&decoder),
+            image::ColorType::Rgb16
+        );
+        // PNG compresses the profile; TIFF stores it as it is (where image's decoder does
+        // not find it: Pillow does).
+        let kept = match out.ends_with(".png") {
+            true => image::ImageDecoder::icc_profile(&mut decoder).unwrap() == Some(icc.clone()),
+            false => std::fs::read(s.p(out))
+                .unwrap()
+                .windows(icc.len())
+                .any(|w| w == icc),
+        };
+        assert!(kept, "{out} lost the profile");
+    }
+    // JPEG has no 16 bits: refused before the run.
+    let o = args("print.jpg", "16");
+    assert_clean_error(&o, &["--bit-depth", "print.jpg", ".png and .tif"]);
+}
