@@ -163,18 +163,29 @@ impl Image {
         })
     }
 
-    /// The image as 8-bit RGB, clamped and rounded.
-    pub fn to_rgb8(&self) -> image::RgbImage {
+    /// The image as interleaved RGB, each value clamped to 0..1 and given by `quantise`.
+    fn interleaved<P: image::Primitive>(
+        &self,
+        quantise: impl Fn(f32) -> P,
+    ) -> image::ImageBuffer<image::Rgb<P>, Vec<P>>
+    where
+        image::Rgb<P>: image::Pixel<Subpixel = P>,
+    {
         let plane = self.width as usize * self.height as usize;
-        image::RgbImage::from_fn(self.width, self.height, |x, y| {
+        image::ImageBuffer::from_fn(self.width, self.height, |x, y| {
             let i = y as usize * self.width as usize + x as usize;
-            let q = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+            let q = |v: f32| quantise(v.clamp(0.0, 1.0));
             image::Rgb([
                 q(self.data[i]),
                 q(self.data[plane + i]),
                 q(self.data[2 * plane + i]),
             ])
         })
+    }
+
+    /// The image as 8-bit RGB, clamped and rounded.
+    pub fn to_rgb8(&self) -> image::RgbImage {
+        self.interleaved(|v| (v * 255.0).round() as u8)
     }
 
     /// Resized to exactly `width` x `height` with a Lanczos3 filter (a copy when the size
@@ -206,16 +217,7 @@ impl Image {
 
     /// The image as 16-bit RGB, clamped and rounded.
     pub fn to_rgb16(&self) -> image::ImageBuffer<image::Rgb<u16>, Vec<u16>> {
-        let plane = self.width as usize * self.height as usize;
-        image::ImageBuffer::from_fn(self.width, self.height, |x, y| {
-            let i = y as usize * self.width as usize + x as usize;
-            let q = |v: f32| (v.clamp(0.0, 1.0) * 65535.0).round() as u16;
-            image::Rgb([
-                q(self.data[i]),
-                q(self.data[plane + i]),
-                q(self.data[2 * plane + i]),
-            ])
-        })
+        self.interleaved(|v| (v * 65535.0).round() as u16)
     }
 
     /// Writes the image to `path` in the format its extension names, 8 bits a channel

@@ -69,6 +69,22 @@ pub struct Tile {
     pub region: Rect,
 }
 
+impl Tile {
+    /// The core at a layer `scale` times coarser than the image, whose size is `size`: in
+    /// the whole layer's positions, and in the positions of this tile's own activations.
+    pub fn core_at(&self, scale: usize, size: (usize, usize)) -> (Rect, Rect) {
+        let c = self.core.at_scale(scale, size);
+        let (ox, oy) = (self.region.x0 / scale, self.region.y0 / scale);
+        let own = Rect {
+            x0: c.x0 - ox,
+            y0: c.y0 - oy,
+            x1: c.x1 - ox,
+            y1: c.y1 - oy,
+        };
+        (c, own)
+    }
+}
+
 /// How the image is cut: core side, halo and the grid the regions start on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tiling {
@@ -156,7 +172,7 @@ mod tests {
     #[test]
     fn cores_partition_the_image_and_regions_start_on_the_grid() {
         let t = Tiling::new(40, &Arch::Vgg19.layers(), &[Layer::Relu4_1]);
-        assert_eq!((t.core, t.stride), (48, 8));
+        assert_eq!((t.core, t.stride), (40, 8));
         let (w, h) = (101, 50);
         let tiles = t.tiles(w, h);
         assert_eq!(tiles.len(), 3 * 2);

@@ -12,7 +12,7 @@ use super::{Objective, StyleStat, values};
 use crate::error::{Error, Result};
 use crate::events::LossParts;
 use crate::loss::{self, LossForm};
-use crate::tiling::{Rect, Tiling};
+use crate::tiling::{Rect, Tile, Tiling};
 use crate::vgg::{Layer, Vgg};
 
 /// A `[C, H, W]` planar image's pixels inside `r`, as a `[1, C, h, w]` tensor.
@@ -54,18 +54,11 @@ pub(crate) fn features_tiled(
         for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
             let s = 1usize << layer.poolings_before();
             let (w, h) = (width / s, height / s);
-            let c = tile.core.at_scale(s, (w, h));
+            let (c, r) = tile.core_at(s, (w, h));
             if c.width() == 0 || c.height() == 0 {
                 continue;
             }
             let [_, ch, _, _] = f.dims();
-            let (ox, oy) = (tile.region.x0 / s, tile.region.y0 / s);
-            let r = Rect {
-                x0: c.x0 - ox,
-                y0: c.y0 - oy,
-                x1: c.x1 - ox,
-                y1: c.y1 - oy,
-            };
             let part = values(crop(f.detach(), r), "a tile's activations")?;
             let (data, _) = whole[i].get_or_insert_with(|| (vec![0.0; ch * h * w], [1, ch, h, w]));
             for k in 0..ch {
@@ -104,17 +97,10 @@ pub(crate) fn grams_tiled(
         let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
         for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
             let s = 1usize << layer.poolings_before();
-            let c = tile.core.at_scale(s, (width / s, height / s));
+            let (c, r) = tile.core_at(s, (width / s, height / s));
             if c.width() == 0 || c.height() == 0 {
                 continue;
             }
-            let (ox, oy) = (tile.region.x0 / s, tile.region.y0 / s);
-            let r = Rect {
-                x0: c.x0 - ox,
-                y0: c.y0 - oy,
-                x1: c.x1 - ox,
-                y1: c.y1 - oy,
-            };
             let f = crop(f.detach(), r);
             let [_, ch, h, w] = f.dims();
             channels[i] = ch;
@@ -161,19 +147,8 @@ impl Objective<'_> {
         // Each objective layer's pooling factor and size.
         let scale = |i: usize| 1usize << self.layers[i].poolings_before();
         let dims = |i: usize| (self.width / scale(i), self.height / scale(i));
-        // A tile's core at objective layer `i`, in the tile's own activation positions.
-        let core_in_tile = |i: usize, core: Rect, region: Rect| {
-            let s = scale(i);
-            let c = core.at_scale(s, dims(i));
-            let (ox, oy) = (region.x0 / s, region.y0 / s);
-            let r = Rect {
-                x0: c.x0 - ox,
-                y0: c.y0 - oy,
-                x1: c.x1 - ox,
-                y1: c.y1 - oy,
-            };
-            (c, r)
-        };
+        // A tile's core at objective layer `i`: in the layer's and the tile's positions.
+        let core_in_tile = |i: usize, tile: &Tile| tile.core_at(scale(i), dims(i));
         // The region weights of a masked style term, cropped to `c` (whole-layer positions)
         // as `[1, h·w]`.
         let mask_crop = |sqrt: &Tensor<2>, i: usize, c: Rect| {
@@ -198,7 +173,7 @@ impl Objective<'_> {
                     .net
                     .features(crop_input(x, size, tile.region, &device), &self.layers);
                 for (k, t) in self.style.iter().enumerate() {
-                    let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                    let (c, r) = core_in_tile(t.index, tile);
                     if c.width() == 0 || c.height() == 0 {
                         continue;
                     }
@@ -259,7 +234,7 @@ impl Objective<'_> {
             };
             for (k, t) in self.style.iter().enumerate() {
                 let Some(slope) = &slopes[k] else { continue };
-                let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                let (c, r) = core_in_tile(t.index, tile);
                 if c.width() == 0 || c.height() == 0 {
                     continue;
                 }
@@ -268,7 +243,7 @@ impl Objective<'_> {
             }
             let mut content: Option<Tensor<1>> = None;
             for t in &self.content {
-                let (c, r) = core_in_tile(t.index, tile.core, tile.region);
+                let (c, r) = core_in_tile(t.index, tile);
                 if c.width() == 0 || c.height() == 0 {
                     continue;
                 }
