@@ -192,8 +192,16 @@ impl<'a> Objective<'a> {
                 .iter()
                 .map(|s| {
                     let compute = || {
-                        if let Some(t) = tiled::cuts(tiling, s.width, s.height).filter(|_| !w2) {
+                        if let Some(t) = tiled::cuts(tiling, s.width, s.height) {
                             let size = (s.width as usize, s.height as usize);
+                            if w2 {
+                                let moments =
+                                    tiled::moments_tiled(net, &s.data, size, style_layers, t)?;
+                                return Ok(moments
+                                    .into_iter()
+                                    .map(|(m, s)| StyleStats::Moments(m, s))
+                                    .collect());
+                            }
                             let grams = tiled::grams_tiled(
                                 net,
                                 &s.data,

@@ -157,6 +157,37 @@ fn tiles_give_the_whole_image_loss_and_gradient_with_every_padding_and_masks() {
 }
 
 #[test]
+fn the_w2_style_loss_by_tiles_is_the_whole_image_one() {
+    use neural_style::StyleLoss;
+    let net = network(Padding::Reflect, Pooling::Max);
+    for (form, masks) in [(LossForm::Normalized, false), (LossForm::Mean, true)] {
+        let setup = Setup {
+            config: TransferConfig {
+                style_loss: StyleLoss::W2,
+                loss_form: form,
+                ..TransferConfig::default()
+            },
+            size: (197, 163),
+            masks,
+        };
+        for tile in [48, 300] {
+            let (loss, grad) = difference(&net, &setup, tile, None);
+            eprintln!(
+                "W2 {form:?} masks {masks} tile {tile}: loss {loss:.1e}, gradient {grad:.1e}"
+            );
+            assert!(
+                loss <= 1e-5,
+                "W2 {form:?} tile {tile}: loss differs by {loss:e}"
+            );
+            assert!(
+                grad <= 1e-4,
+                "W2 {form:?} tile {tile}: gradient differs by {grad:e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn many_small_tiles_of_shallow_layers_are_exact_and_a_short_halo_is_not() {
     let net = network(Padding::Reflect, Pooling::Max);
     // Up to relu3_1: a 10-pixel reach on a 4-pixel grid, so 9 px tiles (rounded to 12)
@@ -222,12 +253,13 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
         styles: vec![image(150, 140, 1.1)],
         ..Inputs::default()
     };
-    let run = |tile: TileMode| {
+    let run = |tile: TileMode, style_loss: neural_style::StyleLoss| {
         let config = TransferConfig {
             iterations: 12,
             size: Size::Exact(197, 163),
             min_size: 100,
             tile,
+            style_loss,
             ..TransferConfig::default()
         };
         let mut losses = Vec::new();
@@ -240,22 +272,26 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
         common::transfer(&net, &config, &inputs, &mut observer).unwrap();
         losses
     };
-    let whole = run(TileMode::Off);
-    let tiled = run(TileMode::Size(64));
-    eprintln!("whole: {whole:?}\ntiled: {tiled:?}");
-    assert_eq!(whole.len(), tiled.len());
-    // The same path while rounding has not yet been amplified by the optimiser, and the
-    // same neighbourhood at the end (L-BFGS on random tiny weights is chaotic: the real
-    // weights' check is in docs/tiling.md).
-    for (e, (a, b)) in whole.iter().zip(&tiled).take(8).enumerate() {
+    for style_loss in [neural_style::StyleLoss::Gram, neural_style::StyleLoss::W2] {
+        let whole = run(TileMode::Off, style_loss);
+        let tiled = run(TileMode::Size(64), style_loss);
+        eprintln!("{style_loss:?} whole: {whole:?}\ntiled: {tiled:?}");
+        assert_eq!(whole.len(), tiled.len());
+        // The same path while rounding has not yet been amplified by the optimiser, and
+        // the same neighbourhood at the end (L-BFGS on random tiny weights is chaotic).
+        for (e, (a, b)) in whole.iter().zip(&tiled).take(8).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * a,
+                "{style_loss:?} evaluation {}: whole {a}, tiled {b}",
+                e + 1
+            );
+        }
+        let (a, b) = (whole[whole.len() - 1], tiled[tiled.len() - 1]);
         assert!(
-            (a - b).abs() <= 1e-4 * a,
-            "evaluation {}: whole {a}, tiled {b}",
-            e + 1
+            (a - b).abs() <= 0.02 * a,
+            "{style_loss:?} final: whole {a}, tiled {b}"
         );
     }
-    let (a, b) = (whole[whole.len() - 1], tiled[tiled.len() - 1]);
-    assert!((a - b).abs() <= 0.02 * a, "final: whole {a}, tiled {b}");
 }
 
 /// Real pretrained weights (vgg16-hed from ../shared), tubingen 1024x768 with The Starry

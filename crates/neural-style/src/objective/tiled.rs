@@ -9,11 +9,12 @@
 use burn::prelude::*;
 
 use super::{Objective, StyleStat, values};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::LossParts;
 use crate::loss::{self, LossForm};
 use crate::tiling::{Rect, Tile, Tiling};
 use crate::vgg::{Layer, Vgg};
+use nalgebra::DMatrix;
 
 /// A `[C, H, W]` planar image's pixels inside `r`, as a `[1, C, h, w]` tensor.
 fn crop_input(x: &[f32], (w, h): (usize, usize), r: Rect, device: &Device) -> Tensor<4> {
@@ -79,20 +80,18 @@ pub(crate) fn features_tiled(
         .collect())
 }
 
-/// The Gram matrices ([`loss::gram`]) of `layers` of the planar network input `x`, summed
-/// over the cores of `tiling` (forward only): the whole image's, with the memory of one
-/// tile's pass.
-pub(crate) fn grams_tiled(
+/// Per layer of `layers`, the sums over the whole image of the activations `Σ f` (`[C, 1]`)
+/// and of their products `Σ f fᵀ` (`[C, C]`), and the number of positions: computed tile
+/// by tile (forward only), with the memory of one tile's pass.
+fn layer_sums(
     net: &Vgg,
     x: &[f32],
     (width, height): (usize, usize),
     layers: &[Layer],
     tiling: &Tiling,
-    form: LossForm,
-) -> Vec<Tensor<2>> {
+) -> Vec<(Tensor<2>, Tensor<2>, usize)> {
     let device = net.device().clone();
-    let mut sums: Vec<Option<Tensor<2>>> = vec![None; layers.len()];
-    let mut channels = vec![0; layers.len()];
+    let mut sums: Vec<Option<(Tensor<2>, Tensor<2>)>> = vec![None; layers.len()];
     for tile in tiling.tiles(width, height) {
         let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
         for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
@@ -103,44 +102,88 @@ pub(crate) fn grams_tiled(
             }
             let f = crop(f.detach(), r);
             let [_, ch, h, w] = f.dims();
-            channels[i] = ch;
-            let p = loss::outer(f.reshape([ch, h * w])).detach();
+            let m = f.reshape([ch, h * w]);
+            let (first, second) = (m.clone().sum_dim(1), loss::outer(m).detach());
             sums[i] = Some(match sums[i].take() {
-                Some(acc) => acc.add(p),
-                None => p,
+                Some((a, b)) => (a.add(first), b.add(second)),
+                None => (first, second),
             });
         }
     }
     layers
         .iter()
         .zip(sums)
-        .zip(channels)
-        .map(|((layer, sum), ch)| {
+        .map(|(layer, sum)| {
             let s = 1usize << layer.poolings_before();
             let positions = (width / s) * (height / s);
-            let sum = sum.unwrap_or_else(|| Tensor::<2>::zeros([ch, ch], &device).autodiff());
+            let (first, second) = sum.unwrap_or_else(|| {
+                let zero = |d: [usize; 2]| Tensor::<2>::zeros(d, &device).autodiff();
+                (zero([0, 1]), zero([0, 0]))
+            });
+            (first, second, positions)
+        })
+        .collect()
+}
+
+/// The Gram matrices ([`loss::gram`]) of `layers` of the planar network input `x`, from
+/// [`layer_sums`].
+pub(crate) fn grams_tiled(
+    net: &Vgg,
+    x: &[f32],
+    size: (usize, usize),
+    layers: &[Layer],
+    tiling: &Tiling,
+    form: LossForm,
+) -> Vec<Tensor<2>> {
+    layer_sums(net, x, size, layers, tiling)
+        .into_iter()
+        .map(|(_, second, positions)| {
+            let [ch, _] = second.dims();
             match form {
-                LossForm::Mean | LossForm::Normalized => sum.div_scalar((ch * positions) as f32),
-                LossForm::Paper => sum,
+                LossForm::Mean | LossForm::Normalized => second.div_scalar((ch * positions) as f32),
+                LossForm::Paper => second,
             }
         })
         .collect()
+}
+
+/// The mean and second moment ([`crate::w2::feature_moments`]) of `layers` of the planar
+/// network input `x`, from [`layer_sums`].
+pub(crate) fn moments_tiled(
+    net: &Vgg,
+    x: &[f32],
+    size: (usize, usize),
+    layers: &[Layer],
+    tiling: &Tiling,
+) -> Result<Vec<(Vec<f64>, DMatrix<f64>)>> {
+    layer_sums(net, x, size, layers, tiling)
+        .into_iter()
+        .map(|(first, second, positions)| {
+            let n = positions.max(1) as f64;
+            let [ch, _] = second.dims();
+            let first = values(first, "a style feature sum")?;
+            let second = values(second, "a style feature product sum")?;
+            Ok((
+                first.iter().map(|v| f64::from(*v) / n).collect(),
+                DMatrix::from_fn(ch, ch, |i, j| f64::from(second[i * ch + j]) / n),
+            ))
+        })
+        .collect()
+}
+
+/// How the style loss changes with a style term's core sums, found in pass 1: the
+/// surrogate of pass 2 is `⟨first, Σ f⟩ + ⟨second, Σ f fᵀ⟩` over a tile's core.
+struct Slope {
+    /// Multiplies `Σ f` (`[C, 1]`; W2 only).
+    first: Option<Tensor<2>>,
+    /// Multiplies `Σ f fᵀ` (`[C, C]`).
+    second: Tensor<2>,
 }
 
 impl Objective<'_> {
     /// [`Objective::evaluate`] computed tile by tile as `tiling` cuts the image: the same
     /// loss and gradient (up to rounding) with the memory of one tile's evaluation.
     pub fn evaluate_tiled(&self, x: &[f32], tiling: &Tiling) -> Result<(LossParts, Vec<f32>)> {
-        if self
-            .style
-            .iter()
-            .any(|t| matches!(t.target, StyleStat::W2(..)))
-        {
-            return Err(Error::config(
-                "tile",
-                "the W2 style loss is not evaluated by tiles yet; use --style-loss gram",
-            ));
-        }
         let device = self.net.device().clone();
         let size = (self.width, self.height);
         let tiles = tiling.tiles(self.width, self.height);
@@ -155,18 +198,31 @@ impl Objective<'_> {
             let (w, h) = dims(i);
             crop(sqrt.clone().reshape([1, 1, h, w]), c).reshape([1, c.width() * c.height()])
         };
-        // The core's Gram product `F Fᵀ` of style term `k` (region-weighted when masked).
-        let product = |k: usize, f: Tensor<4>, c: Rect| {
+        // The core sums of style term `k`: `Σ w f` (`[C, 1]`, W2 only) and `Σ w f fᵀ`, `w`
+        // being the region's weight at each position (1 without a region).
+        let core_sums = |k: usize, f: Tensor<4>, c: Rect| {
+            let t = &self.style[k];
             let [_, ch, h, w] = f.dims();
-            let mut m = f.reshape([ch, h * w]);
-            if let Some((sqrt, _)) = &self.style[k].mask {
-                m = m.mul(mask_crop(sqrt, self.style[k].index, c));
-            }
-            loss::outer(m)
+            let m = f.reshape([ch, h * w]);
+            let sqrt = t.mask.as_ref().map(|(sqrt, _)| mask_crop(sqrt, t.index, c));
+            let first = matches!(t.target, StyleStat::W2(..)).then(|| match &sqrt {
+                Some(r) => m.clone().mul(r.clone().square()).sum_dim(1),
+                None => m.clone().sum_dim(1),
+            });
+            let second = loss::outer(match sqrt {
+                Some(r) => m.mul(r),
+                None => m,
+            });
+            (first, second)
+        };
+        let add_to = |acc: Option<Tensor<2>>, t: Tensor<2>| match acc {
+            Some(a) => a.add(t),
+            None => t,
         };
 
-        // Pass 1: the whole image's Gram sums.
-        let mut sums: Vec<Option<Tensor<2>>> = vec![None; self.style.len()];
+        // Pass 1: the whole image's sums.
+        let mut sums: Vec<(Option<Tensor<2>>, Option<Tensor<2>>)> =
+            vec![(None, None); self.style.len()];
         if !self.style.is_empty() {
             for tile in &tiles {
                 let feats = self
@@ -177,45 +233,37 @@ impl Objective<'_> {
                     if c.width() == 0 || c.height() == 0 {
                         continue;
                     }
-                    let p = product(k, crop(feats[t.index].clone(), r), c).detach();
-                    sums[k] = Some(match sums[k].take() {
-                        Some(s) => s.add(p),
-                        None => p,
-                    });
+                    let (first, second) = core_sums(k, crop(feats[t.index].clone(), r), c);
+                    let (f1, f2) = sums[k].clone();
+                    sums[k] = (
+                        first.map(|f| add_to(f1, f.detach())),
+                        Some(add_to(f2, second.detach())),
+                    );
                 }
             }
         }
-        // The style loss of the whole image and `D / norm` per term.
+        // The style loss of the whole image, and its slopes.
         let mut style_value = 0.0f32;
-        let mut slopes: Vec<Option<Tensor<2>>> = Vec::with_capacity(self.style.len());
+        let mut slopes: Vec<Option<Slope>> = Vec::with_capacity(self.style.len());
         for (k, t) in self.style.iter().enumerate() {
-            let (Some(sum), StyleStat::Gram(target)) = (sums[k].take(), &t.target) else {
+            let (first, Some(second)) = sums[k].clone() else {
                 slopes.push(None);
                 continue;
             };
-            let [c, _] = sum.dims();
             let (w, h) = dims(t.index);
-            let (positions, norm) = match &t.mask {
-                Some((_, area)) => (area.round() as usize, c as f32 * area),
-                None => (w * h, (c * w * h) as f32),
+            let scale = t.weight * self.weights.style;
+            let (value, slope) = match (&t.target, first) {
+                (StyleStat::Gram(target), _) => {
+                    gram_slope(second, target, t.mask.as_ref(), (w, h), self.form, scale)?
+                }
+                (StyleStat::W2(target, _), Some(first)) => {
+                    let area = t.mask.as_ref().map_or((w * h) as f32, |(_, a)| *a);
+                    w2_slope(first, second, target, area, scale)?
+                }
+                (StyleStat::W2(..), None) => continue,
             };
-            let norm = match self.form {
-                LossForm::Mean | LossForm::Normalized => norm,
-                LossForm::Paper => 1.0,
-            };
-            let g = sum.div_scalar(norm).detach().require_grad();
-            let l = loss::style_loss(g.clone(), target.clone(), self.form, c, positions)
-                .mul_scalar(t.weight * self.weights.style);
-            style_value += l.clone().into_scalar::<f32>();
-            let grads = l.backward();
-            let d = match g.grad(&grads) {
-                Some(d) => values(d, "a Gram matrix's gradient")?,
-                None => vec![0.0; c * c],
-            };
-            let d: Vec<f32> = d.iter().map(|v| v / norm).collect();
-            slopes.push(Some(
-                Tensor::<2>::from_data(TensorData::new(d, [c, c]), &device).autodiff(),
-            ));
+            style_value += value;
+            slopes.push(Some(slope));
         }
 
         // Pass 2: each tile's share of the gradient, and the content terms of its core.
@@ -238,8 +286,11 @@ impl Objective<'_> {
                 if c.width() == 0 || c.height() == 0 {
                     continue;
                 }
-                let p = product(k, crop(feats[t.index].clone(), r), c);
-                add(p.mul(slope.clone()).sum());
+                let (first, second) = core_sums(k, crop(feats[t.index].clone(), r), c);
+                add(second.mul(slope.second.clone()).sum());
+                if let (Some(f), Some(a)) = (first, &slope.first) {
+                    add(f.mul(a.clone()).sum());
+                }
             }
             let mut content: Option<Tensor<1>> = None;
             for t in &self.content {
@@ -323,4 +374,90 @@ impl Objective<'_> {
         };
         Ok((loss, grad))
     }
+}
+
+/// A Gram term's value and slope from `Σ w f fᵀ` over the whole layer (`size` positions, or
+/// a region's): `D / norm`, `D` being `∂L/∂G` found by autodiff on the loss itself.
+fn gram_slope(
+    second: Tensor<2>,
+    target: &Tensor<2>,
+    region: Option<&(Tensor<2>, f32)>,
+    (w, h): (usize, usize),
+    form: LossForm,
+    scale: f32,
+) -> Result<(f32, Slope)> {
+    let device = second.device();
+    let [c, _] = second.dims();
+    let (positions, norm) = match region {
+        Some((_, area)) => (area.round() as usize, c as f32 * area),
+        None => (w * h, (c * w * h) as f32),
+    };
+    let norm = match form {
+        LossForm::Mean | LossForm::Normalized => norm,
+        LossForm::Paper => 1.0,
+    };
+    let g = second.div_scalar(norm).detach().require_grad();
+    let l = loss::style_loss(g.clone(), target.clone(), form, c, positions).mul_scalar(scale);
+    let value = l.clone().into_scalar::<f32>();
+    let grads = l.backward();
+    let d = match g.grad(&grads) {
+        Some(d) => values(d, "a Gram matrix's gradient")?,
+        None => vec![0.0; c * c],
+    };
+    let d: Vec<f32> = d.iter().map(|v| v / norm).collect();
+    let second = Tensor::<2>::from_data(TensorData::new(d, [c, c]), &device).autodiff();
+    Ok((
+        value,
+        Slope {
+            first: None,
+            second,
+        },
+    ))
+}
+
+/// A W2 term's value and slope ([`crate::w2`]) from `S₁ = Σ w f` and `S₂ = Σ w f fᵀ` over
+/// the whole layer (`area` = `Σ w`): with `μ = S₁/A` and `Σ = S₂/A − μμᵀ`, the loss
+/// `|μ − μs|² + tr Σ + tr Σs − 2 tr(Σs^½ Σ Σs^½)^½` has `∂L/∂Σ = I − 2G` (`G` from
+/// [`W2Target::cross_term`]), so `∂L/∂S₂ = (I − 2G)/A` and
+/// `∂L/∂S₁ = (2(μ − μs) − (B + Bᵀ)μ)/A` with `B = I − 2G`.
+fn w2_slope(
+    first: Tensor<2>,
+    second: Tensor<2>,
+    target: &crate::w2::W2Target,
+    area: f32,
+    scale: f32,
+) -> Result<(f32, Slope)> {
+    let device = second.device();
+    let [c, _] = second.dims();
+    let a = f64::from(area.max(1e-12));
+    let s1 = values(first, "a feature sum")?;
+    let s2 = values(second, "a feature product sum")?;
+    let mean: Vec<f64> = s1.iter().map(|v| f64::from(*v) / a).collect();
+    let cov: Vec<f32> = (0..c * c)
+        .map(|k| (f64::from(s2[k]) / a - mean[k / c] * mean[k % c]) as f32)
+        .collect();
+    let (root, g) = target.cross_term(&cov);
+    let mean_term: f64 = mean
+        .iter()
+        .zip(&target.mean)
+        .map(|(m, s)| (m - f64::from(*s)).powi(2))
+        .sum();
+    let trace: f64 = (0..c).map(|i| f64::from(cov[i * c + i])).sum();
+    let value = (mean_term + trace + target.trace_cov() - 2.0 * root) * f64::from(scale);
+    let b = |i: usize, j: usize| f64::from(u8::from(i == j)) - 2.0 * g[(i, j)];
+    let k = f64::from(scale) / a;
+    let second: Vec<f32> = (0..c * c).map(|n| (b(n / c, n % c) * k) as f32).collect();
+    let first: Vec<f32> = (0..c)
+        .map(|i| {
+            let bm: f64 = (0..c).map(|j| (b(i, j) + b(j, i)) * mean[j]).sum();
+            ((2.0 * (mean[i] - f64::from(target.mean[i])) - bm) * k) as f32
+        })
+        .collect();
+    Ok((
+        value as f32,
+        Slope {
+            first: Some(Tensor::<2>::from_data(TensorData::new(first, [c, 1]), &device).autodiff()),
+            second: Tensor::<2>::from_data(TensorData::new(second, [c, c]), &device).autodiff(),
+        },
+    ))
 }
