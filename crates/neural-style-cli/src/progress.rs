@@ -21,6 +21,8 @@ pub struct Reporter {
     interrupted: Arc<AtomicBool>,
     /// The size being optimised.
     size: (u32, u32),
+    /// Tiles each evaluation of this size is cut into (1: whole).
+    tiles: usize,
     /// Where checkpoints are written.
     pub checkpoint: Option<PathBuf>,
     /// The first error met while writing a log line or snapshot.
@@ -105,6 +107,7 @@ impl Reporter {
             output,
             interrupted,
             size: (0, 0),
+            tiles: 1,
             checkpoint: None,
             error: None,
         }
@@ -159,6 +162,7 @@ impl Observer for Reporter {
                 tiles,
             } => {
                 self.size = (*width, *height);
+                self.tiles = *tiles;
                 let tiled = if *tiles > 1 {
                     format!(", each in {tiles} tiles")
                 } else {
@@ -195,6 +199,7 @@ impl Observer for Reporter {
                     "seconds": elapsed.as_secs_f64(),
                     "width": self.size.0,
                     "height": self.size.1,
+                    "tiles": self.tiles,
                 });
                 self.log_line(&line.to_string());
             }

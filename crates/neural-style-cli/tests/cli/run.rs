@@ -425,12 +425,15 @@ fn pictures_too_large_for_memory_are_evaluated_by_tiles() {
     // Forced tiles give the whole-image run's loss.
     let small = ["--size", "150", "-n", "3", "--no-multiscale"];
     let whole = s.transfer(w, &small, "whole.png");
-    let tiled = s.transfer(w, &[&small[..], &["--tile", "32"]].concat(), "tiles.png");
-    assert!(
-        stderr(&tiled).contains("Each evaluation in"),
-        "{}",
-        stderr(&tiled)
-    );
+    let log = s.p("tiles.jsonl");
+    let forced = [&small[..], &["--tile", "32", "--log", &log]].concat();
+    let tiled = s.transfer(w, &forced, "tiles.png");
+    let err = stderr(&tiled);
+    assert!(err.contains("Each evaluation in 20 tiles"), "{err}");
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["tiles"], 20, "{line}");
+    }
     let (a, b) = (final_loss(&whole), final_loss(&tiled));
     assert!((a - b).abs() <= 1e-4 * a, "whole {a}, tiled {b}");
 }
