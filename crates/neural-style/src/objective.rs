@@ -209,7 +209,7 @@ impl<'a> Objective<'a> {
                                 style_layers,
                                 t,
                                 config.loss_form,
-                            );
+                            )?;
                             return Ok(grams.into_iter().map(StyleStats::Gram).collect());
                         }
                         net.features(to_tensor(&s.data, s.width, s.height), style_layers)

@@ -111,6 +111,14 @@ fn difference(net: &Network, s: &Setup, tile: usize, tiling: Option<Tiling>) -> 
     (loss, grad)
 }
 
+/// Asserts that tiles of `tile` px give the whole-image loss (1e-5) and gradient (1e-4).
+fn assert_exact(net: &Network, s: &Setup, tile: usize, what: &str) {
+    let (loss, grad) = difference(net, s, tile, None);
+    eprintln!("{what}: loss {loss:.1e}, gradient {grad:.1e}");
+    assert!(loss <= 1e-5, "{what}: loss differs by {loss:e}");
+    assert!(grad <= 1e-4, "{what}: gradient differs by {grad:e}");
+}
+
 fn network(padding: Padding, pooling: Pooling) -> Network {
     let config = TransferConfig {
         padding,
@@ -146,11 +154,8 @@ fn tiles_give_the_whole_image_loss_and_gradient_with_every_padding_and_masks() {
             };
             // 48: 5x4 cores, the last ones cut; 300: one tile.
             for tile in [48, 300] {
-                let (loss, grad) = difference(&net, &setup, tile, None);
                 let what = format!("{padding:?} {pooling:?} {form:?} masks {masks} tile {tile}");
-                eprintln!("{what}: loss {loss:.1e}, gradient {grad:.1e}");
-                assert!(loss <= 1e-5, "{what}: loss differs by {loss:e}");
-                assert!(grad <= 1e-4, "{what}: gradient differs by {grad:e}");
+                assert_exact(&net, &setup, tile, &what);
             }
         }
     }
@@ -171,17 +176,11 @@ fn the_w2_style_loss_by_tiles_is_the_whole_image_one() {
             masks,
         };
         for tile in [48, 300] {
-            let (loss, grad) = difference(&net, &setup, tile, None);
-            eprintln!(
-                "W2 {form:?} masks {masks} tile {tile}: loss {loss:.1e}, gradient {grad:.1e}"
-            );
-            assert!(
-                loss <= 1e-5,
-                "W2 {form:?} tile {tile}: loss differs by {loss:e}"
-            );
-            assert!(
-                grad <= 1e-4,
-                "W2 {form:?} tile {tile}: gradient differs by {grad:e}"
+            assert_exact(
+                &net,
+                &setup,
+                tile,
+                &format!("W2 {form:?} masks {masks} tile {tile}"),
             );
         }
     }
@@ -204,12 +203,7 @@ fn many_small_tiles_of_shallow_layers_are_exact_and_a_short_halo_is_not() {
     let tiling = Tiling::new(9, &net.vgg.arch().layers(), &setup.config.layers());
     assert_eq!((tiling.core, tiling.halo, tiling.stride), (12, 10, 4));
     for tile in [9, 20, 33, 100] {
-        let (loss, grad) = difference(&net, &setup, tile, None);
-        eprintln!("relu3_1 tile {tile}: loss {loss:.1e}, gradient {grad:.1e}");
-        assert!(
-            loss <= 1e-5 && grad <= 1e-4,
-            "tile {tile}: {loss:e} {grad:e}"
-        );
+        assert_exact(&net, &setup, tile, &format!("relu3_1 tile {tile}"));
     }
     // One pooling stride less halo: the cores' activations near their edges change.
     let short = Tiling {

@@ -39,43 +39,61 @@ pub(crate) fn cuts(tiling: Option<&Tiling>, width: u32, height: u32) -> Option<&
     tiling.filter(|t| t.core < width as usize || t.core < height as usize)
 }
 
-/// The activations of `layers` of the planar network input `x`, computed tile by tile
-/// (forward only) and assembled: the whole image's, with the memory of one tile's pass.
-pub(crate) fn features_tiled(
+/// Runs the network forward on each tile of `x` and gives `visit` every layer's core
+/// activations: the layer's index in `layers`, the core in the whole layer's positions,
+/// the layer's size, and the core's activations (detached).
+fn for_each_core(
     net: &Vgg,
     x: &[f32],
     (width, height): (usize, usize),
     layers: &[Layer],
     tiling: &Tiling,
-) -> Result<Vec<Tensor<4>>> {
+    mut visit: impl FnMut(usize, Rect, (usize, usize), Tensor<4>) -> Result<()>,
+) -> Result<()> {
     let device = net.device().clone();
-    let mut whole: Vec<Option<(Vec<f32>, [usize; 4])>> = vec![None; layers.len()];
     for tile in tiling.tiles(width, height) {
         let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
         for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
             let s = 1usize << layer.poolings_before();
-            let (w, h) = (width / s, height / s);
-            let (c, r) = tile.core_at(s, (w, h));
-            if c.width() == 0 || c.height() == 0 {
-                continue;
-            }
-            let [_, ch, _, _] = f.dims();
-            let part = values(crop(f.detach(), r), "a tile's activations")?;
-            let (data, _) = whole[i].get_or_insert_with(|| (vec![0.0; ch * h * w], [1, ch, h, w]));
-            for k in 0..ch {
-                for (row, y) in (c.y0..c.y1).enumerate() {
-                    let from = (k * c.height() + row) * c.width();
-                    let to = (k * h + y) * w + c.x0;
-                    data[to..to + c.width()].copy_from_slice(&part[from..from + c.width()]);
-                }
+            let size = (width / s, height / s);
+            let (c, r) = tile.core_at(s, size);
+            if c.width() > 0 && c.height() > 0 {
+                visit(i, c, size, crop(f.detach(), r))?;
             }
         }
     }
+    Ok(())
+}
+
+/// The activations of `layers` of the planar network input `x`, computed tile by tile
+/// (forward only) and assembled: the whole image's, with the memory of one tile's pass.
+pub(crate) fn features_tiled(
+    net: &Vgg,
+    x: &[f32],
+    size: (usize, usize),
+    layers: &[Layer],
+    tiling: &Tiling,
+) -> Result<Vec<Tensor<4>>> {
+    let mut whole: Vec<Option<(Vec<f32>, [usize; 4])>> = vec![None; layers.len()];
+    for_each_core(net, x, size, layers, tiling, |i, c, (w, h), f| {
+        let [_, ch, _, _] = f.dims();
+        let part = values(f, "a tile's activations")?;
+        let (data, _) = whole[i].get_or_insert_with(|| (vec![0.0; ch * h * w], [1, ch, h, w]));
+        for k in 0..ch {
+            for (row, y) in (c.y0..c.y1).enumerate() {
+                let from = (k * c.height() + row) * c.width();
+                let to = (k * h + y) * w + c.x0;
+                data[to..to + c.width()].copy_from_slice(&part[from..from + c.width()]);
+            }
+        }
+        Ok(())
+    })?;
+    let device = net.device();
     Ok(whole
         .into_iter()
         .map(|w| {
             let (data, shape) = w.unwrap_or((Vec::new(), [1, 0, 0, 0]));
-            Tensor::<4>::from_data(TensorData::new(data, shape), &device).autodiff()
+            Tensor::<4>::from_data(TensorData::new(data, shape), device).autodiff()
         })
         .collect())
 }
@@ -89,28 +107,20 @@ fn layer_sums(
     (width, height): (usize, usize),
     layers: &[Layer],
     tiling: &Tiling,
-) -> Vec<(Tensor<2>, Tensor<2>, usize)> {
+) -> Result<Vec<(Tensor<2>, Tensor<2>, usize)>> {
     let device = net.device().clone();
     let mut sums: Vec<Option<(Tensor<2>, Tensor<2>)>> = vec![None; layers.len()];
-    for tile in tiling.tiles(width, height) {
-        let feats = net.features(crop_input(x, (width, height), tile.region, &device), layers);
-        for (i, (layer, f)) in layers.iter().zip(feats).enumerate() {
-            let s = 1usize << layer.poolings_before();
-            let (c, r) = tile.core_at(s, (width / s, height / s));
-            if c.width() == 0 || c.height() == 0 {
-                continue;
-            }
-            let f = crop(f.detach(), r);
-            let [_, ch, h, w] = f.dims();
-            let m = f.reshape([ch, h * w]);
-            let (first, second) = (m.clone().sum_dim(1), loss::outer(m).detach());
-            sums[i] = Some(match sums[i].take() {
-                Some((a, b)) => (a.add(first), b.add(second)),
-                None => (first, second),
-            });
-        }
-    }
-    layers
+    for_each_core(net, x, (width, height), layers, tiling, |i, _, _, f| {
+        let [_, ch, h, w] = f.dims();
+        let m = f.reshape([ch, h * w]);
+        let (first, second) = (m.clone().sum_dim(1), loss::outer(m).detach());
+        sums[i] = Some(match sums[i].take() {
+            Some((a, b)) => (a.add(first), b.add(second)),
+            None => (first, second),
+        });
+        Ok(())
+    })?;
+    Ok(layers
         .iter()
         .zip(sums)
         .map(|(layer, sum)| {
@@ -122,7 +132,7 @@ fn layer_sums(
             });
             (first, second, positions)
         })
-        .collect()
+        .collect())
 }
 
 /// The Gram matrices ([`loss::gram`]) of `layers` of the planar network input `x`, from
@@ -134,8 +144,8 @@ pub(crate) fn grams_tiled(
     layers: &[Layer],
     tiling: &Tiling,
     form: LossForm,
-) -> Vec<Tensor<2>> {
-    layer_sums(net, x, size, layers, tiling)
+) -> Result<Vec<Tensor<2>>> {
+    Ok(layer_sums(net, x, size, layers, tiling)?
         .into_iter()
         .map(|(_, second, positions)| {
             let [ch, _] = second.dims();
@@ -144,7 +154,7 @@ pub(crate) fn grams_tiled(
                 LossForm::Paper => second,
             }
         })
-        .collect()
+        .collect())
 }
 
 /// The mean and second moment ([`crate::w2::feature_moments`]) of `layers` of the planar
@@ -156,7 +166,7 @@ pub(crate) fn moments_tiled(
     layers: &[Layer],
     tiling: &Tiling,
 ) -> Result<Vec<(Vec<f64>, DMatrix<f64>)>> {
-    layer_sums(net, x, size, layers, tiling)
+    layer_sums(net, x, size, layers, tiling)?
         .into_iter()
         .map(|(first, second, positions)| {
             let n = positions.max(1) as f64;
