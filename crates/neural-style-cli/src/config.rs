@@ -27,6 +27,8 @@ pub struct RunJob {
     pub output: PathBuf,
     /// Bits per channel of the output.
     pub bit_depth: neural_style::BitDepth,
+    /// Print resolution of the output, for `--dpi N` (else the photo's).
+    pub dpi: Option<neural_style::Dpi>,
     /// Where the weights come from.
     pub weights: WeightsSource,
     /// Print losses every N evaluations.
@@ -138,7 +140,7 @@ impl RunJob {
         neural_style::image_io::output_format(&output)?;
         let save = neural_style::SaveOptions {
             depth: a.bit_depth,
-            icc: None,
+            ..Default::default()
         };
         save.check(&output).context("--bit-depth")?;
         if output.is_dir() {
@@ -288,6 +290,7 @@ impl RunJob {
             init_image,
             output,
             bit_depth: a.bit_depth,
+            dpi: a.dpi.and_then(|v| neural_style::Dpi::new(v, v)),
             weights,
             print_every: a.print_every,
             log: a.log,

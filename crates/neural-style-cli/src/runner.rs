@@ -131,12 +131,14 @@ pub fn describe_network(
     )
 }
 
-/// How the result of `job` is written: its bit depth, and the colour profile of its photo
-/// `content`, if the photo has one.
+/// How the result of `job` is written: its bit depth, and the colour profile and resolution
+/// of its photo `content`, where the photo has them (`--dpi` overrides the resolution).
 pub fn save_options(job: &RunJob, content: Option<&Path>) -> neural_style::SaveOptions {
+    let mut print = content.map(neural_style::PrintInfo::of).unwrap_or_default();
+    print.dpi = job.dpi.or(print.dpi);
     neural_style::SaveOptions {
         depth: job.bit_depth,
-        icc: content.and_then(neural_style::image_io::icc_profile),
+        print,
     }
 }
 

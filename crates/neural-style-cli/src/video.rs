@@ -93,6 +93,9 @@ pub fn run(args: VideoArgs) -> Result<ExitCode> {
     if a.bit_depth != neural_style::BitDepth::Auto {
         bail!("--bit-depth: video frames are written 8 bits a channel, as the encoders take them");
     }
+    if a.dpi.is_some() {
+        bail!("--dpi: a video has no print resolution");
+    }
     if !(args.temporal_weight.is_finite() && args.temporal_weight >= 0.0) {
         bail!(
             "--temporal-weight: {} is not allowed; use a finite number >= 0",

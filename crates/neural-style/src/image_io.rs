@@ -227,7 +227,7 @@ impl Image {
         self.save_with(path, &SaveOptions::default())
     }
 
-    /// [`Image::save`] with the bit depth and colour profile of `options`.
+    /// [`Image::save`] with the bit depth, colour profile and resolution of `options`.
     pub fn save_with(&self, path: &Path, options: &SaveOptions) -> Result<()> {
         let (format, sixteen) = options.check(path)?;
         let err = |message: String| Error::ImageEncode {
@@ -235,26 +235,175 @@ impl Image {
             message,
         };
         let (w, h) = (self.width, self.height);
-        let (pixels, color): (Vec<u8>, _) = if sixteen {
-            let data = self.to_rgb16().into_raw();
-            let bytes = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
-            (bytes, image::ExtendedColorType::Rgb16)
-        } else {
-            (self.to_rgb8().into_raw(), image::ExtendedColorType::Rgb8)
-        };
         let mut bytes = Vec::new();
         let mut out = std::io::Cursor::new(&mut bytes);
-        let icc = options.icc.as_deref();
-        use image::codecs::{jpeg::JpegEncoder, png::PngEncoder, tiff::TiffEncoder};
-        let written = match format {
-            ImageFormat::Png => encode(PngEncoder::new(&mut out), icc, &pixels, w, h, color),
-            ImageFormat::Tiff => encode(TiffEncoder::new(&mut out), icc, &pixels, w, h, color),
-            ImageFormat::Jpeg => encode(JpegEncoder::new(&mut out), icc, &pixels, w, h, color),
-            // BMP and WebP carry no profile here.
-            other => self.to_rgb8().write_to(&mut out, other),
+        let print = &options.print;
+        let written = match (format, sixteen) {
+            (ImageFormat::Png, false) => {
+                write_png(&mut out, w, h, &self.to_rgb8(), false, print).map_err(|e| e.to_string())
+            }
+            (ImageFormat::Png, true) => {
+                let rgb16 = self.to_rgb16();
+                let be: Vec<u8> = rgb16.iter().flat_map(|v| v.to_be_bytes()).collect();
+                write_png(&mut out, w, h, &be, true, print).map_err(|e| e.to_string())
+            }
+            (ImageFormat::Tiff, false) => {
+                write_tiff::<tiff::encoder::colortype::RGB8>(&mut out, w, h, &self.to_rgb8(), print)
+                    .map_err(|e| e.to_string())
+            }
+            (ImageFormat::Tiff, true) => write_tiff::<tiff::encoder::colortype::RGB16>(
+                &mut out,
+                w,
+                h,
+                &self.to_rgb16(),
+                print,
+            )
+            .map_err(|e| e.to_string()),
+            (ImageFormat::Jpeg, _) => {
+                let mut encoder = image::codecs::jpeg::JpegEncoder::new(&mut out);
+                if let Some(dpi) = print.dpi {
+                    let (x, y) = dpi.rounded_u16();
+                    encoder.set_pixel_density(image::codecs::jpeg::PixelDensity {
+                        density: (x, y),
+                        unit: image::codecs::jpeg::PixelDensityUnit::Inches,
+                    });
+                }
+                if let Some(icc) = &print.icc {
+                    use image::ImageEncoder;
+                    // A profile too long for JPEG's markers is left out.
+                    let _ = encoder.set_icc_profile(icc.clone());
+                }
+                let rgb = self.to_rgb8();
+                image::ImageEncoder::write_image(
+                    encoder,
+                    &rgb,
+                    w,
+                    h,
+                    image::ExtendedColorType::Rgb8,
+                )
+                .map_err(|e| e.to_string())
+            }
+            // BMP and WebP carry no profile or resolution here.
+            (other, _) => self
+                .to_rgb8()
+                .write_to(&mut out, other)
+                .map_err(|e| e.to_string()),
         };
-        written.map_err(|e| err(e.to_string()))?;
+        written.map_err(err)?;
         write_atomically(path, &bytes)
+    }
+}
+
+/// Writes 8-bit RGB `data` (16-bit big-endian when `sixteen`) as PNG with `print`'s ICC
+/// profile (`iCCP`) and resolution (`pHYs`, in pixels per metre).
+fn write_png(
+    out: &mut std::io::Cursor<&mut Vec<u8>>,
+    width: u32,
+    height: u32,
+    data: &[u8],
+    sixteen: bool,
+    print: &PrintInfo,
+) -> std::result::Result<(), png::EncodingError> {
+    let mut info = png::Info::with_size(width, height);
+    info.color_type = png::ColorType::Rgb;
+    info.bit_depth = match sixteen {
+        true => png::BitDepth::Sixteen,
+        false => png::BitDepth::Eight,
+    };
+    info.icc_profile = print.icc.as_deref().map(std::borrow::Cow::Borrowed);
+    info.pixel_dims = print.dpi.map(|dpi| {
+        let per_metre = |v: f64| (v / METRES_PER_INCH).round() as u32;
+        png::PixelDimensions {
+            xppu: per_metre(dpi.x),
+            yppu: per_metre(dpi.y),
+            unit: png::Unit::Meter,
+        }
+    });
+    let mut writer = png::Encoder::with_info(out, info)?.write_header()?;
+    writer.write_image_data(data)?;
+    writer.finish()
+}
+
+/// Writes `data` as an uncompressed TIFF of colour type `C` with `print`'s ICC profile
+/// (tag 34675) and resolution (`XResolution`, `YResolution` in pixels per inch).
+fn write_tiff<C: tiff::encoder::colortype::ColorType>(
+    out: &mut std::io::Cursor<&mut Vec<u8>>,
+    width: u32,
+    height: u32,
+    data: &[C::Inner],
+    print: &PrintInfo,
+) -> tiff::TiffResult<()>
+where
+    [C::Inner]: tiff::encoder::TiffValue,
+{
+    use tiff::encoder::{Rational, TiffEncoder};
+    let mut encoder = TiffEncoder::new(out)?;
+    let mut image = encoder.new_image::<C>(width, height)?;
+    if let Some(icc) = &print.icc {
+        image
+            .encoder()
+            .write_tag(tiff::tags::Tag::IccProfile, icc.as_slice())?;
+    }
+    if let Some(dpi) = print.dpi {
+        // Hundredths of a dot per inch.
+        let rational = |v: f64| Rational {
+            n: (v * 100.0).round() as u32,
+            d: 100,
+        };
+        image.resolution_unit(tiff::tags::ResolutionUnit::Inch);
+        image.x_resolution(rational(dpi.x));
+        image.y_resolution(rational(dpi.y));
+    }
+    image.write_data(data)
+}
+
+/// Metres in an inch.
+const METRES_PER_INCH: f64 = 0.0254;
+
+/// A print resolution in dots (pixels) per inch, across and down.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dpi {
+    /// Pixels per inch across.
+    pub x: f64,
+    /// Pixels per inch down.
+    pub y: f64,
+}
+
+impl Dpi {
+    /// Largest resolution written or read: the most a JPEG header holds.
+    pub const MAX: f64 = 65535.0;
+
+    /// `x` by `y` pixels per inch, when both are within 1..=[`Dpi::MAX`].
+    pub fn new(x: f64, y: f64) -> Option<Self> {
+        let ok = |v: f64| (1.0..=Self::MAX).contains(&v);
+        (ok(x) && ok(y)).then_some(Self { x, y })
+    }
+
+    /// Rounded to whole pixels per inch, for JPEG's header.
+    fn rounded_u16(self) -> (u16, u16) {
+        (self.x.round() as u16, self.y.round() as u16)
+    }
+}
+
+/// What a photo says about how it prints, carried to the result: its ICC colour profile and
+/// its resolution.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrintInfo {
+    /// The ICC colour profile (embedded in PNG, TIFF and JPEG).
+    pub icc: Option<Vec<u8>>,
+    /// The resolution (written to PNG, TIFF and JPEG). The print size is the pixel count
+    /// over it, so a result larger than the photo prints larger at the same sharpness.
+    pub dpi: Option<Dpi>,
+}
+
+impl PrintInfo {
+    /// The profile and resolution of the image file at `path`, where it has (and can be
+    /// read); nothing otherwise.
+    pub fn of(path: &Path) -> Self {
+        Self {
+            icc: icc_profile(path),
+            dpi: pixel_density(path),
+        }
     }
 }
 
@@ -274,13 +423,13 @@ pub enum BitDepth {
 }
 
 /// How an image is written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SaveOptions {
     /// Bits per channel.
     pub depth: BitDepth,
-    /// The ICC colour profile to embed (PNG, TIFF and JPEG), e.g. the photo's
-    /// ([`icc_profile`]), so that the result prints with the photo's colours.
-    pub icc: Option<Vec<u8>>,
+    /// The colour profile and resolution to write, e.g. the photo's ([`PrintInfo::of`]),
+    /// so that the result prints with the photo's colours and resolution.
+    pub print: PrintInfo,
 }
 
 impl SaveOptions {
@@ -303,26 +452,74 @@ impl SaveOptions {
     }
 }
 
-/// Writes `pixels` with `encoder`, embedding `icc` where the format can.
-fn encode<E: image::ImageEncoder>(
-    mut encoder: E,
-    icc: Option<&[u8]>,
-    pixels: &[u8],
-    width: u32,
-    height: u32,
-    color: image::ExtendedColorType,
-) -> image::ImageResult<()> {
-    if let Some(icc) = icc {
-        // A format without profiles is written without one.
-        let _ = encoder.set_icc_profile(icc.to_vec());
-    }
-    encoder.write_image(pixels, width, height, color)
-}
-
 /// The ICC colour profile embedded in the image file at `path`, if any (and readable).
 pub fn icc_profile(path: &Path) -> Option<Vec<u8>> {
     let reader = ImageReader::open(path).ok()?.with_guessed_format().ok()?;
+    if reader.format() == Some(ImageFormat::Tiff) {
+        // image's TIFF decoder gives none; the tag is read directly.
+        let file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+        let mut tiff = tiff::decoder::Decoder::new(file).ok()?;
+        return tiff.get_tag_u8_vec(tiff::tags::Tag::IccProfile).ok();
+    }
     reader.into_decoder().ok()?.icc_profile().ok()?
+}
+
+/// The resolution the image file at `path` says it prints at, if it says: EXIF
+/// `XResolution` and `YResolution` (JPEG, TIFF, PNG, WebP), else PNG's `pHYs` chunk or the
+/// JFIF header of a JPEG. A resolution given as an aspect ratio only, or out of range, is
+/// none.
+pub fn pixel_density(path: &Path) -> Option<Dpi> {
+    let open = || std::fs::File::open(path).ok().map(std::io::BufReader::new);
+    exif_dpi(&mut open()?)
+        .or_else(|| png_dpi(open()?))
+        .or_else(|| {
+            let mut head = [0u8; 18];
+            std::io::Read::read_exact(&mut open()?, &mut head).ok()?;
+            jfif_dpi(&head)
+        })
+}
+
+/// The EXIF resolution of the primary image in `reader`'s container.
+fn exif_dpi<R: std::io::BufRead + std::io::Seek>(reader: &mut R) -> Option<Dpi> {
+    use exif::{In, Tag, Value};
+    let exif = exif::Reader::new().read_from_container(reader).ok()?;
+    let rational = |tag| match &exif.get_field(tag, In::PRIMARY)?.value {
+        Value::Rational(v) => v.first().map(|r| r.to_f64()),
+        _ => None,
+    };
+    // TIFF 6.0: 1 = no unit, 2 = inch (the default), 3 = centimetre.
+    let unit = exif.get_field(Tag::ResolutionUnit, In::PRIMARY);
+    let per_inch = match unit.and_then(|f| f.value.get_uint(0)) {
+        None | Some(2) => 1.0,
+        Some(3) => 2.54,
+        Some(_) => return None,
+    };
+    let x = rational(Tag::XResolution)?;
+    let y = rational(Tag::YResolution).unwrap_or(x);
+    Dpi::new(x * per_inch, y * per_inch)
+}
+
+/// The `pHYs` resolution of a PNG read by `reader`, when given in pixels per metre.
+fn png_dpi<R: std::io::BufRead + std::io::Seek>(reader: R) -> Option<Dpi> {
+    let png = png::Decoder::new(reader).read_info().ok()?;
+    let dims = png.info().pixel_dims?;
+    let per_inch = |v: u32| f64::from(v) * METRES_PER_INCH;
+    (dims.unit == png::Unit::Meter).then_some(())?;
+    Dpi::new(per_inch(dims.xppu), per_inch(dims.yppu))
+}
+
+/// The resolution in the JFIF header of a JPEG that starts with `head` (the `APP0` segment
+/// that follows the start-of-image marker: identifier, version, unit, densities).
+fn jfif_dpi(head: &[u8; 18]) -> Option<Dpi> {
+    let jfif = head.starts_with(&[0xFF, 0xD8, 0xFF, 0xE0]) && &head[6..11] == b"JFIF\0";
+    let density = |at: usize| f64::from(u16::from_be_bytes([head[at], head[at + 1]]));
+    let per_inch = match head[13] {
+        1 => 1.0,
+        2 => 2.54,
+        _ => return None,
+    };
+    jfif.then_some(())?;
+    Dpi::new(density(14) * per_inch, density(16) * per_inch)
 }
 
 /// Decodes the image read by `reader` (whose first bytes are `head` and length `len`; all
@@ -592,7 +789,10 @@ mod tests {
         let icc: Vec<u8> = (0..300).map(|i| (i * 7 % 251) as u8).collect();
         let sixteen = SaveOptions {
             depth: BitDepth::Sixteen,
-            icc: Some(icc.clone()),
+            print: PrintInfo {
+                icc: Some(icc.clone()),
+                dpi: None,
+            },
         };
         let png = dir.path().join("out.png");
         img.save_with(&png, &sixteen).unwrap();
@@ -613,6 +813,59 @@ mod tests {
         // The default is unchanged: 8-bit PNG.
         img.save(&png).unwrap();
         assert_eq!(image::open(&png).unwrap().color(), image::ColorType::Rgb8);
+    }
+
+    #[test]
+    fn a_photos_resolution_is_read_each_way_it_is_written() {
+        let dpi = |name: &str| {
+            let d = pixel_density(&neural_style_testdata::fixture(&format!("images/{name}")));
+            d.map(|d| ((d.x * 100.0).round() / 100.0, (d.y * 100.0).round() / 100.0))
+        };
+        // EXIF wins over the JFIF header's 72 dpi; each axis is kept.
+        assert_eq!(dpi("dpi-exif.jpg"), Some((350.0, 175.0)));
+        assert_eq!(dpi("dpi-jfif.jpg"), Some((300.0, 300.0)));
+        assert_eq!(dpi("dpi-cm.tif"), Some((254.0, 254.0)));
+        // 9449 pixels per metre.
+        assert_eq!(dpi("dpi.png"), Some((240.0, 240.0)));
+        // PIL's JPEGs without `dpi` have a JFIF header with an aspect ratio only.
+        assert_eq!(dpi("progressive.jpg"), None);
+        assert_eq!(dpi("palette.png"), None);
+    }
+
+    #[test]
+    fn print_output_keeps_the_resolution_and_profile_in_each_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = Image::new(4, 3, (0..36).map(|i| i as f32 / 36.0).collect());
+        let icc: Vec<u8> = (0..200).map(|i| (i * 11 % 251) as u8).collect();
+        let print = PrintInfo {
+            icc: Some(icc.clone()),
+            dpi: Dpi::new(300.0, 150.0),
+        };
+        for (name, depth) in [
+            ("o.png", BitDepth::Eight),
+            ("o16.png", BitDepth::Sixteen),
+            ("o.tif", BitDepth::Eight),
+            ("o16.tif", BitDepth::Auto),
+            ("o.jpg", BitDepth::Auto),
+        ] {
+            let path = dir.path().join(name);
+            let print = print.clone();
+            img.save_with(&path, &SaveOptions { depth, print }).unwrap();
+            let back = PrintInfo::of(&path);
+            assert_eq!(back.icc.as_ref(), Some(&icc), "{name}: profile");
+            let d = back.dpi.unwrap_or_else(|| panic!("{name}: no resolution"));
+            // PNG stores whole pixels per metre: 11811 and 5906 (within 0.02 dpi).
+            assert!(
+                (d.x - 300.0).abs() < 0.02 && (d.y - 150.0).abs() < 0.02,
+                "{name}: {d:?}"
+            );
+            let back = Image::load(&path, DEFAULT_MAX_INPUT_PIXELS).unwrap();
+            assert_eq!((back.width, back.height), (4, 3), "{name}");
+        }
+        // Without them, none is written.
+        let plain = dir.path().join("plain.tif");
+        img.save(&plain).unwrap();
+        assert_eq!(PrintInfo::of(&plain), PrintInfo::default());
     }
 
     #[test]

@@ -81,7 +81,9 @@ pub use config::{
 pub use device::{DeviceChoice, default_device};
 pub use error::{Error, Result};
 pub use events::{Event, LossParts, NoObserver, Observer, Output};
-pub use image_io::{BitDepth, DEFAULT_MAX_INPUT_PIXELS, Decoding, Image, SaveOptions};
+pub use image_io::{
+    BitDepth, DEFAULT_MAX_INPUT_PIXELS, Decoding, Dpi, Image, PrintInfo, SaveOptions,
+};
 pub use loss::LossForm;
 pub use mask::Mask;
 pub use network::Network;

@@ -439,39 +439,40 @@ fn pictures_too_large_for_memory_are_evaluated_by_tiles() {
 }
 
 #[test]
-fn print_output_is_sixteen_bit_and_keeps_the_photos_colour_profile() {
+fn print_output_is_sixteen_bit_and_keeps_the_photos_profile_and_resolution() {
     let s = Scene::new();
     let w = tiny_weights();
     let w = w.to_str().unwrap();
-    // The photo with an ICC profile (any bytes: the decoder keeps them as they are).
+    // The photo with an ICC profile (any bytes: the decoders keep them as they are) and a
+    // resolution of 300 dpi.
     let icc: Vec<u8> = (0..400).map(|i| (i * 13 % 251) as u8).collect();
-    let photo = image::open(s.p("content.png")).unwrap().to_rgb8();
-    let mut bytes = Vec::new();
-    let mut encoder = image::codecs::png::PngEncoder::new(&mut bytes);
-    image::ImageEncoder::set_icc_profile(&mut encoder, icc.clone()).unwrap();
-    image::ImageEncoder::write_image(
-        encoder,
-        photo.as_raw(),
-        photo.width(),
-        photo.height(),
-        image::ExtendedColorType::Rgb8,
-    )
-    .unwrap();
-    std::fs::write(s.p("profiled.png"), bytes).unwrap();
-    let args = |out: &str, depth: &str| {
+    let photo = neural_style::PrintInfo {
+        icc: Some(icc.clone()),
+        dpi: neural_style::Dpi::new(300.0, 300.0),
+    };
+    let content = neural_style::Image::load(Path::new(&s.p("content.png")), 1 << 20).unwrap();
+    let save = neural_style::SaveOptions {
+        print: photo.clone(),
+        ..Default::default()
+    };
+    content
+        .save_with(Path::new(&s.p("profiled.png")), &save)
+        .unwrap();
+    let args = |out: &str, more: &[&str]| {
         let (c, st) = (s.p("profiled.png"), s.p("style.png"));
         bin()
             .args([
                 "-c", &c, "-s", &st, "-w", w, "--size", "32", "-n", "2", "-q",
             ])
-            .args(["--bit-depth", depth, "-o", &s.p(out)])
+            .args(more)
+            .args(["-o", &s.p(out)])
             .output()
             .unwrap()
     };
     for (out, depth) in [("print.png", "16"), ("print.tif", "auto")] {
-        let o = args(out, depth);
+        let o = args(out, &["--bit-depth", depth]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let mut decoder = image::ImageReader::open(s.p(out))
+        let decoder = image::ImageReader::open(s.p(out))
             .unwrap()
             .into_decoder()
             .unwrap();
@@ -479,18 +480,23 @@ fn print_output_is_sixteen_bit_and_keeps_the_photos_colour_profile() {
             image::ImageDecoder::color_type(&decoder),
             image::ColorType::Rgb16
         );
-        // PNG compresses the profile; TIFF stores it as it is (where image's decoder does
-        // not find it: Pillow does).
-        let kept = match out.ends_with(".png") {
-            true => image::ImageDecoder::icc_profile(&mut decoder).unwrap() == Some(icc.clone()),
-            false => std::fs::read(s.p(out))
-                .unwrap()
-                .windows(icc.len())
-                .any(|w| w == icc),
-        };
-        assert!(kept, "{out} lost the profile");
+        let kept = neural_style::PrintInfo::of(Path::new(&s.p(out)));
+        assert_eq!(kept.icc, photo.icc, "{out} lost the profile");
+        let dpi = kept
+            .dpi
+            .unwrap_or_else(|| panic!("{out} lost the resolution"));
+        assert!(
+            (dpi.x - 300.0).abs() < 0.02 && (dpi.y - 300.0).abs() < 0.02,
+            "{dpi:?}"
+        );
     }
+    // --dpi sets another resolution; out of range, it is refused before the run.
+    let o = args("print.jpg", &["--dpi", "600"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dpi = neural_style::PrintInfo::of(Path::new(&s.p("print.jpg"))).dpi;
+    assert_eq!(dpi, neural_style::Dpi::new(600.0, 600.0));
+    assert_clean_error(&args("x.png", &["--dpi", "0"]), &["--dpi", "1 to 65535"]);
     // JPEG has no 16 bits: refused before the run.
-    let o = args("print.jpg", "16");
+    let o = args("print.jpg", &["--bit-depth", "16"]);
     assert_clean_error(&o, &["--bit-depth", "print.jpg", ".png and .tif"]);
 }
