@@ -23,6 +23,8 @@ pub struct Reporter {
     size: (u32, u32),
     /// Tiles each evaluation of this size is cut into (1: whole).
     tiles: usize,
+    /// The last evaluation's loss, as the bar shows it.
+    loss: String,
     /// Where checkpoints are written.
     pub checkpoint: Option<PathBuf>,
     /// The first error met while writing a log line or snapshot.
@@ -108,6 +110,7 @@ impl Reporter {
             interrupted,
             size: (0, 0),
             tiles: 1,
+            loss: String::new(),
             checkpoint: None,
             error: None,
         }
@@ -183,7 +186,8 @@ impl Observer for Reporter {
                 elapsed,
             } => {
                 self.bar.set_position(*evaluation as u64);
-                self.bar.set_message(format!("{:.4e}", loss.total));
+                self.loss = format!("{:.4e}", loss.total);
+                self.bar.set_message(self.loss.clone());
                 if self.print_every > 0 && evaluation % self.print_every == 0 {
                     self.println(&format!(
                         "Evaluation {evaluation}: total {:.6e}  content {:.6e}  style {:.6e}  tv {:.6e}",
@@ -202,6 +206,12 @@ impl Observer for Reporter {
                     "tiles": self.tiles,
                 });
                 self.log_line(&line.to_string());
+            }
+            // A tiled evaluation takes minutes at print sizes: the message shows its tiles.
+            Event::Tile { done, of, .. } => {
+                let sep = if self.loss.is_empty() { "" } else { "  " };
+                self.bar
+                    .set_message(format!("{}{sep}tile pass {done}/{of}", self.loss));
             }
             Event::Checkpoint { checkpoint } => {
                 if let Some(path) = &self.checkpoint

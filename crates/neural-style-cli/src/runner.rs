@@ -163,7 +163,7 @@ pub fn job_plan(job: &RunJob, net: &Network, inputs: Inputs) -> Result<Plan> {
     if job.no_memory_check {
         Ok(plan)
     } else {
-        check_memory(job, net, plan)
+        check_memory(job, plan)
     }
 }
 
@@ -172,81 +172,35 @@ pub fn interrupted(output: &neural_style::Output, signals: &Signals) -> bool {
     output.stopped && signals.interrupted.load(Ordering::SeqCst)
 }
 
-/// Fits a run into the memory that is free: as it is when its estimated peak fits, else by
-/// tiles (unless `--no-tile`), else with a shorter L-BFGS history; refuses it when nothing
+/// Fits a run into the memory that is free or `--max-memory` ([`neural_style::memory::fit`]:
+/// a shorter L-BFGS history, tiles unless `--no-tile`, or both); refuses it when nothing
 /// fits. Says what it changed and why.
-pub fn check_memory(job: &RunJob, net: &Network, plan: Plan) -> Result<Plan> {
-    use neural_style::TileMode;
-    use neural_style::memory::{
-        available_memory, estimate, estimate_tiled, history_that_fits, tile_that_fits,
+pub fn check_memory(job: &RunJob, plan: Plan) -> Result<Plan> {
+    use neural_style::memory::{Budget, Fitting, available_memory, fit};
+    let Some(budget) = Budget::new(available_memory(), job.max_memory) else {
+        return Ok(plan);
     };
-    // Leave a tenth of the free memory for the rest of the system.
-    let (available, budget) = match (available_memory(), job.max_memory) {
-        (None, None) => return Ok(plan),
-        (Some(free), None) => (free, free / 10 * 9),
-        (None, Some(max)) => (max, max),
-        (Some(free), Some(max)) => (free.min(max), (free / 10 * 9).min(max)),
-    };
-    let config = plan.config().clone();
-    let arch = net.info.arch;
     let (w, h) = plan.output_size();
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
-    let tile = match config.tile {
-        TileMode::Size(core) => Some(core),
-        TileMode::Auto | TileMode::Off => None,
-    };
-    let need = |tile: Option<u32>| match tile {
-        Some(core) => estimate_tiled(&config, arch, w, h, core).total(),
-        None => estimate(&config, arch, w, h).total(),
-    };
-    let whole = need(tile);
-    if whole <= budget {
-        return Ok(plan);
-    }
-    let lbfgs = config.optimizer == neural_style::OptimizerKind::Lbfgs;
-    let shorter = |tile: Option<u32>| {
-        lbfgs
-            .then(|| history_that_fits(&config, arch, (w, h), tile, budget, 5))
-            .flatten()
-    };
-    let say_history = |history: usize, tile: Option<u32>| {
-        eprintln!(
-            "note: a {w}x{h} run with L-BFGS history {} needs about {:.1} GiB and {:.1} GiB is available; using history {history}",
-            config.lbfgs_history,
-            gib(need(tile)),
-            gib(available)
-        );
-    };
-    let say_tiles = |core: u32| {
-        eprintln!(
-            "note: a {w}x{h} evaluation of the whole image needs about {:.1} GiB and {:.1} GiB is available; evaluating it in tiles of {core} px (--no-tile forbids it)",
-            gib(whole),
-            gib(available),
-        );
-    };
-    // A shorter history costs the least; tiles cost time (each reads a halo); both last.
-    if let Some(history) = shorter(tile) {
-        say_history(history, tile);
-        return Ok(plan.with_lbfgs_history(history));
-    }
-    if config.tile == TileMode::Auto {
-        if let Some(core) = tile_that_fits(&config, arch, w, h, budget) {
-            say_tiles(core);
-            return Ok(plan.with_tiling(Some(core)));
-        }
-        for core in [512, 256, 128] {
-            if let Some(history) = shorter(Some(core)) {
-                say_tiles(core);
-                say_history(history, Some(core));
-                return Ok(plan.with_tiling(Some(core)).with_lbfgs_history(history));
-            }
+    let available = gib(budget.available);
+    let (plan, fitted) = fit(plan, budget).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; use a smaller --size, --optimizer adam, or --no-memory-check to try anyway"
+        )
+    })?;
+    for f in fitted {
+        match f {
+            Fitting::Tiles { core, whole } => eprintln!(
+                "note: a {w}x{h} evaluation of the whole image needs about {:.1} GiB and {available:.1} GiB is available; evaluating it in tiles of {core} px (--no-tile forbids it)",
+                gib(whole)
+            ),
+            Fitting::History { from, to, needs } => eprintln!(
+                "note: a {w}x{h} run with L-BFGS history {from} needs about {:.1} GiB and {available:.1} GiB is available; using history {to}",
+                gib(needs)
+            ),
         }
     }
-    anyhow::bail!(
-        "a {w}x{h} run needs about {:.1} GiB of memory but {:.1} GiB is available; use a smaller --size, --optimizer adam, or --no-memory-check to try anyway",
-        gib(need(tile)),
-        gib(available)
-    )
+    Ok(plan)
 }
 
 /// Flags set by SIGINT, SIGTERM and SIGHUP: Ctrl-C (SIGINT), SIGTERM or a closed terminal

@@ -83,7 +83,7 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
     let (net, weights) = load_network_from(&job.weights, job.device, &deepest, job.quiet)?;
     if !job.no_memory_check {
         let deepest = deepest.check(styles).map_err(flag_error)?;
-        let fits = check_memory(&job, &net, plan(&deepest, &net, inputs.clone())?)?;
+        let fits = check_memory(&job, plan(&deepest, &net, inputs.clone())?)?;
         base.lbfgs_history = fits.config().lbfgs_history;
     }
     let signals = Signals::install()?;

@@ -15,6 +15,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
+use neural_style::memory::{Budget, available_memory, fit};
 use neural_style::{
     Decoding, Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig,
 };
@@ -309,6 +310,12 @@ async fn submit(
         ..Inputs::default()
     };
     let plan = Plan::new(&config, &s.net, inputs).map_err(|e| unprocessable(&e))?;
+    // A size larger than memory goes by tiles (or with a shorter history), as on the
+    // command line; one that fits in no way is refused now, not killed later.
+    let plan = match Budget::new(available_memory(), None) {
+        Some(budget) => fit(plan, budget).map_err(|e| unprocessable(&e))?.0,
+        None => plan,
+    };
     let view = s.jobs.submit(&owner, settings, plan)?;
     let location = format!("/api/jobs/{}", view.id);
     Ok((

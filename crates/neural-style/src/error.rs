@@ -161,6 +161,24 @@ pub enum Error {
         evaluation: usize,
     },
 
+    /// A run's estimated memory exceeds what it may use, even by tiles with a shorter
+    /// L-BFGS history ([`crate::memory::fit`]).
+    #[error(
+        "a {width}x{height} run needs about {:.1} GiB of memory but {:.1} GiB is available",
+        *needs as f64 / f64::from(1u32 << 30),
+        *available as f64 / f64::from(1u32 << 30)
+    )]
+    OutOfMemory {
+        /// Output width.
+        width: u32,
+        /// Output height.
+        height: u32,
+        /// Bytes the run's estimate needs (as planned, before fitting).
+        needs: u64,
+        /// Bytes free (or the limit given).
+        available: u64,
+    },
+
     /// A checkpoint cannot be read or does not belong to this run.
     #[error("{}: cannot resume from this checkpoint: {message}", path.display())]
     Checkpoint {

@@ -51,6 +51,18 @@ pub enum Event<'a> {
         /// Tiles each evaluation is cut into (1: the whole image at once).
         tiles: usize,
     },
+    /// A tile of a tiled evaluation is done: an evaluation of a picture larger than memory
+    /// takes minutes, and these let a front end show it moving and stop it between tiles
+    /// (the evaluation in progress is then dropped and the run returns its best image).
+    Tile {
+        /// 1-based count of the evaluation in progress.
+        evaluation: usize,
+        /// Tile passes done in it: pass 1 runs each tile forward for the whole image's
+        /// statistics, pass 2 forward and backward for the gradient.
+        done: usize,
+        /// Tile passes in the evaluation (twice the tiles with a style term).
+        of: usize,
+    },
     /// One loss evaluation finished.
     Evaluation {
         /// 1-based evaluation count.

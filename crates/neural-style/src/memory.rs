@@ -7,6 +7,9 @@
 //! their Winograd transforms).
 
 use crate::config::{OptimizerKind, TransferConfig};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::tiling::TileMode;
 use crate::vgg::{Arch, Convolution, Layer, LayerKind};
 
 /// Bytes kept per byte of activations counted by the model: the backward pass's gradients,
@@ -156,6 +159,109 @@ pub fn history_that_fits(
     let room = available.checked_sub(without.total())?;
     let history = usize::try_from(room / per_pair).unwrap_or(usize::MAX);
     (history >= minimum).then_some(history.min(config.lbfgs_history))
+}
+
+/// The memory a run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes free, or the limit given if lower (what messages report).
+    pub available: u64,
+    /// Bytes the estimate must stay within: nine tenths of what is free (the rest is left
+    /// to the system), or the limit given if lower.
+    pub limit: u64,
+}
+
+impl Budget {
+    /// The budget from the memory that is `free` ([`available_memory`]) and a limit `max`
+    /// the user gave; `None` when neither is known.
+    pub fn new(free: Option<u64>, max: Option<u64>) -> Option<Self> {
+        let (available, limit) = match (free, max) {
+            (None, None) => return None,
+            (Some(free), None) => (free, free / 10 * 9),
+            (None, Some(max)) => (max, max),
+            (Some(free), Some(max)) => (free.min(max), (free / 10 * 9).min(max)),
+        };
+        Some(Self { available, limit })
+    }
+}
+
+/// What [`fit`] changed in a plan to fit it into memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fitting {
+    /// Evaluations by tiles of `core` pixels, the whole image needing `whole` bytes.
+    Tiles {
+        /// The tile core's side.
+        core: u32,
+        /// Bytes a whole-image evaluation would need.
+        whole: u64,
+    },
+    /// The L-BFGS history shortened from `from` pairs, which need `needs` bytes, to `to`.
+    History {
+        /// The history asked for.
+        from: usize,
+        /// The history used.
+        to: usize,
+        /// Bytes the run needs with `from` (by the tiles chosen, if any).
+        needs: u64,
+    },
+}
+
+/// Fits `plan` into `budget`: as it is when its estimated peak fits; else with a shorter
+/// L-BFGS history (costs the least); else by tiles, when the plan's tiling is automatic
+/// (costs time: each tile reads a halo); else by tiles with a shorter history. Says what
+/// it changed; a run that fits in none of these ways is [`Error::OutOfMemory`].
+pub fn fit(plan: Plan, budget: Budget) -> Result<(Plan, Vec<Fitting>)> {
+    let config = plan.config().clone();
+    let arch = plan.arch();
+    let (w, h) = plan.output_size();
+    let tile = match config.tile {
+        TileMode::Size(core) => Some(core),
+        TileMode::Auto | TileMode::Off => None,
+    };
+    let need = |tile: Option<u32>| match tile {
+        Some(core) => estimate_tiled(&config, arch, w, h, core).total(),
+        None => estimate(&config, arch, w, h).total(),
+    };
+    let whole = need(tile);
+    if whole <= budget.limit {
+        return Ok((plan, Vec::new()));
+    }
+    let lbfgs = config.optimizer == OptimizerKind::Lbfgs;
+    let shorter = |tile: Option<u32>| {
+        let to = lbfgs
+            .then(|| history_that_fits(&config, arch, (w, h), tile, budget.limit, 5))
+            .flatten()?;
+        let from = config.lbfgs_history;
+        Some((
+            to,
+            Fitting::History {
+                from,
+                to,
+                needs: need(tile),
+            },
+        ))
+    };
+    if let Some((history, note)) = shorter(tile) {
+        return Ok((plan.with_lbfgs_history(history), vec![note]));
+    }
+    if config.tile == TileMode::Auto {
+        if let Some(core) = tile_that_fits(&config, arch, w, h, budget.limit) {
+            let note = Fitting::Tiles { core, whole };
+            return Ok((plan.with_tiling(Some(core)), vec![note]));
+        }
+        for core in [512, 256, 128] {
+            if let Some((history, note)) = shorter(Some(core)) {
+                let plan = plan.with_tiling(Some(core)).with_lbfgs_history(history);
+                return Ok((plan, vec![Fitting::Tiles { core, whole }, note]));
+            }
+        }
+    }
+    Err(Error::OutOfMemory {
+        width: w,
+        height: h,
+        needs: whole,
+        available: budget.available,
+    })
 }
 
 /// Memory the process can still use, in bytes: `MemAvailable` from `/proc/meminfo`, lowered

@@ -373,6 +373,11 @@ impl Plan {
         self
     }
 
+    /// The network architecture this plan was resolved against.
+    pub fn arch(&self) -> crate::vgg::Arch {
+        self.arch
+    }
+
     /// The settings, with the layer lists resolved for the network.
     pub fn config(&self) -> &TransferConfig {
         &self.config

@@ -298,12 +298,24 @@ fn run_stage(
         let mut observer = observer.borrow_mut();
         let mut best = best.borrow_mut();
         count += 1;
+        let evaluation = done + count;
         let evaluated = match &tiling {
-            Some(t) => objective.evaluate_tiled(x, t),
-            None => objective.evaluate(x),
+            Some(t) => objective.evaluate_tiled_observed(x, t, &mut |done, of| {
+                observer.on_event(&Event::Tile {
+                    evaluation,
+                    done,
+                    of,
+                })
+            }),
+            None => objective.evaluate(x).map(Some),
         };
         let (parts, grad) = match evaluated {
-            Ok(evaluated) => evaluated,
+            Ok(Some(evaluated)) => evaluated,
+            // Stopped between tiles: this evaluation never happened.
+            Ok(None) => {
+                count -= 1;
+                return ControlFlow::Break(());
+            }
             Err(e) => {
                 failed = Some(e);
                 return ControlFlow::Break(());

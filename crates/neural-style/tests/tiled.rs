@@ -291,6 +291,110 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
 /// Real pretrained weights (vgg16-hed from ../shared), tubingen 1024x768 with The Starry
 /// Night, tiles of 256 px: loss and gradient of the whole-image evaluation.
 #[test]
+fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
+    let net = network(Padding::Zero, Pooling::Max);
+    let inputs = neural_style::Inputs {
+        content: Some(neural_style::Image::new(100, 80, vec![0.5; 3 * 100 * 80])),
+        styles: vec![neural_style::Image::new(60, 60, vec![0.3; 3 * 60 * 60])],
+        ..neural_style::Inputs::default()
+    };
+    let config = TransferConfig {
+        iterations: 5,
+        size: neural_style::Size::Exact(100, 80),
+        multiscale: false,
+        tile: neural_style::TileMode::Size(32),
+        ..TransferConfig::default()
+    };
+    // 4 x 3 tiles of 32 px (rounded to the stride): 24 passes an evaluation with a style.
+    let mut seen = Vec::new();
+    let mut observer = |e: &neural_style::Event<'_>| match e {
+        neural_style::Event::Tile {
+            evaluation,
+            done,
+            of,
+        } => {
+            seen.push((*evaluation, *done, *of));
+            // Stop halfway through the third evaluation's second pass.
+            match (*evaluation, *done) {
+                (3, 18) => std::ops::ControlFlow::Break(()),
+                _ => std::ops::ControlFlow::Continue(()),
+            }
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    };
+    let out = common::transfer(&net, &config, &inputs, &mut observer).unwrap();
+    assert!(out.stopped);
+    // The third evaluation never finished; the best of the first two is returned.
+    assert_eq!(out.evaluations, 2);
+    let expected: Vec<_> = (1..=2)
+        .flat_map(|e| (1..=24).map(move |d| (e, d, 24)))
+        .chain((1..=18).map(|d| (3, d, 24)))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
+    use neural_style::memory::{Budget, Fitting, estimate, estimate_tiled, fit};
+    use neural_style::{Image, Inputs, Plan, Size, TileMode};
+    let net = network(Padding::Zero, Pooling::Max);
+    let inputs = Inputs {
+        content: Some(Image::new(64, 36, vec![0.5; 3 * 64 * 36])),
+        styles: vec![Image::new(32, 32, vec![0.3; 3 * 32 * 32])],
+        ..Inputs::default()
+    };
+    let (w, h) = (3840, 2160);
+    let plan = |tile| {
+        let config = TransferConfig {
+            size: Size::Exact(w, h),
+            tile,
+            ..TransferConfig::default()
+        };
+        Plan::new(&config.check(1).unwrap(), &net, inputs.clone()).unwrap()
+    };
+    let arch = net.info.arch;
+    let gib = |g: u64| g << 30;
+    let budget = |limit| Budget {
+        available: limit,
+        limit,
+    };
+    // What the fitted plan needs stays within the budget.
+    let needs = |p: &Plan| match p.tiles() {
+        Some(t) => estimate_tiled(p.config(), arch, w, h, t.core as u32).total(),
+        None => estimate(p.config(), arch, w, h).total(),
+    };
+    let whole = estimate(plan(TileMode::Auto).config(), arch, w, h).total();
+    let cases = [
+        (whole, "as planned"),
+        (whole - gib(2), "history"),
+        (gib(30), "tiles"),
+    ];
+    for (limit, expect) in cases.into_iter().chain([(gib(12), "tiles, history")]) {
+        let (p, notes) = fit(plan(TileMode::Auto), budget(limit)).unwrap();
+        let kinds: Vec<&str> = notes
+            .iter()
+            .map(|n| match n {
+                Fitting::Tiles { .. } => "tiles",
+                Fitting::History { from: 100, to, .. } if *to < 100 => "history",
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let said = if kinds.is_empty() {
+            "as planned".into()
+        } else {
+            kinds.join(", ")
+        };
+        assert_eq!(said, expect, "budget {limit}");
+        assert!(needs(&p) <= limit, "{expect}: {} > {limit}", needs(&p));
+    }
+    // Nothing fits in 1 GiB, nor whole images in 30 GiB with --no-tile.
+    for (tile, limit) in [(TileMode::Auto, gib(1)), (TileMode::Off, gib(30))] {
+        let e = fit(plan(tile), budget(limit)).unwrap_err().to_string();
+        assert!(e.starts_with("a 3840x2160 run needs about "), "{e}");
+    }
+}
+
+#[test]
 fn real_vgg16_by_tiles_of_256_gives_the_whole_image_loss_and_gradient() {
     let Some(shared) = neural_style_testdata::shared("the real-weights tiling check") else {
         return;

@@ -6,6 +6,8 @@
 //! is exactly that tile's share of the whole-image gradient. Total variation and the
 //! temporal term read pixels only and are taken on the whole image.
 
+use std::ops::ControlFlow;
+
 use burn::prelude::*;
 
 use super::{Objective, StyleStat, values};
@@ -194,9 +196,28 @@ impl Objective<'_> {
     /// [`Objective::evaluate`] computed tile by tile as `tiling` cuts the image: the same
     /// loss and gradient (up to rounding) with the memory of one tile's evaluation.
     pub fn evaluate_tiled(&self, x: &[f32], tiling: &Tiling) -> Result<(LossParts, Vec<f32>)> {
+        let evaluated =
+            self.evaluate_tiled_observed(x, tiling, &mut |_, _| ControlFlow::Continue(()));
+        Ok(evaluated?.expect("never stopped"))
+    }
+
+    /// [`Objective::evaluate_tiled`] calling `on_tile(done, of)` after each tile pass (see
+    /// [`crate::Event::Tile`]); `None` when it returns `Break`.
+    pub fn evaluate_tiled_observed(
+        &self,
+        x: &[f32],
+        tiling: &Tiling,
+        on_tile: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<Option<(LossParts, Vec<f32>)>> {
         let device = self.net.device().clone();
         let size = (self.width, self.height);
         let tiles = tiling.tiles(self.width, self.height);
+        let passes = if self.style.is_empty() { 1 } else { 2 } * tiles.len();
+        let mut done = 0;
+        let mut tile_done = || {
+            done += 1;
+            on_tile(done, passes)
+        };
         // Each objective layer's pooling factor and size.
         let scale = |i: usize| 1usize << self.layers[i].poolings_before();
         let dims = |i: usize| (self.width / scale(i), self.height / scale(i));
@@ -249,6 +270,9 @@ impl Objective<'_> {
                         first.map(|f| add_to(f1, f.detach())),
                         Some(add_to(f2, second.detach())),
                     );
+                }
+                if tile_done().is_break() {
+                    return Ok(None);
                 }
             }
         }
@@ -330,11 +354,12 @@ impl Objective<'_> {
                 content_value += c.clone().into_scalar::<f32>();
                 add(c);
             }
-            let Some(total) = total else { continue };
-            let grads = total.backward();
-            let Some(g) = input.grad(&grads) else {
-                continue;
-            };
+            let grads = total.map(|t| t.backward());
+            let g = grads.and_then(|grads| input.grad(&grads));
+            if tile_done().is_break() {
+                return Ok(None);
+            }
+            let Some(g) = g else { continue };
             let g = values(g, "a tile's gradient")?;
             let r = tile.region;
             let tile_plane = r.width() * r.height();
@@ -382,7 +407,7 @@ impl Objective<'_> {
             temporal: temporal_value,
             total: content_value + style_value + tv_value + temporal_value,
         };
-        Ok((loss, grad))
+        Ok(Some((loss, grad)))
     }
 }
 
