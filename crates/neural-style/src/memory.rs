@@ -244,15 +244,27 @@ pub fn fit(plan: Plan, budget: Budget) -> Result<(Plan, Vec<Fitting>)> {
     if let Some((history, note)) = shorter(tile) {
         return Ok((plan.with_lbfgs_history(history), vec![note]));
     }
+    // The earlier, smaller stages of a coarse-to-fine run that fit whole stay whole.
+    let whole_stages = |plan: Plan| {
+        let fits = |s: &&crate::plan::Stage| {
+            estimate(plan.config(), arch, s.width, s.height).total() <= budget.limit
+        };
+        let pixels = |s: &crate::plan::Stage| u64::from(s.width) * u64::from(s.height);
+        let up_to = plan.stages().iter().filter(fits).map(pixels).max();
+        plan.with_whole_stages_up_to(up_to)
+    };
     if config.tile == TileMode::Auto {
         if let Some(core) = tile_that_fits(&config, arch, w, h, budget.limit) {
             let note = Fitting::Tiles { core, whole };
-            return Ok((plan.with_tiling(Some(core)), vec![note]));
+            return Ok((whole_stages(plan.with_tiling(Some(core))), vec![note]));
         }
         for core in [512, 256, 128] {
             if let Some((history, note)) = shorter(Some(core)) {
                 let plan = plan.with_tiling(Some(core)).with_lbfgs_history(history);
-                return Ok((plan, vec![Fitting::Tiles { core, whole }, note]));
+                return Ok((
+                    whole_stages(plan),
+                    vec![Fitting::Tiles { core, whole }, note],
+                ));
             }
         }
     }

@@ -217,6 +217,8 @@ pub struct Plan {
     arch: crate::vgg::Arch,
     /// Tile cores of about this many pixels (`None`: whole images).
     tile: Option<u32>,
+    /// Stages of at most this many pixels are evaluated whole even with tiles (they fit).
+    whole_up_to: Option<u64>,
     pub(crate) checkpoints: Checkpoints,
 }
 
@@ -284,6 +286,7 @@ impl Plan {
             network: net.identity.clone(),
             arch: net.info.arch,
             tile,
+            whole_up_to: None,
             checkpoints: Checkpoints::default(),
         })
     }
@@ -358,8 +361,19 @@ impl Plan {
         ))
     }
 
+    /// This plan evaluating stages of at most `pixels` pixels whole even when it has tiles
+    /// (tiles cost time, and the smaller stages of a coarse-to-fine run fit in memory).
+    pub fn with_whole_stages_up_to(mut self, pixels: Option<u64>) -> Self {
+        self.whole_up_to = pixels;
+        self
+    }
+
     /// How a `width` x `height` stage is cut, if it is evaluated by tiles (more than one).
     pub fn tiling(&self, width: u32, height: u32) -> Option<crate::tiling::Tiling> {
+        let pixels = u64::from(width) * u64::from(height);
+        if self.whole_up_to.is_some_and(|p| pixels <= p) {
+            return None;
+        }
         self.tiles()
             .filter(|t| t.core < width as usize || t.core < height as usize)
     }

@@ -386,6 +386,19 @@ fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
         };
         assert_eq!(said, expect, "budget {limit}");
         assert!(needs(&p) <= limit, "{expect}: {} > {limit}", needs(&p));
+        // With tiles, the stages that fit whole stay whole (724x407 does), the last does not.
+        let stages = p.stages();
+        let tiled = |s: &neural_style::Stage| p.tiling(s.width, s.height).is_some();
+        if p.tiles().is_some() {
+            assert!(
+                tiled(&stages[stages.len() - 1]) && !tiled(&stages[3]),
+                "{expect}"
+            );
+            for s in stages.iter().filter(|s| !tiled(s)) {
+                let e = estimate(p.config(), arch, s.width, s.height).total();
+                assert!(e <= limit, "{expect}: {}x{} whole", s.width, s.height);
+            }
+        }
     }
     // Nothing fits in 1 GiB, nor whole images in 30 GiB with --no-tile.
     for (tile, limit) in [(TileMode::Auto, gib(1)), (TileMode::Off, gib(30))] {
