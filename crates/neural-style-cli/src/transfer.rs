@@ -60,10 +60,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if interrupted(&output, &signals) {
         let partial = crate::config::partial_path(&job.output);
         output.image.save_with(&partial, &save)?;
+        // Not known when it stopped between the tiles of a size's first evaluation.
+        let loss = match output.best_loss.total {
+            l if l.is_finite() => format!(" (loss {l:.6e})"),
+            _ => String::new(),
+        };
         eprintln!(
-            "interrupted after {} evaluations; best image so far (loss {:.6e}) saved to {}",
+            "interrupted after {} evaluations; best image so far{loss} saved to {}",
             output.evaluations,
-            output.best_loss.total,
             partial.display()
         );
         if let Some((p, _)) = &job.checkpoint {

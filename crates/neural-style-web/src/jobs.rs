@@ -67,6 +67,10 @@ pub struct JobView {
     pub evaluation: usize,
     /// Evaluations planned (all sizes together); 0 until the run starts.
     pub evaluations: usize,
+    /// `[done, of]` tile passes of the evaluation in progress, when the job's evaluations go
+    /// by tiles (a picture larger than memory: each takes minutes).
+    #[serde(default)]
+    pub tile: Option<(usize, usize)>,
     /// The latest loss.
     pub loss: Option<LossParts>,
     /// `[evaluation, total loss]` pairs, at most a few hundred (thinned evenly).
@@ -267,6 +271,7 @@ impl Jobs {
             created: now_s(),
             evaluation: 0,
             evaluations: 0,
+            tile: None,
             loss: None,
             curve: Vec::new(),
             elapsed_s: 0.0,
@@ -473,6 +478,7 @@ impl Jobs {
                     let elapsed = started.elapsed().as_secs_f64();
                     self.update(id, |job| {
                         let v = &mut job.view;
+                        v.tile = None;
                         v.evaluation = *evaluation;
                         v.loss = Some(*loss);
                         v.elapsed_s = elapsed;
@@ -487,6 +493,16 @@ impl Jobs {
                                 v.curve.retain(|(e, _)| e % stride == 0);
                             }
                         }
+                        due
+                    });
+                }
+                Event::Tile { done, of, .. } => {
+                    let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
+                    if due {
+                        last_publish = Some(Instant::now());
+                    }
+                    self.update(id, |job| {
+                        job.view.tile = Some((*done, *of));
                         due
                     });
                 }

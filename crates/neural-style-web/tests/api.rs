@@ -118,6 +118,31 @@ fn a_job_streams_previews_stops_with_its_best_image_and_is_listed_after_a_restar
 }
 
 #[test]
+fn a_job_by_tiles_shows_its_tiles_and_stops_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server's settings cut every evaluation of a 64x48 job into 2 x 2 tiles of 32 px.
+    let base = neural_style::TransferConfig {
+        tile: neural_style::TileMode::Size(32),
+        ..neural_style::TransferConfig::default()
+    };
+    let server = Running::start_with_base(&tiny_weights(), base, config(dir.path()));
+    let id = submit(&server, 64, 2000);
+    let events = read_events(&server, &id, |job| !job["tile"].is_null());
+    let tile = &events.last().unwrap()["tile"];
+    // Pass 1 (forward) and pass 2 (forward and backward) over 4 tiles.
+    assert_eq!(tile[1], 8, "{tile}");
+    assert!((1..=8).contains(&tile[0].as_u64().unwrap()), "{tile}");
+    let (status, _) = post(&server.url(&format!("/api/jobs/{id}/stop")));
+    assert_eq!(status, 202);
+    let stopped = wait_for(&server, &id, &["stopped", "done", "failed"]);
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    let (status, png) = get(&server.url(&format!("/api/jobs/{id}/result")));
+    assert_eq!(status, 200);
+    let result = image::load_from_memory(&png).unwrap();
+    assert_eq!((result.width(), result.height()), (64, 48));
+}
+
+#[test]
 fn queued_jobs_show_their_place_can_be_cancelled_and_old_results_make_room() {
     let dir = tempfile::tempdir().unwrap();
     let server = Running::start(ServerConfig {

@@ -385,10 +385,22 @@ fn run_stage(
     if let Some(e) = failed {
         return Err(e);
     }
-    let Some((best_loss, best_x)) = best.into_inner() else {
-        return Err(Error::Diverged {
-            evaluation: non_finite_at.unwrap_or(done + 1),
-        });
+    let (best_loss, best_x) = match best.into_inner() {
+        Some(best) => best,
+        // Stopped before this size's first evaluation finished (between the tiles of a
+        // long one): the image it started from, whose loss is not known.
+        None if outcome.stopped && non_finite_at.is_none() => {
+            let unknown = LossParts {
+                total: f32::NAN,
+                ..LossParts::default()
+            };
+            (unknown, x.clone())
+        }
+        None => {
+            return Err(Error::Diverged {
+                evaluation: non_finite_at.unwrap_or(done + 1),
+            });
+        }
     };
     let mut data = conv.from_network(&best_x);
     data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));

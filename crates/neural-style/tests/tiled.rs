@@ -331,6 +331,21 @@ fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
         .chain((1..=18).map(|d| (3, d, 24)))
         .collect();
     assert_eq!(seen, expected);
+    // Stopped in the first evaluation: the starting image (the photo), its loss unknown.
+    let mut observer = |e: &neural_style::Event<'_>| match e {
+        neural_style::Event::Tile { done: 5, .. } => std::ops::ControlFlow::Break(()),
+        _ => std::ops::ControlFlow::Continue(()),
+    };
+    let out = common::transfer(&net, &config, &inputs, &mut observer).unwrap();
+    assert!(out.stopped && out.evaluations == 0 && out.best_loss.total.is_nan());
+    let photo = inputs.content.as_ref().unwrap();
+    let off = out
+        .image
+        .data
+        .iter()
+        .zip(&photo.data)
+        .map(|(a, b)| (a - b).abs());
+    assert!(off.fold(0.0f32, f32::max) < 1e-5);
 }
 
 #[test]

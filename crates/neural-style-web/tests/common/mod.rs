@@ -33,7 +33,11 @@ impl Running {
 
     /// A server on the network in `weights`.
     pub fn start_with(weights: &Path, config: ServerConfig) -> Self {
-        let base = TransferConfig::default();
+        Self::start_with_base(weights, TransferConfig::default(), config)
+    }
+
+    /// A server on the network in `weights` whose jobs start from the settings `base`.
+    pub fn start_with_base(weights: &Path, base: TransferConfig, config: ServerConfig) -> Self {
         let net = Network::load(weights, &base, &default_device()).unwrap();
         let server = Server::new(Arc::new(net), base, config).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
