@@ -159,4 +159,46 @@ fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
     std::fs::write(&path, &ckpt).unwrap();
     let err = Checkpoint::load(&path).unwrap_err().to_string();
     assert!(err.contains("run.ckpt") && err.contains("damaged"), "{err}");
+    // Cut short (a disk that filled up): refused with the reason, not a panic.
+    ckpt[at] ^= 0x10;
+    std::fs::write(&path, &ckpt[..ckpt.len() / 2]).unwrap();
+    let err = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("run.ckpt") && err.contains("not described as one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_is_a_safetensors_file_and_reads_back_equal() {
+    let config = TransferConfig {
+        iterations: 6,
+        size: Size::Exact(24, 20),
+        ..TransferConfig::default()
+    };
+    let inputs = Inputs {
+        content: Some(image(24, 20, 0.0)),
+        styles: vec![image(20, 20, 1.0)],
+        ..Inputs::default()
+    };
+    let net = Network::load(&common::tiny_weights(), &config, &default_device()).unwrap();
+    let (_, checkpoints) = go(&net, &config, &inputs, None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.ckpt");
+    // The last checkpoint holds several history pairs, written row by row.
+    let last = checkpoints.last().unwrap();
+    let pairs = last.lbfgs.old_dirs.len();
+    assert!(pairs >= 2, "{pairs} pairs");
+    last.save(&path).unwrap();
+    assert_eq!(&Checkpoint::load(&path).unwrap(), last);
+    // Other tools read it: the safetensors crate finds every tensor with its shape.
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let dirs = st.tensor("old_dirs").unwrap();
+    assert_eq!(dirs.shape(), [pairs, 3 * 24 * 20]);
+    let first: Vec<f32> = dirs.data()[..8]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(first, last.lbfgs.old_dirs[0][..2]);
 }
