@@ -319,7 +319,10 @@ fn write_png(
             unit: png::Unit::Meter,
         }
     });
-    let mut writer = png::Encoder::with_info(out, info)?.write_header()?;
+    let mut encoder = png::Encoder::with_info(out, info)?;
+    // As `image` writes PNG: fast compression (a print-size result is written in seconds).
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header()?;
     writer.write_image_data(data)?;
     writer.finish()
 }

@@ -110,8 +110,8 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     );
 }
 
-#[test]
-fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
+/// Six evaluations of a 24x20 picture on the tiny weights: its settings, images and network.
+fn small_run() -> (TransferConfig, Inputs, Network) {
     let config = TransferConfig {
         iterations: 6,
         size: Size::Exact(24, 20),
@@ -123,6 +123,12 @@ fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
         ..Inputs::default()
     };
     let net = Network::load(&common::tiny_weights(), &config, &default_device()).unwrap();
+    (config, inputs, net)
+}
+
+#[test]
+fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
+    let (config, inputs, net) = small_run();
     let (_, checkpoints) = go(&net, &config, &inputs, Some(3), None);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.ckpt");
@@ -171,17 +177,7 @@ fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
 
 #[test]
 fn a_checkpoint_is_a_safetensors_file_and_reads_back_equal() {
-    let config = TransferConfig {
-        iterations: 6,
-        size: Size::Exact(24, 20),
-        ..TransferConfig::default()
-    };
-    let inputs = Inputs {
-        content: Some(image(24, 20, 0.0)),
-        styles: vec![image(20, 20, 1.0)],
-        ..Inputs::default()
-    };
-    let net = Network::load(&common::tiny_weights(), &config, &default_device()).unwrap();
+    let (config, inputs, net) = small_run();
     let (_, checkpoints) = go(&net, &config, &inputs, None, None);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.ckpt");
