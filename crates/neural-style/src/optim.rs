@@ -137,13 +137,15 @@ impl Lbfgs {
     /// As [`Lbfgs::minimize`], continuing from `resume` (a state `on_iteration` was given
     /// by an earlier call with the same settings) when given. `on_iteration` sees the
     /// whole state at the start of every iteration; continuing from it repeats the run
-    /// exactly. Returning `Break` stops the run.
+    /// exactly. It gets the state mutably so that it can move it out to show it without a
+    /// copy (at 4K the history alone is gigabytes); it must leave it as it found it.
+    /// Returning `Break` stops the run.
     pub fn minimize_resumable<O: Differentiable>(
         &self,
         x: &mut [f32],
         objective: &mut O,
         resume: Option<LbfgsState>,
-        on_iteration: &mut dyn FnMut(&LbfgsState) -> ControlFlow<()>,
+        on_iteration: &mut dyn FnMut(&mut LbfgsState) -> ControlFlow<()>,
     ) -> Outcome {
         let mut f = Counter {
             objective,
@@ -167,7 +169,7 @@ impl Lbfgs {
         x: &mut [f32],
         f: &mut Counter<'_, O>,
         slot: &mut Option<LbfgsState>,
-        on_iteration: &mut dyn FnMut(&LbfgsState) -> ControlFlow<()>,
+        on_iteration: &mut dyn FnMut(&mut LbfgsState) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
         let st = match slot {
             Some(st) => {

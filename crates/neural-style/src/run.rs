@@ -350,24 +350,29 @@ fn run_stage(
         }
         ControlFlow::Continue((parts.total, grad))
     };
-    let mut on_iteration = |state: &LbfgsState| -> ControlFlow<()> {
+    let mut on_iteration = |state: &mut LbfgsState| -> ControlFlow<()> {
         if checkpoint_every == 0
             || state.n_iter == 0
             || !state.n_iter.is_multiple_of(checkpoint_every)
         {
             return ControlFlow::Continue(());
         }
+        // The state is moved into the checkpoint and back, not copied: at print sizes it is
+        // as large as the rest of the run.
         let checkpoint = Checkpoint {
             fingerprint: fingerprint.to_string(),
             weights: plan.network.clone(),
             stage: index,
             done,
-            best: best.borrow().clone(),
-            lbfgs: state.clone(),
+            best: best.borrow_mut().take(),
+            lbfgs: std::mem::take(state),
         };
-        observer.borrow_mut().on_event(&Event::Checkpoint {
+        let flow = observer.borrow_mut().on_event(&Event::Checkpoint {
             checkpoint: &checkpoint,
-        })
+        });
+        *state = checkpoint.lbfgs;
+        *best.borrow_mut() = checkpoint.best;
+        flow
     };
     let outcome = match config.optimizer {
         OptimizerKind::Lbfgs => {

@@ -178,7 +178,20 @@ fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
 #[test]
 fn a_checkpoint_is_a_safetensors_file_and_reads_back_equal() {
     let (config, inputs, net) = small_run();
-    let (_, checkpoints) = go(&net, &config, &inputs, None, None);
+    let (losses, checkpoints) = go(&net, &config, &inputs, None, None);
+    // Showing the state (moved out for the event and back) leaves the run as it was.
+    let mut plain = Vec::new();
+    let mut observer = |e: &Event<'_>| {
+        if let Event::Evaluation {
+            evaluation, loss, ..
+        } = e
+        {
+            plain.push((*evaluation, loss.total));
+        }
+        ControlFlow::Continue(())
+    };
+    common::transfer(&net, &config, &inputs, &mut observer).unwrap();
+    assert_eq!(losses, plain);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.ckpt");
     // The last checkpoint holds several history pairs, written row by row.
