@@ -343,7 +343,7 @@ pub struct RunArgs {
     /// Print resolution written to the output (PNG, TIFF, JPEG), in pixels per inch; the
     /// print size is the pixel count over it. By default the photo's, where it has one.
     #[arg(long, value_name = "N", value_parser = parse_dpi)]
-    pub dpi: Option<f64>,
+    pub dpi: Option<neural_style::Dpi>,
     /// Keep the photo's colours: `luminance` (the result's brightness with the photo's
     /// chroma) or `histogram` (style images recoloured to the photo's colour statistics).
     #[arg(long, value_enum, value_name = "MODE")]
@@ -433,16 +433,16 @@ pub struct NetworkArgs {
     pub accept_damaged: bool,
 }
 
-/// `800M`, `6G`, `1.5G` or a plain number of bytes.
-fn parse_dpi(s: &str) -> Result<f64, String> {
+/// A resolution in pixels per inch, the same across and down.
+fn parse_dpi(s: &str) -> Result<neural_style::Dpi, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of pixels per inch (e.g. 300)"))?;
     neural_style::Dpi::new(v, v)
-        .map(|d| d.x)
         .ok_or_else(|| format!("{s} is out of range; use 1 to {}", neural_style::Dpi::MAX))
 }
 
+/// `800M`, `6G`, `1.5G` or a plain number of bytes.
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {

@@ -290,7 +290,7 @@ impl RunJob {
             init_image,
             output,
             bit_depth: a.bit_depth,
-            dpi: a.dpi.and_then(|v| neural_style::Dpi::new(v, v)),
+            dpi: a.dpi,
             weights,
             print_every: a.print_every,
             log: a.log,

@@ -461,6 +461,14 @@ impl Jobs {
         let mut last_publish: Option<Instant> = None;
         let mut last_preview: Option<Instant> = None;
         let mut observer = |event: &Event<'_>| {
+            // Whether watchers get this update now (at most every PUBLISH_EVERY).
+            let mut publish_due = || {
+                let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
+                if due {
+                    last_publish = Some(Instant::now());
+                }
+                due
+            };
             match event {
                 Event::Started { evaluations, .. } => {
                     self.update(id, |job| {
@@ -471,10 +479,7 @@ impl Jobs {
                 Event::Evaluation {
                     evaluation, loss, ..
                 } => {
-                    let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
-                    if due {
-                        last_publish = Some(Instant::now());
-                    }
+                    let due = publish_due();
                     let elapsed = started.elapsed().as_secs_f64();
                     self.update(id, |job| {
                         let v = &mut job.view;
@@ -497,10 +502,7 @@ impl Jobs {
                     });
                 }
                 Event::Tile { done, of, .. } => {
-                    let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
-                    if due {
-                        last_publish = Some(Instant::now());
-                    }
+                    let due = publish_due();
                     self.update(id, |job| {
                         job.view.tile = Some((*done, *of));
                         due

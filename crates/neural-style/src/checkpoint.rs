@@ -99,11 +99,11 @@ impl<'a> Stored<'a> {
     fn bytes(&self) -> usize {
         4 * self.rows.iter().map(|r| r.len()).sum::<usize>()
     }
+}
 
-    /// The line the checksum reads before the tensor's data.
-    fn label(&self) -> String {
-        format!("{}{:?}{}\n", self.name, self.shape, self.bytes())
-    }
+/// The line the checksum reads before a tensor's data: its name, shape and size in bytes.
+fn label(name: &str, shape: &[usize], bytes: usize) -> String {
+    format!("{name}{shape:?}{bytes}\n")
 }
 
 /// Floats converted to little-endian bytes a block at a time.
@@ -126,7 +126,7 @@ fn le_blocks(
 
 /// The start of the SHA-256 checksum of a checkpoint: its metadata but the checksum, as
 /// `key=value` lines in key order. The tensors follow in name order, each as its
-/// [`Stored::label`] line and its little-endian data.
+/// [`label`] line and its little-endian data.
 fn checksum_start(meta: &HashMap<String, String>) -> sha2::Sha256 {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -204,7 +204,7 @@ impl Checkpoint {
         // One pass for the checksum (the header holds it), one to write.
         let mut h = checksum_start(&meta);
         for t in &tensors {
-            h.update(t.label().as_bytes());
+            h.update(label(t.name, &t.shape, t.bytes()).as_bytes());
             for row in &t.rows {
                 let _ = le_blocks(row, |b| {
                     h.update(b);
@@ -295,20 +295,21 @@ impl Checkpoint {
             infos.insert(name.clone(), (shape, begin));
         }
         let mut h = checksum_start(&meta);
-        let mut tensors: HashMap<String, Vec<Vec<f32>>> = HashMap::new();
+        // A history keeps its rows, one a pair; anything else is one row.
+        let mut flat: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut rows: HashMap<String, Vec<Vec<f32>>> = HashMap::new();
         let mut buf = vec![0u8; 4 * BLOCK];
         for (name, (shape, begin)) in &infos {
             let total: usize = shape.iter().product();
-            // A history is one row a pair; anything else one row.
-            let (rows, row) = match shape[..] {
-                [rows, row] => (rows, row),
+            let (count, row) = match shape[..] {
+                [count, row] => (count, row),
                 _ => (1, total),
             };
-            h.update(format!("{name}{shape:?}{}\n", 4 * total).as_bytes());
+            h.update(label(name, shape, 4 * total).as_bytes());
             file.seek(std::io::SeekFrom::Start(data_start + begin))
                 .map_err(io)?;
-            let mut values = Vec::with_capacity(rows);
-            for _ in 0..rows {
+            let mut values = Vec::with_capacity(count);
+            for _ in 0..count {
                 let mut v = Vec::with_capacity(row);
                 while v.len() < row {
                     let take = (row - v.len()).min(BLOCK);
@@ -323,7 +324,11 @@ impl Checkpoint {
                 }
                 values.push(v);
             }
-            tensors.insert(name.clone(), values);
+            if shape.len() == 2 {
+                rows.insert(name.clone(), values);
+            } else {
+                flat.insert(name.clone(), values.pop().unwrap_or_default());
+            }
         }
         if meta.get("checksum") != Some(&hex(h)) {
             return Err(bad(
@@ -341,16 +346,6 @@ impl Checkpoint {
                 .parse()
                 .map_err(|_| bad(path, format!("metadata `{k}` is not a number")))
         };
-        // A history keeps its rows; anything else is its one row.
-        let mut flat: HashMap<String, Vec<f32>> = HashMap::new();
-        let mut rows: HashMap<String, Vec<Vec<f32>>> = HashMap::new();
-        for (name, mut values) in tensors {
-            if infos[&name].0.len() == 2 {
-                rows.insert(name, values);
-            } else {
-                flat.insert(name, values.pop().unwrap_or_default());
-            }
-        }
         let missing = |k: &str| bad(path, format!("tensor `{k}` is missing"));
         let mut need = |k: &str| flat.remove(k).ok_or_else(|| missing(k));
         let x = need("x")?;
