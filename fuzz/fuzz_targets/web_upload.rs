@@ -71,8 +71,9 @@ fuzz_target!(|data: &[u8]| {
     );
     if status == StatusCode::CREATED {
         // Keep the queue short: cancel what was queued.
-        for job in app.server.jobs().list(TOKEN) {
-            let _ = app.server.jobs().stop(TOKEN, &job.id);
+        let jobs = app.server.jobs().expect("the embedded queue");
+        for job in jobs.list(TOKEN) {
+            let _ = jobs.stop(TOKEN, &job.id);
         }
     }
 });

@@ -39,6 +39,55 @@ pub enum Command {
     /// The web UI: a local server with one page to upload a photo and paintings, tune the
     /// settings, watch the painting emerge and download it; jobs wait in a queue.
     Serve(Box<ServeArgs>),
+    /// A worker of the queue across machines: takes jobs that `serve --queue` accepted,
+    /// runs them on this machine, saves checkpoints and results to the store. Start as
+    /// many as there are machines (or GPUs); a job whose worker dies is continued by
+    /// another from its last checkpoint.
+    Worker(Box<WorkerArgs>),
+}
+
+/// Where the queue across machines is.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// The queue's engine: a Redis URL, `redis://host:6379` (`rediss://user:password@host`
+    /// for TLS; `#name` at the end keeps this queue's keys apart). The password is never
+    /// printed.
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+    /// Where uploads, checkpoints and results go, reached by the server and every worker:
+    /// a shared folder (a path or `file:///path`).
+    #[arg(long, value_name = "URL", requires = "queue")]
+    pub store: Option<String>,
+}
+
+/// Flags of `neural-style worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The engine and the store (both needed).
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// This worker's name among the workers (unique) [default: host name and process id].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Seconds a job stays claimed by a worker that stopped answering; after that another
+    /// worker continues it from its last checkpoint.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    pub lease: u64,
+    /// L-BFGS iterations between the checkpoints saved to the store.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub checkpoint_every: usize,
+    /// Folder for files on their way to the store [default: the system's temporary folder].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Largest size (longest side, px) of a job (as `serve --max-size`).
+    #[arg(long, default_value_t = Limits::default().max_size, value_name = "N")]
+    pub max_size: u32,
+    /// Most iterations of a job (as `serve --max-iterations`).
+    #[arg(long, default_value_t = Limits::default().max_iterations, value_name = "N")]
+    pub max_iterations: usize,
+    /// The network and where it runs (every worker and the server load the same weights).
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// Flags of `neural-style serve`.
@@ -77,6 +126,14 @@ pub struct ServeArgs {
     /// domain cannot reach the server.
     #[arg(long = "allow-host", value_name = "NAME")]
     pub allow_hosts: Vec<String>,
+    /// Jobs go to the queue across machines instead of running here: `neural-style worker`
+    /// processes anywhere run them (--jobs and --results are then unused).
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Most jobs one client may have waiting in the queue across machines (0: no limit of
+    /// its own).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_per_client: usize,
     /// The network and where it runs (uploads above --max-input-pixels get 413).
     #[command(flatten)]
     pub network: NetworkArgs,

@@ -1,5 +1,6 @@
 //! The `neural-style` command: parses the flags and hands them to the command they name
-//! (one style transfer by default; `batch`, `video`, `sheet`, `serve`, `weights`, `bench`),
+//! (one style transfer by default; `batch`, `video`, `sheet`, `serve`, `worker`, `weights`,
+//! `bench`),
 //! then prints any error's whole chain on one line and exits non-zero.
 
 mod batch;
@@ -13,6 +14,7 @@ mod sheet;
 mod transfer;
 mod video;
 mod weights_cmd;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Video(args)) => video::run(*args),
         Some(Command::Serve(args)) => serve::run(*args),
+        Some(Command::Worker(args)) => worker::run(*args),
         None => transfer::run(cli.run),
     };
     match result {

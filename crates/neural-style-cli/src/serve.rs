@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use neural_style::config::SIDES;
 use neural_style::{InputConvention, TransferConfig};
-use neural_style_web::{Limits, Server, ServerConfig};
+use neural_style_web::queue::{Engine, Store};
+use neural_style_web::{Limits, RemoteQueue, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
 use crate::config::{WeightsSource, flag_error};
@@ -51,7 +52,17 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
             SIDES.end()
         );
     }
+    let remote = match (&a.queue.queue, &a.queue.store) {
+        (None, _) => None,
+        (Some(_), None) => bail!("--queue needs --store: where the workers find the uploads"),
+        (Some(queue), Some(store)) => Some(RemoteQueue {
+            engine: Engine::open(queue)?,
+            store: Store::open(store)?,
+            max_per_client: a.max_per_client,
+        }),
+    };
     Ok(ServerConfig {
+        remote,
         results_dir: a.results.clone(),
         workers: a.jobs,
         max_queue: a.max_queue,
@@ -110,10 +121,17 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         );
     }
     eprintln!("{description}");
-    eprintln!(
-        "serving the web UI on http://{addr}/ (results in {}); Ctrl-C stops it, keeping the best image of a running job",
-        a.results.display()
-    );
+    match &a.queue.queue {
+        Some(queue) => eprintln!(
+            "serving the web UI on http://{addr}/; jobs go to the queue at {} (store {}), run by `neural-style worker`s; Ctrl-C stops the server, not the jobs",
+            neural_style_web::queue::engine::redacted(queue),
+            a.queue.store.as_deref().unwrap_or_default()
+        ),
+        None => eprintln!(
+            "serving the web UI on http://{addr}/ (results in {}); Ctrl-C stops it, keeping the best image of a running job",
+            a.results.display()
+        ),
+    }
     server.serve(listener, neural_style_web::termination())?;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)

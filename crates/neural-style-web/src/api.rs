@@ -25,7 +25,111 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::access::{Client, HostRule};
 use crate::jobs::{JobError, JobView, Jobs, valid_id};
+use crate::queue::RemoteJobs;
 use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
+
+/// Where jobs run: in this process, or on workers of the queue across machines.
+#[derive(Clone)]
+pub enum Backend {
+    /// The server's own queue and worker threads.
+    Embedded(Arc<Jobs>),
+    /// The engine's queue; workers anywhere run the jobs (`serve --queue`).
+    Remote(Arc<RemoteJobs>),
+}
+
+impl Backend {
+    async fn view(&self, owner: &str, id: &str) -> Result<Option<JobView>, JobError> {
+        match self {
+            Self::Embedded(jobs) => Ok(jobs.view(owner, id)),
+            Self::Remote(jobs) => jobs.view(owner, id).await,
+        }
+    }
+
+    async fn list(&self, owner: &str) -> Result<Vec<JobView>, JobError> {
+        match self {
+            Self::Embedded(jobs) => Ok(jobs.list(owner)),
+            Self::Remote(jobs) => jobs.list(owner).await,
+        }
+    }
+
+    async fn watch(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<tokio::sync::watch::Receiver<u64>>, JobError> {
+        match self {
+            Self::Embedded(jobs) => Ok(jobs.watch(owner, id)),
+            Self::Remote(jobs) => jobs.watch(owner, id).await,
+        }
+    }
+
+    async fn preview(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
+        match self {
+            Self::Embedded(jobs) => Ok(jobs.preview(owner, id).map(|j| j.as_ref().clone())),
+            Self::Remote(jobs) => jobs.preview(owner, id).await,
+        }
+    }
+
+    async fn result(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
+        match self {
+            Self::Embedded(jobs) => match jobs.result(owner, id) {
+                Some(path) => Ok(tokio::fs::read(&path).await.ok()),
+                None => Ok(None),
+            },
+            Self::Remote(jobs) => jobs.result(owner, id).await,
+        }
+    }
+
+    async fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
+        match self {
+            Self::Embedded(jobs) => jobs.stop(owner, id),
+            Self::Remote(jobs) => jobs.stop(owner, id).await,
+        }
+    }
+
+    async fn remove(&self, owner: &str, id: &str) -> Result<(), JobError> {
+        match self {
+            Self::Embedded(jobs) => jobs.remove(owner, id),
+            Self::Remote(jobs) => jobs.remove(owner, id).await,
+        }
+    }
+}
+
+/// A job's plan from a client's settings and images: `base` with the settings applied,
+/// the images shrunk to what the job uses, fitted into this machine's memory (by tiles or
+/// a shorter history when it must). The error is the client's, in words. The server
+/// makes it to check a job before queueing it; a worker of the queue across machines
+/// makes it again from the same uploads.
+pub(crate) fn plan_job(
+    net: &Network,
+    base: &TransferConfig,
+    default_style: f32,
+    limits: &Limits,
+    settings: &JobSettings,
+    content: Image,
+    styles: Vec<Image>,
+) -> Result<Plan, String> {
+    let config = settings
+        .to_config(base, default_style, styles.len(), limits)
+        .map_err(|e| e.to_string())?;
+    let longest = settings.size;
+    let style_longest = (longest as f32 * config.get().style_scale).ceil() as u32;
+    let inputs = Inputs {
+        content: Some(fit_for_job(content, longest)),
+        styles: styles
+            .into_iter()
+            .map(|i| fit_for_job(i, style_longest))
+            .collect(),
+        ..Inputs::default()
+    };
+    let plan = Plan::new(&config, net, inputs).map_err(|e| e.to_string())?;
+    // A size larger than memory goes by tiles (or with a shorter history), as on the
+    // command line; one that fits in no way is refused now, not killed later.
+    match Budget::new(available_memory(), None) {
+        Some(budget) => fit(plan, budget).map(|(p, _)| p).map_err(|e| e.to_string()),
+        None => Ok(plan),
+    }
+}
 
 /// The page: plain HTML, CSS and JavaScript, no build step.
 const PAGE: &str = include_str!("../static/index.html");
@@ -33,7 +137,7 @@ const PAGE: &str = include_str!("../static/index.html");
 /// What the handlers share.
 pub struct AppState {
     /// The queue.
-    pub jobs: Arc<Jobs>,
+    pub jobs: Backend,
     /// The network (for its input convention and description).
     pub net: Arc<Network>,
     /// The server's base settings; each job's settings are applied on top.
@@ -96,6 +200,7 @@ impl From<JobError> for ApiError {
             JobError::QueueFull(_) | JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             JobError::NotFound(_) => StatusCode::NOT_FOUND,
             JobError::NotFinished(_) => StatusCode::CONFLICT,
+            JobError::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }
@@ -223,11 +328,16 @@ fn fit_for_job(image: Image, longest: u32) -> Image {
 async fn submit(
     State(s): State<Arc<AppState>>,
     Client(owner): Client,
+    headers: axum::http::HeaderMap,
     mut form: Multipart,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>)> {
     let mut settings = JobSettings::default();
     let mut content = None;
     let mut styles = Vec::new();
+    let remote = matches!(s.jobs, Backend::Remote(_));
+    // The uploads as sent, for the workers of the queue across machines.
+    let mut content_bytes = Vec::new();
+    let mut style_bytes = Vec::new();
     let too_large = |e: axum::extract::multipart::MultipartError| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -264,11 +374,14 @@ async fn submit(
                     ));
                 }
                 let bytes = field.bytes().await.map_err(too_large)?.to_vec();
+                let kept = if remote { bytes.clone() } else { Vec::new() };
                 let image = decode_upload(&s, &name, content_type.as_deref(), bytes).await?;
                 if name == "content" {
                     content = Some(image);
+                    content_bytes = kept;
                 } else {
                     styles.push(image);
+                    style_bytes.push(kept);
                 }
             }
             other => {
@@ -294,29 +407,26 @@ async fn submit(
             "style: at least one style image is needed",
         ));
     }
-    let unprocessable =
-        |e: &dyn std::fmt::Display| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-    let config = settings
-        .to_config(&s.base, s.default_weights.style, styles.len(), &s.limits)
-        .map_err(|e| unprocessable(&e))?;
-    let longest = settings.size;
-    let style_longest = (longest as f32 * config.get().style_scale).ceil() as u32;
-    let inputs = Inputs {
-        content: Some(fit_for_job(content, longest)),
-        styles: styles
-            .into_iter()
-            .map(|i| fit_for_job(i, style_longest))
-            .collect(),
-        ..Inputs::default()
+    let plan = plan_job(
+        &s.net,
+        &s.base,
+        s.default_weights.style,
+        &s.limits,
+        &settings,
+        content,
+        styles,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let view = match &s.jobs {
+        Backend::Embedded(jobs) => jobs.submit(&owner, settings, plan)?,
+        Backend::Remote(jobs) => {
+            // Checked here; the worker makes the plan again from the same uploads.
+            drop(plan);
+            let key = idempotency_key(&headers)?;
+            jobs.submit(&owner, settings, content_bytes, style_bytes, key)
+                .await?
+        }
     };
-    let plan = Plan::new(&config, &s.net, inputs).map_err(|e| unprocessable(&e))?;
-    // A size larger than memory goes by tiles (or with a shorter history), as on the
-    // command line; one that fits in no way is refused now, not killed later.
-    let plan = match Budget::new(available_memory(), None) {
-        Some(budget) => fit(plan, budget).map_err(|e| unprocessable(&e))?.0,
-        None => plan,
-    };
-    let view = s.jobs.submit(&owner, settings, plan)?;
     let location = format!("/api/jobs/{}", view.id);
     Ok((
         StatusCode::CREATED,
@@ -325,10 +435,33 @@ async fn submit(
     ))
 }
 
+/// The `Idempotency-Key` header of a submission: a retried request with the same key gets
+/// the first job back instead of a second one.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key)
+            if (1..=128).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key: 1 to 128 visible ASCII characters",
+        )),
+    }
+}
+
 /// `GET /api/jobs`: every job of this client, newest first (the gallery is those with a
 /// result).
-async fn list(State(s): State<Arc<AppState>>, Client(owner): Client) -> Json<Vec<JobView>> {
-    Json(s.jobs.list(&owner))
+async fn list(
+    State(s): State<Arc<AppState>>,
+    Client(owner): Client,
+) -> ApiResult<Json<Vec<JobView>>> {
+    Ok(Json(s.jobs.list(&owner).await?))
 }
 
 /// `GET /api/jobs/{id}`.
@@ -340,6 +473,7 @@ async fn job(
     let id = checked_id(&id)?;
     s.jobs
         .view(&owner, id)
+        .await?
         .map(Json)
         .ok_or_else(|| JobError::NotFound(id.into()).into())
 }
@@ -352,7 +486,7 @@ async fn stop(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<(StatusCode, Json<JobView>)> {
     let id = checked_id(&id)?;
-    Ok((StatusCode::ACCEPTED, Json(s.jobs.stop(&owner, id)?)))
+    Ok((StatusCode::ACCEPTED, Json(s.jobs.stop(&owner, id).await?)))
 }
 
 /// `DELETE /api/jobs/{id}`: forget a finished job and delete its files.
@@ -362,7 +496,7 @@ async fn remove(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     let id = checked_id(&id)?;
-    s.jobs.remove(&owner, id)?;
+    s.jobs.remove(&owner, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -376,13 +510,14 @@ async fn preview(
     let jpeg = s
         .jobs
         .preview(&owner, id)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no preview yet"))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        Body::from(jpeg.as_ref().clone()),
+        Body::from(jpeg),
     )
         .into_response())
 }
@@ -394,13 +529,11 @@ async fn result(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<Response> {
     let id = checked_id(&id)?;
-    let path = s
+    let bytes = s
         .jobs
         .result(&owner, id)
+        .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no result (yet)"))?;
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "the result file is gone"))?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png".to_string()),
@@ -425,6 +558,7 @@ async fn events(
     let rx = s
         .jobs
         .watch(&owner, &id)
+        .await?
         .ok_or_else(|| ApiError::from(JobError::NotFound(id.clone())))?;
     let jobs = s.jobs.clone();
     // State: the receiver, and whether the final view has been sent.
@@ -440,7 +574,7 @@ async fn events(
                 return None;
             }
             rx.borrow_and_update();
-            let view = jobs.view(&owner, &id)?;
+            let view = jobs.view(&owner, &id).await.ok().flatten()?;
             let finished = view.status.is_final();
             let event = SseEvent::default()
                 .event("job")

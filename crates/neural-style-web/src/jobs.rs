@@ -8,22 +8,17 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use neural_style::{Event, Image, LossParts, Network, Plan};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::progress::{self, Change, Progress};
 use crate::settings::JobSettings;
 
-/// Most points kept of a loss curve; past it every other point is dropped.
-const CURVE_POINTS: usize = 400;
-/// Least time between two published updates (and previews) of a running job.
-const PUBLISH_EVERY: Duration = Duration::from_millis(150);
 /// Cancelled and failed jobs remembered (the newest).
 const KEPT_WITHOUT_RESULT: usize = 100;
-/// JPEG quality of preview images.
-const PREVIEW_QUALITY: u8 = 85;
 
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +80,42 @@ pub struct JobView {
     pub result_size: Option<(u32, u32)>,
     /// Why the job failed.
     pub error: Option<String>,
+    /// The worker running it (on the queue across machines, `serve --queue`).
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// Times a worker has started it: more than 1 when a worker died and another one
+    /// took it over.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The evaluation a taken-over job continued from (its last checkpoint).
+    #[serde(default)]
+    pub resumed_from: Option<usize>,
+}
+
+impl JobView {
+    /// A job just queued.
+    pub fn queued(id: String, settings: JobSettings, position: Option<usize>) -> Self {
+        Self {
+            id,
+            status: Status::Queued,
+            position,
+            settings,
+            created: now_s(),
+            evaluation: 0,
+            evaluations: 0,
+            tile: None,
+            loss: None,
+            curve: Vec::new(),
+            elapsed_s: 0.0,
+            eta_s: None,
+            preview_version: 0,
+            result_size: None,
+            error: None,
+            worker: None,
+            attempts: 0,
+            resumed_from: None,
+        }
+    }
 }
 
 /// One job.
@@ -146,6 +177,9 @@ pub enum JobError {
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The queue engine or its store failed (the message says which and why).
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// What is kept beside a result image: enough to show it again after a restart.
@@ -156,7 +190,7 @@ struct Saved {
     owner: Option<String>,
 }
 
-fn now_s() -> u64 {
+pub(crate) fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -263,23 +297,7 @@ impl Jobs {
                 break id;
             }
         };
-        let view = JobView {
-            id: id.clone(),
-            status: Status::Queued,
-            position: Some(state.queue.len() + 1),
-            settings,
-            created: now_s(),
-            evaluation: 0,
-            evaluations: 0,
-            tile: None,
-            loss: None,
-            curve: Vec::new(),
-            elapsed_s: 0.0,
-            eta_s: None,
-            preview_version: 0,
-            result_size: None,
-            error: None,
-        };
+        let view = JobView::queued(id.clone(), settings, Some(state.queue.len() + 1));
         state.jobs.insert(
             id.clone(),
             Job {
@@ -457,71 +475,16 @@ impl Jobs {
     /// Optimises one job, publishing its progress; returns the image and whether it was
     /// stopped early.
     fn run(&self, id: &str, plan: &Plan, stop: &AtomicBool) -> neural_style::Result<(Image, bool)> {
-        let started = Instant::now();
-        let mut last_publish: Option<Instant> = None;
-        let mut last_preview: Option<Instant> = None;
+        let mut progress = Progress::new();
         let mut observer = |event: &Event<'_>| {
-            // Whether watchers get this update now (at most every PUBLISH_EVERY).
-            let mut publish_due = || {
-                let due = last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY);
-                if due {
-                    last_publish = Some(Instant::now());
-                }
-                due
-            };
-            match event {
-                Event::Started { evaluations, .. } => {
-                    self.update(id, |job| {
-                        job.view.evaluations = *evaluations;
-                        true
-                    });
-                }
-                Event::Evaluation {
-                    evaluation, loss, ..
-                } => {
-                    let due = publish_due();
-                    let elapsed = started.elapsed().as_secs_f64();
-                    self.update(id, |job| {
-                        let v = &mut job.view;
-                        v.tile = None;
-                        v.evaluation = *evaluation;
-                        v.loss = Some(*loss);
-                        v.elapsed_s = elapsed;
-                        v.eta_s = (v.evaluations > *evaluation && *evaluation > 0).then(|| {
-                            elapsed / *evaluation as f64 * (v.evaluations - evaluation) as f64
-                        });
-                        if evaluation % job.stride == 0 && loss.total.is_finite() {
-                            v.curve.push((*evaluation, loss.total));
-                            if v.curve.len() > CURVE_POINTS {
-                                job.stride *= 2;
-                                let stride = job.stride;
-                                v.curve.retain(|(e, _)| e % stride == 0);
-                            }
-                        }
-                        due
-                    });
-                }
-                Event::Tile { done, of, .. } => {
-                    let due = publish_due();
-                    self.update(id, |job| {
-                        job.view.tile = Some((*done, *of));
-                        due
-                    });
-                }
-                Event::Snapshot { image, .. } => {
-                    if last_preview.is_none_or(|t| t.elapsed() >= PUBLISH_EVERY)
-                        && let Some(jpeg) = encode_preview(image)
-                    {
-                        last_preview = Some(Instant::now());
-                        let jpeg = Arc::new(jpeg);
-                        self.update(id, |job| {
-                            job.preview = Some(jpeg);
-                            job.view.preview_version += 1;
-                            true
-                        });
+            if let Some(change) = progress.change(event) {
+                self.update(id, |job| {
+                    let publish = progress::apply(&change, &mut job.view, &mut job.stride);
+                    if let Change::Preview(jpeg) = change {
+                        job.preview = Some(Arc::new(jpeg));
                     }
-                }
-                _ => {}
+                    publish
+                });
             }
             if stop.load(Ordering::SeqCst) {
                 ControlFlow::Break(())
@@ -621,14 +584,4 @@ fn renumber(state: &mut State) {
             job.publish();
         }
     }
-}
-
-/// A preview as JPEG bytes.
-fn encode_preview(image: &Image) -> Option<Vec<u8>> {
-    let rgb = image.to_rgb8();
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, PREVIEW_QUALITY)
-        .encode_image(&rgb)
-        .ok()?;
-    Some(bytes)
 }

@@ -22,6 +22,8 @@
 pub mod access;
 pub mod api;
 pub mod jobs;
+mod progress;
+pub mod queue;
 pub mod settings;
 
 use std::future::Future;
@@ -54,6 +56,20 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// What clients may ask for.
     pub limits: Limits,
+    /// The queue across machines: jobs go to its engine and workers elsewhere run them
+    /// (`None`: this process runs them, `workers` at a time).
+    pub remote: Option<RemoteQueue>,
+}
+
+/// The queue across machines a server submits to.
+#[derive(Debug, Clone)]
+pub struct RemoteQueue {
+    /// The engine (Redis).
+    pub engine: queue::Engine,
+    /// Where uploads and results go.
+    pub store: queue::Store,
+    /// Most jobs one client may have waiting (0: only the queue's own limit).
+    pub max_per_client: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +83,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             allowed_hosts: Vec::new(),
             limits: Limits::default(),
+            remote: None,
         }
     }
 }
@@ -105,7 +122,7 @@ impl From<std::io::Error> for WebError {
 
 /// A server: its queue, workers and router.
 pub struct Server {
-    jobs: Arc<Jobs>,
+    jobs: api::Backend,
     state: Arc<api::AppState>,
     config: ServerConfig,
 }
@@ -122,18 +139,26 @@ impl Server {
                 return Err(WebError::Setting { setting, value });
             }
         }
-        let jobs = Arc::new(
-            Jobs::new(
-                net.clone(),
-                &config.results_dir,
+        let jobs = match &config.remote {
+            Some(remote) => api::Backend::Remote(Arc::new(queue::RemoteJobs::new(
+                remote.engine.clone(),
+                remote.store.clone(),
                 config.max_queue,
-                config.max_results_bytes,
-            )
-            .map_err(|error| WebError::ResultsDir {
-                path: config.results_dir.clone(),
-                error,
-            })?,
-        );
+                remote.max_per_client,
+            ))),
+            None => api::Backend::Embedded(Arc::new(
+                Jobs::new(
+                    net.clone(),
+                    &config.results_dir,
+                    config.max_queue,
+                    config.max_results_bytes,
+                )
+                .map_err(|error| WebError::ResultsDir {
+                    path: config.results_dir.clone(),
+                    error,
+                })?,
+            )),
+        };
         // The loss weights of `base` on the network loaded: what style strength 0 means.
         let default_weights = net.loss_weights(&base);
         let state = Arc::new(api::AppState {
@@ -152,9 +177,13 @@ impl Server {
         })
     }
 
-    /// The queue (for callers that watch it).
-    pub fn jobs(&self) -> &Arc<Jobs> {
-        &self.jobs
+    /// The server's own queue (for callers that watch it); `None` when the jobs go to
+    /// the queue across machines.
+    pub fn jobs(&self) -> Option<&Arc<Jobs>> {
+        match &self.jobs {
+            api::Backend::Embedded(jobs) => Some(jobs),
+            api::Backend::Remote(_) => None,
+        }
     }
 
     /// The router with this server's state and limits, to drive without a socket (the
@@ -170,9 +199,11 @@ impl Server {
         listener: std::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), WebError> {
-        let workers: Vec<_> = (0..self.config.workers)
-            .map(|i| {
-                let jobs = self.jobs.clone();
+        let embedded = self.jobs().cloned();
+        let workers: Vec<_> = embedded
+            .iter()
+            .flat_map(|jobs| (0..self.config.workers).map(move |i| (i, jobs.clone())))
+            .map(|(i, jobs)| {
                 std::thread::Builder::new()
                     .name(format!("neural-style-worker-{i}"))
                     .spawn(move || jobs.work())
@@ -183,11 +214,19 @@ impl Server {
             .enable_all()
             .build()?;
         let app = self.router();
-        let jobs = self.jobs.clone();
+        let jobs = embedded.clone();
+        let remote = match &self.jobs {
+            api::Backend::Remote(remote) => Some(remote.clone()),
+            api::Backend::Embedded(_) => None,
+        };
         let header_timeout = self.config.header_timeout;
         let served = runtime.block_on(async move {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
+            if let Some(remote) = remote {
+                // The workers' progress, for the event streams of the jobs watched here.
+                tokio::spawn(async move { remote.listen().await });
+            }
             let (closing, closed) = tokio::sync::watch::channel(false);
             let mut connections = tokio::task::JoinSet::new();
             let mut shutdown = std::pin::pin!(shutdown);
@@ -211,14 +250,18 @@ impl Server {
             }
             // Open event streams end when their jobs do; idle connections close now, busy
             // ones after their answer, and whatever is left after the grace time is dropped.
-            jobs.shut_down();
+            if let Some(jobs) = &jobs {
+                jobs.shut_down();
+            }
             let _ = closing.send(true);
             let drained = async { while connections.join_next().await.is_some() {} };
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
             connections.abort_all();
             Ok::<(), std::io::Error>(())
         });
-        self.jobs.shut_down();
+        if let Some(jobs) = &embedded {
+            jobs.shut_down();
+        }
         for worker in workers {
             let _ = worker.join();
         }

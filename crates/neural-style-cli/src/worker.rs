@@ -1,0 +1,134 @@
+//! `neural-style worker`: flags -> the network loaded once and a worker of the queue
+//! across machines (`neural-style-web`'s `queue::worker`), printing a line per job, until
+//! Ctrl-C or SIGTERM (a job running then is continued by another worker from its last
+//! checkpoint).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use neural_style::{InputConvention, TransferConfig};
+use neural_style_web::Limits;
+use neural_style_web::queue::worker::{self, WorkerConfig, WorkerNote};
+use neural_style_web::queue::{Engine, Store};
+
+use crate::cli::WorkerArgs;
+use crate::config::{WeightsSource, flag_error};
+use crate::runner::{describe_network, load_network_from, set_threads};
+
+/// Longest lease accepted (a day).
+const MAX_LEASE_S: u64 = 86_400;
+
+/// Runs the worker until Ctrl-C or SIGTERM.
+pub fn run(a: WorkerArgs) -> Result<ExitCode> {
+    let (Some(queue), Some(store)) = (&a.queue.queue, &a.queue.store) else {
+        bail!("worker: --queue and --store are both needed");
+    };
+    if !(1..=MAX_LEASE_S).contains(&a.lease) {
+        bail!("--lease: {} is not allowed; use 1..={MAX_LEASE_S} seconds", a.lease);
+    }
+    if a.checkpoint_every == 0 {
+        bail!("--checkpoint-every: must be at least 1 (a job must be able to move)");
+    }
+    let engine = Engine::open(queue)?;
+    let store = Store::open(store)?;
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        bail!("--name: 1 to 200 printable characters");
+    }
+    let work_dir = a
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("neural-style-worker-{}", std::process::id()));
+    set_threads(a.network.threads)?;
+    let weights = WeightsSource::from_flags(
+        a.network.weights.clone(),
+        &a.network.model,
+        a.network.cache_dir.as_deref(),
+    )?;
+    let device = a.network.device.parse().map_err(flag_error)?;
+    let base = TransferConfig {
+        arch: a.network.arch,
+        convention: a.network.preprocess.map(InputConvention::from),
+        ..TransferConfig::default()
+    };
+    let (net, path) = load_network_from(&weights, device, &base, false)?;
+    eprintln!("{}", describe_network(&net, base.loss_form, &path));
+    let config = WorkerConfig {
+        name: name.clone(),
+        lease: Duration::from_secs(a.lease),
+        checkpoint_every: a.checkpoint_every,
+        work_dir: work_dir.clone(),
+        limits: Limits {
+            max_size: a.max_size,
+            max_iterations: a.max_iterations,
+            max_input_pixels: a.network.max_input_pixels,
+            accept_damaged: a.network.accept_damaged,
+            ..Limits::default()
+        },
+    };
+    let quit = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, quit.clone())?;
+    }
+    eprintln!(
+        "worker {name}: taking jobs from {} (store {}); Ctrl-C stops it",
+        engine.shown(),
+        store.url()
+    );
+    let mut note = |n: WorkerNote<'_>| match n {
+        WorkerNote::Connected => eprintln!("connected to {}", engine.shown()),
+        WorkerNote::Unreachable(e) => eprintln!("{e}; retrying"),
+        WorkerNote::Took {
+            id,
+            attempts,
+            resumed,
+        } => eprintln!(
+            "job {id}: started (attempt {attempts}{})",
+            if resumed {
+                ", from its last checkpoint"
+            } else {
+                ""
+            }
+        ),
+        WorkerNote::Ended { id, status, error } => match error {
+            Some(e) => eprintln!("job {id}: {status:?}: {e}"),
+            None => eprintln!("job {id}: {status:?}"),
+        },
+        WorkerNote::Lost { id } => {
+            eprintln!("job {id}: another worker has taken it over; dropped here")
+        }
+    };
+    let worked = worker::work(
+        &net,
+        &base,
+        &engine,
+        &store,
+        &config,
+        &quit,
+        &mut note,
+    );
+    let _ = std::fs::remove_dir_all(&work_dir);
+    worked?;
+    eprintln!("worker {name}: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's name, for the default worker name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "worker".to_string())
+}

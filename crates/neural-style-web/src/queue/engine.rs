@@ -1,0 +1,676 @@
+//! The queue's engine: Redis. Jobs wait as entries of one stream read by the consumer
+//! group `workers` (`XREADGROUP`); a worker's claim is the entry pending under its name,
+//! renewed by `XCLAIM` and taken over by another worker with `XAUTOCLAIM` once it has
+//! not been renewed for the lease. Each job is a hash (settings, view, owner, status);
+//! every write a worker makes is a Lua script that first checks it still holds the claim.
+//!
+//! Keys, under a prefix (`neural-style` unless the URL's fragment names another):
+//! `{p}:jobs` (the stream), `{p}:job:{id}` (hash), `{p}:preview:{id}` (JPEG),
+//! `{p}:waiting` and `{p}:waiting:{owner}` (queued ids by submission order),
+//! `{p}:owner:{owner}` (ids by time), `{p}:idem:{owner}:{key}` (idempotency keys, 7 days),
+//! `{p}:seq`; progress is published on `{p}:ev:{id}`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::{Script, Value};
+
+use super::{JobSpec, QueueError};
+use crate::jobs::{JobView, Status};
+
+/// The consumer group every worker reads the stream in.
+const GROUP: &str = "workers";
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_S: u64 = 7 * 24 * 3600;
+/// How long a worker waits on the stream before looking for abandoned jobs again.
+const BLOCK_MS: u64 = 1000;
+
+/// The claim check every worker script starts with: whether the stream entry (KEYS[1],
+/// ARGV[1]) is pending under this worker (ARGV[2]).
+const HELD_FN: &str = r"
+local function held()
+  local p = redis.call('XPENDING', KEYS[1], 'workers', ARGV[1], ARGV[1], 1)
+  return #p > 0 and p[1][2] == ARGV[2]
+end";
+
+/// A job taken from the stream by one worker.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The stream entry.
+    pub entry: String,
+    /// The job's id.
+    pub id: String,
+    /// The worker's name (its consumer in the group).
+    pub consumer: String,
+    /// Whether it was taken over from a worker that stopped renewing its claim.
+    pub taken_over: bool,
+}
+
+/// A claimed job, started.
+#[derive(Debug)]
+pub struct Started {
+    /// The times a worker has started it (this one included).
+    pub attempts: u32,
+    /// What to run.
+    pub spec: JobSpec,
+    /// Its view so far.
+    pub view: JobView,
+}
+
+/// What a renewal of a claim learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// The worker still holds the claim (else another one took the job over: drop it).
+    pub held: bool,
+    /// The job's owner asked it to stop.
+    pub stop: bool,
+}
+
+/// What a submission did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new job with this id.
+    New(String),
+    /// The idempotency key named this job already: nothing was queued.
+    Existing(String),
+    /// The queue (or the client's share of it) is full: this many wait.
+    Full(usize),
+}
+
+/// What a removal found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// No such job of this client.
+    NotFound,
+    /// The job is queued or running.
+    NotFinished,
+    /// Gone.
+    Removed,
+}
+
+/// The engine's client and key prefix.
+#[derive(Clone)]
+pub struct Engine {
+    client: redis::Client,
+    prefix: String,
+    shown: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.shown)
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(an unparsable URL)".to_string(),
+    }
+}
+
+impl Engine {
+    /// The engine at `url` (`redis://host:port/db`, `rediss://user:password@host` for TLS;
+    /// `#name` at the end sets the key prefix). Nothing is connected yet.
+    pub fn open(url: &str) -> Result<Self, QueueError> {
+        let shown = redacted(url);
+        let refuse = |reason: String| QueueError::QueueUrl {
+            url: shown.clone(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| refuse(format!("not a URL ({e})")))?;
+        if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+            return Err(refuse(format!(
+                "`{}` is not a Redis URL; use redis://host:port (or rediss:// for TLS)",
+                parsed.scheme()
+            )));
+        }
+        let prefix = parsed
+            .fragment()
+            .filter(|f| !f.is_empty())
+            .unwrap_or("neural-style")
+            .to_string();
+        let mut bare = parsed.clone();
+        bare.set_fragment(None);
+        let client = redis::Client::open(bare.as_str())
+            .map_err(|e| refuse(e.to_string().replace(url, &shown)))?;
+        Ok(Self {
+            client,
+            prefix,
+            shown,
+        })
+    }
+
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn error(&self, e: redis::RedisError) -> QueueError {
+        QueueError::Engine {
+            url: self.shown.clone(),
+            error: e.to_string(),
+        }
+    }
+
+    fn stream(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    fn job(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+
+    fn preview_key(&self, id: &str) -> String {
+        format!("{}:preview:{id}", self.prefix)
+    }
+
+    fn waiting(&self) -> String {
+        format!("{}:waiting", self.prefix)
+    }
+
+    fn owner_waiting_prefix(&self) -> String {
+        format!("{}:waiting:", self.prefix)
+    }
+
+    fn owner_jobs(&self, owner: &str) -> String {
+        format!("{}:owner:{owner}", self.prefix)
+    }
+
+    fn channel(&self, id: &str) -> String {
+        format!("{}:ev:{id}", self.prefix)
+    }
+
+    /// The pattern of every job's progress channel.
+    pub fn channels(&self) -> String {
+        format!("{}:ev:*", self.prefix)
+    }
+
+    /// The job id a progress channel is about.
+    pub fn id_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(&self.prefix)?.strip_prefix(":ev:")
+    }
+
+    // ---- the worker's side (blocking) ----
+
+    /// A blocking connection (the worker's), with the consumer group made if missing.
+    pub fn connect(&self) -> Result<redis::Connection, QueueError> {
+        let mut con = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .map_err(|e| self.error(e))?;
+        con.set_read_timeout(Some(Duration::from_millis(BLOCK_MS + 10_000)))
+            .map_err(|e| self.error(e))?;
+        self.ensure_group(&mut con)?;
+        Ok(con)
+    }
+
+    fn ensure_group(&self, con: &mut redis::Connection) -> Result<(), QueueError> {
+        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.stream())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(con);
+        match made {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(|e| self.error(e)),
+        }
+    }
+
+    /// The next job for `consumer`: one whose worker has not renewed its claim for
+    /// `lease`, else a new one (waiting up to a second). `None`: nothing to do now.
+    pub fn claim(
+        &self,
+        con: &mut redis::Connection,
+        consumer: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, QueueError> {
+        type Entries = Vec<(String, HashMap<String, String>)>;
+        let (_, abandoned, _): (String, Entries, Value) = redis::cmd("XAUTOCLAIM")
+            .arg(self.stream())
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(lease.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query(con)
+            .map_err(|e| self.error(e))?;
+        let claim = |(entry, fields): (String, HashMap<String, String>), taken_over| Claim {
+            entry,
+            id: fields.get("id").cloned().unwrap_or_default(),
+            consumer: consumer.to_string(),
+            taken_over,
+        };
+        if let Some(found) = abandoned.into_iter().next() {
+            return Ok(Some(claim(found, true)));
+        }
+        let read: Option<Vec<(String, Entries)>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(self.stream())
+            .arg(">")
+            .query(con)
+            .map_err(|e| self.error(e))?;
+        Ok(read
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, entries)| entries)
+            .next()
+            .map(|found| claim(found, false)))
+    }
+
+    /// Marks a claimed job running and returns what to run; `None` when it is no longer
+    /// to be run (cancelled or removed while queued, or finished by a worker that lost
+    /// its claim late): its entry is then dropped from the stream.
+    pub fn start(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+    ) -> Result<Option<Started>, QueueError> {
+        let script = Script::new(&format!(
+            "{HELD_FN}
+if not held() then return {{0}} end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status ~= 'queued' and status ~= 'running' then
+  redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  return {{0}}
+end
+local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[3])
+local owner = redis.call('HGET', KEYS[2], 'owner')
+if owner then redis.call('ZREM', ARGV[4] .. owner, ARGV[3]) end
+redis.call('PUBLISH', ARGV[5], '1')
+return {{1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view')}}"
+        ));
+        let reply: Vec<Value> = script
+            .key(self.stream())
+            .key(self.job(&claim.id))
+            .key(self.waiting())
+            .arg(&claim.entry)
+            .arg(&claim.consumer)
+            .arg(&claim.id)
+            .arg(self.owner_waiting_prefix())
+            .arg(self.channel(&claim.id))
+            .invoke(con)
+            .map_err(|e| self.error(e))?;
+        let [ok, attempts, spec, view] = reply.as_slice() else {
+            return Ok(None);
+        };
+        let _ = ok;
+        let int = |v: &Value| redis::from_redis_value::<i64>(v.clone()).unwrap_or(0);
+        let text = |v: &Value| redis::from_redis_value::<String>(v.clone()).unwrap_or_default();
+        let bad = |what: &str, e: serde_json::Error| QueueError::Engine {
+            url: self.shown.clone(),
+            error: format!("job {}: its {what} cannot be read ({e})", claim.id),
+        };
+        let spec: JobSpec = serde_json::from_str(&text(spec)).map_err(|e| bad("settings", e))?;
+        let mut view: JobView = serde_json::from_str(&text(view)).map_err(|e| bad("view", e))?;
+        let attempts = u32::try_from(int(attempts)).unwrap_or(u32::MAX);
+        view.status = Status::Running;
+        view.position = None;
+        view.worker = Some(claim.consumer.clone());
+        view.attempts = attempts;
+        Ok(Some(Started {
+            attempts,
+            spec,
+            view,
+        }))
+    }
+
+    /// Renews the claim; with a view (and a preview), also publishes the job's progress.
+    pub fn renew(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        view: Option<&JobView>,
+        preview: Option<&[u8]>,
+    ) -> Result<Renewal, QueueError> {
+        let script = Script::new(&format!(
+            "{HELD_FN}
+if not held() then return {{0, 0}} end
+redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'JUSTID')
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'view', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+if ARGV[3] ~= '' or ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[5], '1') end
+if redis.call('HEXISTS', KEYS[2], 'stop') == 1 then return {{1, 1}} end
+return {{1, 0}}"
+        ));
+        let view = match view {
+            Some(v) => serde_json::to_string(v).unwrap_or_default(),
+            None => String::new(),
+        };
+        let (held, stop): (i64, i64) = script
+            .key(self.stream())
+            .key(self.job(&claim.id))
+            .key(self.preview_key(&claim.id))
+            .arg(&claim.entry)
+            .arg(&claim.consumer)
+            .arg(view)
+            .arg(preview.unwrap_or_default())
+            .arg(self.channel(&claim.id))
+            .invoke(con)
+            .map_err(|e| self.error(e))?;
+        Ok(Renewal {
+            held: held == 1,
+            stop: stop == 1,
+        })
+    }
+
+    /// Ends a claimed job with `view` (its final status): returns `false`, changing
+    /// nothing, when the worker no longer holds the claim.
+    pub fn finish(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        view: &JobView,
+    ) -> Result<bool, QueueError> {
+        let script = Script::new(&format!(
+            "{HELD_FN}
+if not held() then return 0 end
+redis.call('HSET', KEYS[2], 'status', ARGV[3], 'view', ARGV[4])
+redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[5], '1')
+return 1"
+        ));
+        let status = serde_json::to_value(view.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let done: i64 = script
+            .key(self.stream())
+            .key(self.job(&claim.id))
+            .arg(&claim.entry)
+            .arg(&claim.consumer)
+            .arg(status)
+            .arg(serde_json::to_string(view).unwrap_or_default())
+            .arg(self.channel(&claim.id))
+            .invoke(con)
+            .map_err(|e| self.error(e))?;
+        Ok(done == 1)
+    }
+
+    // ---- the server's side (async) ----
+
+    /// A connection for the server, reconnecting by itself after the engine comes back;
+    /// the consumer group is made if missing.
+    pub async fn manager(&self) -> Result<redis::aio::ConnectionManager, QueueError> {
+        let mut con = redis::aio::ConnectionManager::new(self.client.clone())
+            .await
+            .map_err(|e| self.error(e))?;
+        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.stream())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut con)
+            .await;
+        match made {
+            Err(e) if e.code() != Some("BUSYGROUP") => return Err(self.error(e)),
+            _ => {}
+        }
+        Ok(con)
+    }
+
+    /// A subscription to every job's progress channel.
+    pub async fn subscribe(&self) -> Result<redis::aio::PubSub, QueueError> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| self.error(e))?;
+        pubsub
+            .psubscribe(self.channels())
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(pubsub)
+    }
+
+    /// Queues a job of `owner` (`view` queued, `spec` what to run), unless `idempotency`
+    /// names one already; refuses past `max_queue` waiting (all clients) or
+    /// `max_per_owner` (this client; 0: no limit).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn submit(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        view: &JobView,
+        spec: &JobSpec,
+        idempotency: Option<&str>,
+        max_queue: usize,
+        max_per_owner: usize,
+    ) -> Result<Submitted, QueueError> {
+        let script = Script::new(
+            r"
+local existing = redis.call('GET', KEYS[1])
+if existing then return {'existing', existing} end
+local all = redis.call('ZCARD', KEYS[4])
+if all >= tonumber(ARGV[6]) then return {'full', tostring(all)} end
+local mine = redis.call('ZCARD', KEYS[7])
+if tonumber(ARGV[7]) > 0 and mine >= tonumber(ARGV[7]) then return {'full', tostring(mine)} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[8])
+redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued')
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+local seq = redis.call('INCR', KEYS[6])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('ZADD', KEYS[7], seq, ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'id', ARGV[1])
+return {'new', ARGV[1]}",
+        );
+        let idem_key = match idempotency {
+            Some(key) => format!("{}:idem:{owner}:{key}", self.prefix),
+            None => format!("{}:idem:-:{}", self.prefix, view.id),
+        };
+        let (kind, value): (String, String) = script
+            .key(idem_key)
+            .key(self.job(&view.id))
+            .key(self.owner_jobs(owner))
+            .key(self.waiting())
+            .key(self.stream())
+            .key(format!("{}:seq", self.prefix))
+            .key(format!("{}{owner}", self.owner_waiting_prefix()))
+            .arg(&view.id)
+            .arg(serde_json::to_string(spec).unwrap_or_default())
+            .arg(serde_json::to_string(view).unwrap_or_default())
+            .arg(owner)
+            .arg(view.created)
+            .arg(max_queue)
+            .arg(max_per_owner)
+            .arg(IDEMPOTENCY_S)
+            .invoke_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(match kind.as_str() {
+            "existing" => Submitted::Existing(value),
+            "full" => Submitted::Full(value.parse().unwrap_or(0)),
+            _ => Submitted::New(value),
+        })
+    }
+
+    /// The views of `ids` that `owner` made (others are left out), in that order.
+    pub async fn views(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        ids: &[String],
+    ) -> Result<Vec<JobView>, QueueError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(self.job(id))
+                .arg("owner")
+                .arg("status")
+                .arg("view");
+            pipe.cmd("ZRANK").arg(self.waiting()).arg(id);
+        }
+        type Row = (Option<String>, Option<String>, Option<String>);
+        let replies: Vec<Value> = pipe
+            .query_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut views = Vec::new();
+        for pair in replies.chunks(2) {
+            let [row, rank] = pair else { continue };
+            let Ok((who, status, view)) = redis::from_redis_value::<Row>(row.clone()) else {
+                continue;
+            };
+            if who.as_deref() != Some(owner) {
+                continue;
+            }
+            let Some(mut view) = view.and_then(|v| serde_json::from_str::<JobView>(&v).ok())
+            else {
+                continue;
+            };
+            if let Some(status) = status.and_then(|s| serde_json::from_value(s.into()).ok()) {
+                view.status = status;
+            }
+            let rank: Option<usize> = redis::from_redis_value(rank.clone()).unwrap_or(None);
+            view.position = (view.status == Status::Queued).then(|| rank.map(|r| r + 1)).flatten();
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    /// The ids of `owner`'s jobs, newest first (at most `max`).
+    pub async fn ids(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        max: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        redis::cmd("ZREVRANGE")
+            .arg(self.owner_jobs(owner))
+            .arg(0)
+            .arg(max.saturating_sub(1))
+            .query_async(con)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Asks a job of `owner` to stop: a queued one is cancelled at once, a running one
+    /// stops at its worker's next renewal. `false`: no such job of theirs.
+    pub async fn stop(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        id: &str,
+    ) -> Result<bool, QueueError> {
+        let script = Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'stop', '1')
+if redis.call('HGET', KEYS[1], 'status') == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled')
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+end
+redis.call('PUBLISH', ARGV[3], '1')
+return 1",
+        );
+        let found: i64 = script
+            .key(self.job(id))
+            .key(self.waiting())
+            .key(format!("{}{owner}", self.owner_waiting_prefix()))
+            .arg(owner)
+            .arg(id)
+            .arg(self.channel(id))
+            .invoke_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(found == 1)
+    }
+
+    /// Forgets a finished job of `owner` (its files are the caller's to delete).
+    pub async fn remove(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        id: &str,
+    ) -> Result<Removal, QueueError> {
+        let script = Script::new(
+            r"
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'queued' or s == 'running' then return 1 end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 2",
+        );
+        let outcome: i64 = script
+            .key(self.job(id))
+            .key(self.owner_jobs(owner))
+            .key(self.preview_key(id))
+            .arg(owner)
+            .arg(id)
+            .invoke_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(match outcome {
+            0 => Removal::NotFound,
+            1 => Removal::NotFinished,
+            _ => Removal::Removed,
+        })
+    }
+
+    /// The latest preview of a job of `owner`.
+    pub async fn preview(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<Vec<u8>>, QueueError> {
+        let (who, jpeg): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .cmd("HGET")
+            .arg(self.job(id))
+            .arg("owner")
+            .cmd("GET")
+            .arg(self.preview_key(id))
+            .query_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(jpeg.filter(|_| who.as_deref() == Some(owner)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redacted("rediss://alice:s3cret@queue.example:6380/2"),
+            "rediss://alice:***@queue.example:6380/2"
+        );
+        assert_eq!(redacted("redis://127.0.0.1:6379#jobs"), "redis://127.0.0.1:6379");
+        let e = Engine::open("http://alice:s3cret@host/").unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("not a Redis URL"), "{e}");
+    }
+
+    #[test]
+    fn the_fragment_names_the_key_prefix() {
+        let engine = Engine::open("redis://127.0.0.1:1/#studio").unwrap();
+        assert_eq!(engine.id_of_channel("studio:ev:0123"), Some("0123"));
+        assert_eq!(engine.id_of_channel("neural-style:ev:0123"), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! The job queue across machines: jobs wait in Redis (a stream read by a consumer group,
+//! one entry a job), any number of workers anywhere take them, and their uploads, results
+//! and checkpoints live in an object store every worker reaches (a shared folder, or S3).
+//!
+//! - **Claims expire.** A worker renews its claim on a job every few seconds (`XCLAIM`);
+//!   one that dies (SIGKILL, machine gone) stops renewing, and after the lease another
+//!   worker takes the job over (`XAUTOCLAIM`) and continues it from its last checkpoint,
+//!   exactly (the library's resume).
+//! - **Nothing done twice.** Every write a worker makes to a job (progress, the final
+//!   state) checks in the same Redis script that the worker still holds the claim; a result
+//!   is written to the store once (create-if-absent) before the job is marked done, so a
+//!   job is never done without its result.
+//! - **Nothing lost.** The server keeps no state of its own: it can restart at any moment.
+//!   Redis keeps the jobs (with its append-only file it survives its own restart), and
+//!   workers and servers reconnect.
+//! - **Live progress.** Workers publish each change on a channel per job; the server
+//!   subscribes once and wakes the job's event streams, so the page works the same as with
+//!   the embedded queue.
+
+pub mod engine;
+pub mod remote;
+pub mod store;
+pub mod worker;
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::JobSettings;
+
+pub use engine::Engine;
+pub use remote::RemoteJobs;
+pub use store::Store;
+pub use worker::{WorkerConfig, WorkerNote};
+
+/// Why the queue or its store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The engine's URL.
+    #[error("--queue {url}: {reason}")]
+    QueueUrl {
+        /// The URL, without its password.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The store's URL or folder.
+    #[error("--store {url}: {reason}")]
+    StoreUrl {
+        /// The URL or folder.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The engine answered with an error or could not be reached.
+    #[error("queue engine at {url}: {error}")]
+    Engine {
+        /// The URL, without its password.
+        url: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// Reading or writing an object in the store.
+    #[error("store {url}: {key}: {error}")]
+    Store {
+        /// The store.
+        url: String,
+        /// The object.
+        key: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// What a worker needs to run a job: its settings and where its uploads are in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The client's settings.
+    pub settings: JobSettings,
+    /// The photo's object key.
+    pub content: String,
+    /// The paintings' object keys.
+    pub styles: Vec<String>,
+}
+
+/// Object keys of a job's files in the store.
+pub(crate) mod keys {
+    /// An upload: `inputs/{id}/content` or `inputs/{id}/style-{k}`.
+    pub(crate) fn input(id: &str, name: &str) -> String {
+        format!("inputs/{id}/{name}")
+    }
+
+    /// The result image.
+    pub(crate) fn result(id: &str) -> String {
+        format!("results/{id}.png")
+    }
+
+    /// The latest checkpoint of a running job.
+    pub(crate) fn checkpoint(id: &str) -> String {
+        format!("checkpoints/{id}.ckpt")
+    }
+}

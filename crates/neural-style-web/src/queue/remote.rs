@@ -1,0 +1,240 @@
+//! The server's side of the queue across machines (`serve --queue`): jobs are submitted
+//! to the engine with their uploads in the store, and read back from there; the server
+//! computes nothing and keeps no state, so it can restart at any moment. One subscription
+//! to the engine's progress channels wakes the event streams of the jobs watched here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use tokio::sync::{OnceCell, watch};
+
+use super::engine::{Removal, Submitted};
+use super::{Engine, JobSpec, QueueError, Store, keys};
+use crate::jobs::{JobError, JobView};
+use crate::settings::JobSettings;
+
+/// Style uploads looked for when a job's files are deleted (more than any limit allows).
+const MAX_STYLE_FILES: usize = 16;
+/// Most jobs of one client listed.
+const LISTED: usize = 500;
+
+/// The queue as the server sees it.
+pub struct RemoteJobs {
+    engine: Engine,
+    store: Store,
+    con: OnceCell<ConnectionManager>,
+    watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
+    max_queue: usize,
+    max_per_owner: usize,
+}
+
+impl From<QueueError> for JobError {
+    fn from(e: QueueError) -> Self {
+        JobError::Engine(e.to_string())
+    }
+}
+
+impl RemoteJobs {
+    /// The queue on `engine` with files in `store`: at most `max_queue` jobs waiting,
+    /// `max_per_owner` of one client (0: no limit of its own). Connects on first use.
+    pub fn new(engine: Engine, store: Store, max_queue: usize, max_per_owner: usize) -> Self {
+        Self {
+            engine,
+            store,
+            con: OnceCell::new(),
+            watchers: Mutex::new(HashMap::new()),
+            max_queue,
+            max_per_owner,
+        }
+    }
+
+    async fn con(&self) -> Result<ConnectionManager, JobError> {
+        Ok(self
+            .con
+            .get_or_try_init(|| self.engine.manager())
+            .await?
+            .clone())
+    }
+
+    /// Listens to the workers' progress until the runtime stops, resubscribing after an
+    /// outage (and waking every watcher then, since changes may have been missed).
+    pub async fn listen(&self) {
+        loop {
+            match self.engine.subscribe().await {
+                Ok(mut pubsub) => {
+                    self.wake_all();
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let channel = message.get_channel_name();
+                        if let Some(id) = self.engine.id_of_channel(channel) {
+                            self.wake(id);
+                        }
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake(&self, id: &str) {
+        if let Some(tx) = self.lock().get(id) {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn wake_all(&self) {
+        for tx in self.lock().values() {
+            tx.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Queues a job: its uploads go to the store first, then the job to the engine. A
+    /// retried request with the same `idempotency` key gets the first job back.
+    pub async fn submit(
+        &self,
+        owner: &str,
+        settings: JobSettings,
+        content: Vec<u8>,
+        styles: Vec<Vec<u8>>,
+        idempotency: Option<&str>,
+    ) -> Result<JobView, JobError> {
+        let mut con = self.con().await?;
+        let id = format!("{:016x}", rand::random::<u64>());
+        let content_key = keys::input(&id, "content");
+        self.store.put(&content_key, content).await?;
+        let mut style_keys = Vec::new();
+        for (k, bytes) in styles.into_iter().enumerate() {
+            let key = keys::input(&id, &format!("style-{k}"));
+            self.store.put(&key, bytes).await?;
+            style_keys.push(key);
+        }
+        let spec = JobSpec {
+            settings: settings.clone(),
+            content: content_key,
+            styles: style_keys,
+        };
+        let view = JobView::queued(id.clone(), settings, None);
+        let submitted = self
+            .engine
+            .submit(
+                &mut con,
+                owner,
+                &view,
+                &spec,
+                idempotency,
+                self.max_queue,
+                self.max_per_owner,
+            )
+            .await?;
+        let id = match submitted {
+            Submitted::New(id) => id,
+            Submitted::Existing(existing) => {
+                self.delete_files(&id).await;
+                existing
+            }
+            Submitted::Full(waiting) => {
+                self.delete_files(&id).await;
+                return Err(JobError::QueueFull(waiting));
+            }
+        };
+        let view = self.view(owner, &id).await?;
+        view.ok_or(JobError::NotFound(id))
+    }
+
+    async fn delete_files(&self, id: &str) {
+        for key in [keys::input(id, "content"), keys::result(id), keys::checkpoint(id)] {
+            let _ = self.store.delete(&key).await;
+        }
+        for k in 0..MAX_STYLE_FILES {
+            let _ = self
+                .store
+                .delete(&keys::input(id, &format!("style-{k}")))
+                .await;
+        }
+    }
+
+    /// A job's view, if `owner` made it.
+    pub async fn view(&self, owner: &str, id: &str) -> Result<Option<JobView>, JobError> {
+        let mut con = self.con().await?;
+        let views = self
+            .engine
+            .views(&mut con, owner, &[id.to_string()])
+            .await?;
+        Ok(views.into_iter().next())
+    }
+
+    /// Every job of `owner`, newest first.
+    pub async fn list(&self, owner: &str) -> Result<Vec<JobView>, JobError> {
+        let mut con = self.con().await?;
+        let ids = self.engine.ids(&mut con, owner, LISTED).await?;
+        Ok(self.engine.views(&mut con, owner, &ids).await?)
+    }
+
+    /// A receiver that changes whenever the job does.
+    pub async fn watch(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> Result<Option<watch::Receiver<u64>>, JobError> {
+        if self.view(owner, id).await?.is_none() {
+            return Ok(None);
+        }
+        let mut watchers = self.lock();
+        watchers.retain(|_, tx| tx.receiver_count() > 0);
+        Ok(Some(
+            watchers
+                .entry(id.to_string())
+                .or_insert_with(|| watch::channel(0).0)
+                .subscribe(),
+        ))
+    }
+
+    /// The latest preview (JPEG).
+    pub async fn preview(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
+        let mut con = self.con().await?;
+        Ok(self.engine.preview(&mut con, owner, id).await?)
+    }
+
+    /// The result image (PNG) of a finished job.
+    pub async fn result(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
+        let has_result = self
+            .view(owner, id)
+            .await?
+            .is_some_and(|v| v.result_size.is_some());
+        if !has_result {
+            return Ok(None);
+        }
+        Ok(self.store.get(&keys::result(id)).await?)
+    }
+
+    /// Stops a job (a queued one at once, a running one at its worker's next renewal).
+    pub async fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
+        let mut con = self.con().await?;
+        if !self.engine.stop(&mut con, owner, id).await? {
+            return Err(JobError::NotFound(id.into()));
+        }
+        self.view(owner, id)
+            .await?
+            .ok_or_else(|| JobError::NotFound(id.into()))
+    }
+
+    /// Removes a finished job and its files.
+    pub async fn remove(&self, owner: &str, id: &str) -> Result<(), JobError> {
+        let mut con = self.con().await?;
+        match self.engine.remove(&mut con, owner, id).await? {
+            Removal::NotFound => Err(JobError::NotFound(id.into())),
+            Removal::NotFinished => Err(JobError::NotFinished(id.into())),
+            Removal::Removed => {
+                self.delete_files(id).await;
+                Ok(())
+            }
+        }
+    }
+}

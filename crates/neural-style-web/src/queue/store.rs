@@ -1,0 +1,121 @@
+//! Where a job's files live, for every worker and server to reach: uploads, checkpoints
+//! and results, as objects in an object store (the `object_store` crate): a folder that
+//! all machines share (`file:///srv/neural-style` or a plain path) is the simple case.
+
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+
+use super::QueueError;
+
+/// An object store and the URL it was opened from.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.url)
+    }
+}
+
+impl Store {
+    /// Opens the store at `url`: `file:///dir` or a plain folder path (created if
+    /// missing).
+    pub fn open(url: &str) -> Result<Self, QueueError> {
+        let refuse = |reason: String| QueueError::StoreUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let dir = if let Some(rest) = url.strip_prefix("file://") {
+            std::path::PathBuf::from(rest)
+        } else if url.contains("://") {
+            let scheme = url.split("://").next().unwrap_or_default();
+            return Err(refuse(format!(
+                "`{scheme}` stores are not supported; use a folder every worker reaches (file:///path or a path)"
+            )));
+        } else {
+            std::path::PathBuf::from(url)
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| refuse(format!("cannot create it: {e}")))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| refuse(format!("cannot open it: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(fs),
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL it was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn error(&self, key: &str, error: impl std::fmt::Display) -> QueueError {
+        QueueError::Store {
+            url: self.url.clone(),
+            key: key.to_string(),
+            error: error.to_string(),
+        }
+    }
+
+    /// Writes `bytes` at `key`, replacing what was there (atomically: readers see the old
+    /// object or the new one).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), QueueError> {
+        self.inner
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), PutOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(key, e))
+    }
+
+    /// Writes `bytes` at `key` unless something is there already; returns whether this
+    /// call wrote it. A result is written once: a second worker finishing the same job
+    /// (after losing its claim) finds it there.
+    pub async fn put_once(&self, key: &str, bytes: Vec<u8>) -> Result<bool, QueueError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .inner
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// The object at `key`; `None` when there is none.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        let path = ObjectPath::from(key);
+        match self.inner.get_opts(&path, GetOptions::default()).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| self.error(key, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// Removes the object at `key` (nothing there is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), QueueError> {
+        match self.inner.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! A worker of the queue across machines (`neural-style worker`): takes jobs from the
+//! engine, runs them on its own network, publishes their progress, saves a checkpoint to
+//! the store every few evaluations, and writes the result once before marking the job
+//! done. A job whose worker died is taken over after the lease and continued from its
+//! checkpoint, exactly.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use neural_style::{Checkpoint, Decoding, Event, Image, Network, TransferConfig};
+
+use super::engine::{Claim, Engine, Started};
+use super::{JobSpec, QueueError, Store, keys};
+use crate::jobs::{JobView, Status};
+use crate::progress::{self, Change, Progress};
+use crate::settings::Limits;
+
+/// Workers a job may stop on (killed, crashed) before it is failed instead of retried.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its name in the consumer group: unique among the workers.
+    pub name: String,
+    /// How long a claim lasts without renewal; a worker renews it four times as often.
+    pub lease: Duration,
+    /// L-BFGS iterations between checkpoints saved to the store.
+    pub checkpoint_every: usize,
+    /// A folder of its own for checkpoint and result files on their way to the store.
+    pub work_dir: PathBuf,
+    /// What a job may ask for (uploads are decoded within these limits).
+    pub limits: Limits,
+}
+
+/// What a worker reports (the CLI prints these).
+#[derive(Debug)]
+pub enum WorkerNote<'a> {
+    /// Connected to the engine.
+    Connected,
+    /// The engine cannot be reached; the worker retries.
+    Unreachable(&'a QueueError),
+    /// Took a job (`resumed`: from another worker's checkpoint).
+    Took {
+        /// The job.
+        id: &'a str,
+        /// Times a worker has started it.
+        attempts: u32,
+        /// Whether it continues from a checkpoint.
+        resumed: bool,
+    },
+    /// A job ended.
+    Ended {
+        /// The job.
+        id: &'a str,
+        /// How.
+        status: Status,
+        /// Why, when it failed.
+        error: Option<&'a str>,
+    },
+    /// Another worker took the job over (this one was too slow to renew its claim); this
+    /// one dropped it.
+    Lost {
+        /// The job.
+        id: &'a str,
+    },
+}
+
+/// Takes and runs jobs until `quit` is set. A job running then is left to the lease: its
+/// last checkpoint is in the store, and another worker continues it.
+pub fn work(
+    net: &Network,
+    base: &TransferConfig,
+    engine: &Engine,
+    store: &Store,
+    config: &WorkerConfig,
+    quit: &AtomicBool,
+    note: &mut dyn FnMut(WorkerNote<'_>),
+) -> Result<(), QueueError> {
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| QueueError::Store {
+        url: config.work_dir.display().to_string(),
+        key: String::new(),
+        error: format!("cannot create the work folder: {e}"),
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| QueueError::Store {
+            url: store.url().to_string(),
+            key: String::new(),
+            error: e.to_string(),
+        })?;
+    let default_style = net.loss_weights(base).style;
+    let job = JobRunner {
+        net,
+        base,
+        default_style,
+        engine,
+        store,
+        config,
+        quit,
+        runtime: &runtime,
+    };
+    let mut outage = false;
+    let mut backoff = Duration::from_millis(200);
+    while !quit.load(Ordering::SeqCst) {
+        let mut con = match engine.connect() {
+            Ok(con) => con,
+            Err(e) => {
+                if !outage {
+                    note(WorkerNote::Unreachable(&e));
+                    outage = true;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        outage = false;
+        backoff = Duration::from_millis(200);
+        note(WorkerNote::Connected);
+        while !quit.load(Ordering::SeqCst) {
+            let claimed = engine
+                .claim(&mut con, &config.name, config.lease)
+                .and_then(|c| match c {
+                    Some(claim) => job.run(&mut con, &claim, note),
+                    None => Ok(()),
+                });
+            if let Err(e) = claimed {
+                note(WorkerNote::Unreachable(&e));
+                outage = true;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What running one job needs.
+struct JobRunner<'a> {
+    net: &'a Network,
+    base: &'a TransferConfig,
+    default_style: f32,
+    engine: &'a Engine,
+    store: &'a Store,
+    config: &'a WorkerConfig,
+    quit: &'a AtomicBool,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+/// How a run ended.
+enum Ending {
+    /// With this image; `stopped`: early, at the owner's request.
+    Image { image: Image, stopped: bool },
+    /// Another worker holds the job now, or this worker is quitting: leave it.
+    Dropped,
+}
+
+impl JobRunner<'_> {
+    fn run(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        note: &mut dyn FnMut(WorkerNote<'_>),
+    ) -> Result<(), QueueError> {
+        let Some(Started {
+            attempts,
+            spec,
+            mut view,
+        }) = self.engine.start(con, claim)?
+        else {
+            return Ok(());
+        };
+        let id = claim.id.as_str();
+        let checkpoint = self.work_file(id, "ckpt");
+        let result = self.work_file(id, "png");
+        let prepared = if attempts > MAX_ATTEMPTS {
+            Err(format!(
+                "{} workers stopped while running this job (killed or crashed); it is not tried again",
+                attempts - 1
+            ))
+        } else {
+            self.prepare(&spec, &view, &checkpoint)
+        };
+        let ending = match prepared {
+            Ok((plan, resumed)) => {
+                note(WorkerNote::Took {
+                    id,
+                    attempts,
+                    resumed,
+                });
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.optimise(con, claim, &plan, &mut view, resumed, &checkpoint)
+                }));
+                match outcome {
+                    Ok(Ok(ending)) => Ok(ending),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err("internal error: the run panicked".to_string()),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(&checkpoint);
+        match ending {
+            Ok(Ending::Dropped) => {
+                if !self.quit.load(Ordering::SeqCst) {
+                    note(WorkerNote::Lost { id });
+                }
+                Ok(())
+            }
+            Ok(Ending::Image { image, stopped }) => {
+                let written = image
+                    .save(&result)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| std::fs::read(&result).map_err(|e| e.to_string()));
+                let _ = std::fs::remove_file(&result);
+                let bytes = match written {
+                    Ok(bytes) => bytes,
+                    Err(e) => return self.fail(con, claim, view, &e, note),
+                };
+                // The result first, once; then the state that points at it.
+                self.runtime
+                    .block_on(self.store.put_once(&keys::result(id), bytes))?;
+                view.status = if stopped { Status::Stopped } else { Status::Done };
+                view.result_size = Some((image.width, image.height));
+                view.eta_s = None;
+                view.tile = None;
+                self.end(con, claim, &view, note)
+            }
+            Err(e) => self.fail(con, claim, view, &e, note),
+        }
+    }
+
+    fn work_file(&self, id: &str, ext: &str) -> PathBuf {
+        self.config.work_dir.join(format!("{id}.{ext}"))
+    }
+
+    /// The job's plan from its uploads, continuing from its checkpoint when the store has
+    /// one (a worker died on it); the error is the job's, for its owner.
+    fn prepare(
+        &self,
+        spec: &JobSpec,
+        view: &JobView,
+        checkpoint: &Path,
+    ) -> Result<(neural_style::Plan, bool), String> {
+        let limits = &self.config.limits;
+        let decoding = Decoding {
+            max_pixels: limits.max_input_pixels,
+            accept_damaged: limits.accept_damaged,
+        };
+        let side = limits.max_size.saturating_mul(2);
+        let load = |key: &str, name: &str| -> Result<Image, String> {
+            let bytes = self
+                .runtime
+                .block_on(self.store.get(key))
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("{name}: the upload is missing from the store ({key})"))?;
+            Image::decode_within(&bytes, Path::new(name), decoding, side).map_err(|e| e.to_string())
+        };
+        let content = load(&spec.content, "content")?;
+        let styles = spec
+            .styles
+            .iter()
+            .map(|key| load(key, "style"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let plan = || {
+            crate::api::plan_job(
+                self.net,
+                self.base,
+                self.default_style,
+                limits,
+                &spec.settings,
+                content.clone(),
+                styles.clone(),
+            )
+        };
+        let every = self.config.checkpoint_every;
+        let saved = if view.attempts > 1 {
+            self.runtime
+                .block_on(self.store.get(&keys::checkpoint(&view.id)))
+                .map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        // A checkpoint that cannot be used (damaged, from other weights) is not fatal: the
+        // job starts over.
+        if let Some(bytes) = saved
+            && std::fs::write(checkpoint, bytes).is_ok()
+            && let Ok(c) = Checkpoint::load(checkpoint)
+            && let Ok(resumed) = plan()?.with_checkpoints(every, Some((c, checkpoint)))
+        {
+            return Ok((resumed, true));
+        }
+        plan()?
+            .with_checkpoints(every, None)
+            .map(|p| (p, false))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Runs the plan, publishing progress and saving checkpoints to the store.
+    fn optimise(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        plan: &neural_style::Plan,
+        view: &mut JobView,
+        resumed: bool,
+        checkpoint: &Path,
+    ) -> Result<Ending, String> {
+        let id = claim.id.as_str();
+        // Renewed from a thread of its own: a tiled evaluation can take minutes.
+        let held = AtomicBool::new(true);
+        let stop = AtomicBool::new(false);
+        let running = AtomicBool::new(true);
+        let lease = self.config.lease;
+        let mut stride = 1;
+        let mut progress = Progress::new();
+        let mut first = true;
+        let output = std::thread::scope(|scope| {
+            scope.spawn(|| self.renew_until_done(claim, lease, &held, &stop, &running));
+            let mut observer = |event: &Event<'_>| {
+                if let Event::Checkpoint { checkpoint: state } = event {
+                    let saved = state
+                        .save(checkpoint)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| std::fs::read(checkpoint).map_err(|e| e.to_string()));
+                    if let Ok(bytes) = saved {
+                        let _ = self
+                            .runtime
+                            .block_on(self.store.put(&keys::checkpoint(id), bytes));
+                    }
+                }
+                if let Some(change) = progress.change(event) {
+                    if first && let Change::Evaluation { evaluation, .. } = &change {
+                        first = false;
+                        if resumed {
+                            let from = evaluation.saturating_sub(1);
+                            view.resumed_from = Some(from);
+                            view.curve.retain(|(e, _)| *e <= from);
+                        } else {
+                            view.curve.clear();
+                        }
+                    }
+                    let publish = progress::apply(&change, view, &mut stride);
+                    if publish {
+                        let preview = match &change {
+                            Change::Preview(jpeg) => Some(jpeg.as_slice()),
+                            _ => None,
+                        };
+                        // An outage that lasts is the renewing thread's to notice.
+                        if let Ok(r) = self.engine.renew(con, claim, Some(view), preview) {
+                            held.fetch_and(r.held, Ordering::SeqCst);
+                            stop.fetch_or(r.stop, Ordering::SeqCst);
+                        }
+                    }
+                }
+                let go_on = held.load(Ordering::SeqCst)
+                    && !stop.load(Ordering::SeqCst)
+                    && !self.quit.load(Ordering::SeqCst);
+                if go_on {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            };
+            let output = neural_style::run(self.net, plan, &mut observer);
+            running.store(false, Ordering::SeqCst);
+            output
+        })
+        .map_err(|e| e.to_string())?;
+        if !held.load(Ordering::SeqCst) {
+            return Ok(Ending::Dropped);
+        }
+        let asked = stop.load(Ordering::SeqCst);
+        if output.stopped && !asked {
+            // Stopped because this worker is quitting: the job goes on elsewhere.
+            return Ok(Ending::Dropped);
+        }
+        Ok(Ending::Image {
+            image: output.image,
+            stopped: output.stopped,
+        })
+    }
+
+    /// Renews the claim every quarter lease until the run ends; clears `held` when another
+    /// worker took the job, sets `stop` when its owner asked.
+    fn renew_until_done(
+        &self,
+        claim: &Claim,
+        lease: Duration,
+        held: &AtomicBool,
+        stop: &AtomicBool,
+        running: &AtomicBool,
+    ) {
+        let every = (lease / 4).max(Duration::from_millis(100));
+        let tick = Duration::from_millis(50).min(every);
+        let mut con = None;
+        let mut since = Duration::ZERO;
+        while running.load(Ordering::SeqCst) {
+            std::thread::sleep(tick);
+            since += tick;
+            if since < every {
+                continue;
+            }
+            since = Duration::ZERO;
+            if con.is_none() {
+                con = self.engine.connect().ok();
+            }
+            let Some(c) = con.as_mut() else { continue };
+            match self.engine.renew(c, claim, None, None) {
+                Ok(r) => {
+                    held.fetch_and(r.held, Ordering::SeqCst);
+                    stop.fetch_or(r.stop, Ordering::SeqCst);
+                }
+                Err(_) => con = None,
+            }
+        }
+    }
+
+    fn fail(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        mut view: JobView,
+        error: &str,
+        note: &mut dyn FnMut(WorkerNote<'_>),
+    ) -> Result<(), QueueError> {
+        view.status = Status::Failed;
+        view.error = Some(error.to_string());
+        view.eta_s = None;
+        view.tile = None;
+        self.end(con, claim, &view, note)
+    }
+
+    /// Writes the final state (if this worker still holds the job) and cleans the store.
+    fn end(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        view: &JobView,
+        note: &mut dyn FnMut(WorkerNote<'_>),
+    ) -> Result<(), QueueError> {
+        let id = claim.id.as_str();
+        if !self.engine.finish(con, claim, view)? {
+            note(WorkerNote::Lost { id });
+            return Ok(());
+        }
+        let _ = self
+            .runtime
+            .block_on(self.store.delete(&keys::checkpoint(id)));
+        note(WorkerNote::Ended {
+            id,
+            status: view.status,
+            error: view.error.as_deref(),
+        });
+        Ok(())
+    }
+}
