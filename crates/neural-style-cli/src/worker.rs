@@ -27,7 +27,10 @@ pub fn run(a: WorkerArgs) -> Result<ExitCode> {
         bail!("worker: --queue and --store are both needed");
     };
     if !(1..=MAX_LEASE_S).contains(&a.lease) {
-        bail!("--lease: {} is not allowed; use 1..={MAX_LEASE_S} seconds", a.lease);
+        bail!(
+            "--lease: {} is not allowed; use 1..={MAX_LEASE_S} seconds",
+            a.lease
+        );
     }
     if a.checkpoint_every == 0 {
         bail!("--checkpoint-every: must be at least 1 (a job must be able to move)");
@@ -109,15 +112,7 @@ pub fn run(a: WorkerArgs) -> Result<ExitCode> {
             eprintln!("job {id}: another worker has taken it over; dropped here")
         }
     };
-    let worked = worker::work(
-        &net,
-        &base,
-        &engine,
-        &store,
-        &config,
-        &quit,
-        &mut note,
-    );
+    let worked = worker::work(&net, &base, &engine, &store, &config, &quit, &mut note);
     let _ = std::fs::remove_dir_all(&work_dir);
     worked?;
     eprintln!("worker {name}: stopped");

@@ -85,3 +85,55 @@ mod tests {
         assert!(fixture("requirements.txt").is_file());
     }
 }
+
+/// One part of a multipart form: its name, the file name and type (for a file), the bytes.
+pub struct Part<'a> {
+    /// The field's name.
+    pub name: &'a str,
+    /// File name and content type, for a file.
+    pub file: Option<(&'a str, &'a str)>,
+    /// The value.
+    pub bytes: Vec<u8>,
+}
+
+/// A PNG file part.
+pub fn file_part(name: &str, bytes: Vec<u8>) -> Part<'_> {
+    Part {
+        name,
+        file: Some(("upload.png", "image/png")),
+        bytes,
+    }
+}
+
+/// A text field.
+pub fn field_part<'a>(name: &'a str, text: &str) -> Part<'a> {
+    Part {
+        name,
+        file: None,
+        bytes: text.as_bytes().to_vec(),
+    }
+}
+
+/// A multipart form body and its `Content-Type` (how the web tests upload).
+pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
+    let boundary = "----neural-style-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        let disposition = match p.file {
+            Some((filename, ty)) => format!(
+                "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ty}\r\n\r\n",
+                p.name
+            ),
+            None => format!(
+                "Content-Disposition: form-data; name=\"{}\"\r\n\r\n",
+                p.name
+            ),
+        };
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(&p.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

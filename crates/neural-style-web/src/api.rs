@@ -442,10 +442,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<&str>> {
         return Ok(None);
     };
     match value.to_str() {
-        Ok(key)
-            if (1..=128).contains(&key.len())
-                && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
+        Ok(key) if (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(key))
         }
         _ => Err(ApiError::new(

@@ -29,7 +29,11 @@ pub(crate) enum Change {
         publish: bool,
     },
     /// A tile pass finished.
-    Tile { done: usize, of: usize, publish: bool },
+    Tile {
+        done: usize,
+        of: usize,
+        publish: bool,
+    },
     /// A new preview image (JPEG).
     Preview(Vec<u8>),
 }

@@ -4,6 +4,7 @@
 mod batch;
 mod errors;
 mod property;
+mod queue;
 mod run;
 mod serve;
 mod signals;

@@ -523,10 +523,7 @@ return {'new', ARGV[1]}",
             pipe.cmd("ZRANK").arg(self.waiting()).arg(id);
         }
         type Row = (Option<String>, Option<String>, Option<String>);
-        let replies: Vec<Value> = pipe
-            .query_async(con)
-            .await
-            .map_err(|e| self.error(e))?;
+        let replies: Vec<Value> = pipe.query_async(con).await.map_err(|e| self.error(e))?;
         let mut views = Vec::new();
         for pair in replies.chunks(2) {
             let [row, rank] = pair else { continue };
@@ -536,15 +533,16 @@ return {'new', ARGV[1]}",
             if who.as_deref() != Some(owner) {
                 continue;
             }
-            let Some(mut view) = view.and_then(|v| serde_json::from_str::<JobView>(&v).ok())
-            else {
+            let Some(mut view) = view.and_then(|v| serde_json::from_str::<JobView>(&v).ok()) else {
                 continue;
             };
             if let Some(status) = status.and_then(|s| serde_json::from_value(s.into()).ok()) {
                 view.status = status;
             }
             let rank: Option<usize> = redis::from_redis_value(rank.clone()).unwrap_or(None);
-            view.position = (view.status == Status::Queued).then(|| rank.map(|r| r + 1)).flatten();
+            view.position = (view.status == Status::Queued)
+                .then(|| rank.map(|r| r + 1))
+                .flatten();
             views.push(view);
         }
         Ok(views)
@@ -661,8 +659,13 @@ mod tests {
             redacted("rediss://alice:s3cret@queue.example:6380/2"),
             "rediss://alice:***@queue.example:6380/2"
         );
-        assert_eq!(redacted("redis://127.0.0.1:6379#jobs"), "redis://127.0.0.1:6379");
-        let e = Engine::open("http://alice:s3cret@host/").unwrap_err().to_string();
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379#jobs"),
+            "redis://127.0.0.1:6379"
+        );
+        let e = Engine::open("http://alice:s3cret@host/")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("s3cret"), "{e}");
         assert!(e.contains("not a Redis URL"), "{e}");
     }

@@ -97,4 +97,18 @@ pub(crate) mod keys {
     pub(crate) fn checkpoint(id: &str) -> String {
         format!("checkpoints/{id}.ckpt")
     }
+
+    /// Style uploads looked for when a job's files are deleted (more than any limit
+    /// allows).
+    const MAX_STYLE_FILES: usize = 16;
+
+    /// Everything of a job's but its result: the uploads and the checkpoint, once the job
+    /// has ended.
+    pub(crate) fn working_files(id: &str) -> Vec<String> {
+        let styles = (0..MAX_STYLE_FILES).map(|k| input(id, &format!("style-{k}")));
+        [input(id, "content"), checkpoint(id)]
+            .into_iter()
+            .chain(styles)
+            .collect()
+    }
 }

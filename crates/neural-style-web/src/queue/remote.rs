@@ -16,8 +16,6 @@ use super::{Engine, JobSpec, QueueError, Store, keys};
 use crate::jobs::{JobError, JobView};
 use crate::settings::JobSettings;
 
-/// Style uploads looked for when a job's files are deleted (more than any limit allows).
-const MAX_STYLE_FILES: usize = 16;
 /// Most jobs of one client listed.
 const LISTED: usize = 500;
 
@@ -149,14 +147,11 @@ impl RemoteJobs {
     }
 
     async fn delete_files(&self, id: &str) {
-        for key in [keys::input(id, "content"), keys::result(id), keys::checkpoint(id)] {
+        for key in keys::working_files(id)
+            .into_iter()
+            .chain([keys::result(id)])
+        {
             let _ = self.store.delete(&key).await;
-        }
-        for k in 0..MAX_STYLE_FILES {
-            let _ = self
-                .store
-                .delete(&keys::input(id, &format!("style-{k}")))
-                .await;
         }
     }
 

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::QueueError;
 
@@ -72,7 +70,11 @@ impl Store {
     /// object or the new one).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), QueueError> {
         self.inner
-            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), PutOptions::default())
+            .put_opts(
+                &ObjectPath::from(key),
+                PutPayload::from(bytes),
+                PutOptions::default(),
+            )
             .await
             .map(|_| ())
             .map_err(|e| self.error(key, e))

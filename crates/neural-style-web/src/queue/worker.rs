@@ -122,12 +122,13 @@ pub fn work(
         backoff = Duration::from_millis(200);
         note(WorkerNote::Connected);
         while !quit.load(Ordering::SeqCst) {
-            let claimed = engine
-                .claim(&mut con, &config.name, config.lease)
-                .and_then(|c| match c {
-                    Some(claim) => job.run(&mut con, &claim, note),
-                    None => Ok(()),
-                });
+            let claimed =
+                engine
+                    .claim(&mut con, &config.name, config.lease)
+                    .and_then(|c| match c {
+                        Some(claim) => job.run(&mut con, &claim, note),
+                        None => Ok(()),
+                    });
             if let Err(e) = claimed {
                 note(WorkerNote::Unreachable(&e));
                 outage = true;
@@ -223,7 +224,11 @@ impl JobRunner<'_> {
                 // The result first, once; then the state that points at it.
                 self.runtime
                     .block_on(self.store.put_once(&keys::result(id), bytes))?;
-                view.status = if stopped { Status::Stopped } else { Status::Done };
+                view.status = if stopped {
+                    Status::Stopped
+                } else {
+                    Status::Done
+                };
                 view.result_size = Some((image.width, image.height));
                 view.eta_s = None;
                 view.tile = None;
@@ -447,9 +452,12 @@ impl JobRunner<'_> {
             note(WorkerNote::Lost { id });
             return Ok(());
         }
-        let _ = self
-            .runtime
-            .block_on(self.store.delete(&keys::checkpoint(id)));
+        // The uploads and the checkpoint are no longer needed; the result stays.
+        self.runtime.block_on(async {
+            for key in keys::working_files(id) {
+                let _ = self.store.delete(&key).await;
+            }
+        });
         note(WorkerNote::Ended {
             id,
             status: view.status,

@@ -109,27 +109,14 @@ pub fn png(w: u32, h: u32, phase: f32) -> Vec<u8> {
     bytes
 }
 
-/// One part of a multipart form: name, file name and type (for files), bytes.
-pub struct Part<'a> {
-    pub name: &'a str,
-    pub file: Option<(&'a str, &'a str)>,
-    pub bytes: Vec<u8>,
-}
+pub use neural_style_testdata::Part;
 
 pub fn file<'a>(name: &'a str, bytes: Vec<u8>) -> Part<'a> {
-    Part {
-        name,
-        file: Some(("upload.png", "image/png")),
-        bytes,
-    }
+    neural_style_testdata::file_part(name, bytes)
 }
 
 pub fn field<'a>(name: &'a str, text: &str) -> Part<'a> {
-    Part {
-        name,
-        file: None,
-        bytes: text.as_bytes().to_vec(),
-    }
+    neural_style_testdata::field_part(name, text)
 }
 
 /// The header that names the client, and this test client's token: every helper sends it.
@@ -146,33 +133,11 @@ pub fn agent() -> ureq::Agent {
 
 /// Posts a multipart form; returns the status and the body as text.
 pub fn post_form(url: &str, parts: &[Part<'_>]) -> (u16, String) {
-    let boundary = "----neural-style-test-boundary-7d3f";
-    let mut body = Vec::new();
-    for p in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match p.file {
-            Some((filename, ty)) => body.extend_from_slice(
-                format!(
-                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {ty}\r\n\r\n",
-                    p.name
-                )
-                .as_bytes(),
-            ),
-            None => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", p.name).as_bytes(),
-            ),
-        }
-        body.extend_from_slice(&p.bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = neural_style_testdata::multipart(parts);
     let mut r = agent()
         .post(url)
         .header(TOKEN_HEADER, TOKEN)
-        .header(
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("Content-Type", content_type)
         .send(&body[..])
         .unwrap();
     let status = r.status().as_u16();
