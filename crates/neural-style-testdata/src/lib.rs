@@ -137,3 +137,42 @@ pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// The web UI's end-to-end script folder (`page.mjs`, playwright-core).
+pub fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../neural-style-web/e2e")
+}
+
+/// Whether a browser test can run here: Chromium (/usr/bin/chromium or $CHROMIUM),
+/// Node.js and `npm ci --prefix crates/neural-style-web/e2e`. A missing piece is named in
+/// a NOTICE, or fails the test when `NEURAL_STYLE_REQUIRE_BROWSER` is set (`.ci/run`).
+pub fn browser_available() -> bool {
+    let mut missing = Vec::new();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        missing.push(format!("Chromium ({chromium}; Debian package `chromium`)"));
+    }
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        missing.push("Node.js (`node`)".to_string());
+    }
+    if !e2e_dir().join("node_modules/playwright-core").is_dir() {
+        missing.push("playwright-core (`npm ci --prefix crates/neural-style-web/e2e`)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("NEURAL_STYLE_REQUIRE_BROWSER").is_none(),
+        "NEURAL_STYLE_REQUIRE_BROWSER is set but the browser test lacks: {}",
+        missing.join(", ")
+    );
+    eprintln!(
+        "NOTICE: the browser test did not run: missing {}",
+        missing.join(", ")
+    );
+    false
+}

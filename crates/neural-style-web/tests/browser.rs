@@ -13,26 +13,6 @@ use std::process::Command;
 
 use common::*;
 
-fn e2e_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e")
-}
-
-/// What the browser test needs and is missing here.
-fn missing() -> Vec<String> {
-    let mut missing = Vec::new();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        missing.push(format!("Chromium ({chromium}; Debian package `chromium`)"));
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        missing.push("Node.js (`node`)".into());
-    }
-    if !e2e_dir().join("node_modules/playwright-core").is_dir() {
-        missing.push("playwright-core (`npm ci --prefix crates/neural-style-web/e2e`)".into());
-    }
-    missing
-}
-
 /// The shared photo and painting, else generated ones.
 fn images(dir: &Path) -> (PathBuf, PathBuf) {
     if let Some(shared) = neural_style_testdata::shared("the shared photo and painting") {
@@ -50,17 +30,7 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
 
 #[test]
 fn the_page_uploads_shows_live_previews_stops_and_downloads_in_chromium() {
-    let missing = missing();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var_os("NEURAL_STYLE_REQUIRE_BROWSER").is_none(),
-            "NEURAL_STYLE_REQUIRE_BROWSER is set but the browser test lacks: {}",
-            missing.join(", ")
-        );
-        eprintln!(
-            "NOTICE: the browser test did not run: missing {}",
-            missing.join(", ")
-        );
+    if !neural_style_testdata::browser_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -68,7 +38,7 @@ fn the_page_uploads_shows_live_previews_stops_and_downloads_in_chromium() {
     let server = Running::start(config(&results));
     let (content, style) = images(dir.path());
     let out = Command::new("node")
-        .arg(e2e_dir().join("page.mjs"))
+        .arg(neural_style_testdata::e2e_dir().join("page.mjs"))
         .arg(server.url("/"))
         .arg(&content)
         .arg(&style)

@@ -325,3 +325,48 @@ fn thirty_jobs_on_three_workers_survive_a_killed_worker_server_and_engine() {
     }
     drop(server);
 }
+
+#[test]
+fn the_page_works_with_its_job_on_a_worker_process() {
+    if !neural_style_testdata::browser_available() {
+        return;
+    }
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let store = s.p("store");
+    let port = free_port();
+    let _server = serve(&redis, &store, port, &s.p("serve.log"));
+    let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    let (photo, painting) = (s.p("photo.png"), s.p("painting.png"));
+    write_image(Path::new(&photo), 160, 120, 0.0);
+    write_image(Path::new(&painting), 120, 120, 2.0);
+    let out = Command::new("node")
+        .arg(neural_style_testdata::e2e_dir().join("page.mjs"))
+        .args([&format!("http://127.0.0.1:{port}/"), &photo, &painting])
+        .env("E2E_SIZE", "64")
+        .env("E2E_ITERATIONS", "2000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(report["previews_seen"].as_u64().unwrap() >= 2, "{report}");
+    assert_eq!(report["download"]["width"], 64);
+    // The browser's job ran on the worker process, and what it downloaded is the result
+    // the worker put in the store.
+    let token = report["client_token"].as_str().unwrap();
+    let mut r = agent()
+        .get(format!("http://127.0.0.1:{port}/api/jobs"))
+        .header("X-Client-Token", token)
+        .call()
+        .unwrap();
+    let jobs: Vec<serde_json::Value> = r.body_mut().read_json().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["status"], "stopped");
+    assert_eq!(jobs[0]["worker"], "w0");
+    let id = jobs[0]["id"].as_str().unwrap();
+    let stored = std::fs::metadata(Path::new(&store).join(format!("results/{id}.png"))).unwrap();
+    assert_eq!(report["download"]["bytes"].as_u64(), Some(stored.len()));
+}

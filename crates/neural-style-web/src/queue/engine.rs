@@ -513,6 +513,9 @@ return {'new', ARGV[1]}",
         owner: &str,
         ids: &[String],
     ) -> Result<Vec<JobView>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
