@@ -370,3 +370,40 @@ fn the_page_works_with_its_job_on_a_worker_process() {
     let stored = std::fs::metadata(Path::new(&store).join(format!("results/{id}.png"))).unwrap();
     assert_eq!(report["download"]["bytes"].as_u64(), Some(stored.len()));
 }
+
+#[test]
+fn a_damaged_upload_fails_its_job_with_the_reason_and_the_queue_goes_on() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let store = s.p("store");
+    let port = free_port();
+    let _server = serve(&redis, &store, port, &s.p("serve.log"));
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let bad = submit(port, &images, 0, "bad");
+    let good = submit(port, &images, 1, "good");
+    // The first job's photo is cut in half in the store (a copy gone wrong) before any
+    // worker takes it.
+    let photo = Path::new(&store).join(format!("inputs/{bad}/content"));
+    let bytes = std::fs::read(&photo).unwrap();
+    std::fs::write(&photo, &bytes[..bytes.len() / 2]).unwrap();
+    let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    let mut list = Vec::new();
+    wait_until("both jobs to end", Duration::from_secs(60), || {
+        list = jobs(port).unwrap();
+        list.iter().all(|j| ["done", "failed"].contains(&j["status"].as_str().unwrap()))
+    });
+    let job = |id: &str| list.iter().find(|j| j["id"] == id).unwrap().clone();
+    let failed = job(&bad);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("content"), "{error}");
+    eprintln!("the failed job says: {error}");
+    assert_eq!(job(&good)["status"], "done");
+    assert!(result(port, &good).is_some());
+    assert!(result(port, &bad).is_none());
+}
