@@ -94,7 +94,7 @@ pub struct WorkerArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on. The default answers this computer only; another
-    /// address lets anyone who reaches it upload images and start jobs.
+    /// address needs --token-file.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub bind: std::net::SocketAddr,
     /// Folder for the results (created if missing); results found there are shown again.
@@ -130,10 +130,15 @@ pub struct ServeArgs {
     /// processes anywhere run them (--jobs and --results are then unused).
     #[command(flatten)]
     pub queue: QueueArgs,
-    /// Most jobs one client may have waiting in the queue across machines (0: no limit of
-    /// its own).
+    /// Most jobs one client may have waiting: per access token with --token-file, else per
+    /// browser (0: only --max-queue).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_per_client: usize,
+    /// API access tokens, lines of `NAME TOKEN` (16-128 letters, digits, - or _): every API
+    /// request must carry one (`Authorization: Bearer TOKEN`, or typed once on the page).
+    /// Required when --bind is not a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The network and where it runs (uploads above --max-input-pixels get 413).
     #[command(flatten)]
     pub network: NetworkArgs,

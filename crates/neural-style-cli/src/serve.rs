@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use neural_style::config::SIDES;
 use neural_style::{InputConvention, TransferConfig};
+use neural_style_web::access::AccessTokens;
 use neural_style_web::queue::{Engine, Store};
 use neural_style_web::{Limits, RemoteQueue, Server, ServerConfig};
 
@@ -58,11 +59,25 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         (Some(queue), Some(store)) => Some(RemoteQueue {
             engine: Engine::open(queue)?,
             store: Store::open(store)?,
-            max_per_client: a.max_per_client,
         }),
+    };
+    let access = match &a.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?;
+            AccessTokens::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?
+        }
+        None if !a.bind.ip().is_loopback() => bail!(
+            "--bind {}: serving beyond this machine needs --token-file (API access tokens, lines of `NAME TOKEN`)",
+            a.bind
+        ),
+        None => AccessTokens::default(),
     };
     Ok(ServerConfig {
         remote,
+        access,
+        max_per_client: a.max_per_client,
         results_dir: a.results.clone(),
         workers: a.jobs,
         max_queue: a.max_queue,
@@ -117,7 +132,11 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let server = Server::new(Arc::new(net), base, config)?;
     if !addr.ip().is_loopback() {
         eprintln!(
-            "warning: listening on {addr}: anyone who can reach this address can upload images and start jobs"
+            "listening on {addr}: the API needs one of the access tokens of {}",
+            a.token_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
     }
     eprintln!("{description}");

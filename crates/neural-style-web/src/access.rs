@@ -5,6 +5,9 @@
 //! `Origin`, `Referer`) is refused; and every job belongs to the client that made it, named
 //! by an unguessable token (a `SameSite=Strict` cookie that the page gets, or an
 //! `X-Client-Token` header for scripts), so one visitor can neither list nor touch another's.
+//! A server reachable beyond this machine also needs an access token (`--token-file`):
+//! `Authorization: Bearer …` from scripts, or a cookie the page gets once its user has
+//! typed the token.
 
 use std::net::IpAddr;
 
@@ -128,17 +131,147 @@ pub fn check(rule: &HostRule, headers: &HeaderMap, api: bool) -> Result<(), ApiE
     Ok(())
 }
 
-/// The middleware applying [`check`] to every request.
+/// The middleware applying [`check`] to every request and, when the server has access
+/// tokens, requiring one for the API (but for `POST /api/access`, which takes it).
 pub async fn guard(
     State(s): State<std::sync::Arc<AppState>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    match check(&s.hosts, request.headers(), api) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+    let path = request.uri().path();
+    let api = path.starts_with("/api/");
+    if let Err(e) = check(&s.hosts, request.headers(), api) {
+        return e.into_response();
     }
+    if api && !s.access.is_open() && path != ACCESS_PATH {
+        match s.access.name_of(request.headers()) {
+            Some(name) => {
+                request
+                    .extensions_mut()
+                    .insert(AccessName(name.to_string()));
+            }
+            None => {
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this server needs an access token: send `Authorization: Bearer TOKEN`, or type it on the page",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"neural-style\""),
+                );
+                return response;
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The cookie that carries a browser's access token (set by `POST /api/access`).
+pub const ACCESS_COOKIE: &str = "neural_style_access";
+/// Where the page sends the access token its user typed.
+pub const ACCESS_PATH: &str = "/api/access";
+
+/// The name of the access token a request came with (a request extension).
+#[derive(Debug, Clone)]
+pub struct AccessName(pub String);
+
+/// The access tokens of a server (`--token-file`): none means that the API is open to
+/// every client that passes [`check`] (a server on loopback).
+#[derive(Debug, Clone, Default)]
+pub struct AccessTokens {
+    /// (name, token)
+    tokens: Vec<(String, String)>,
+}
+
+impl AccessTokens {
+    /// Reads `NAME TOKEN` lines (blank lines and `#` comments skipped); a token is 16 to
+    /// 128 letters, digits, `-` or `_`. The error names the line.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut tokens: Vec<(String, String)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(token), None) = (words.next(), words.next(), words.next()) else {
+                return Err(format!("line {}: expected `NAME TOKEN`", n + 1));
+            };
+            if !valid_token(token) {
+                return Err(format!(
+                    "line {}: the token of `{}` must be 16 to 128 letters, digits, - or _",
+                    n + 1,
+                    echo(name)
+                ));
+            }
+            if tokens.iter().any(|(other, t)| other == name || t == token) {
+                return Err(format!(
+                    "line {}: `{}` or its token is given twice",
+                    n + 1,
+                    echo(name)
+                ));
+            }
+            tokens.push((name.to_string(), token.to_string()));
+        }
+        if tokens.is_empty() {
+            return Err("no token in it (lines of `NAME TOKEN`)".to_string());
+        }
+        Ok(Self { tokens })
+    }
+
+    /// Whether the API needs no access token.
+    pub fn is_open(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The name of the token given with `Authorization: Bearer`, else in the cookie.
+    pub fn name_of(&self, headers: &HeaderMap) -> Option<&str> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let given = bearer.or_else(|| cookie_value(headers, ACCESS_COOKIE))?;
+        self.name_of_token(given)
+    }
+
+    /// The name of `given`, compared with every token in time that does not depend on
+    /// where they differ.
+    pub fn name_of_token(&self, given: &str) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.tokens {
+            if constant_time_eq(token.as_bytes(), given.as_bytes()) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `Set-Cookie` value that keeps a browser's access token.
+pub fn access_cookie(token: &str) -> HeaderValue {
+    // A valid token is letters, digits, - and _: always a valid header value.
+    HeaderValue::from_str(&format!(
+        "{ACCESS_COOKIE}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The value of the cookie `name`.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
 }
 
 /// Whether `token` can name a client: 16 to 128 letters, digits, `-` or `_`.
@@ -158,15 +291,9 @@ pub fn token_of(headers: &HeaderMap) -> Option<String> {
             .filter(|t| valid_token(t))
             .map(str::to_string);
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+    cookie_value(headers, COOKIE)
         .filter(|t| valid_token(t))
+        .map(str::to_string)
 }
 
 /// A new token: 128 random bits from the thread's cryptographic generator, as hex.
@@ -266,6 +393,37 @@ mod tests {
             headers(&[host, ("referer", "http://127.0.0.1:8080/")]),
         ] {
             assert!(check(&rule, &h, true).is_ok(), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn access_tokens_are_named_lines_and_come_from_bearer_or_cookie() {
+        let tokens = AccessTokens::parse(
+            "# studio keys\nalice 0123456789abcdef0123\n\nbob   fedcba9876543210fedc\n",
+        )
+        .unwrap();
+        let bearer = headers(&[("authorization", "Bearer fedcba9876543210fedc")]);
+        assert_eq!(tokens.name_of(&bearer), Some("bob"));
+        let cookie = format!("{ACCESS_COOKIE}=0123456789abcdef0123");
+        assert_eq!(
+            tokens.name_of(&headers(&[("cookie", &cookie)])),
+            Some("alice")
+        );
+        let wrong = headers(&[("authorization", "Bearer 0123456789abcdef0124")]);
+        assert_eq!(tokens.name_of(&wrong), None);
+        assert_eq!(tokens.name_of(&headers(&[])), None);
+        assert!(AccessTokens::default().is_open());
+        for (bad, says) in [
+            ("alice short", "line 1: the token of `alice`"),
+            ("alice", "line 1: expected `NAME TOKEN`"),
+            ("# nothing\n", "no token"),
+            (
+                "a 0123456789abcdef0123\na 0123456789abcdef9999",
+                "line 2: `a`",
+            ),
+        ] {
+            let e = AccessTokens::parse(bad).unwrap_err();
+            assert!(e.starts_with(says), "{bad:?}: {e}");
         }
     }
 

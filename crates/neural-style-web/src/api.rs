@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::access::{Client, HostRule};
+use crate::access::{AccessName, AccessTokens, Client, HostRule};
 use crate::jobs::{JobError, JobView, Jobs, valid_id};
 use crate::queue::RemoteJobs;
 use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
@@ -150,6 +150,10 @@ pub struct AppState {
     pub decoding: Semaphore,
     /// The `Host` names answered.
     pub hosts: HostRule,
+    /// The API's access tokens.
+    pub access: AccessTokens,
+    /// Most jobs one client (access token, else browser) may have waiting; 0: no limit.
+    pub max_per_client: usize,
 }
 
 /// An error answer: a status and `{"error": "..."}`.
@@ -215,6 +219,7 @@ pub fn router(state: Arc<AppState>, request_timeout: Duration) -> Router {
     let timed = Router::new()
         .route("/", get(page))
         .route("/api/info", get(info))
+        .route(crate::access::ACCESS_PATH, post(access))
         .route("/api/jobs", post(submit).get(list))
         .route("/api/jobs/{id}", get(job).delete(remove))
         .route("/api/jobs/{id}/stop", post(stop))
@@ -244,6 +249,27 @@ async fn page(headers: axum::http::HeaderMap) -> Response {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// `POST /api/access`: `{"token": "..."}` from the page's access-token box; a token the
+/// server has is kept in an `HttpOnly` cookie (204), so that the page and its event
+/// streams carry it; any other gets 401.
+async fn access(
+    State(s): State<Arc<AppState>>,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<Response> {
+    let given = body["token"].as_str().unwrap_or_default();
+    if s.access.name_of_token(given).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this access token is not one of the server's",
+        ));
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, crate::access::access_cookie(given));
+    Ok(response)
 }
 
 /// `GET /api/info`: the network, the defaults (with the loss weights that style strength 0
@@ -328,6 +354,7 @@ fn fit_for_job(image: Image, longest: u32) -> Image {
 async fn submit(
     State(s): State<Arc<AppState>>,
     Client(owner): Client,
+    access: Option<axum::Extension<AccessName>>,
     headers: axum::http::HeaderMap,
     mut form: Multipart,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>)> {
@@ -417,13 +444,19 @@ async fn submit(
         styles,
     )
     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    // A client's share of the queue: its access token's, else its own.
+    let limit_name = match access {
+        Some(axum::Extension(AccessName(name))) => format!("token:{name}"),
+        None => format!("client:{owner}"),
+    };
+    let limit = (limit_name.as_str(), s.max_per_client);
     let view = match &s.jobs {
-        Backend::Embedded(jobs) => jobs.submit(&owner, settings, plan)?,
+        Backend::Embedded(jobs) => jobs.submit(&owner, settings, plan, limit)?,
         Backend::Remote(jobs) => {
             // Checked here; the worker makes the plan again from the same uploads.
             drop(plan);
             let key = idempotency_key(&headers)?;
-            jobs.submit(&owner, settings, content_bytes, style_bytes, key)
+            jobs.submit(&owner, settings, content_bytes, style_bytes, key, limit)
                 .await?
         }
     };

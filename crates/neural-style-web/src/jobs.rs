@@ -126,6 +126,8 @@ struct Job {
     owner: Option<String>,
     /// The run's plan (its settings and images), until a worker takes it.
     plan: Option<Plan>,
+    /// Whose share of the queue it counts in (an access token or the client).
+    limit: String,
     /// Set to stop the run at its next evaluation.
     stop: Arc<AtomicBool>,
     /// The latest preview (JPEG).
@@ -267,6 +269,7 @@ impl Jobs {
                     view,
                     owner,
                     plan: None,
+                    limit: String::new(),
                     stop: Arc::new(AtomicBool::new(false)),
                     preview: None,
                     stride: 1,
@@ -277,12 +280,14 @@ impl Jobs {
         Ok(())
     }
 
-    /// Queues a job for the client `owner`; returns its view.
+    /// Queues a job for the client `owner`, within `limit` (a name, an access token or the
+    /// client, and its most jobs waiting; 0: no limit of its own); returns its view.
     pub fn submit(
         &self,
         owner: &str,
         settings: JobSettings,
         plan: Plan,
+        limit: (&str, usize),
     ) -> Result<JobView, JobError> {
         let mut state = self.lock();
         if state.shutting_down {
@@ -290,6 +295,15 @@ impl Jobs {
         }
         if state.queue.len() >= self.max_queue {
             return Err(JobError::QueueFull(state.queue.len()));
+        }
+        let (name, most) = limit;
+        let theirs = state
+            .queue
+            .iter()
+            .filter(|id| state.jobs.get(*id).is_some_and(|j| j.limit == name))
+            .count();
+        if most > 0 && theirs >= most {
+            return Err(JobError::QueueFull(theirs));
         }
         let id = loop {
             let id = format!("{:016x}", rand::random::<u64>());
@@ -304,6 +318,7 @@ impl Jobs {
                 view: view.clone(),
                 owner: Some(owner.to_string()),
                 plan: Some(plan),
+                limit: name.to_string(),
                 stop: Arc::new(AtomicBool::new(false)),
                 preview: None,
                 stride: 1,

@@ -59,6 +59,12 @@ pub struct ServerConfig {
     /// The queue across machines: jobs go to its engine and workers elsewhere run them
     /// (`None`: this process runs them, `workers` at a time).
     pub remote: Option<RemoteQueue>,
+    /// The API's access tokens (none: open to every client that passes the host and
+    /// origin rules, as on loopback).
+    pub access: access::AccessTokens,
+    /// Most jobs one client may have waiting: per access token when there are tokens,
+    /// else per browser (0: only `max_queue`).
+    pub max_per_client: usize,
 }
 
 /// The queue across machines a server submits to.
@@ -68,8 +74,6 @@ pub struct RemoteQueue {
     pub engine: queue::Engine,
     /// Where uploads and results go.
     pub store: queue::Store,
-    /// Most jobs one client may have waiting (0: only the queue's own limit).
-    pub max_per_client: usize,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,8 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             limits: Limits::default(),
             remote: None,
+            access: access::AccessTokens::default(),
+            max_per_client: 16,
         }
     }
 }
@@ -144,7 +150,6 @@ impl Server {
                 remote.engine.clone(),
                 remote.store.clone(),
                 config.max_queue,
-                remote.max_per_client,
             ))),
             None => api::Backend::Embedded(Arc::new(
                 Jobs::new(
@@ -169,6 +174,8 @@ impl Server {
             limits: config.limits,
             decoding: tokio::sync::Semaphore::new(2),
             hosts: access::HostRule::new(&config.allowed_hosts),
+            access: config.access.clone(),
+            max_per_client: config.max_per_client,
         });
         Ok(Self {
             jobs,

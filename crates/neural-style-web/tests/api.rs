@@ -553,3 +553,106 @@ fn malformed_bodies_and_huge_field_names_get_short_client_errors() {
     assert!(body.len() < 300, "{} bytes echoed", body.len());
     assert!(body.contains("unknown form field `nnnn"), "{body}");
 }
+
+#[test]
+fn with_access_tokens_the_api_needs_one_and_each_token_has_its_share_of_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = "alice-0123456789abcdef";
+    let server = Running::start(ServerConfig {
+        access: neural_style_web::access::AccessTokens::parse(&format!(
+            "alice {alice}\nbob bob-fedcba9876543210\n"
+        ))
+        .unwrap(),
+        max_per_client: 2,
+        ..config(dir.path())
+    });
+    // No token, a wrong one: 401 with the scheme to use; the page itself still loads.
+    let (status, body) = call("GET", &server.url("/api/info"), &[(TOKEN_HEADER, TOKEN)]);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("needs an access token"), "{body}");
+    let wrong = [
+        (TOKEN_HEADER, TOKEN),
+        ("Authorization", "Bearer alice-0123456789abcdeX"),
+    ];
+    assert_eq!(call("GET", &server.url("/api/info"), &wrong).0, 401);
+    assert_eq!(call("GET", &server.url("/"), &[]).0, 200);
+    // The page's box: a good token becomes an HttpOnly cookie, a bad one is refused.
+    let mut r = agent()
+        .post(&server.url("/api/access"))
+        .header("Content-Type", "application/json")
+        .send(format!(r#"{{"token": "{alice}"}}"#))
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with(&format!("neural_style_access={alice};")),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let bad = r#"{"token": "nobody-0123456789abcdef"}"#;
+    let mut r = agent()
+        .post(&server.url("/api/access"))
+        .header("Content-Type", "application/json")
+        .send(bad)
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    let by_cookie = [
+        (TOKEN_HEADER, TOKEN),
+        ("Cookie", cookie.split(';').next().unwrap()),
+    ];
+    assert_eq!(call("GET", &server.url("/api/info"), &by_cookie).0, 200);
+
+    // Two jobs of alice's may wait, whichever browser sent them; the third is refused.
+    let submit_as = |client: &str, token: &str| {
+        let (content_type, body) = neural_style_testdata::multipart(&[
+            field("settings", r#"{"size": 64, "iterations": 2000}"#),
+            file("content", png(80, 60, 0.0)),
+            file("style", png(60, 60, 2.0)),
+        ]);
+        let mut r = agent()
+            .post(&server.url("/api/jobs"))
+            .header(TOKEN_HEADER, client)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", content_type)
+            .send(&body[..])
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    let (status, first) = submit_as(TOKEN, alice);
+    assert_eq!(status, 201, "{first}");
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let first = first["id"].as_str().unwrap().to_string();
+    let running = [
+        (TOKEN_HEADER, TOKEN),
+        ("Authorization", &format!("Bearer {alice}")),
+    ];
+    let start = std::time::Instant::now();
+    while !call("GET", &server.url(&format!("/api/jobs/{first}")), &running)
+        .1
+        .contains(r#""status":"running""#)
+    {
+        assert!(start.elapsed().as_secs() < 60, "the first job never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(submit_as(TOKEN, alice).0, 201);
+    assert_eq!(submit_as("another-browser-0001", alice).0, 201);
+    let (status, body) = submit_as("another-browser-0001", alice);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("2 jobs waiting"), "{body}");
+    // Bob's share is his own.
+    assert_eq!(
+        submit_as("bobs-browser-000001", "bob-fedcba9876543210").0,
+        201
+    );
+}

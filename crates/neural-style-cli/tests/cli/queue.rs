@@ -395,7 +395,8 @@ fn a_damaged_upload_fails_its_job_with_the_reason_and_the_queue_goes_on() {
     let mut list = Vec::new();
     wait_until("both jobs to end", Duration::from_secs(60), || {
         list = jobs(port).unwrap();
-        list.iter().all(|j| ["done", "failed"].contains(&j["status"].as_str().unwrap()))
+        list.iter()
+            .all(|j| ["done", "failed"].contains(&j["status"].as_str().unwrap()))
     });
     let job = |id: &str| list.iter().find(|j| j["id"] == id).unwrap().clone();
     let failed = job(&bad);

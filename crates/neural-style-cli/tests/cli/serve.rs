@@ -11,6 +11,8 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
     let w = tiny_weights();
     let w = w.to_str().unwrap();
     let results = s.p("results");
+    let tokens = s.p("tokens");
+    std::fs::write(&tokens, "alice 0123456789abcdef0123\nbob short\n").unwrap();
     for (args, expect) in [
         (
             vec!["--max-size", "8"],
@@ -34,6 +36,18 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
         (
             vec!["--results", "/proc/self/status/x"],
             vec!["/proc/self/status/x", "results folder"],
+        ),
+        (
+            vec!["--bind", "0.0.0.0:0"],
+            vec!["--bind 0.0.0.0:0", "needs --token-file"],
+        ),
+        (
+            vec!["--token-file", "/nonexistent/tokens"],
+            vec!["--token-file /nonexistent/tokens", "No such file"],
+        ),
+        (
+            vec!["--token-file", tokens.as_str()],
+            vec!["line 2: the token of `bob`", "16 to 128"],
         ),
         // sysfs refuses new files even to root: refused at start, not at the first save.
         (

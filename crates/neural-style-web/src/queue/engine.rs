@@ -6,7 +6,8 @@
 //!
 //! Keys, under a prefix (`neural-style` unless the URL's fragment names another):
 //! `{p}:jobs` (the stream), `{p}:job:{id}` (hash), `{p}:preview:{id}` (JPEG),
-//! `{p}:waiting` and `{p}:waiting:{owner}` (queued ids by submission order),
+//! `{p}:waiting` and `{p}:waiting:{limit}` (queued ids by submission order, all and per
+//! access token or client),
 //! `{p}:owner:{owner}` (ids by time), `{p}:idem:{owner}:{key}` (idempotency keys, 7 days),
 //! `{p}:seq`; progress is published on `{p}:ev:{id}`.
 
@@ -295,8 +296,8 @@ end
 local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
-local owner = redis.call('HGET', KEYS[2], 'owner')
-if owner then redis.call('ZREM', ARGV[4] .. owner, ARGV[3]) end
+local limit = redis.call('HGET', KEYS[2], 'limit')
+if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[3]) end
 redis.call('PUBLISH', ARGV[5], '1')
 return {{1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view')}}"
         ));
@@ -446,8 +447,8 @@ return 1"
     }
 
     /// Queues a job of `owner` (`view` queued, `spec` what to run), unless `idempotency`
-    /// names one already; refuses past `max_queue` waiting (all clients) or
-    /// `max_per_owner` (this client; 0: no limit).
+    /// names one already; refuses past `max_queue` waiting (all clients) or past the
+    /// jobs waiting under `limit`'s name (an access token or the client; 0: no limit).
     #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
@@ -457,7 +458,7 @@ return 1"
         spec: &JobSpec,
         idempotency: Option<&str>,
         max_queue: usize,
-        max_per_owner: usize,
+        limit: (&str, usize),
     ) -> Result<Submitted, QueueError> {
         let script = Script::new(
             r"
@@ -468,7 +469,7 @@ if all >= tonumber(ARGV[6]) then return {'full', tostring(all)} end
 local mine = redis.call('ZCARD', KEYS[7])
 if tonumber(ARGV[7]) > 0 and mine >= tonumber(ARGV[7]) then return {'full', tostring(mine)} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[8])
-redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued')
+redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued', 'limit', ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 local seq = redis.call('INCR', KEYS[6])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
@@ -487,15 +488,16 @@ return {'new', ARGV[1]}",
             .key(self.waiting())
             .key(self.stream())
             .key(format!("{}:seq", self.prefix))
-            .key(format!("{}{owner}", self.owner_waiting_prefix()))
+            .key(format!("{}{}", self.owner_waiting_prefix(), limit.0))
             .arg(&view.id)
             .arg(serde_json::to_string(spec).unwrap_or_default())
             .arg(serde_json::to_string(view).unwrap_or_default())
             .arg(owner)
             .arg(view.created)
             .arg(max_queue)
-            .arg(max_per_owner)
+            .arg(limit.1)
             .arg(IDEMPOTENCY_S)
+            .arg(limit.0)
             .invoke_async(con)
             .await
             .map_err(|e| self.error(e))?;
@@ -582,7 +584,8 @@ redis.call('HSET', KEYS[1], 'stop', '1')
 if redis.call('HGET', KEYS[1], 'status') == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   redis.call('ZREM', KEYS[2], ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[2])
+  local limit = redis.call('HGET', KEYS[1], 'limit')
+  if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[2]) end
 end
 redis.call('PUBLISH', ARGV[3], '1')
 return 1",
@@ -590,10 +593,10 @@ return 1",
         let found: i64 = script
             .key(self.job(id))
             .key(self.waiting())
-            .key(format!("{}{owner}", self.owner_waiting_prefix()))
             .arg(owner)
             .arg(id)
             .arg(self.channel(id))
+            .arg(self.owner_waiting_prefix())
             .invoke_async(con)
             .await
             .map_err(|e| self.error(e))?;

@@ -26,7 +26,6 @@ pub struct RemoteJobs {
     con: OnceCell<ConnectionManager>,
     watchers: Mutex<HashMap<String, watch::Sender<u64>>>,
     max_queue: usize,
-    max_per_owner: usize,
 }
 
 impl From<QueueError> for JobError {
@@ -36,16 +35,15 @@ impl From<QueueError> for JobError {
 }
 
 impl RemoteJobs {
-    /// The queue on `engine` with files in `store`: at most `max_queue` jobs waiting,
-    /// `max_per_owner` of one client (0: no limit of its own). Connects on first use.
-    pub fn new(engine: Engine, store: Store, max_queue: usize, max_per_owner: usize) -> Self {
+    /// The queue on `engine` with files in `store`: at most `max_queue` jobs waiting.
+    /// Connects on first use.
+    pub fn new(engine: Engine, store: Store, max_queue: usize) -> Self {
         Self {
             engine,
             store,
             con: OnceCell::new(),
             watchers: Mutex::new(HashMap::new()),
             max_queue,
-            max_per_owner,
         }
     }
 
@@ -94,7 +92,9 @@ impl RemoteJobs {
     }
 
     /// Queues a job: its uploads go to the store first, then the job to the engine. A
-    /// retried request with the same `idempotency` key gets the first job back.
+    /// retried request with the same `idempotency` key gets the first job back; `limit`
+    /// is the client's share of the queue (a name and its most jobs waiting, 0: none).
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
         owner: &str,
@@ -102,6 +102,7 @@ impl RemoteJobs {
         content: Vec<u8>,
         styles: Vec<Vec<u8>>,
         idempotency: Option<&str>,
+        limit: (&str, usize),
     ) -> Result<JobView, JobError> {
         let mut con = self.con().await?;
         let id = format!("{:016x}", rand::random::<u64>());
@@ -128,7 +129,7 @@ impl RemoteJobs {
                 &spec,
                 idempotency,
                 self.max_queue,
-                self.max_per_owner,
+                limit,
             )
             .await?;
         let id = match submitted {
