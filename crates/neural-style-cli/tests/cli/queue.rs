@@ -4,7 +4,7 @@
 //! and skip, unless `NEURAL_STYLE_REQUIRE_REDIS=1` (set by `.ci/run`) makes that a failure.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,20 @@ struct Redis {
     child: Child,
     port: u16,
     dir: String,
+    /// Flags beyond the port and files (TLS, a password).
+    extra: Vec<String>,
+    /// How clients reach it.
+    url: String,
 }
 
 impl Redis {
     /// `None`, with a notice, when redis-server is not installed (a failure when CI says it
     /// must be).
     fn start(dir: &str) -> Option<Self> {
+        Self::start_with(dir, Vec::new(), |port| format!("redis://127.0.0.1:{port}"))
+    }
+
+    fn start_with(dir: &str, extra: Vec<String>, url: impl Fn(u16) -> String) -> Option<Self> {
         let found = Command::new("redis-server").arg("--version").output();
         if found.is_err() {
             assert!(
@@ -35,18 +43,24 @@ impl Redis {
             return None;
         }
         let port = free_port();
-        let child = Self::spawn(port, dir);
+        let child = Self::spawn(port, dir, &extra);
         Some(Self {
             child,
             port,
             dir: dir.to_string(),
+            extra,
+            url: url(port),
         })
     }
 
-    fn spawn(port: u16, dir: &str) -> Child {
+    fn spawn(port: u16, dir: &str, extra: &[String]) -> Child {
         std::fs::create_dir_all(dir).unwrap();
+        // With TLS, the given port is the TLS one and plain TCP is off.
+        let tls = extra.iter().any(|a| a == "--tls-cert-file");
+        let port_flag = if tls { "--tls-port" } else { "--port" };
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([port_flag, &port.to_string(), "--bind", "127.0.0.1"])
+            .args(if tls { vec!["--port", "0"] } else { Vec::new() })
             .args([
                 "--save",
                 "",
@@ -56,6 +70,7 @@ impl Redis {
                 "always",
             ])
             .args(["--dir", dir])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -66,14 +81,14 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.url.clone()
     }
 
     /// Kills the engine's process (SIGKILL) and starts it again on the same port and files.
     fn restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = Self::spawn(self.port, &self.dir);
+        self.child = Self::spawn(self.port, &self.dir, &self.extra);
     }
 }
 
@@ -118,9 +133,18 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The command, trusting the test's certificate authority when Redis speaks TLS.
+fn client_of(redis: &Redis) -> Command {
+    let mut command = bin();
+    if let Some(i) = redis.extra.iter().position(|a| a == "--tls-ca-cert-file") {
+        command.env("SSL_CERT_FILE", &redis.extra[i + 1]);
+    }
+    command
+}
+
 /// `neural-style serve --queue` on `port`, its stderr in `log`.
 fn serve(redis: &Redis, store: &str, port: u16, log: &str) -> Proc {
-    let mut child = bin()
+    let mut child = client_of(redis)
         .args(["serve", "-w", tiny_weights().to_str().unwrap()])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--queue", &redis.url(), "--store", store])
@@ -128,25 +152,26 @@ fn serve(redis: &Redis, store: &str, port: u16, log: &str) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Serving once it names its address; the rest of its stderr goes to the log.
+    // Serving once it names its address; its stderr goes to the log, line by line.
     let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut file = std::fs::File::create(log).unwrap();
     let mut line = String::new();
     while !line.contains("http://") {
         line.clear();
         assert!(err.read_line(&mut line).unwrap() > 0, "serve exited");
+        file.write_all(line.as_bytes()).unwrap();
     }
-    let log = log.to_string();
     std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
-        let _ = std::fs::write(log, rest);
+        for line in err.lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
     });
     Proc(child)
 }
 
 /// `neural-style worker` named `name`: 2 s lease, a checkpoint every 2 iterations.
 fn worker(redis: &Redis, store: &str, name: &str, log: &str) -> Proc {
-    let child = bin()
+    let child = client_of(redis)
         .args(["worker", "-w", tiny_weights().to_str().unwrap()])
         .args(["--queue", &redis.url(), "--store", store, "--name", name])
         .args(["--lease", "2", "--checkpoint-every", "2", "--threads", "1"])
@@ -407,4 +432,111 @@ fn a_damaged_upload_fails_its_job_with_the_reason_and_the_queue_goes_on() {
     assert_eq!(job(&good)["status"], "done");
     assert!(result(port, &good).is_some());
     assert!(result(port, &bad).is_none());
+}
+
+#[test]
+fn the_queue_works_over_tls_with_a_password_that_no_log_shows() {
+    let s = Scene::new();
+    let dir = s.p("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let at = |name: &str| format!("{dir}/{name}");
+    // A certificate authority of the test's own and a certificate for localhost.
+    let san = at("san.ext");
+    std::fs::write(&san, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=test-ca",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain(["-keyout".into(), at("ca.key"), "-out".into(), at("ca.pem")])
+        .collect::<Vec<_>>(),
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([
+            "-keyout".into(),
+            at("server.key"),
+            "-out".into(),
+            at("server.csr"),
+        ])
+        .collect(),
+        vec!["x509", "-req", "-days", "1", "-CAcreateserial"]
+            .into_iter()
+            .map(String::from)
+            .chain(["-in".into(), at("server.csr"), "-CA".into(), at("ca.pem")])
+            .chain([
+                "-CAkey".into(),
+                at("ca.key"),
+                "-out".into(),
+                at("server.pem"),
+            ])
+            .chain(["-extfile".into(), san.clone()])
+            .collect(),
+    ] {
+        let Ok(o) = Command::new("openssl").args(&args).output() else {
+            assert!(
+                std::env::var("NEURAL_STYLE_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "NEURAL_STYLE_REQUIRE_REDIS=1 but openssl (for the TLS test) is not installed"
+            );
+            eprintln!("NOTICE: openssl is not installed; the TLS queue test is skipped");
+            return;
+        };
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    }
+    let password = "s3cret-queue-password";
+    let extra = [
+        ("--tls-cert-file", at("server.pem")),
+        ("--tls-key-file", at("server.key")),
+        ("--tls-ca-cert-file", at("ca.pem")),
+        ("--tls-auth-clients", "no".into()),
+        ("--requirepass", password.into()),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .collect();
+    let Some(redis) = Redis::start_with(&s.p("redis"), extra, |port| {
+        format!("rediss://:{password}@localhost:{port}")
+    }) else {
+        return;
+    };
+    let store = s.p("store");
+    let port = free_port();
+    let server = serve(&redis, &store, port, &s.p("serve.log"));
+    let worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let id = submit(port, &images, 0, "tls-0");
+    wait_until("the job over TLS", Duration::from_secs(60), || {
+        jobs(port)
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id.as_str() && j["status"] == "done")
+    });
+    drop((server, worker));
+    for log in ["serve.log", "w0.log"] {
+        let text = std::fs::read_to_string(s.p(log)).unwrap_or_default();
+        assert!(!text.contains(password), "{log}: {text}");
+    }
+    for log in ["serve.log", "w0.log"] {
+        let text = std::fs::read_to_string(s.p(log)).unwrap();
+        assert!(text.contains("rediss://:***@localhost"), "{log}: {text}");
+    }
 }
