@@ -55,7 +55,8 @@ pub struct QueueArgs {
     #[arg(long, value_name = "URL")]
     pub queue: Option<String>,
     /// Where uploads, checkpoints and results go, reached by the server and every worker:
-    /// a shared folder (a path or `file:///path`).
+    /// an S3 bucket, `s3://bucket/prefix` (credentials, region and endpoint from the
+    /// `AWS_*` variables), or a shared folder (a path or `file:///path`).
     #[arg(long, value_name = "URL", requires = "queue")]
     pub store: Option<String>,
 }

@@ -144,7 +144,13 @@ fn client_of(redis: &Redis) -> Command {
 
 /// `neural-style serve --queue` on `port`, its stderr in `log`.
 fn serve(redis: &Redis, store: &str, port: u16, log: &str) -> Proc {
+    serve_with(redis, store, &[], port, log)
+}
+
+/// The same with variables for the store (S3's).
+fn serve_with(redis: &Redis, store: &str, env: &[(&str, String)], port: u16, log: &str) -> Proc {
     let mut child = client_of(redis)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["serve", "-w", tiny_weights().to_str().unwrap()])
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--queue", &redis.url(), "--store", store])
@@ -171,7 +177,13 @@ fn serve(redis: &Redis, store: &str, port: u16, log: &str) -> Proc {
 
 /// `neural-style worker` named `name`: 2 s lease, a checkpoint every 2 iterations.
 fn worker(redis: &Redis, store: &str, name: &str, log: &str) -> Proc {
+    worker_with(redis, store, &[], name, log)
+}
+
+/// The same with variables for the store (S3's).
+fn worker_with(redis: &Redis, store: &str, env: &[(&str, String)], name: &str, log: &str) -> Proc {
     let child = client_of(redis)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["worker", "-w", tiny_weights().to_str().unwrap()])
         .args(["--queue", &redis.url(), "--store", store, "--name", name])
         .args(["--lease", "2", "--checkpoint-every", "2", "--threads", "1"])
@@ -539,4 +551,83 @@ fn the_queue_works_over_tls_with_a_password_that_no_log_shows() {
         let text = std::fs::read_to_string(s.p(log)).unwrap();
         assert!(text.contains("rediss://:***@localhost"), "{log}: {text}");
     }
+}
+
+#[test]
+fn the_store_can_be_an_s3_bucket() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    // moto's S3 server (PyPI `moto[server]`), on loopback.
+    let s3_port = free_port();
+    let Ok(moto) = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        assert!(
+            std::env::var("NEURAL_STYLE_REQUIRE_S3").as_deref() != Ok("1"),
+            "NEURAL_STYLE_REQUIRE_S3=1 but moto_server is not installed"
+        );
+        eprintln!(
+            "NOTICE: moto_server (pip install 'moto[server]') is missing; the S3 test is skipped"
+        );
+        return;
+    };
+    let _moto = Proc(moto);
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    wait_until("moto to answer", Duration::from_secs(30), || {
+        agent().get(&endpoint).call().is_ok()
+    });
+    let made = agent()
+        .put(format!("{endpoint}/studio"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(made.status().as_u16(), 200, "creating the bucket");
+    let env = [
+        ("AWS_ENDPOINT", endpoint.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ];
+    let store = "s3://studio/neural-style";
+    let port = free_port();
+    let _server = serve_with(&redis, store, &env, port, &s.p("serve.log"));
+    let _worker = worker_with(&redis, store, &env, "w0", &s.p("w0.log"));
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let id = submit(port, &images, 0, "s3-0");
+    wait_until(
+        "the job with its files in S3",
+        Duration::from_secs(60),
+        || {
+            jobs(port)
+                .unwrap()
+                .iter()
+                .any(|j| j["id"] == id.as_str() && j["status"] == "done")
+        },
+    );
+    let png = result(port, &id).expect("the result, from the bucket");
+    assert!(png.starts_with(b"\x89PNG"));
+    // It is in the bucket, under the prefix.
+    let mut listing = agent()
+        .get(format!(
+            "{endpoint}/studio?list-type=2&prefix=neural-style/results/"
+        ))
+        .call()
+        .unwrap();
+    let listing = listing.body_mut().read_to_string().unwrap();
+    assert!(
+        listing.contains(&format!("<Key>neural-style/results/{id}.png</Key>")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("<Size>{}</Size>", png.len())),
+        "{listing}"
+    );
 }

@@ -1,11 +1,14 @@
 //! Where a job's files live, for every worker and server to reach: uploads, checkpoints
-//! and results, as objects in an object store (the `object_store` crate): a folder that
-//! all machines share (`file:///srv/neural-style` or a plain path) is the simple case.
+//! and results, as objects in an object store (the `object_store` crate): an S3 bucket
+//! (`s3://bucket/prefix`, AWS or any S3-compatible store), or a folder that all machines
+//! share (`file:///srv/neural-style` or a plain path).
 
 use std::sync::Arc;
 
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::QueueError;
@@ -24,19 +27,44 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the store at `url`: `file:///dir` or a plain folder path (created if
+    /// Opens the store at `url`: `s3://bucket/prefix` (credentials, region and endpoint
+    /// from the usual `AWS_*` variables: `AWS_ENDPOINT` and `AWS_ALLOW_HTTP=true` for a
+    /// local S3-compatible server), `file:///dir` or a plain folder path (created if
     /// missing).
     pub fn open(url: &str) -> Result<Self, QueueError> {
         let refuse = |reason: String| QueueError::StoreUrl {
             url: url.to_string(),
             reason,
         };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(refuse("no bucket: use s3://bucket/prefix".to_string()));
+            }
+            // reqwest's TLS needs a process-wide provider: ring, as everywhere in the binary
+            // (an error only says that one is installed already).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // A result is written once: S3's If-None-Match on the put.
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_conditional_put(S3ConditionalPut::ETagMatch)
+                .build()
+                .map_err(|e| refuse(e.to_string()))?;
+            let inner: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+                "" => Arc::new(s3),
+                prefix => Arc::new(PrefixStore::new(s3, prefix)),
+            };
+            return Ok(Self {
+                inner,
+                url: url.to_string(),
+            });
+        }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
             std::path::PathBuf::from(rest)
         } else if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or_default();
             return Err(refuse(format!(
-                "`{scheme}` stores are not supported; use a folder every worker reaches (file:///path or a path)"
+                "`{scheme}` stores are not supported; use s3://bucket/prefix or a folder every worker reaches (file:///path or a path)"
             )));
         } else {
             std::path::PathBuf::from(url)
