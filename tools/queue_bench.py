@@ -113,7 +113,8 @@ def embedded(args, tmp):
     port = free_port()
     server = start([args.bin, "serve", "-w", args.weights, "--bind", f"127.0.0.1:{port}",
                     "--results", os.path.join(tmp, "results"), "--threads", "1",
-                    "--max-queue", str(args.jobs)], os.path.join(tmp, "serve.log"))
+                    "--max-queue", str(args.jobs), "--max-per-client", "0"],
+                   os.path.join(tmp, "serve.log"))
     try:
         wait_port(port)
         run_batch(args, port, 2)  # warm up

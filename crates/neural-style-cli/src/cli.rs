@@ -74,9 +74,14 @@ pub struct WorkerArgs {
     /// worker continues it from its last checkpoint.
     #[arg(long, default_value_t = 30, value_name = "S")]
     pub lease: u64,
-    /// L-BFGS iterations between the checkpoints saved to the store.
+    /// L-BFGS iterations between checkpoints of a job (a dead worker's job continues
+    /// from its last one)...
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub checkpoint_every: usize,
+    /// ...of which one is saved to the store at most every S seconds (0: each). A
+    /// checkpoint holds the optimiser's history: ~275 MB for a 384x288 job.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub checkpoint_seconds: u64,
     /// Folder for files on their way to the store [default: the system's temporary folder].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,

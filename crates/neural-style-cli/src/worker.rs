@@ -67,6 +67,7 @@ pub fn run(a: WorkerArgs) -> Result<ExitCode> {
         name: name.clone(),
         lease: Duration::from_secs(a.lease),
         checkpoint_every: a.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(a.checkpoint_seconds),
         work_dir: work_dir.clone(),
         limits: Limits {
             max_size: a.max_size,

@@ -43,14 +43,23 @@ pub(crate) struct Progress {
     started: Instant,
     last_publish: Option<Instant>,
     last_preview: Option<Instant>,
+    preview_every: Duration,
 }
 
 impl Progress {
+    /// Progress published at most every [`PUBLISH_EVERY`], previews as often.
     pub(crate) fn new() -> Self {
+        Self::with_previews_every(PUBLISH_EVERY)
+    }
+
+    /// The same with previews at most every `preview_every` (a worker across the network
+    /// sends fewer: each is a JPEG through the engine).
+    pub(crate) fn with_previews_every(preview_every: Duration) -> Self {
         Self {
             started: Instant::now(),
             last_publish: None,
             last_preview: None,
+            preview_every,
         }
     }
 
@@ -87,7 +96,7 @@ impl Progress {
             Event::Snapshot { image, .. } => {
                 if self
                     .last_preview
-                    .is_some_and(|t| t.elapsed() < PUBLISH_EVERY)
+                    .is_some_and(|t| t.elapsed() < self.preview_every)
                 {
                     return None;
                 }

@@ -186,7 +186,15 @@ fn worker_with(redis: &Redis, store: &str, env: &[(&str, String)], name: &str, l
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["worker", "-w", tiny_weights().to_str().unwrap()])
         .args(["--queue", &redis.url(), "--store", store, "--name", name])
-        .args(["--lease", "2", "--checkpoint-every", "2", "--threads", "1"])
+        .args([
+            "--lease",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--checkpoint-seconds",
+            "0",
+        ])
+        .args(["--threads", "1"])
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();

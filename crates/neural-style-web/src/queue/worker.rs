@@ -19,6 +19,8 @@ use crate::settings::Limits;
 
 /// Workers a job may stop on (killed, crashed) before it is failed instead of retried.
 pub const MAX_ATTEMPTS: u32 = 3;
+/// Least time between two previews a worker sends through the engine.
+const PREVIEW_EVERY: Duration = Duration::from_secs(1);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -27,8 +29,11 @@ pub struct WorkerConfig {
     pub name: String,
     /// How long a claim lasts without renewal; a worker renews it four times as often.
     pub lease: Duration,
-    /// L-BFGS iterations between checkpoints saved to the store.
+    /// L-BFGS iterations between checkpoints...
     pub checkpoint_every: usize,
+    /// ...of which one is saved to the store at most this often (a checkpoint holds the
+    /// optimiser's history: ~275 MB for a 384x288 job with the default history).
+    pub checkpoint_interval: Duration,
     /// A folder of its own for checkpoint and result files on their way to the store.
     pub work_dir: PathBuf,
     /// What a job may ask for (uploads are decoded within these limits).
@@ -318,15 +323,20 @@ impl JobRunner<'_> {
         // Renewed from a thread of its own: a tiled evaluation can take minutes.
         let held = AtomicBool::new(true);
         let stop = AtomicBool::new(false);
-        let running = AtomicBool::new(true);
+        let (finished, done) = std::sync::mpsc::channel::<()>();
         let lease = self.config.lease;
         let mut stride = 1;
-        let mut progress = Progress::new();
+        let mut progress = Progress::with_previews_every(PREVIEW_EVERY);
+        let mut last_saved: Option<std::time::Instant> = None;
         let mut first = true;
         let output = std::thread::scope(|scope| {
-            scope.spawn(|| self.renew_until_done(claim, lease, &held, &stop, &running));
+            let (held, stop) = (&held, &stop);
+            scope.spawn(move || self.renew_until_done(claim, lease, held, stop, &done));
             let mut observer = |event: &Event<'_>| {
-                if let Event::Checkpoint { checkpoint: state } = event {
+                if let Event::Checkpoint { checkpoint: state } = event
+                    && last_saved.is_none_or(|t| t.elapsed() >= self.config.checkpoint_interval)
+                {
+                    last_saved = Some(std::time::Instant::now());
                     let saved = state
                         .save(checkpoint)
                         .map_err(|e| e.to_string())
@@ -371,7 +381,7 @@ impl JobRunner<'_> {
                 }
             };
             let output = neural_style::run(self.net, plan, &mut observer);
-            running.store(false, Ordering::SeqCst);
+            drop(finished);
             output
         })
         .map_err(|e| e.to_string())?;
@@ -397,19 +407,12 @@ impl JobRunner<'_> {
         lease: Duration,
         held: &AtomicBool,
         stop: &AtomicBool,
-        running: &AtomicBool,
+        done: &std::sync::mpsc::Receiver<()>,
     ) {
         let every = (lease / 4).max(Duration::from_millis(100));
-        let tick = Duration::from_millis(50).min(every);
         let mut con = None;
-        let mut since = Duration::ZERO;
-        while running.load(Ordering::SeqCst) {
-            std::thread::sleep(tick);
-            since += tick;
-            if since < every {
-                continue;
-            }
-            since = Duration::ZERO;
+        // Woken at once when the run ends (its sender is dropped), else every `every`.
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(every) {
             if con.is_none() {
                 con = self.engine.connect().ok();
             }
