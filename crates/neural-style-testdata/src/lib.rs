@@ -64,28 +64,6 @@ fn shared_in(dir: &Path, required: bool, what: &str) -> Option<PathBuf> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn absent_shared_data_is_skipped_unless_required() {
-        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        assert_eq!(shared_in(&here, true, "a test"), Some(here.clone()));
-        let absent = here.join("no-such-folder");
-        assert_eq!(shared_in(&absent, false, "a test"), None);
-        let required = std::panic::catch_unwind(|| shared_in(&absent, true, "a test"));
-        assert!(required.is_err(), "a required absent folder must fail");
-    }
-
-    #[test]
-    fn the_fixtures_are_where_the_tests_look() {
-        assert!(tiny_weights().is_file(), "{}", tiny_weights().display());
-        assert!(tiny_weights_to_conv3_1().is_file());
-        assert!(fixture("requirements.txt").is_file());
-    }
-}
-
 /// One part of a multipart form: its name, the file name and type (for a file), the bytes.
 pub struct Part<'a> {
     /// The field's name.
@@ -175,4 +153,26 @@ pub fn browser_available() -> bool {
         missing.join(", ")
     );
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_shared_data_is_skipped_unless_required() {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(shared_in(&here, true, "a test"), Some(here.clone()));
+        let absent = here.join("no-such-folder");
+        assert_eq!(shared_in(&absent, false, "a test"), None);
+        let required = std::panic::catch_unwind(|| shared_in(&absent, true, "a test"));
+        assert!(required.is_err(), "a required absent folder must fail");
+    }
+
+    #[test]
+    fn the_fixtures_are_where_the_tests_look() {
+        assert!(tiny_weights().is_file(), "{}", tiny_weights().display());
+        assert!(tiny_weights_to_conv3_1().is_file());
+        assert!(fixture("requirements.txt").is_file());
+    }
 }

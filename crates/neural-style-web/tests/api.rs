@@ -577,7 +577,7 @@ fn with_access_tokens_the_api_needs_one_and_each_token_has_its_share_of_the_queu
     assert_eq!(call("GET", &server.url("/api/info"), &wrong).0, 401);
     assert_eq!(call("GET", &server.url("/"), &[]).0, 200);
     // The page's box: a good token becomes an HttpOnly cookie, a bad one is refused.
-    let mut r = agent()
+    let r = agent()
         .post(&server.url("/api/access"))
         .header("Content-Type", "application/json")
         .send(format!(r#"{{"token": "{alice}"}}"#))
