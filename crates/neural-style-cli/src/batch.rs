@@ -153,6 +153,14 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
         style: vec![a.style[0].clone()],
         ..a.clone()
     })?;
+    if let Some(queue) = &args.queue.queue {
+        let store = args
+            .queue
+            .store
+            .as_deref()
+            .context("--queue needs --store: where the workers find the images")?;
+        return crate::batch_queue::run(&template, &pairs, queue, store, args.detach);
+    }
     set_threads(template.threads)?;
     let (net, weights) = load_network(&template)?;
     let signals = Signals::install()?;

@@ -183,6 +183,14 @@ pub struct BatchArgs {
     /// `CONTENT__STYLE.png`.
     #[command(flatten)]
     pub run: RunArgs,
+    /// Every pair becomes a job of the queue across machines, run by `neural-style worker`s;
+    /// the batch waits and writes the results as they come.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// With --queue: return once the jobs are queued; the same command run again later
+    /// finds them (and waits for those not finished) instead of queueing them again.
+    #[arg(long, requires = "queue")]
+    pub detach: bool,
 }
 
 /// Flags of `neural-style sheet`: the style-transfer flags plus the grid's axes.

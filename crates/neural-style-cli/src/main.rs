@@ -4,6 +4,7 @@
 //! then prints any error's whole chain on one line and exits non-zero.
 
 mod batch;
+mod batch_queue;
 mod bench;
 mod cli;
 mod config;

@@ -25,7 +25,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::access::{AccessName, AccessTokens, Client, HostRule};
 use crate::jobs::{JobError, JobView, Jobs, valid_id};
-use crate::queue::RemoteJobs;
+use crate::queue::{RemoteJobs, Upload};
 use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
 
 /// Where jobs run: in this process, or on workers of the queue across machines.
@@ -112,17 +112,29 @@ pub(crate) fn plan_job(
     let config = settings
         .to_config(base, default_style, styles.len(), limits)
         .map_err(|e| e.to_string())?;
-    let longest = settings.size;
-    let style_longest = (longest as f32 * config.get().style_scale).ceil() as u32;
+    plan_with(net, &config, Some(settings.size), content, styles)
+}
+
+/// A job's plan from a checked configuration; `longest`: the images are first shrunk to
+/// about twice what the job uses (a web job's size).
+pub(crate) fn plan_with(
+    net: &Network,
+    config: &neural_style::CheckedConfig,
+    longest: Option<u32>,
+    content: Image,
+    styles: Vec<Image>,
+) -> Result<Plan, String> {
+    let shrink = |image: Image, scale: f32| match longest {
+        Some(side) => fit_for_job(image, (side as f32 * scale).ceil() as u32),
+        None => image,
+    };
+    let style_scale = config.get().style_scale;
     let inputs = Inputs {
-        content: Some(fit_for_job(content, longest)),
-        styles: styles
-            .into_iter()
-            .map(|i| fit_for_job(i, style_longest))
-            .collect(),
+        content: Some(shrink(content, 1.0)),
+        styles: styles.into_iter().map(|i| shrink(i, style_scale)).collect(),
         ..Inputs::default()
     };
-    let plan = Plan::new(&config, net, inputs).map_err(|e| e.to_string())?;
+    let plan = Plan::new(config, net, inputs).map_err(|e| e.to_string())?;
     // A size larger than memory goes by tiles (or with a shorter history), as on the
     // command line; one that fits in no way is refused now, not killed later.
     match Budget::new(available_memory(), None) {
@@ -456,8 +468,13 @@ async fn submit(
             // Checked here; the worker makes the plan again from the same uploads.
             drop(plan);
             let key = idempotency_key(&headers)?;
-            jobs.submit(&owner, settings, content_bytes, style_bytes, key, limit)
-                .await?
+            let upload = Upload {
+                settings,
+                config: None,
+                content: content_bytes,
+                styles: style_bytes,
+            };
+            jobs.submit(&owner, upload, key, limit).await?
         }
     };
     let location = format!("/api/jobs/{}", view.id);

@@ -639,3 +639,70 @@ fn the_store_can_be_an_s3_bucket() {
         "{listing}"
     );
 }
+
+#[test]
+fn batch_queues_its_pairs_detaches_and_collects_the_same_pictures_as_a_local_batch() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let store = s.p("store");
+    let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    std::fs::create_dir_all(s.p("photos")).unwrap();
+    write_image(Path::new(&s.p("photos/a.png")), 40, 32, 0.0);
+    write_image(Path::new(&s.p("photos/b.png")), 32, 40, 1.0);
+    let (photos, style, w) = (s.p("photos"), s.p("style.png"), tiny_weights());
+    let batch = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "batch",
+            "-c",
+            &photos,
+            "-s",
+            &style,
+            "-w",
+            w.to_str().unwrap(),
+        ];
+        args.extend(["--size", "48", "-n", "30", "--threads", "1", "-o", out]);
+        args.extend(extra);
+        run(&args)
+    };
+    let local = batch(&s.p("local"), &[]);
+    assert!(local.status.success(), "{}", stderr(&local));
+    let queued = s.p("queued");
+    let url = redis.url();
+    let remote = ["--queue", url.as_str(), "--store", store.as_str()];
+    let detached = batch(&queued, &[&remote[..], &["--detach"]].concat());
+    assert!(detached.status.success(), "{}", stderr(&detached));
+    assert!(
+        stderr(&detached).contains("2 jobs queued"),
+        "{}",
+        stderr(&detached)
+    );
+    assert_eq!(std::fs::read_dir(&queued).unwrap().count(), 0);
+    // The same command again finds the same two jobs and collects their results.
+    let collected = batch(&queued, &remote);
+    assert!(collected.status.success(), "{}", stderr(&collected));
+    assert!(
+        stderr(&collected).contains("2 done by the workers"),
+        "{}",
+        stderr(&collected)
+    );
+    for name in ["a__style.png", "b__style.png"] {
+        let there = image::open(Path::new(&queued).join(name))
+            .unwrap()
+            .to_rgb8();
+        let here = image::open(Path::new(&s.p("local")).join(name))
+            .unwrap()
+            .to_rgb8();
+        assert!(
+            there == here,
+            "{name}: the worker's picture differs from the local one"
+        );
+    }
+    let again = batch(&queued, &remote);
+    assert!(
+        stderr(&again).contains("2 already done"),
+        "{}",
+        stderr(&again)
+    );
+}

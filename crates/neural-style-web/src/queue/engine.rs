@@ -469,7 +469,7 @@ if all >= tonumber(ARGV[6]) then return {'full', tostring(all)} end
 local mine = redis.call('ZCARD', KEYS[7])
 if tonumber(ARGV[7]) > 0 and mine >= tonumber(ARGV[7]) then return {'full', tostring(mine)} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[8])
-redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued', 'limit', ARGV[9])
+redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued', 'limit', ARGV[9], 'idem', KEYS[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 local seq = redis.call('INCR', KEYS[6])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
@@ -603,7 +603,8 @@ return 1",
         Ok(found == 1)
     }
 
-    /// Forgets a finished job of `owner` (its files are the caller's to delete).
+    /// Forgets a finished job of `owner`, and its idempotency key (its files are the
+    /// caller's to delete).
     pub async fn remove(
         &self,
         con: &mut redis::aio::ConnectionManager,
@@ -615,6 +616,8 @@ return 1",
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'queued' or s == 'running' then return 1 end
+local idem = redis.call('HGET', KEYS[1], 'idem')
+if idem then redis.call('DEL', idem) end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 2",

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::settings::JobSettings;
 
 pub use engine::Engine;
-pub use remote::RemoteJobs;
+pub use remote::{RemoteJobs, Upload};
 pub use store::Store;
 pub use worker::{WorkerConfig, WorkerNote};
 
@@ -73,8 +73,12 @@ pub enum QueueError {
 /// What a worker needs to run a job: its settings and where its uploads are in the store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// The client's settings.
+    /// The client's settings (a web job's), shown in its view.
     pub settings: JobSettings,
+    /// The whole run configuration, for a job from `batch --queue` (which has every flag of
+    /// a run); `None`: the settings on the worker's base configuration.
+    #[serde(default)]
+    pub config: Option<neural_style::TransferConfig>,
     /// The photo's object key.
     pub content: String,
     /// The paintings' object keys.

@@ -19,6 +19,19 @@ use crate::settings::JobSettings;
 /// Most jobs of one client listed.
 const LISTED: usize = 500;
 
+/// A job as submitted: its settings (or whole configuration) and its images' bytes.
+#[derive(Debug)]
+pub struct Upload {
+    /// The settings shown in its view.
+    pub settings: JobSettings,
+    /// The whole configuration (a batch's), else the settings on the worker's base one.
+    pub config: Option<neural_style::TransferConfig>,
+    /// The photo, as sent.
+    pub content: Vec<u8>,
+    /// The paintings, as sent.
+    pub styles: Vec<Vec<u8>>,
+}
+
 /// The queue as the server sees it.
 pub struct RemoteJobs {
     engine: Engine,
@@ -94,16 +107,19 @@ impl RemoteJobs {
     /// Queues a job: its uploads go to the store first, then the job to the engine. A
     /// retried request with the same `idempotency` key gets the first job back; `limit`
     /// is the client's share of the queue (a name and its most jobs waiting, 0: none).
-    #[allow(clippy::too_many_arguments)]
     pub async fn submit(
         &self,
         owner: &str,
-        settings: JobSettings,
-        content: Vec<u8>,
-        styles: Vec<Vec<u8>>,
+        upload: Upload,
         idempotency: Option<&str>,
         limit: (&str, usize),
     ) -> Result<JobView, JobError> {
+        let Upload {
+            settings,
+            config,
+            content,
+            styles,
+        } = upload;
         let mut con = self.con().await?;
         let id = format!("{:016x}", rand::random::<u64>());
         let content_key = keys::input(&id, "content");
@@ -116,6 +132,7 @@ impl RemoteJobs {
         }
         let spec = JobSpec {
             settings: settings.clone(),
+            config,
             content: content_key,
             styles: style_keys,
         };

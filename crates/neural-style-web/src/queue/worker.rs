@@ -275,8 +275,26 @@ impl JobRunner<'_> {
             .iter()
             .map(|key| load(key, "style"))
             .collect::<Result<Vec<_>, _>>()?;
-        let plan = || {
-            crate::api::plan_job(
+        let plan = || match &spec.config {
+            // A batch's job: its whole configuration, within this worker's size limit.
+            Some(config) => {
+                let side = match config.size {
+                    neural_style::Size::Longest(n) => n,
+                    neural_style::Size::Exact(w, h) => w.max(h),
+                };
+                if side > limits.max_size {
+                    return Err(format!(
+                        "size: {side} px is more than this worker's --max-size {}",
+                        limits.max_size
+                    ));
+                }
+                let checked = config
+                    .clone()
+                    .check(styles.len())
+                    .map_err(|e| e.to_string())?;
+                crate::api::plan_with(self.net, &checked, None, content.clone(), styles.clone())
+            }
+            None => crate::api::plan_job(
                 self.net,
                 self.base,
                 self.default_style,
@@ -284,7 +302,7 @@ impl JobRunner<'_> {
                 &spec.settings,
                 content.clone(),
                 styles.clone(),
-            )
+            ),
         };
         let every = self.config.checkpoint_every;
         let saved = if view.attempts > 1 {
