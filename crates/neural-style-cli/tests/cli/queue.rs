@@ -361,6 +361,11 @@ fn thirty_jobs_on_three_workers_survive_a_killed_worker_server_and_engine() {
     assert!(resumed["resumed_from"].as_u64() >= Some(2), "{resumed}");
     assert_ne!(resumed["worker"], "w0", "{resumed}");
 
+    // The workers that lived through Redis's restart reconnected to it.
+    for i in 1..3 {
+        let log = std::fs::read_to_string(s.p(&format!("w{i}.log"))).unwrap();
+        assert!(log.matches("connected to").count() >= 2, "w{i}: {log}");
+    }
     // Workers stop on SIGTERM between jobs.
     for w in workers.iter_mut().skip(1) {
         let _ = Command::new("kill")
