@@ -107,6 +107,25 @@ pub fn load_network_from(
     Ok((net, weights))
 }
 
+/// The network a long-lived command (`serve`, `worker`) runs every job on, from its network
+/// flags: the threads set, the base settings (architecture and input convention), the
+/// network loaded, and the line that describes it.
+pub fn load_network_flags(
+    n: &crate::cli::NetworkArgs,
+) -> Result<(Network, neural_style::TransferConfig, String)> {
+    set_threads(n.threads)?;
+    let weights = WeightsSource::from_flags(n.weights.clone(), &n.model, n.cache_dir.as_deref())?;
+    let device = n.device.parse().map_err(flag_error)?;
+    let base = neural_style::TransferConfig {
+        arch: n.arch,
+        convention: n.preprocess.map(neural_style::InputConvention::from),
+        ..neural_style::TransferConfig::default()
+    };
+    let (net, path) = load_network_from(&weights, device, &base, false)?;
+    let description = describe_network(&net, base.loss_form, &path);
+    Ok((net, base, description))
+}
+
 /// One line saying which network, convention and loss form a run uses.
 pub fn describe(net: &Network, job: &RunJob, weights: &Path) -> String {
     describe_network(net, job.config.get().loss_form, weights)

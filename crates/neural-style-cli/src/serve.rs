@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use neural_style::config::SIDES;
-use neural_style::{InputConvention, TransferConfig};
 use neural_style_web::access::AccessTokens;
 use neural_style_web::queue::{Engine, Store};
 use neural_style_web::{Limits, RemoteQueue, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
-use crate::config::{WeightsSource, flag_error};
-use crate::runner::{describe_network, load_network_from, set_threads};
+use crate::runner::load_network_flags;
 
 /// The most jobs `serve` runs at once (each on every thread of the pool).
 const MAX_JOBS: usize = 64;
@@ -112,23 +110,10 @@ fn valid_host_name(name: &str) -> bool {
 /// Runs the server until Ctrl-C or SIGTERM.
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let config = server_config(&a)?;
-    set_threads(a.network.threads)?;
-    let weights = WeightsSource::from_flags(
-        a.network.weights.clone(),
-        &a.network.model,
-        a.network.cache_dir.as_deref(),
-    )?;
-    let device = a.network.device.parse().map_err(flag_error)?;
-    let base = TransferConfig {
-        arch: a.network.arch,
-        convention: a.network.preprocess.map(InputConvention::from),
-        ..TransferConfig::default()
-    };
-    let (net, path) = load_network_from(&weights, device, &base, false)?;
+    let (net, base, description) = load_network_flags(&a.network)?;
     let listener = std::net::TcpListener::bind(a.bind)
         .with_context(|| format!("--bind {}: cannot listen there", a.bind))?;
     let addr = listener.local_addr().context("--bind")?;
-    let description = describe_network(&net, base.loss_form, &path);
     let server = Server::new(Arc::new(net), base, config)?;
     if !addr.ip().is_loopback() {
         eprintln!(

@@ -9,14 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use neural_style::{InputConvention, TransferConfig};
 use neural_style_web::Limits;
 use neural_style_web::queue::worker::{self, WorkerConfig, WorkerNote};
 use neural_style_web::queue::{Engine, Store};
 
 use crate::cli::WorkerArgs;
-use crate::config::{WeightsSource, flag_error};
-use crate::runner::{describe_network, load_network_from, set_threads};
+use crate::runner::load_network_flags;
 
 /// Longest lease accepted (a day).
 const MAX_LEASE_S: u64 = 86_400;
@@ -49,20 +47,8 @@ pub fn run(a: WorkerArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("neural-style-worker-{}", std::process::id()));
-    set_threads(a.network.threads)?;
-    let weights = WeightsSource::from_flags(
-        a.network.weights.clone(),
-        &a.network.model,
-        a.network.cache_dir.as_deref(),
-    )?;
-    let device = a.network.device.parse().map_err(flag_error)?;
-    let base = TransferConfig {
-        arch: a.network.arch,
-        convention: a.network.preprocess.map(InputConvention::from),
-        ..TransferConfig::default()
-    };
-    let (net, path) = load_network_from(&weights, device, &base, false)?;
-    eprintln!("{}", describe_network(&net, base.loss_form, &path));
+    let (net, base, description) = load_network_flags(&a.network)?;
+    eprintln!("{description}");
     let config = WorkerConfig {
         name: name.clone(),
         lease: Duration::from_secs(a.lease),

@@ -133,6 +133,16 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Redis, a store folder and `serve --queue` on a free port, for a test in `s`; `None`
+/// when redis-server is missing (see [`Redis::start`]).
+fn queue_with_server(s: &Scene) -> Option<(Redis, String, u16, Proc)> {
+    let redis = Redis::start(&s.p("redis"))?;
+    let store = s.p("store");
+    let port = free_port();
+    let server = serve(&redis, &store, port, &s.p("serve.log"));
+    Some((redis, store, port, server))
+}
+
 /// The command, trusting the test's certificate authority when Redis speaks TLS.
 fn client_of(redis: &Redis) -> Command {
     let mut command = bin();
@@ -382,12 +392,9 @@ fn the_page_works_with_its_job_on_a_worker_process() {
         return;
     }
     let s = Scene::new();
-    let Some(redis) = Redis::start(&s.p("redis")) else {
+    let Some((redis, store, port, _server)) = queue_with_server(&s) else {
         return;
     };
-    let store = s.p("store");
-    let port = free_port();
-    let _server = serve(&redis, &store, port, &s.p("serve.log"));
     let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
     let (photo, painting) = (s.p("photo.png"), s.p("painting.png"));
     write_image(Path::new(&photo), 160, 120, 0.0);
@@ -424,12 +431,9 @@ fn the_page_works_with_its_job_on_a_worker_process() {
 #[test]
 fn a_damaged_upload_fails_its_job_with_the_reason_and_the_queue_goes_on() {
     let s = Scene::new();
-    let Some(redis) = Redis::start(&s.p("redis")) else {
+    let Some((redis, store, port, _server)) = queue_with_server(&s) else {
         return;
     };
-    let store = s.p("store");
-    let port = free_port();
-    let _server = serve(&redis, &store, port, &s.p("serve.log"));
     let images = (
         png_bytes(&s, "c.png", 80, 60, 0.0),
         png_bytes(&s, "s.png", 60, 60, 2.0),
