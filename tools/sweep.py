@@ -55,6 +55,7 @@ def main():
                 if r.returncode != 0:
                     sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
                 lines = [json.loads(l) for l in open(log)]
+                lines = [l for l in lines if "evaluation" in l]  # the last line is the result's
                 # The style loss of the starting image at the output size: with coarse-to-fine
                 # the log's first line is at a smaller size, so measure it with one evaluation.
                 start_log = os.path.join(tmp, name + ".start.jsonl")

@@ -133,6 +133,18 @@ impl Reporter {
         self.bar.finish_and_clear();
     }
 
+    /// The log's last line: how the run ended, with the structure figure.
+    pub fn log_result(&mut self, output: &neural_style::Output) {
+        let line = serde_json::json!({
+            "result": true,
+            "evaluations": output.evaluations,
+            "best_total": output.best_loss.total,
+            "structure": output.structure,
+            "stopped": output.stopped,
+        });
+        self.log_line(&line.to_string());
+    }
+
     fn log_line(&mut self, line: &str) {
         let Some(log) = &mut self.log else { return };
         if let Err(e) = writeln!(log, "{line}").and_then(|_| log.flush()) {

@@ -54,6 +54,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let output = neural_style::run(&net, &plan, &mut reporter);
     reporter.finish();
     let output = output?;
+    reporter.log_result(&output);
     if let Some(e) = reporter.error.take() {
         eprintln!("warning: {e:#}");
     }
@@ -90,8 +91,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
     output.image.save_with(&job.output, &save)?;
+    // How much of the photo's layout is left, which the losses do not tell.
+    let structure = output
+        .structure
+        .map(|s| format!("; structure {s:.3} (coarse SSIM with the photo, 1 = all kept)"))
+        .unwrap_or_default();
     eprintln!(
-        "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}",
+        "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}{structure}",
         job.output.display(),
         output.evaluations,
         output.final_loss.total,

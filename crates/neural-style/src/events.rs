@@ -127,4 +127,7 @@ pub struct Output {
     pub recoveries: usize,
     /// The first evaluation whose loss or gradient was not finite, if any.
     pub non_finite_at: Option<usize>,
+    /// How much of the photo's layout the image keeps ([`crate::structure`]: coarse SSIM
+    /// of the luminances, 1 = all); `None` without a photo.
+    pub structure: Option<f32>,
 }

@@ -48,6 +48,7 @@ pub mod optim;
 pub mod plan;
 pub mod run;
 pub mod sheet;
+pub mod structure;
 pub mod tiling;
 pub mod vgg;
 pub mod video;

@@ -100,6 +100,7 @@ pub fn run(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Ou
         stopped: false,
         recoveries: 0,
         non_finite_at: None,
+        structure: None,
     };
     if observer
         .on_event(&Event::Started {
@@ -180,6 +181,10 @@ pub fn run(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Ou
     {
         total.image = keep_luminance(&total.image, photo);
     }
+    total.structure = inputs
+        .content
+        .as_ref()
+        .map(|photo| crate::structure::coarse_structure(photo, &total.image));
     Ok(total)
 }
 
@@ -418,6 +423,7 @@ fn run_stage(
             stopped: outcome.stopped && non_finite_at.is_none(),
             recoveries: outcome.recoveries,
             non_finite_at,
+            structure: None,
         },
         outcome.h_diag,
     ))

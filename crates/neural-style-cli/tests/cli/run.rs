@@ -28,10 +28,22 @@ fn a_run_writes_an_image_and_a_log_and_lowers_the_loss() {
     assert_eq!((img.width(), img.height()), (40, 32));
     assert!(Path::new(&s.p("out_0005.png")).exists() && Path::new(&s.p("out_0010.png")).exists());
     let log = std::fs::read_to_string(s.p("log.jsonl")).expect("log");
-    let rows: Vec<serde_json::Value> = log
+    let mut rows: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
+    // One line per evaluation, then the result's, with the structure figure.
+    let result = rows.pop().unwrap();
+    assert_eq!(
+        (&result["result"], &result["evaluations"]),
+        (&true.into(), &12.into())
+    );
+    assert!(
+        result["structure"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0 && s <= 1.0),
+        "{result}"
+    );
     assert_eq!(rows.len(), 12);
     let first = rows[0]["total"].as_f64().unwrap();
     let last = rows[11]["total"].as_f64().unwrap();
@@ -329,7 +341,8 @@ fn real_pretrained_vgg16_transfers_style() {
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|row| row["result"] != true)
         .collect();
     let (s0, s1) = (
         rows[0]["style"].as_f64().unwrap(),
@@ -430,10 +443,18 @@ fn pictures_too_large_for_memory_are_evaluated_by_tiles() {
     let tiled = s.transfer(w, &forced, "tiles.png");
     let err = stderr(&tiled);
     assert!(err.contains("Each evaluation in 20 tiles"), "{err}");
-    for line in std::fs::read_to_string(&log).unwrap().lines() {
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (result, evaluations) = lines.split_last().unwrap();
+    for line in evaluations {
         let entry: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(entry["tiles"], 20, "{line}");
     }
+    // The last line is the result's, with the structure figure.
+    let result: serde_json::Value = serde_json::from_str(result).unwrap();
+    assert_eq!(result["result"], true, "{result}");
+    let structure = result["structure"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&structure), "{result}");
     let (a, b) = (final_loss(&whole), final_loss(&tiled));
     assert!((a - b).abs() <= 1e-4 * a, "whole {a}, tiled {b}");
 }

@@ -112,8 +112,10 @@ fn a_run_killed_with_sigterm_resumes_from_its_checkpoint_on_the_same_curve() {
         std::fs::read_to_string(s.p(log))
             .unwrap()
             .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            // The last line is the result's.
+            .filter(|v| v["result"] != true)
+            .map(|v| {
                 (
                     v["evaluation"].as_u64().unwrap(),
                     v["total"].as_f64().unwrap(),
