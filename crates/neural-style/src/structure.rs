@@ -52,8 +52,7 @@ fn luminance(image: &Image) -> Vec<f64> {
 /// weights), averaged with the photo's (`a`'s) local standard deviation as the weight.
 fn ssim(a: &[f64], b: &[f64], w: usize, h: usize) -> f64 {
     let side = 2 * RADIUS + 1;
-    let windows: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = if w < side || h < side
-    {
+    let windows: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = if w < side || h < side {
         // Too small for a window: the whole image is one.
         vec![(0..w, 0..h)]
     } else {
