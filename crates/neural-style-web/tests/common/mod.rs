@@ -134,12 +134,23 @@ pub fn agent() -> ureq::Agent {
 /// Posts a multipart form; returns the status and the body as text.
 pub fn post_form(url: &str, parts: &[Part<'_>]) -> (u16, String) {
     let (content_type, body) = neural_style_testdata::multipart(parts);
-    let mut r = agent()
-        .post(url)
-        .header(TOKEN_HEADER, TOKEN)
-        .header("Content-Type", content_type)
-        .send(&body[..])
-        .unwrap();
+    // A server refusing a body too large answers and closes before it has read the rest;
+    // a client still sending then gets a broken pipe instead of the answer (as browsers
+    // do at times). Sending again shows the answer.
+    let mut tries = 0;
+    let mut r = loop {
+        tries += 1;
+        match agent()
+            .post(url)
+            .header(TOKEN_HEADER, TOKEN)
+            .header("Content-Type", &content_type)
+            .send(&body[..])
+        {
+            Ok(r) => break r,
+            Err(ureq::Error::Io(e)) if tries < 5 => eprintln!("sending again after: {e}"),
+            Err(e) => panic!("POST {url}: {e}"),
+        }
+    };
     let status = r.status().as_u16();
     (status, r.body_mut().read_to_string().unwrap_or_default())
 }
