@@ -2,7 +2,6 @@
 //! Every route is listed in the README's "Web UI" section.
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
 use neural_style::memory::{Budget, available_memory, fit};
-use neural_style::{
-    Decoding, Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig,
-};
+use neural_style::{Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
@@ -329,19 +326,13 @@ async fn decode_upload(
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let max = s.limits.max_input_pixels;
-    let decoding = Decoding {
-        max_pixels: max,
-        accept_damaged: s.limits.accept_damaged,
-    };
+    let limits = s.limits;
     let name = field.to_string();
     // Decoded and shrunk under the permit, off the async threads: no job uses more than
     // twice the largest size (see `fit_for_job`), so nothing larger is kept.
-    let side = s.limits.max_size.saturating_mul(2);
-    let decoded = tokio::task::spawn_blocking(move || {
-        Image::decode_within(&bytes, Path::new(&name), decoding, side)
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
+    let decoded = tokio::task::spawn_blocking(move || limits.decode_upload(&bytes, &name))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decoder failed"))?;
     decoded.map_err(|e| match e {
         LibError::TooManyPixels { width, height, .. } => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

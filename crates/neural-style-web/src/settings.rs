@@ -3,7 +3,7 @@
 //! [`TransferConfig`].
 
 use neural_style::config::SIDES;
-use neural_style::{CheckedConfig, Init, PreserveColors, Size, TransferConfig};
+use neural_style::{CheckedConfig, Decoding, Image, Init, PreserveColors, Size, TransferConfig};
 use serde::{Deserialize, Serialize};
 
 /// Why a job's settings were refused.
@@ -87,6 +87,21 @@ impl Default for Limits {
             max_input_pixels: neural_style::DEFAULT_MAX_INPUT_PIXELS,
             accept_damaged: false,
         }
+    }
+}
+
+impl Limits {
+    /// Decodes an uploaded image (`name` for messages) within these limits: at most
+    /// `max_input_pixels`, damaged ones only with `accept_damaged`, and shrunk to twice the
+    /// largest size, since no job uses more. The server and the queue's workers decode the
+    /// same bytes the same way.
+    pub fn decode_upload(&self, bytes: &[u8], name: &str) -> neural_style::Result<Image> {
+        let decoding = Decoding {
+            max_pixels: self.max_input_pixels,
+            accept_damaged: self.accept_damaged,
+        };
+        let side = self.max_size.saturating_mul(2);
+        Image::decode_within(bytes, std::path::Path::new(name), decoding, side)
     }
 }
 

@@ -12,6 +12,7 @@
 //! `{p}:seq`; progress is published on `{p}:ev:{id}`.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{Script, Value};
@@ -33,6 +34,57 @@ local function held()
   local p = redis.call('XPENDING', KEYS[1], 'workers', ARGV[1], ARGV[1], 1)
   return #p > 0 and p[1][2] == ARGV[2]
 end";
+
+/// A worker's script: [`HELD_FN`], then `body`. The scripts are made once (each holds
+/// its SHA-1, which `EVALSHA` sends).
+fn held_script(body: &str) -> Script {
+    Script::new(&format!("{HELD_FN}\n{body}"))
+}
+
+/// Marks a claimed job running (see [`Engine::start`]).
+static START: LazyLock<Script> = LazyLock::new(|| {
+    held_script(
+        r"if not held() then return {0} end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status ~= 'queued' and status ~= 'running' then
+  redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+  redis.call('XDEL', KEYS[1], ARGV[1])
+  return {0}
+end
+local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[3])
+local limit = redis.call('HGET', KEYS[2], 'limit')
+if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[3]) end
+redis.call('PUBLISH', ARGV[5], '1')
+return {1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view')}",
+    )
+});
+
+/// Renews a claim, with progress (see [`Engine::renew`]).
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    held_script(
+        r"if not held() then return {0, 0} end
+redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'JUSTID')
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'view', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+if ARGV[3] ~= '' or ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[5], '1') end
+if redis.call('HEXISTS', KEYS[2], 'stop') == 1 then return {1, 1} end
+return {1, 0}",
+    )
+});
+
+/// Ends a claimed job (see [`Engine::finish`]).
+static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    held_script(
+        r"if not held() then return 0 end
+redis.call('HSET', KEYS[2], 'status', ARGV[3], 'view', ARGV[4])
+redis.call('XACK', KEYS[1], 'workers', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[5], '1')
+return 1",
+    )
+});
 
 /// A job taken from the stream by one worker.
 #[derive(Debug, Clone)]
@@ -209,18 +261,23 @@ impl Engine {
             .map_err(|e| self.error(e))?;
         con.set_read_timeout(Some(Duration::from_millis(BLOCK_MS + 10_000)))
             .map_err(|e| self.error(e))?;
-        self.ensure_group(&mut con)?;
+        self.group_made(self.make_group().query(&mut con))?;
         Ok(con)
     }
 
-    fn ensure_group(&self, con: &mut redis::Connection) -> Result<(), QueueError> {
-        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
+    /// `XGROUP CREATE` of the workers' group (and the stream), for every connection.
+    fn make_group(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE")
             .arg(self.stream())
             .arg(GROUP)
             .arg("0")
-            .arg("MKSTREAM")
-            .query(con);
+            .arg("MKSTREAM");
+        cmd
+    }
+
+    /// [`Engine::make_group`]'s answer: a group that exists already is fine.
+    fn group_made(&self, made: redis::RedisResult<()>) -> Result<(), QueueError> {
         match made {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other.map_err(|e| self.error(e)),
@@ -284,23 +341,7 @@ impl Engine {
         con: &mut redis::Connection,
         claim: &Claim,
     ) -> Result<Option<Started>, QueueError> {
-        let script = Script::new(&format!(
-            "{HELD_FN}
-if not held() then return {{0}} end
-local status = redis.call('HGET', KEYS[2], 'status')
-if status ~= 'queued' and status ~= 'running' then
-  redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-  redis.call('XDEL', KEYS[1], ARGV[1])
-  return {{0}}
-end
-local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[3])
-local limit = redis.call('HGET', KEYS[2], 'limit')
-if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[3]) end
-redis.call('PUBLISH', ARGV[5], '1')
-return {{1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view')}}"
-        ));
+        let script = &*START;
         let reply: Vec<Value> = script
             .key(self.stream())
             .key(self.job(&claim.id))
@@ -344,16 +385,7 @@ return {{1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KE
         view: Option<&JobView>,
         preview: Option<&[u8]>,
     ) -> Result<Renewal, QueueError> {
-        let script = Script::new(&format!(
-            "{HELD_FN}
-if not held() then return {{0, 0}} end
-redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'JUSTID')
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'view', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
-if ARGV[3] ~= '' or ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[5], '1') end
-if redis.call('HEXISTS', KEYS[2], 'stop') == 1 then return {{1, 1}} end
-return {{1, 0}}"
-        ));
+        let script = &*RENEW;
         let view = match view {
             Some(v) => serde_json::to_string(v).unwrap_or_default(),
             None => String::new(),
@@ -383,15 +415,7 @@ return {{1, 0}}"
         claim: &Claim,
         view: &JobView,
     ) -> Result<bool, QueueError> {
-        let script = Script::new(&format!(
-            "{HELD_FN}
-if not held() then return 0 end
-redis.call('HSET', KEYS[2], 'status', ARGV[3], 'view', ARGV[4])
-redis.call('XACK', KEYS[1], 'workers', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[5], '1')
-return 1"
-        ));
+        let script = &*FINISH;
         let status = serde_json::to_value(view.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
@@ -417,18 +441,7 @@ return 1"
         let mut con = redis::aio::ConnectionManager::new(self.client.clone())
             .await
             .map_err(|e| self.error(e))?;
-        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut con)
-            .await;
-        match made {
-            Err(e) if e.code() != Some("BUSYGROUP") => return Err(self.error(e)),
-            _ => {}
-        }
+        self.group_made(self.make_group().query_async(&mut con).await)?;
         Ok(con)
     }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use neural_style::{Checkpoint, Decoding, Event, Image, Network, TransferConfig};
+use neural_style::{Checkpoint, Event, Image, Network, TransferConfig};
 
 use super::engine::{Claim, Engine, Started};
 use super::{JobSpec, QueueError, Store, keys};
@@ -256,18 +256,15 @@ impl JobRunner<'_> {
         checkpoint: &Path,
     ) -> Result<(neural_style::Plan, bool), String> {
         let limits = &self.config.limits;
-        let decoding = Decoding {
-            max_pixels: limits.max_input_pixels,
-            accept_damaged: limits.accept_damaged,
-        };
-        let side = limits.max_size.saturating_mul(2);
         let load = |key: &str, name: &str| -> Result<Image, String> {
             let bytes = self
                 .runtime
                 .block_on(self.store.get(key))
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("{name}: the upload is missing from the store ({key})"))?;
-            Image::decode_within(&bytes, Path::new(name), decoding, side).map_err(|e| e.to_string())
+            limits
+                .decode_upload(&bytes, name)
+                .map_err(|e| e.to_string())
         };
         let content = load(&spec.content, "content")?;
         let styles = spec
