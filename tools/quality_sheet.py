@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Run the default settings over the quality test set and build contact sheets.
+
+    python3 tools/test_pairs.py                       # writes target/pairs
+    python3 tools/quality_sheet.py run --label after --sizes 256,512,1024
+    python3 tools/quality_sheet.py sheet --labels before,after --sizes 256,512,1024
+    python3 tools/quality_sheet.py run --label after-length --sizes 512 \
+        --pairs skyline-cubist,rocket-scream,hopper-starry --factors 0.5,1,2,4
+
+`run` makes one cell per pair, size (and run-length factor): the default command line on
+vgg16-hed (no weight flags; `-n` the default times the factor), and records in
+docs/quality/cells/LABEL/SIZE[xFACTOR]/PAIR.json the structure figure (coarse SSIM with the
+photo), the style loss at the end as a share of the photo's own style loss at that size
+(measured with one more evaluation), the evaluations, the wall time and the commit, beside
+a JPEG of the result (at most 512 px). Cells already recorded are skipped, so a run that was
+cut short continues where it stopped. `sheet` lays the cells out, a row per pair (photo,
+painting, then each label), labelled with both figures, into docs/quality/SIZE[xFACTOR].jpg.
+Needs ../shared/testdata/weights, pillow and a release build (`--binary` for another one).
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+from PIL import Image, ImageDraw
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS = os.path.join(ROOT, "..", "shared", "testdata", "weights", "vgg16-hed.safetensors")
+DEFAULT_ITERATIONS = 500  # neural_style::config::DEFAULT_ITERATIONS, which -n scales
+CELL = 256  # the sheet's cell height
+
+
+def cell_dir(results, label, size, factor):
+    sub = str(size) if factor == 1 else f"{size}x{factor:g}"
+    return os.path.join(results, "cells", label, sub)
+
+
+def run_cell(args, pair, size, factor, out_dir):
+    name = pair["name"]
+    record = os.path.join(out_dir, name + ".json")
+    if os.path.exists(record):
+        return json.load(open(record))
+    tmp = tempfile.mkdtemp(prefix="quality-")
+    photo = os.path.join(args.pairs_dir, pair["photo"])
+    painting = os.path.join(args.pairs_dir, pair["painting"])
+    base = [args.binary, "-c", photo, "-s", painting, "-w", WEIGHTS, "--size", str(size), "-q"]
+    base += shlex.split(args.extra)
+    flags = [] if factor == 1 else ["-n", str(round(DEFAULT_ITERATIONS * factor))]
+    out, log = os.path.join(tmp, "out.png"), os.path.join(tmp, "log.jsonl")
+    start = time.monotonic()
+    r = subprocess.run(base + flags + ["-o", out, "--log", log], capture_output=True, text=True)
+    wall = time.monotonic() - start
+    if r.returncode != 0:
+        sys.exit(f"{name} at {size}: failed\n{r.stderr}")
+    lines = [json.loads(line) for line in open(log)]
+    result = lines[-1]
+    evals = [line for line in lines if "evaluation" in line]
+    # The photo's own style loss at the output size: one evaluation at that size.
+    start_log = os.path.join(tmp, "start.jsonl")
+    r = subprocess.run(base + ["-n", "1", "--no-multiscale", "--log", start_log, "-o",
+                               os.path.join(tmp, "start.png")], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{name} at {size}: the start evaluation failed\n{r.stderr}")
+    first = json.loads(open(start_log).readline())
+    last = evals[-1]
+    cell = {
+        "pair": name, "size": size, "factor": factor, "evaluations": result["evaluations"],
+        "structure": result["structure"], "style_share": last["style"] / max(first["style"], 1e-30),
+        "style": last["style"], "content": last["content"], "start_style": first["style"],
+        "wall_s": round(wall, 1), "commit": args.commit, "extra": args.extra,
+    }
+    img = Image.open(out).convert("RGB")
+    img.thumbnail((512, 512), Image.LANCZOS)
+    os.makedirs(out_dir, exist_ok=True)
+    img.save(os.path.join(out_dir, name + ".jpg"), quality=88)
+    with open(record, "w") as f:
+        json.dump(cell, f, indent=1)
+    return cell
+
+
+def cmd_run(args, pairs):
+    for factor in args.factors:
+        for size in args.sizes:
+            out_dir = cell_dir(args.results, args.label, size, factor)
+            for pair in pairs:
+                c = run_cell(args, pair, size, factor, out_dir)
+                print(f"{args.label} {size}px x{factor:g} {c['pair']}: structure {c['structure']:.3f}, "
+                      f"style {100 * c['style_share']:.1f}% of the photo's, {c['evaluations']} evaluations, "
+                      f"{c['wall_s']:.0f} s", flush=True)
+
+
+def thumb(path, height):
+    img = Image.open(path).convert("RGB")
+    return img.resize((max(1, round(img.width * height / img.height)), height), Image.LANCZOS)
+
+
+def cmd_sheet(args, pairs):
+    for factor in args.factors:
+        for size in args.sizes:
+            rows = []
+            for pair in pairs:
+                row = [(thumb(os.path.join(args.pairs_dir, pair["photo"]), CELL), pair["name"]),
+                       (thumb(os.path.join(args.pairs_dir, pair["painting"]), CELL), "painting")]
+                for label in args.labels:
+                    d = cell_dir(args.results, label, size, factor)
+                    rec = os.path.join(d, pair["name"] + ".json")
+                    if not os.path.exists(rec):
+                        row.append((Image.new("RGB", (CELL, CELL), "lightgrey"), f"{label}: not run"))
+                        continue
+                    c = json.load(open(rec))
+                    row.append((thumb(os.path.join(d, pair["name"] + ".jpg"), CELL),
+                                f"{label}: S {c['structure']:.2f}, style {100 * c['style_share']:.1f}%"))
+                rows.append(row)
+            widths = [max(r[i][0].width for r in rows) for i in range(len(rows[0]))]
+            sheet = Image.new("RGB", (sum(widths), (CELL + 16) * len(rows)), "white")
+            draw = ImageDraw.Draw(sheet)
+            for j, row in enumerate(rows):
+                x = 0
+                for i, (img, text) in enumerate(row):
+                    sheet.paste(img, (x, j * (CELL + 16)))
+                    draw.text((x + 2, j * (CELL + 16) + CELL + 2), text, fill="black")
+                    x += widths[i]
+            name = str(size) if factor == 1 else f"{size}x{factor:g}"
+            path = os.path.join(args.results, f"{name}.jpg")
+            sheet.save(path, quality=85)
+            print(f"wrote {path}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["run", "sheet"])
+    p.add_argument("--label", help="run: the name the cells are kept under (before, after)")
+    p.add_argument("--labels", default="before,after", help="sheet: the columns")
+    p.add_argument("--sizes", default="256,512,1024")
+    p.add_argument("--factors", default="1", help="run lengths, times the default -n")
+    p.add_argument("--pairs", default="", help="pair names (default: all)")
+    p.add_argument("--pairs-dir", default=os.path.join(ROOT, "target", "pairs"))
+    p.add_argument("--results", default=os.path.join(ROOT, "docs", "quality"))
+    p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
+    p.add_argument("--extra", default="", help="run: more flags for every run (for trying a change)")
+    p.add_argument("--commit", help="run: the commit the binary was built from (default: HEAD)")
+    args = p.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",")]
+    args.factors = [float(f) for f in args.factors.split(",")]
+    args.labels = args.labels.split(",")
+    listing = os.path.join(args.pairs_dir, "pairs.json")
+    if not os.path.exists(listing):
+        sys.exit(f"{listing} is absent: run tools/test_pairs.py first")
+    pairs = json.load(open(listing))
+    if args.pairs:
+        wanted = args.pairs.split(",")
+        pairs = [q for q in pairs if q["name"] in wanted]
+    if args.action == "run":
+        if not args.label:
+            sys.exit("run needs --label")
+        if not os.path.exists(WEIGHTS):
+            sys.exit(f"{WEIGHTS} is absent: nothing to run")
+        args.commit = args.commit or subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip()
+        cmd_run(args, pairs)
+    else:
+        cmd_sheet(args, pairs)
+
+
+if __name__ == "__main__":
+    main()
