@@ -325,7 +325,7 @@ pub struct RunArgs {
     /// The network and where it runs.
     #[command(flatten)]
     pub network: NetworkArgs,
-    /// Content layers, comma-separated [default: relu4_2, or the deepest rectifier the
+    /// Content layers, comma-separated [default: relu2_2,relu4_2, or the deepest rectifier the
     /// weights have].
     #[arg(long, value_delimiter = ',', value_name = "L,...")]
     pub content_layers: Option<Vec<String>>,
@@ -341,8 +341,9 @@ pub struct RunArgs {
     /// paper: 1].
     #[arg(long, allow_negative_numbers = true)]
     pub content_weight: Option<f32>,
-    /// Style weight β [default: 10, or 300 when the content layers are all before relu4_1
-    /// (networks that stop early); --loss-form mean: 100 for Caffe weights, 1e6 for
+    /// Style weight β [default: 25 with the default content layers (one before relu4_1,
+    /// one after), 10 when they are all at relu4_1 or deeper, 300 when they are all before
+    /// it (networks that stop early); --loss-form mean: 100 for Caffe weights, 1e6 for
     /// torchvision; paper: 1e3].
     #[arg(long, allow_negative_numbers = true)]
     pub style_weight: Option<f32>,

@@ -82,7 +82,7 @@ pub struct TransferConfig {
     pub arch: Option<Arch>,
     /// Input convention (`None`: from the weights file's metadata, else torch-rgb-01).
     pub convention: Option<InputConvention>,
-    /// Layers whose activations are matched to the content photo (`None`: `relu4_2`, or the
+    /// Layers whose activations are matched to the content photo (`None`: `relu2_2,relu4_2`, or the
     /// deepest rectifier the weights have when they stop earlier).
     pub content_layers: Option<Vec<Layer>>,
     /// Layers whose Gram matrices are matched to the style image(s) (`None`: `relu1_1`,
@@ -208,8 +208,12 @@ pub const MAX_LBFGS_HISTORY: usize = 10_000;
 /// The largest `style_scale`.
 pub const MAX_STYLE_SCALE: f32 = 8.0;
 
-/// The paper's content layer.
-pub const DEFAULT_CONTENT_LAYERS: &[Layer] = &[Layer::Relu4_2];
+/// The content layers: the paper's `relu4_2`, which keeps the photo's objects, and
+/// `relu2_2`, which keeps their outlines. With `relu4_2` alone, small subjects in large
+/// scenes (a skyline under a night sky, people on a beach) are painted over as a run goes
+/// on: at 256 px their features there are a few positions wide, and the style's Gram
+/// matrices outweigh them (measured in docs/defaults.md, "Keeping the subject").
+pub const DEFAULT_CONTENT_LAYERS: &[Layer] = &[Layer::Relu2_2, Layer::Relu4_2];
 /// The paper's style layers.
 pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
     Layer::Relu1_1,
@@ -221,9 +225,16 @@ pub const DEFAULT_STYLE_LAYERS: &[Layer] = &[
 
 /// Default content weight of the normalised form.
 pub const NORMALIZED_CONTENT: f32 = 1.0;
-/// Default style weight of the normalised form when the content is read at `relu4_1` or
-/// deeper (the paper's `relu4_2`).
+/// Default style weight of the normalised form when every content layer is at `relu4_1` or
+/// deeper (the paper's `relu4_2` alone).
 pub const NORMALIZED_STYLE: f32 = 10.0;
+/// Default style weight of the normalised form when the content layers mix shallow and deep
+/// ones (the default `relu2_2,relu4_2`). The shallow layer's term pulls every flat region
+/// of the photo (a sky) back to flat; 25 paints them again and leaves the style loss at the
+/// end where `relu4_2` alone with 10 left it (0.4%, 1.1% and 0.2% of the photo's on three
+/// pairs at 256 px, against 0.4%, 1.3% and 0.2%; 1.1%, 3.3% and 0.4% with 10), while the
+/// outlines stay.
+pub const NORMALIZED_STYLE_MIXED_CONTENT: f32 = 25.0;
 /// Default style weight of the normalised form when every content layer is shallower than
 /// `relu4_1`, as on a network that stops at `conv3_1`. A shallow content layer holds the
 /// photo's fine texture, and without `relu4_1`/`relu5_1` among the style layers only the
@@ -285,22 +296,23 @@ impl TransferConfig {
     /// torchvision convention (inputs about 57x smaller, features correspondingly smaller):
     /// 1, 1e6 (the PyTorch tutorial's ratio), 0. Paper form: α = 1, β = 1e3 (α/β = 1e-3), TV 0.
     ///
-    /// Normalised form: content 1, style [`NORMALIZED_STYLE`] (10), or
-    /// [`NORMALIZED_STYLE_SHALLOW_CONTENT`] when every one of the run's `content` layers
-    /// lies before block 4; TV 0.
+    /// Normalised form: content 1; style [`NORMALIZED_STYLE`] (10) when every one of the
+    /// run's `content` layers lies in block 4 or deeper, [`NORMALIZED_STYLE_SHALLOW_CONTENT`]
+    /// (300) when every one lies before block 4, [`NORMALIZED_STYLE_MIXED_CONTENT`] (25)
+    /// when there are both (the default layers); TV 0.
     pub(crate) fn loss_weights(
         &self,
         convention: &InputConvention,
         content: &[Layer],
     ) -> LossWeights {
-        let shallow = !content.is_empty() && content.iter().all(|l| l.block() < 4);
+        let shallow = content.iter().filter(|l| l.block() < 4).count();
+        let normalized_style = match shallow {
+            0 => NORMALIZED_STYLE,
+            n if n == content.len() => NORMALIZED_STYLE_SHALLOW_CONTENT,
+            _ => NORMALIZED_STYLE_MIXED_CONTENT,
+        };
         let (c, s, t) = match (self.loss_form, convention) {
-            (LossForm::Normalized, _) if shallow => (
-                NORMALIZED_CONTENT,
-                NORMALIZED_STYLE_SHALLOW_CONTENT,
-                NORMALIZED_TV,
-            ),
-            (LossForm::Normalized, _) => (NORMALIZED_CONTENT, NORMALIZED_STYLE, NORMALIZED_TV),
+            (LossForm::Normalized, _) => (NORMALIZED_CONTENT, normalized_style, NORMALIZED_TV),
             (LossForm::Mean, InputConvention::CaffeBgr255 { .. }) => (5.0, 100.0, 1e-3),
             (LossForm::Mean, InputConvention::TorchRgb01) => (1.0, 1e6, 0.0),
             (LossForm::Paper, _) => (1.0, 1e3, 0.0),
@@ -544,11 +556,12 @@ mod tests {
             weights(&[Layer::Relu3_1]).style,
             NORMALIZED_STYLE_SHALLOW_CONTENT
         );
-        // One deep content layer is enough for the usual default.
+        // Shallow and deep together: between the two.
         assert_eq!(
             weights(&[Layer::Relu2_2, Layer::Relu4_2]).style,
-            NORMALIZED_STYLE
+            NORMALIZED_STYLE_MIXED_CONTENT
         );
+        assert_eq!(weights(DEFAULT_CONTENT_LAYERS).style, 25.0);
         // A weight given is kept, and the other forms keep their own defaults.
         let given = TransferConfig {
             style_weight: Some(3.0),

@@ -426,7 +426,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{NORMALIZED_STYLE, NORMALIZED_STYLE_SHALLOW_CONTENT};
+    use crate::config::{NORMALIZED_STYLE_MIXED_CONTENT, NORMALIZED_STYLE_SHALLOW_CONTENT};
     use crate::loss::LossForm;
     use crate::vgg::InputConvention;
 
@@ -569,10 +569,10 @@ mod tests {
         };
         assert_eq!(paper.loss_weights(&convention, &layers.content).style, 1e3);
         let full = ResolvedLayers::new(&config, Arch::Vgg19, Layer::ALL);
-        assert_eq!(full.content, vec![Layer::Relu4_2]);
+        assert_eq!(full.content, vec![Layer::Relu2_2, Layer::Relu4_2]);
         assert_eq!(
             config.loss_weights(&convention, &full.content).style,
-            NORMALIZED_STYLE
+            NORMALIZED_STYLE_MIXED_CONTENT
         );
     }
 }
