@@ -384,7 +384,7 @@ fn the_default_weights_follow_the_network_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let full = Running::start(config(dir.path()));
     let info = get_json(&full.url("/api/info"));
-    assert_eq!(info["loss_weights"]["style"], 10.0);
+    assert_eq!(info["loss_weights"]["style"], 25.0);
     assert_eq!(info["loss_weights"]["content"], 1.0);
     full.stop();
     // The tiny network cut after conv3_1: content falls back to relu3_1, so the style
