@@ -50,6 +50,7 @@ def run_cell(args, pair, size, factor, out_dir):
     base = [args.binary, "-c", photo, "-s", painting, "-w", WEIGHTS, "--size", str(size), "-q"]
     base += shlex.split(args.extra)
     flags = [] if factor == 1 else ["-n", str(round(DEFAULT_ITERATIONS * factor))]
+    flags += shlex.split(args.extra_run)
     out, log = os.path.join(tmp, "out.png"), os.path.join(tmp, "log.jsonl")
     start = time.monotonic()
     r = subprocess.run(base + flags + ["-o", out, "--log", log], capture_output=True, text=True)
@@ -72,6 +73,7 @@ def run_cell(args, pair, size, factor, out_dir):
         "structure": result["structure"], "style_share": last["style"] / max(first["style"], 1e-30),
         "style": last["style"], "content": last["content"], "start_style": first["style"],
         "wall_s": round(wall, 1), "commit": args.commit, "extra": args.extra,
+        "extra_run": args.extra_run,
     }
     img = Image.open(out).convert("RGB")
     img.thumbnail((512, 512), Image.LANCZOS)
@@ -142,6 +144,8 @@ def main():
     p.add_argument("--results", default=os.path.join(ROOT, "docs", "quality"))
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
     p.add_argument("--extra", default="", help="run: more flags for every run (for trying a change)")
+    p.add_argument("--extra-run", default="", help="run: flags for the run but not for the photo's "
+                   "start evaluation (-n, --no-multiscale)")
     p.add_argument("--commit", help="run: the commit the binary was built from (default: HEAD)")
     args = p.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
