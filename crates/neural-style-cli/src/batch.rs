@@ -5,7 +5,6 @@
 //! pairs skipped; the rest of the batch goes on.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -101,7 +100,7 @@ pub fn refuse_single_run_flags(a: &RunArgs, command: &str, resumes: &str) -> Res
 
 /// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
 /// 130/143 when interrupted.
-pub fn run(args: BatchArgs) -> Result<ExitCode> {
+pub fn run(args: BatchArgs) -> Result<u8> {
     let a: RunArgs = args.run;
     let spec = a
         .content
@@ -289,9 +288,5 @@ pub fn run(args: BatchArgs) -> Result<ExitCode> {
     for f in &failed {
         eprintln!("  failed: {f}");
     }
-    Ok(if failed_pairs == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if failed_pairs == 0 { 0 } else { 1 })
 }

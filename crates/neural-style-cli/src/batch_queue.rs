@@ -6,7 +6,6 @@
 //! instead of queueing new ones: that is how a detached batch is collected.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ pub fn run(
     queue: &str,
     store: &str,
     detach: bool,
-) -> Result<ExitCode> {
+) -> Result<u8> {
     if template.init_image.is_some() || template.log.is_some() {
         bail!(
             "--init FILE and --log are for runs on this machine; they are not available with --queue"
@@ -91,7 +90,7 @@ pub fn run(
             "batch: {} jobs queued ({skipped} pairs already done); run the same command without --detach to collect the results",
             waiting.len()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(0);
     }
     let (mut done, mut failed) = (0usize, Vec::new());
     while !waiting.is_empty() {
@@ -150,11 +149,7 @@ pub fn run(
     for f in &failed {
         eprintln!("  failed: {f}");
     }
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if failed.is_empty() { 0 } else { 1 })
 }
 
 /// A pair's idempotency key: the SHA-256 of its settings and both images.

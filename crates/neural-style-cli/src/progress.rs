@@ -29,7 +29,17 @@ pub struct Reporter {
     pub checkpoint: Option<PathBuf>,
     /// The first error met while writing a log line or snapshot.
     pub error: Option<anyhow::Error>,
+    /// Whether snapshots are written next to the output (`--save-every`); off when they
+    /// are only previews for a program embedding the command.
+    pub write_snapshots: bool,
+    /// Prints nothing (an embedding program shows the events itself).
+    pub silent: bool,
+    /// Receives every event after the reporter, and can stop the run.
+    pub forward: Option<EventHook>,
 }
+
+/// A callback an embedding program gives for a run's events ([`crate::embed`]).
+pub type EventHook = Box<dyn FnMut(&Event<'_>) -> ControlFlow<()> + Send>;
 
 /// A progress bar on stderr with `template`, drawn only when stderr is a terminal and
 /// `quiet` is off.
@@ -113,6 +123,9 @@ impl Reporter {
             loss: String::new(),
             checkpoint: None,
             error: None,
+            write_snapshots: true,
+            silent: false,
+            forward: None,
         }
     }
 
@@ -125,7 +138,9 @@ impl Reporter {
 
     /// Prints a line without disturbing the bar.
     pub fn println(&self, line: &str) {
-        print_above(&self.bar, line);
+        if !self.silent {
+            print_above(&self.bar, line);
+        }
     }
 
     /// Removes the bar.
@@ -232,7 +247,7 @@ impl Observer for Reporter {
                     self.error.get_or_insert(e.into());
                 }
             }
-            Event::Snapshot { evaluation, image } => {
+            Event::Snapshot { evaluation, image } if self.write_snapshots => {
                 let path = snapshot_path(&self.output, *evaluation);
                 if let Err(e) = image.save(&path) {
                     self.error.get_or_insert(e.into());
@@ -240,7 +255,11 @@ impl Observer for Reporter {
             }
             _ => {}
         }
-        if self.interrupted.load(Ordering::SeqCst) {
+        let forwarded = match &mut self.forward {
+            Some(hook) => hook(event),
+            None => ControlFlow::Continue(()),
+        };
+        if forwarded.is_break() || self.interrupted.load(Ordering::SeqCst) {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

@@ -3,7 +3,6 @@
 //! resolving the plan (library errors in the command line's terms) and the memory check.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,12 +29,7 @@ pub fn max_threads() -> usize {
 /// [`max_threads`].
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        let max = max_threads();
-        if !(1..=max).contains(&n) {
-            anyhow::bail!(
-                "--threads {n} is not allowed; use 1..={max} ({THREADS_PER_CORE} per core here, at least {MIN_MAX_THREADS})"
-            );
-        }
+        check_threads(n)?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -44,9 +38,37 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Images handed to a run in memory by a program that embeds the command ([`crate::embed`]),
+/// each under the name that stands for it in the flags and in errors.
+pub type Given = std::collections::HashMap<PathBuf, Image>;
+
+/// The image a flag names: the one given in memory under that name, else the file.
+fn given_or_load(path: &Path, given: &Given, decoding: Decoding) -> Result<Image> {
+    match given.get(path) {
+        Some(image) => Ok(image.clone()),
+        None => load_image(path, decoding),
+    }
+}
+
+/// Refuses a `--threads` of 0 or more than [`max_threads`].
+pub fn check_threads(n: usize) -> Result<()> {
+    let max = max_threads();
+    if !(1..=max).contains(&n) {
+        anyhow::bail!(
+            "--threads {n} is not allowed; use 1..={max} ({THREADS_PER_CORE} per core here, at least {MIN_MAX_THREADS})"
+        );
+    }
+    Ok(())
+}
+
 /// Loads a mask image and checks that it has the content's aspect ratio.
-pub fn load_mask(path: &Path, job: &RunJob, content: Option<&Image>) -> Result<Mask> {
-    let mask = Mask::from_image(&load_image(path, job.decoding)?);
+pub fn load_mask(
+    path: &Path,
+    job: &RunJob,
+    content: Option<&Image>,
+    given: &Given,
+) -> Result<Mask> {
+    let mask = Mask::from_image(&given_or_load(path, given, job.decoding)?);
     if let Some(problem) = mask.problem(content.map(|c| (c.width, c.height))) {
         // A shape mismatch also names the photo it was compared with.
         let photo = match (problem, &job.content) {
@@ -58,9 +80,10 @@ pub fn load_mask(path: &Path, job: &RunJob, content: Option<&Image>) -> Result<M
     Ok(mask)
 }
 
-/// The content, style, init and mask images of a job.
-pub fn load_inputs(job: &RunJob) -> Result<Inputs> {
-    let load = |p: &Path| load_image(p, job.decoding);
+/// The content, style, init and mask images of a job: from `given` where it holds the
+/// name a flag gives, else from the files.
+pub fn load_inputs(job: &RunJob, given: &Given) -> Result<Inputs> {
+    let load = |p: &Path| given_or_load(p, given, job.decoding);
     let content = job.content.as_deref().map(load).transpose()?;
     Ok(Inputs {
         styles: job
@@ -72,12 +95,12 @@ pub fn load_inputs(job: &RunJob) -> Result<Inputs> {
         style_masks: job
             .style_masks
             .iter()
-            .map(|p| load_mask(p, job, content.as_ref()))
+            .map(|p| load_mask(p, job, content.as_ref(), given))
             .collect::<Result<_>>()?,
         content_mask: job
             .content_mask
             .as_deref()
-            .map(|p| load_mask(p, job, content.as_ref()))
+            .map(|p| load_mask(p, job, content.as_ref(), given))
             .transpose()?,
         content,
         temporal: None,
@@ -265,13 +288,13 @@ impl Signals {
     }
 
     /// The shell's convention: 128 + the number of the signal that stopped the run.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(if self.terminated.load(Ordering::SeqCst) {
+    pub fn exit_code(&self) -> u8 {
+        if self.terminated.load(Ordering::SeqCst) {
             143
         } else if self.hung_up.load(Ordering::SeqCst) {
             129
         } else {
             130
-        })
+        }
     }
 }

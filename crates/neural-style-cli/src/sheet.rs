@@ -2,7 +2,6 @@
 //! across, style layer set down) from the same photo, start and network, composed into one
 //! labelled image.
 
-use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Result, bail};
@@ -36,7 +35,7 @@ fn set_label(set: &[Layer]) -> String {
 }
 
 /// Runs every cell and writes the sheet to `--output`.
-pub fn run(args: SheetArgs) -> Result<ExitCode> {
+pub fn run(args: SheetArgs) -> Result<u8> {
     if args.run.checkpoint.is_some() || args.run.resume.is_some() {
         bail!("--checkpoint and --resume are for single runs, not for `sheet`");
     }
@@ -79,7 +78,7 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
         deepest.style_layers = Some(all);
     }
     set_threads(job.threads)?;
-    let inputs = load_inputs(&job)?;
+    let inputs = load_inputs(&job, &crate::runner::Given::new())?;
     let (net, weights) = load_network_from(&job.weights, job.device, &deepest, job.quiet)?;
     if !job.no_memory_check {
         let deepest = deepest.check(styles).map_err(flag_error)?;
@@ -160,7 +159,7 @@ pub fn run(args: SheetArgs) -> Result<ExitCode> {
         sheet.width,
         sheet.height
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 #[cfg(test)]

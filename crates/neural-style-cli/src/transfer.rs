@@ -1,8 +1,7 @@
 //! The default command: one style transfer from flags to a saved image, with a progress
 //! bar, a log, checkpoints, and the best image kept when a signal stops it.
 
-use std::path::Path;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use neural_style::Checkpoint;
@@ -11,15 +10,30 @@ use crate::cli::RunArgs;
 use crate::config::{RunJob, flag_error};
 use crate::progress::Reporter;
 use crate::runner::{
-    Signals, describe, interrupted, job_plan, load_inputs, load_network, save_options, set_threads,
+    Given, Signals, describe, interrupted, job_plan, load_inputs, load_network, save_options,
+    set_threads,
 };
 
-/// Runs the job the flags describe.
-pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let job = RunJob::from_args(args)?;
-    set_threads(job.threads)?;
-    let inputs = load_inputs(&job)?;
-    let (net, weights) = load_network(&job)?;
+/// What a run needs once its job is checked: the network, the plan, the log file and,
+/// for a resumed run, where and at which evaluation it resumes.
+pub struct Prepared {
+    /// The network.
+    pub net: neural_style::Network,
+    /// The weights file the network came from.
+    pub weights: PathBuf,
+    /// The resolved plan.
+    pub plan: neural_style::Plan,
+    /// The JSON-lines log, opened for this run.
+    pub log: Option<std::fs::File>,
+    /// The checkpoint resumed from and the evaluation it was taken at.
+    pub resumed_at: Option<(String, usize)>,
+}
+
+/// Loads the job's images (from `given` where it holds a flag's name) and network and
+/// resolves its plan, with checkpoints, and opens its log.
+pub fn prepare(job: &RunJob, given: &Given) -> Result<Prepared> {
+    let inputs = load_inputs(job, given)?;
+    let (net, weights) = load_network(job)?;
     let resume = job
         .resume
         .as_ref()
@@ -29,7 +43,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|(c, p)| (p.display().to_string(), c.done + c.lbfgs.evaluations));
     let every = job.checkpoint.as_ref().map_or(0, |(_, n)| *n);
-    let plan = job_plan(&job, &net, inputs)?
+    let plan = job_plan(job, &net, inputs)?
         .with_checkpoints(every, resume)
         .map_err(flag_error)?;
     let log = job
@@ -37,6 +51,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|p| open_log(p, job.resume.is_some()))
         .transpose()?;
+    Ok(Prepared {
+        net,
+        weights,
+        plan,
+        log,
+        resumed_at,
+    })
+}
+
+/// Runs the job the flags describe.
+pub fn run(args: RunArgs) -> Result<u8> {
+    let job = RunJob::from_args(args)?;
+    set_threads(job.threads)?;
+    let Prepared {
+        net,
+        weights,
+        plan,
+        log,
+        resumed_at,
+    } = prepare(&job, &Given::new())?;
     let signals = Signals::install()?;
     let mut reporter = Reporter::new(
         job.quiet,
@@ -79,16 +113,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         return Ok(signals.exit_code());
     }
-    if output.recoveries > 0 {
-        eprintln!(
-            "note: the loss diverged {} time(s); the optimiser went back to its best image and took smaller steps",
-            output.recoveries
-        );
-    }
-    if let (Some(at), 0) = (output.non_finite_at, output.recoveries) {
-        eprintln!(
-            "warning: the loss became non-finite at evaluation {at}; the run stopped and kept its best image"
-        );
+    for line in notes(&output) {
+        eprintln!("{line}");
     }
     output.image.save_with(&job.output, &save)?;
     // How much of the photo's layout is left, which the losses do not tell.
@@ -106,13 +132,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         output.final_loss.tv,
         output.best_loss.total
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
+}
+
+/// What a finished run has to say beyond its result: the divergences it recovered from, or
+/// where its loss became non-finite.
+pub fn notes(output: &neural_style::Output) -> Vec<String> {
+    let mut notes = Vec::new();
+    if output.recoveries > 0 {
+        notes.push(format!(
+            "note: the loss diverged {} time(s); the optimiser went back to its best image and took smaller steps",
+            output.recoveries
+        ));
+    }
+    if let (Some(at), 0) = (output.non_finite_at, output.recoveries) {
+        notes.push(format!(
+            "warning: the loss became non-finite at evaluation {at}; the run stopped and kept its best image"
+        ));
+    }
+    notes
 }
 
 /// Opens the JSON-lines log for this run alone: locked, so that a second run given the same
 /// file is refused instead of interleaving its lines (or truncating the first run's), and
 /// emptied only once the lock is held. A resumed run appends.
-fn open_log(path: &Path, resumed: bool) -> Result<std::fs::File> {
+pub fn open_log(path: &Path, resumed: bool) -> Result<std::fs::File> {
     let file = std::fs::File::options()
         .create(true)
         .append(true)

@@ -2,7 +2,6 @@
 //! progress bar, and errors that say how to get the file by other means.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
@@ -135,7 +134,7 @@ pub fn find(name: &str) -> Result<Model> {
 }
 
 /// Runs `neural-style weights ...`.
-pub fn run(args: &WeightsArgs, quiet: bool) -> Result<ExitCode> {
+pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
     let cache = || crate::config::locate_cache(args.cache_dir.as_deref());
     match &args.action {
         WeightsAction::List => {
@@ -242,7 +241,7 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<ExitCode> {
             preprocess,
         } => convert_file(input, output, *arch, *preprocess)?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 fn convert_file(

@@ -3,7 +3,6 @@
 //! Ctrl-C or SIGTERM (a job running then is continued by another worker from its last
 //! checkpoint).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use crate::runner::load_network_flags;
 const MAX_LEASE_S: u64 = 86_400;
 
 /// Runs the worker until Ctrl-C or SIGTERM.
-pub fn run(a: WorkerArgs) -> Result<ExitCode> {
+pub fn run(a: WorkerArgs) -> Result<u8> {
     let (Some(queue), Some(store)) = (&a.queue.queue, &a.queue.store) else {
         bail!("worker: --queue and --store are both needed");
     };
@@ -103,7 +102,7 @@ pub fn run(a: WorkerArgs) -> Result<ExitCode> {
     let _ = std::fs::remove_dir_all(&work_dir);
     worked?;
     eprintln!("worker {name}: stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(0)
 }
 
 /// This machine's name, for the default worker name.

@@ -1,0 +1,54 @@
+//! The `neural-style` command as a library: [`main_with_args`] is the whole command (the
+//! binary and the Python package's `neural-style` script both call it), and [`embed`] runs
+//! its default job for another program (the Python package) with images in memory and
+//! events to a callback.
+
+mod batch;
+mod batch_queue;
+mod bench;
+mod cli;
+mod config;
+pub mod embed;
+mod progress;
+mod runner;
+mod serve;
+mod sheet;
+mod transfer;
+mod video;
+mod weights_cmd;
+mod worker;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Parses `args` (the program name first) and runs the command they name; prints any
+/// error's whole chain on one line and returns the exit status (0 on success, 2 on an
+/// error, 128 + N after signal N). `--help`, `--version` and a flag clap cannot parse print
+/// and exit the process, as a command does.
+pub fn main_with_args<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Weights(args)) => weights_cmd::run(&args, cli.run.quiet),
+        Some(Command::Sheet(args)) => sheet::run(*args),
+        Some(Command::Batch(args)) => batch::run(*args),
+        Some(Command::Video(args)) => video::run(*args),
+        Some(Command::Serve(args)) => serve::run(*args),
+        Some(Command::Worker(args)) => worker::run(*args),
+        None => transfer::run(cli.run),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
