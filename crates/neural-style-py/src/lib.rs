@@ -156,8 +156,8 @@ fn given_images(given: Vec<(String, Vec<u8>, u32, u32)>) -> PyResult<Given> {
 
 /// Runs the default job of `args` (the command's flags, without the program name), with
 /// `given` images in memory under the names the flags use, a preview every
-/// `preview_every` evaluations, `on_event` called with each event's dict (it must not
-/// block: it runs on the worker thread), until done or `stop` is set. Returns a dict with
+/// `preview_every` evaluations, `on_event` called with each event's dict on the run's
+/// thread (returning `False` stops the run), until done or `stop` is set. Returns a dict with
 /// the image (`(rgb8 bytes, width, height)`), the losses, the structure figure, what was
 /// written and the command's notes.
 #[pyfunction]
@@ -174,14 +174,18 @@ fn transfer<'py>(
     let failure: Arc<Mutex<Option<PyErr>>> = Arc::default();
     let hook_failure = failure.clone();
     let hook = Box::new(move |event: &Event<'_>| {
-        let sent = Python::attach(|py| -> PyResult<()> {
-            if let Some(d) = event_dict(py, event)? {
-                on_event.call1(py, (d,))?;
+        let sent = Python::attach(|py| -> PyResult<bool> {
+            match event_dict(py, event)? {
+                Some(d) => {
+                    let verdict = on_event.call1(py, (d,))?;
+                    Ok(!matches!(verdict.extract::<bool>(py), Ok(false)))
+                }
+                None => Ok(true),
             }
-            Ok(())
         });
         match sent {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(true) => ControlFlow::Continue(()),
+            Ok(false) => ControlFlow::Break(()),
             Err(e) => {
                 hook_failure.lock().expect("one writer").get_or_insert(e);
                 ControlFlow::Break(())

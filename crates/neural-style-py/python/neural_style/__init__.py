@@ -160,37 +160,56 @@ def transfer(content=None, style=None, *, output=None, size=None, iterations=Non
         return Image.frombytes("RGB", (width, height), data)
 
     stop = _native.Stop()
+    # The run works on a thread of its own; its events come here, to the caller's thread,
+    # which draws them, calls `callback` and can take Ctrl-C. The run waits for each verdict,
+    # so a callback's False stops it at that very event.
     events = queue.Queue()
     outcome = {}
 
+    def relay(event):
+        verdict = queue.Queue(maxsize=1)
+        events.put((event, verdict))
+        return verdict.get()
+
     def work():
         try:
-            outcome["result"] = _native.transfer(args, given, preview_every, stop, events.put)
+            outcome["result"] = _native.transfer(args, given, preview_every, stop, relay)
         except BaseException as e:  # handed to the caller's thread
             outcome["error"] = e
         finally:
             events.put(None)
 
+    def answer(verdict, go_on):
+        try:
+            verdict.put_nowait(go_on)
+        except queue.Full:
+            pass
+
     worker = threading.Thread(target=work, name="neural-style", daemon=True)
     worker.start()
     interrupted = False
+    verdict = None
     while True:
         try:
-            event = events.get(timeout=0.25)
-            if event is None:
+            item = events.get(timeout=0.25)
+            if item is None:
                 break
+            event, verdict = item
             if event["event"] == "preview":
                 event["image"] = pil(event["image"])
             display.on_event(event)
             if callback is not None and callback(event) is False:
                 stop.set()
+            answer(verdict, not stop.is_set())
         except queue.Empty:
             continue
         except KeyboardInterrupt:
+            stop.set()
+            if verdict is not None:
+                answer(verdict, False)
             if interrupted:
                 raise
             interrupted = True
-            stop.set()
     worker.join()
     if "error" in outcome:
         raise outcome["error"]
