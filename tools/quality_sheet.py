@@ -4,8 +4,10 @@
     python3 tools/test_pairs.py                       # writes target/pairs
     python3 tools/quality_sheet.py run --label after --sizes 256,512,1024
     python3 tools/quality_sheet.py sheet --labels before,after --sizes 256,512,1024
-    python3 tools/quality_sheet.py run --label after-length --sizes 512 \
-        --pairs skyline-cubist,rocket-scream,hopper-starry --factors 0.5,1,2,4
+    python3 tools/quality_sheet.py run --label after --sizes 256 \
+        --pairs skyline-cubist,beach-starry,rocket-scream --factors 0.5,1,2,4
+    python3 tools/quality_sheet.py lengths --label after --sizes 256 \
+        --pairs skyline-cubist,beach-starry,rocket-scream --factors 0.5,1,2,4
 
 `run` makes one cell per pair, size (and run-length factor): the default command line on
 vgg16-hed (no weight flags; `-n` the default times the factor), and records in
@@ -14,7 +16,9 @@ photo), the style loss at the end as a share of the photo's own style loss at th
 (measured with one more evaluation), the evaluations, the wall time and the commit, beside
 a JPEG of the result (at most 512 px). Cells already recorded are skipped, so a run that was
 cut short continues where it stopped. `sheet` lays the cells out, a row per pair (photo,
-painting, then each label), labelled with both figures, into docs/quality/SIZE[xFACTOR].jpg.
+painting, then each label), labelled with both figures, into docs/quality/SIZE[xFACTOR].jpg;
+`lengths` lays out one label's run lengths side by side (a column per factor) into
+docs/quality/SIZE-lengths.jpg.
 Needs ../shared/testdata/weights, pillow and a release build (`--binary` for another one).
 """
 import argparse
@@ -100,41 +104,57 @@ def thumb(path, height):
     return img.resize((max(1, round(img.width * height / img.height)), height), Image.LANCZOS)
 
 
+def result_cell(args, pair, label, size, factor, caption):
+    """A cell's picture and its caption (`caption` + both figures), grey when not run."""
+    d = cell_dir(args.results, label, size, factor)
+    rec = os.path.join(d, pair["name"] + ".json")
+    if not os.path.exists(rec):
+        return Image.new("RGB", (CELL, CELL), "lightgrey"), f"{caption}: not run"
+    c = json.load(open(rec))
+    return (thumb(os.path.join(d, pair["name"] + ".jpg"), CELL),
+            f"{caption}: S {c['structure']:.2f}, style {100 * c['style_share']:.1f}%")
+
+
+def save_rows(rows, path):
+    """Lays out rows of (picture, caption) in aligned columns and writes `path`."""
+    widths = [max(r[i][0].width for r in rows) for i in range(len(rows[0]))]
+    sheet = Image.new("RGB", (sum(widths), (CELL + 16) * len(rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, row in enumerate(rows):
+        x = 0
+        for i, (img, text) in enumerate(row):
+            sheet.paste(img, (x, j * (CELL + 16)))
+            draw.text((x + 2, j * (CELL + 16) + CELL + 2), text, fill="black")
+            x += widths[i]
+    sheet.save(path, quality=85)
+    print(f"wrote {path}")
+
+
+def inputs_row(args, pair):
+    return [(thumb(os.path.join(args.pairs_dir, pair["photo"]), CELL), pair["name"]),
+            (thumb(os.path.join(args.pairs_dir, pair["painting"]), CELL), "painting")]
+
+
 def cmd_sheet(args, pairs):
     for factor in args.factors:
         for size in args.sizes:
-            rows = []
-            for pair in pairs:
-                row = [(thumb(os.path.join(args.pairs_dir, pair["photo"]), CELL), pair["name"]),
-                       (thumb(os.path.join(args.pairs_dir, pair["painting"]), CELL), "painting")]
-                for label in args.labels:
-                    d = cell_dir(args.results, label, size, factor)
-                    rec = os.path.join(d, pair["name"] + ".json")
-                    if not os.path.exists(rec):
-                        row.append((Image.new("RGB", (CELL, CELL), "lightgrey"), f"{label}: not run"))
-                        continue
-                    c = json.load(open(rec))
-                    row.append((thumb(os.path.join(d, pair["name"] + ".jpg"), CELL),
-                                f"{label}: S {c['structure']:.2f}, style {100 * c['style_share']:.1f}%"))
-                rows.append(row)
-            widths = [max(r[i][0].width for r in rows) for i in range(len(rows[0]))]
-            sheet = Image.new("RGB", (sum(widths), (CELL + 16) * len(rows)), "white")
-            draw = ImageDraw.Draw(sheet)
-            for j, row in enumerate(rows):
-                x = 0
-                for i, (img, text) in enumerate(row):
-                    sheet.paste(img, (x, j * (CELL + 16)))
-                    draw.text((x + 2, j * (CELL + 16) + CELL + 2), text, fill="black")
-                    x += widths[i]
+            rows = [inputs_row(args, pair) + [result_cell(args, pair, label, size, factor, label)
+                                              for label in args.labels] for pair in pairs]
             name = str(size) if factor == 1 else f"{size}x{factor:g}"
-            path = os.path.join(args.results, f"{name}.jpg")
-            sheet.save(path, quality=85)
-            print(f"wrote {path}")
+            save_rows(rows, os.path.join(args.results, f"{name}.jpg"))
+
+
+def cmd_lengths(args, pairs):
+    label = args.label or args.labels[0]
+    for size in args.sizes:
+        rows = [inputs_row(args, pair) + [result_cell(args, pair, label, size, f, f"{f:g}x")
+                                          for f in args.factors] for pair in pairs]
+        save_rows(rows, os.path.join(args.results, f"{size}-lengths.jpg"))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["run", "sheet"])
+    p.add_argument("action", choices=["run", "sheet", "lengths"])
     p.add_argument("--label", help="run: the name the cells are kept under (before, after)")
     p.add_argument("--labels", default="before,after", help="sheet: the columns")
     p.add_argument("--sizes", default="256,512,1024")
@@ -166,6 +186,8 @@ def main():
         args.commit = args.commit or subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                      capture_output=True, text=True).stdout.strip()
         cmd_run(args, pairs)
+    elif args.action == "lengths":
+        cmd_lengths(args, pairs)
     else:
         cmd_sheet(args, pairs)
 
