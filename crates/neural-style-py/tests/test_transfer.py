@@ -185,3 +185,16 @@ def test_bad_input_never_crashes_the_interpreter(pair):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("refused:") == 4
+
+
+def test_every_flag_of_the_command_is_a_keyword_argument():
+    """FLAG_ARGUMENTS against `neural-style --help`, so a new flag cannot be left out."""
+    import re
+    r = run_command("--help")
+    flags = set(re.findall(r"^\s+(?:-\w, )?--([a-z0-9-]+)", r.stdout, re.M))
+    negated = {"no-safeguard": "safeguard", "no-multiscale": "multiscale", "no-tile": "tile",
+               "no-memory-check": "memory_check"}
+    own = {"content", "style", "output", "init", "mask", "content_mask"}  # transfer's parameters
+    terminal = {"quiet", "print_every", "help", "version"}
+    names = {negated.get(f, f.replace("-", "_")) for f in flags}
+    assert names - own - terminal == set(neural_style.FLAG_ARGUMENTS)
