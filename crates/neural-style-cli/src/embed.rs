@@ -87,31 +87,18 @@ pub fn run(request: Request, interrupted: Arc<AtomicBool>, hook: EventHook) -> R
         config.snapshot_every = request.preview_every;
         job.config = config.check(job.config.styles()).map_err(flag_error)?;
     }
-    match job.threads {
-        None => run_job(
-            &job,
-            &request.given,
-            to_file,
-            write_snapshots,
-            interrupted,
-            hook,
-        ),
+    let threads = job.threads;
+    let given = request.given;
+    let work = move || run_job(&job, &given, to_file, write_snapshots, interrupted, hook);
+    match threads {
+        None => work(),
         Some(n) => {
             crate::runner::check_threads(n)?;
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build()
                 .context("starting the worker threads")?
-                .install(|| {
-                    run_job(
-                        &job,
-                        &request.given,
-                        to_file,
-                        write_snapshots,
-                        interrupted,
-                        hook,
-                    )
-                })
+                .install(work)
         }
     }
 }

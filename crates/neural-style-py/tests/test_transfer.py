@@ -198,3 +198,13 @@ def test_every_flag_of_the_command_is_a_keyword_argument():
     terminal = {"quiet", "print_every", "help", "version"}
     names = {negated.get(f, f.replace("-", "_")) for f in flags}
     assert names - own - terminal == set(neural_style.FLAG_ARGUMENTS)
+
+
+def test_each_run_may_ask_for_its_own_thread_count(pair):
+    """`threads` sizes a pool for that run; the process-wide pool cannot be resized."""
+    _, photo, painting = pair
+    one = neural_style.transfer(photo, painting, threads=1, **SMALL)
+    two = neural_style.transfer(photo, painting, threads=2, **SMALL)
+    assert one.info["evaluations"] == two.info["evaluations"] == 8
+    with pytest.raises(neural_style.NeuralStyleError, match=r"^--threads 0 is not allowed"):
+        neural_style.transfer(photo, painting, threads=0, **SMALL)
