@@ -208,3 +208,48 @@ def test_each_run_may_ask_for_its_own_thread_count(pair):
     assert one.info["evaluations"] == two.info["evaluations"] == 8
     with pytest.raises(neural_style.NeuralStyleError, match=r"^--threads 0 is not allowed"):
         neural_style.transfer(photo, painting, threads=0, **SMALL)
+
+
+def test_a_failing_callback_stops_the_run_and_raises_its_error(pair):
+    import threading
+    _, photo, painting = pair
+
+    def broken(event):
+        if event["event"] == "evaluation":
+            raise ValueError("the callback broke")
+
+    with pytest.raises(ValueError, match="the callback broke"):
+        neural_style.transfer(photo, painting, callback=broken, **SMALL)
+    assert not [t for t in threading.enumerate() if t.name == "neural-style"]
+
+
+def test_a_second_ctrl_c_raises_at_once_and_the_run_ends_by_itself(pair, monkeypatch):
+    """Driven by a stand-in for the engine whose evaluation takes 2 s, so that both Ctrl-Cs
+    arrive while the caller waits for it."""
+    import threading
+    import time
+    _, photo, painting = pair
+    verdicts = []
+
+    def slow_engine(args, given, preview_every, stop, relay):
+        relay({"event": "started", "evaluations": 8, "width": 64, "height": 48})
+        time.sleep(2.0)
+        verdicts.append(relay({"event": "evaluation", "evaluation": 1,
+                               "loss": {"total": 1.0}, "seconds": 2.0}))
+
+    def interrupt_twice():
+        for _ in range(2):
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(neural_style._native, "transfer", slow_engine)
+    start = time.monotonic()
+    threading.Thread(target=interrupt_twice).start()
+    with pytest.raises(KeyboardInterrupt):
+        neural_style.transfer(photo, painting, **SMALL)
+    assert time.monotonic() - start < 1.5, "the second Ctrl-C must not wait for the run"
+    deadline = time.monotonic() + 10
+    while [t for t in threading.enumerate() if t.name == "neural-style"]:
+        assert time.monotonic() < deadline, "the run's thread did not end"
+        time.sleep(0.05)
+    assert verdicts == [False], "the stop must reach the engine"

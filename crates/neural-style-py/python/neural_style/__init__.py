@@ -167,9 +167,18 @@ def transfer(content=None, style=None, *, output=None, size=None, iterations=Non
     outcome = {}
 
     def relay(event):
+        # Once stopped, the caller may be gone (a second Ctrl-C, a failing callback): the
+        # run's thread then ends without waiting for anyone.
+        if stop.is_set():
+            return False
         verdict = queue.Queue(maxsize=1)
         events.put((event, verdict))
-        return verdict.get()
+        while True:
+            try:
+                return verdict.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return False
 
     def work():
         try:
@@ -189,27 +198,38 @@ def transfer(content=None, style=None, *, output=None, size=None, iterations=Non
     worker.start()
     interrupted = False
     verdict = None
-    while True:
-        try:
-            item = events.get(timeout=0.25)
-            if item is None:
-                break
-            event, verdict = item
-            if event["event"] == "preview":
-                event["image"] = pil(event["image"])
-            display.on_event(event)
-            if callback is not None and callback(event) is False:
+    try:
+        while True:
+            try:
+                item = events.get(timeout=0.25)
+                if item is None:
+                    break
+                event, verdict = item
+                if event["event"] == "preview":
+                    event["image"] = pil(event["image"])
+                display.on_event(event)
+                if callback is not None and callback(event) is False:
+                    stop.set()
+                answer(verdict, not stop.is_set())
+            except queue.Empty:
+                continue
+            except KeyboardInterrupt:
+                if interrupted:
+                    raise
+                interrupted = True
                 stop.set()
-            answer(verdict, not stop.is_set())
-        except queue.Empty:
-            continue
-        except KeyboardInterrupt:
-            stop.set()
-            if verdict is not None:
-                answer(verdict, False)
-            if interrupted:
-                raise
-            interrupted = True
+                if verdict is not None:
+                    answer(verdict, False)
+    except BaseException as e:
+        # A second Ctrl-C, or the callback or the display failed: stop the run and let the
+        # exception through; after a failure, once the run has ended (at its next event),
+        # after a second Ctrl-C at once.
+        stop.set()
+        if verdict is not None:
+            answer(verdict, False)
+        if not isinstance(e, KeyboardInterrupt):
+            worker.join()
+        raise
     worker.join()
     if "error" in outcome:
         raise outcome["error"]
