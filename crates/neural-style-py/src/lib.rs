@@ -223,6 +223,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(transfer, m)?)?;
     m.add_class::<Stop>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("NeuralStyleError", m.py().get_type::<NeuralStyleError>())?;
     Ok(())
 }

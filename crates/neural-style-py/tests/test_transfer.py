@@ -171,7 +171,7 @@ def test_ctrl_c_stops_the_run_and_returns_the_best_image(pair, tmp_path):
 
 def test_the_installed_command_is_the_rust_program():
     r = run_command("--version")
-    assert r.returncode == 0 and r.stdout.startswith("neural-style ")
+    assert r.returncode == 0 and r.stdout.strip() == f"neural-style {neural_style.__version__}"
     r = run_command("--content")
     assert r.returncode == 2 and "a value is required for '--content <PATH>'" in r.stderr
 

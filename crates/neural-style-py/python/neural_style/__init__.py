@@ -20,8 +20,9 @@ from ._display import Display, in_notebook
 from ._inputs import InputError, image_arg
 
 NeuralStyleError = _native.NeuralStyleError
+__version__ = _native.__version__
 
-__all__ = ["transfer", "NeuralStyleError", "FLAG_ARGUMENTS"]
+__all__ = ["transfer", "NeuralStyleError", "FLAG_ARGUMENTS", "__version__"]
 
 # Keyword arguments that switch something off with a `--no-...` flag when given False.
 _NEGATED = {
