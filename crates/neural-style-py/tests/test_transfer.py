@@ -45,6 +45,15 @@ def pair(tmp_path_factory):
     return d, photo, painting
 
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal or a Jupyter kernel, even where this
+    process was started with SIGINT ignored (a background job of a script, as CI may be)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def run_command(*args):
     return subprocess.run([COMMAND, *args], capture_output=True, text=True)
 
@@ -155,7 +164,7 @@ def test_previews_are_pil_images_of_the_output_size(pair):
     assert all(p["image"].size == (64, 48) for p in previews)
 
 
-def test_ctrl_c_stops_the_run_and_returns_the_best_image(pair, tmp_path):
+def test_ctrl_c_stops_the_run_and_returns_the_best_image(pair, tmp_path, ctrl_c):
     d, photo, painting = pair
     out = tmp_path / "out.png"
 
@@ -223,7 +232,7 @@ def test_a_failing_callback_stops_the_run_and_raises_its_error(pair):
     assert not [t for t in threading.enumerate() if t.name == "neural-style"]
 
 
-def test_a_second_ctrl_c_raises_at_once_and_the_run_ends_by_itself(pair, monkeypatch):
+def test_a_second_ctrl_c_raises_at_once_and_the_run_ends_by_itself(pair, monkeypatch, ctrl_c):
     """Driven by a stand-in for the engine whose evaluation takes 2 s, so that both Ctrl-Cs
     arrive while the caller waits for it."""
     import threading
