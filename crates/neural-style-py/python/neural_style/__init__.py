@@ -16,7 +16,7 @@ import queue
 import threading
 
 from . import _native
-from ._display import Display, in_notebook
+from ._display import Display
 from ._inputs import InputError, image_arg
 
 NeuralStyleError = _native.NeuralStyleError
@@ -152,9 +152,9 @@ def transfer(content=None, style=None, *, output=None, size=None, iterations=Non
             weights=weights, model=model, seed=seed, **settings)
     except InputError as e:
         raise NeuralStyleError(str(e)) from None
-    if preview_every is None:
-        preview_every = _NOTEBOOK_PREVIEW_EVERY if (preview and in_notebook()) else 0
     display = Display(progress, preview)
+    if preview_every is None:
+        preview_every = _NOTEBOOK_PREVIEW_EVERY if display.preview else 0
 
     def pil(rgb):
         data, width, height = rgb
