@@ -39,7 +39,9 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
         args.padding,
         &device,
     )?
-    .with_convolution(args.convolution)?;
+    .with_convolution(args.convolution)?
+    .with_precision(args.precision)
+    .map_err(crate::config::flag_error)?;
     let n = args.size as usize;
     let image = neural_style::run::noise_image(args.size, args.size, 1);
     let x = neural_style::InputConvention::TorchRgb01.to_network(&image.data);
@@ -88,13 +90,14 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
             "{}",
             serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
                 "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend, "padding": format!("{:?}", args.padding).to_lowercase(),
-                "convolution": format!("{:?}", args.convolution).to_lowercase()})
+                "convolution": format!("{:?}", args.convolution).to_lowercase(), "bf16": vgg.bf16()})
         );
     } else {
         println!(
-            "neural-style {arch} {n}x{n} on {backend}, {} padding, {} convolution: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
+            "neural-style {arch} {n}x{n} on {backend}, {} padding, {} convolution{}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
             format!("{:?}", args.padding).to_lowercase(),
             format!("{:?}", args.convolution).to_lowercase(),
+            if vgg.bf16() { " (bf16 products)" } else { "" },
             times.len()
         );
     }

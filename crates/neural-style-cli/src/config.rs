@@ -248,6 +248,7 @@ impl RunJob {
             pooling: a.pooling,
             padding: a.padding,
             convolution: a.convolution,
+            precision: a.precision,
             tile: match (a.tile, a.no_tile) {
                 (Some(n), _) => neural_style::TileMode::Size(n),
                 (None, true) => neural_style::TileMode::Off,
@@ -321,6 +322,7 @@ fn flag_for(field: &str) -> Option<&'static str> {
         "learning_rate" => "--learning-rate",
         "min_size" => "--min-size",
         "optimizer" => "--optimizer",
+        "precision" => "--precision",
         "size" => "--size",
         "stage_sides" => "--scales",
         "style_blend" => "--style-blend",

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loss::LossForm;
-use crate::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling};
+use crate::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision};
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -121,6 +121,9 @@ pub struct TransferConfig {
     /// How the CPU computes the convolutions.
     #[serde(default)]
     pub convolution: Convolution,
+    /// The number format of the Winograd convolution's products on the CPU.
+    #[serde(default)]
+    pub precision: Precision,
     /// Whether the objective is evaluated by tiles ([`crate::tiling`]).
     #[serde(default)]
     pub tile: crate::tiling::TileMode,
@@ -173,6 +176,7 @@ impl Default for TransferConfig {
             pooling: Pooling::Max,
             padding: Padding::Reflect,
             convolution: Convolution::Winograd,
+            precision: Precision::F32,
             tile: crate::tiling::TileMode::Auto,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(DEFAULT_SIZE),
@@ -385,6 +389,7 @@ impl TransferConfig {
         if self.iterations == 0 {
             return Err(Error::config("iterations", "must be at least 1"));
         }
+        self.precision.resolve()?;
         if let crate::tiling::TileMode::Size(n) = self.tile
             && !SIDES.contains(&n)
         {

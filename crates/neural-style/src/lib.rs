@@ -58,6 +58,10 @@ pub mod weights;
 // The CPU kernels: crate-private; the `kernels` feature opens them for their profiling
 // example.
 #[cfg(feature = "kernels")]
+pub mod bf16;
+#[cfg(not(feature = "kernels"))]
+mod bf16;
+#[cfg(feature = "kernels")]
 pub mod fastconv;
 #[cfg(not(feature = "kernels"))]
 mod fastconv;
@@ -81,7 +85,7 @@ pub use config::{
 };
 pub use device::{DeviceChoice, default_device};
 pub use error::{Error, Result};
-pub use events::{Event, LossParts, NoObserver, Observer, Output};
+pub use events::{EvaluationTimes, Event, LossParts, NoObserver, Observer, Output};
 pub use image_io::{
     BitDepth, DEFAULT_MAX_INPUT_PIXELS, Decoding, Dpi, Image, PrintInfo, SaveOptions,
 };
@@ -92,5 +96,5 @@ pub use objective::{Objective, StyleInput};
 pub use plan::{Plan, Stage};
 pub use run::{Inputs, Temporal, run};
 pub use tiling::{TileMode, Tiling};
-pub use vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Vgg};
+pub use vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision, Vgg};
 pub use weights::{WeightFile, WeightsInfo};

@@ -52,7 +52,8 @@ impl Network {
             config.padding,
             device,
         )?
-        .with_convolution(config.convolution)?;
+        .with_convolution(config.convolution)?
+        .with_precision(config.precision)?;
         let convention = config
             .convention
             .or(info.convention)

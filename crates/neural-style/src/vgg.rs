@@ -265,6 +265,35 @@ pub enum Convolution {
     Direct,
 }
 
+/// The number format of the Winograd convolution's matrix products on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Precision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// bf16 operands (8 significant bits) with f32 sums, on CPUs with AVX512-BF16 (refused
+    /// elsewhere): about twice the products per instruction, at a cost in accuracy that
+    /// Winograd's transforms amplify (features about 2% off, gradients up to 12%; see
+    /// docs/speed.md), so not the default.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether the products run in bf16 on this CPU; an error for `Bf16` where they cannot.
+    pub fn resolve(self) -> Result<bool> {
+        match self {
+            Self::F32 => Ok(false),
+            Self::Bf16 if crate::bf16::available() => Ok(true),
+            Self::Bf16 => Err(Error::config(
+                "precision",
+                "bf16 needs a CPU with AVX512-BF16, and this one has none (use f32)",
+            )),
+        }
+    }
+}
+
 /// How pixels are turned into the network's input.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -388,6 +417,8 @@ pub struct Vgg {
     pooling: Pooling,
     padding: Padding,
     convolution: Convolution,
+    /// Whether the Winograd products run in bf16 ([`Precision::resolve`]).
+    bf16: bool,
     /// Winograd-transformed filters, for the convolutions that use them.
     winograd: HashMap<Layer, WinogradFilters>,
     device: Device,
@@ -448,6 +479,7 @@ impl Vgg {
             pooling,
             padding,
             convolution: Convolution::Direct,
+            bf16: false,
             winograd: HashMap::new(),
             device: device.clone(),
         };
@@ -463,6 +495,27 @@ impl Vgg {
             return Ok(self);
         }
         self.convolution = convolution;
+        self.transform_filters()?;
+        Ok(self)
+    }
+
+    /// The network with its Winograd products in `precision` (f32 until this is called).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        let bf16 = precision.resolve()?;
+        if bf16 != self.bf16 {
+            self.bf16 = bf16;
+            self.transform_filters()?;
+        }
+        Ok(self)
+    }
+
+    /// Whether the Winograd products run in bf16.
+    pub fn bf16(&self) -> bool {
+        self.bf16
+    }
+
+    /// Transforms the filters of the convolutions that run as Winograd's.
+    fn transform_filters(&mut self) -> Result<()> {
         self.winograd.clear();
         if self.fast_cpu() {
             for (layer, conv) in &self.convs {
@@ -476,12 +529,12 @@ impl Vgg {
                 if weight.len() == cout * cin * 9 && bias.len() == cout {
                     self.winograd.insert(
                         *layer,
-                        WinogradFilters::new(&weight, &bias, cout, cin, &self.device),
+                        WinogradFilters::new(&weight, &bias, (cout, cin), self.bf16, &self.device),
                     );
                 }
             }
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Whether the network runs on the CPU with the fast layers ([`crate::fastconv`]).

@@ -17,6 +17,7 @@
 
 use rayon::prelude::*;
 
+use crate::bf16;
 use crate::vgg::Padding;
 
 /// Output tile side.
@@ -144,6 +145,25 @@ pub fn transform_filters(
         }
     }
     u
+}
+
+/// Transformed filters (`rows × channels` per position), as the matrix products read them.
+#[derive(Debug, Clone, Copy)]
+pub enum Filters<'a> {
+    /// f32, `[36, rows, channels]`, from [`transform_filters`].
+    F32(&'a [f32]),
+    /// bfloat16 pairs, each position packed by [`bf16::pack_a`] ([`pack_filters_bf16`]): the
+    /// products run as bf16 with f32 sums (only where [`bf16::available`]).
+    Bf16(&'a [u32]),
+}
+
+/// Filters from [`transform_filters`] (`u`: `[36, rows, channels]`) packed for bf16
+/// products, position after position.
+pub fn pack_filters_bf16(u: &[f32], rows: usize, channels: usize) -> Vec<u32> {
+    assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]");
+    u.chunks_exact(rows * channels)
+        .flat_map(|position| bf16::pack_a(position, rows, channels))
+        .collect()
 }
 
 /// Where one padded coordinate reads from: `Some(index)` inside, `None` for a zero.
@@ -475,9 +495,15 @@ impl Strategy {
     }
 }
 
-/// The convolution of `input` (`shape`) with filters transformed by [`transform_filters`]
-/// (`u`: `[36, rows, channels]`), with what `fuse` adds: `[n, rows, ho, wo]`.
-pub fn conv3x3(input: &[f32], shape: &Shape, u: &[f32], rows: usize, fuse: Fuse<'_>) -> Vec<f32> {
+/// The convolution of `input` (`shape`) with transformed filters `u` (`rows` of them), with
+/// what `fuse` adds: `[n, rows, ho, wo]`.
+pub fn conv3x3(
+    input: &[f32],
+    shape: &Shape,
+    u: Filters<'_>,
+    rows: usize,
+    fuse: Fuse<'_>,
+) -> Vec<f32> {
     let strategy = Strategy::choose(shape, rows, rayon::current_num_threads());
     conv3x3_with(input, shape, u, rows, fuse, strategy)
 }
@@ -499,7 +525,7 @@ struct Job<'a> {
     input: &'a [f32],
     shape: Shape,
     sources: Sources,
-    u: &'a [f32],
+    u: Filters<'a>,
     rows: usize,
     fuse: Fuse<'a>,
 }
@@ -547,6 +573,37 @@ impl pulp::WithSimd for Vectorised<'_, '_> {
 }
 
 impl Job<'_> {
+    /// `m = U[ξ] · V[ξ]` for position `p`, `V[ξ]` being `channels` rows of `n` transformed
+    /// tiles, `stride` apart, at the start of `v`; `words` is scratch for bf16 operands.
+    fn product(
+        &self,
+        p: usize,
+        v: &[f32],
+        stride: usize,
+        n: usize,
+        m: &mut [f32],
+        words: &mut Vec<u32>,
+    ) {
+        let (rows, channels) = (self.rows, self.shape.channels);
+        match self.u {
+            Filters::F32(u) => gemm(
+                m,
+                &u[p * rows * channels..][..rows * channels],
+                v,
+                rows,
+                channels,
+                n,
+                stride,
+            ),
+            Filters::Bf16(u) => {
+                let per = bf16::packed_a_len(rows, channels);
+                words.resize(channels.div_ceil(2) * n, 0);
+                bf16::pack_b(v, channels, n, stride, words);
+                bf16::gemm(m, &u[p * per..][..per], words, rows, channels, n);
+            }
+        }
+    }
+
     /// The epilogue of output channel `co`: its bias and whether to rectify.
     fn epilogue(&self, co: usize) -> (f32, bool) {
         (self.fuse.bias.map_or(0.0, |b| b[co]), self.fuse.relu)
@@ -600,16 +657,9 @@ impl Job<'_> {
             }
         }
         let mut m = vec![0.0f32; POSITIONS * rows * ntc];
-        for p in 0..POSITIONS {
-            gemm(
-                &mut m[p * rows * ntc..][..rows * ntc],
-                &self.u[p * rows * channels..][..rows * channels],
-                &v[p * channels * ntc..][..channels * ntc],
-                rows,
-                channels,
-                ntc,
-                ntc,
-            );
+        let mut words = Vec::new();
+        for (p, mp) in m.chunks_exact_mut(rows * ntc).enumerate() {
+            self.product(p, &v[p * channels * ntc..], ntc, ntc, mp, &mut words);
         }
         for (co, piece) in planes.iter_mut().enumerate() {
             for ty in ty0..ty1 {
@@ -672,7 +722,7 @@ impl Job<'_> {
 pub fn conv3x3_with(
     input: &[f32],
     shape: &Shape,
-    u: &[f32],
+    u: Filters<'_>,
     rows: usize,
     fuse: Fuse<'_>,
     strategy: Strategy,
@@ -685,7 +735,14 @@ pub fn conv3x3_with(
         ..
     } = *shape;
     assert_eq!(input.len(), n * channels * h * w, "input is [n, c, h, w]");
-    assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]");
+    match u {
+        Filters::F32(u) => assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]"),
+        Filters::Bf16(u) => assert_eq!(
+            u.len(),
+            POSITIONS * bf16::packed_a_len(rows, channels),
+            "u is [36] packed rows × c"
+        ),
+    }
     if let Some(mask) = fuse.input_mask {
         assert_eq!(mask.len(), input.len(), "the mask is shaped as the input");
     }
@@ -740,15 +797,7 @@ pub fn conv3x3_with(
                 });
             let mut m = vec![0.0f32; POSITIONS * rows * nt];
             m.par_chunks_mut(rows * nt).enumerate().for_each(|(p, mp)| {
-                gemm(
-                    mp,
-                    &u[p * rows * channels..][..rows * channels],
-                    &v[p * nt..],
-                    rows,
-                    channels,
-                    nt,
-                    POSITIONS * nt,
-                );
+                job.product(p, &v[p * nt..], POSITIONS * nt, nt, mp, &mut Vec::new());
             });
             drop(v);
             let m = &m;
@@ -845,7 +894,14 @@ mod tests {
 
     fn winograd(input: &[f32], weight: &[f32], cout: usize, shape: &Shape) -> Vec<f32> {
         let u = transform_filters(weight, cout, shape.channels, false);
-        let whole = conv3x3_with(input, shape, &u, cout, Fuse::default(), Strategy::Whole);
+        let whole = conv3x3_with(
+            input,
+            shape,
+            Filters::F32(&u),
+            cout,
+            Fuse::default(),
+            Strategy::Whole,
+        );
         // Bands of one and of two tile rows give the same numbers, up to the order in which
         // the matrix products add.
         let scale = whole.iter().fold(1.0f32, |m, v| m.max(v.abs()));
@@ -853,7 +909,7 @@ mod tests {
             let bands = conv3x3_with(
                 input,
                 shape,
-                &u,
+                Filters::F32(&u),
                 cout,
                 Fuse::default(),
                 Strategy::Bands { rows },
@@ -930,13 +986,70 @@ mod tests {
             ..shape
         };
         let u = transform_filters(&weight, cout, cin, true);
-        let gy = conv3x3(&y, &back_shape, &u, cin, Fuse::default());
+        let gy = conv3x3(&y, &back_shape, Filters::F32(&u), cin, Fuse::default());
         let lhs: f64 = fx.iter().zip(&y).map(|(a, b)| f64::from(*a * *b)).sum();
         let rhs: f64 = x.iter().zip(&gy).map(|(a, b)| f64::from(*a * *b)).sum();
         assert!(
             (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
             "{lhs} vs {rhs}"
         );
+    }
+
+    #[test]
+    fn bf16_products_stay_within_a_few_percent_of_the_direct_convolution() {
+        if !bf16::available() {
+            eprintln!("skipping: this CPU has no AVX512-BF16 (the bf16 path never runs here)");
+            return;
+        }
+        // VGG-like channel counts and a ragged image, in bands and whole, zero and reflect.
+        for (i, &(cin, cout, h, w, border)) in [
+            (64, 64, 21, 30, Padding::Zero),
+            (32, 48, 17, 9, Padding::Reflect),
+            (17, 5, 6, 7, Padding::Replicate),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let shape = Shape {
+                n: 1,
+                channels: cin,
+                height: h,
+                width: w,
+                pad: 1,
+                border,
+            };
+            let input = random(cin * h * w, 40 + i as u64);
+            let weight = random(cout * cin * 9, 50 + i as u64);
+            let want = direct(&input, &weight, cout, &shape);
+            let u = pack_filters_bf16(&transform_filters(&weight, cout, cin, false), cout, cin);
+            let rms = (want.iter().map(|v| v * v).sum::<f64>() / want.len() as f64).sqrt();
+            for strategy in [Strategy::Whole, Strategy::Bands { rows: 1 }] {
+                let got = conv3x3_with(
+                    &input,
+                    &shape,
+                    Filters::Bf16(&u),
+                    cout,
+                    Fuse::default(),
+                    strategy,
+                );
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (f64::from(*g) - w).powi(2))
+                    .sum::<f64>();
+                let relative = (err / want.len() as f64).sqrt() / rms;
+                // bf16 rounds each operand by up to 2⁻⁹ (0.2%); the output transform's large
+                // coefficients (up to 8 × 8) amplify that about tenfold.
+                assert!(
+                    relative < 5e-2,
+                    "case {i} {strategy:?}: relative RMS error {relative}"
+                );
+                assert!(
+                    relative > 1e-4,
+                    "case {i}: bf16 rounding should show ({relative})"
+                );
+            }
+        }
     }
 
     #[test]
