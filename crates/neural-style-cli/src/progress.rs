@@ -211,6 +211,7 @@ impl Observer for Reporter {
                 evaluation,
                 loss,
                 elapsed,
+                times,
             } => {
                 self.bar.set_position(*evaluation as u64);
                 self.loss = format!("{:.4e}", loss.total);
@@ -228,6 +229,10 @@ impl Observer for Reporter {
                     "style": loss.style,
                     "tv": loss.tv,
                     "seconds": elapsed.as_secs_f64(),
+                    "evaluation_s": times.total.as_secs_f64(),
+                    "forward_s": times.forward.as_secs_f64(),
+                    "losses_s": times.losses.as_secs_f64(),
+                    "backward_s": times.backward.as_secs_f64(),
                     "width": self.size.0,
                     "height": self.size.1,
                     "tiles": self.tiles,

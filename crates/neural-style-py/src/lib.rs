@@ -116,6 +116,7 @@ fn event_dict<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Option<Bound<
             evaluation,
             loss,
             elapsed,
+            ..
         } => {
             d.set_item("event", "evaluation")?;
             d.set_item("evaluation", evaluation)?;

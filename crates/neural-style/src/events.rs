@@ -23,6 +23,21 @@ pub struct LossParts {
     pub temporal: f32,
 }
 
+/// Where one evaluation's time went: the network's forward pass, the loss terms on its
+/// features, and the gradient back to the image (through both). A tiled evaluation is
+/// timed whole only (its parts are zero).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EvaluationTimes {
+    /// The network's forward pass to the deepest layer a loss reads.
+    pub forward: Duration,
+    /// The loss terms: differences, Gram matrices, pixel terms.
+    pub losses: Duration,
+    /// The gradient to the image.
+    pub backward: Duration,
+    /// The whole evaluation, from the optimiser's point to the loss and gradient.
+    pub total: Duration,
+}
+
 /// What a run reports while it works.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -71,6 +86,9 @@ pub enum Event<'a> {
         loss: LossParts,
         /// Time since the optimisation started.
         elapsed: Duration,
+        /// Where this evaluation's time went (the rest of the time between two evaluations
+        /// is the optimiser's and the run's bookkeeping).
+        times: EvaluationTimes,
     },
     /// The run's state at an L-BFGS iteration boundary (every `checkpoint_every`
     /// iterations): saved, it lets a run planned with it ([`crate::Plan::with_checkpoints`]) continue

@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::config::{LossWeights, StyleLoss, TransferConfig};
 use crate::error::{Error, Result};
-use crate::events::LossParts;
+use crate::events::{EvaluationTimes, LossParts};
 use crate::loss::{self, LossForm};
 use crate::mask::Mask;
 use crate::network::{StyleCache, StyleStats};
@@ -87,6 +87,8 @@ pub struct Objective<'a> {
     form: LossForm,
     width: usize,
     height: usize,
+    /// The parts of the last [`Objective::evaluate`]'s time.
+    times: std::sync::Mutex<EvaluationTimes>,
 }
 
 impl<'a> Objective<'a> {
@@ -323,6 +325,7 @@ impl<'a> Objective<'a> {
             form: config.loss_form,
             width: width as usize,
             height: height as usize,
+            times: Default::default(),
         })
     }
 
@@ -374,7 +377,9 @@ impl<'a> Objective<'a> {
         )
         .autodiff()
         .require_grad();
+        let started = std::time::Instant::now();
         let feats = self.net.features(image.clone(), &self.layers);
+        let forward = started.elapsed();
         let mut content: Option<Tensor<1>> = None;
         for t in &self.content {
             let l = loss::content_loss(
@@ -428,6 +433,7 @@ impl<'a> Objective<'a> {
             total: 0.0,
         };
         let total = parts.into_iter().flatten().reduce(|a, b| a.add(b));
+        let losses = started.elapsed() - forward;
         let grad = match total {
             Some(total) => {
                 loss.total = total.clone().into_scalar::<f32>();
@@ -439,6 +445,18 @@ impl<'a> Objective<'a> {
             }
             None => vec![0.0; x.len()],
         };
+        let total = started.elapsed();
+        *self.times.lock().unwrap_or_else(|e| e.into_inner()) = EvaluationTimes {
+            forward,
+            losses,
+            backward: total - forward - losses,
+            total,
+        };
         Ok((loss, grad))
+    }
+
+    /// Where the last [`Objective::evaluate`]'s time went.
+    pub fn last_times(&self) -> EvaluationTimes {
+        *self.times.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

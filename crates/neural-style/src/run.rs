@@ -304,6 +304,7 @@ fn run_stage(
         let mut best = best.borrow_mut();
         count += 1;
         let evaluation = done + count;
+        let evaluation_started = std::time::Instant::now();
         let evaluated = match &tiling {
             Some(t) => objective.evaluate_tiled_observed(x, t, &mut |done, of| {
                 observer.on_event(&Event::Tile {
@@ -327,6 +328,13 @@ fn run_stage(
             }
         };
         last = parts;
+        let times = match tiling {
+            Some(_) => crate::events::EvaluationTimes {
+                total: evaluation_started.elapsed(),
+                ..Default::default()
+            },
+            None => objective.last_times(),
+        };
         let finite = parts.total.is_finite() && grad.iter().all(|g| g.is_finite());
         if !finite {
             non_finite_at.get_or_insert(done + count);
@@ -342,6 +350,7 @@ fn run_stage(
             evaluation: done + count,
             loss: parts,
             elapsed: started.elapsed(),
+            times,
         })?;
         if config.snapshot_every > 0
             && (done + count).is_multiple_of(config.snapshot_every)
