@@ -10,14 +10,26 @@ GFLOP/s counts the multiply-adds of a direct convolution (2 FLOP each) in the fo
 and in the gradient to the image (twice the forward): the same count for both engines, so
 an engine that computes convolutions with fewer multiplications (Winograd) shows more.
 
-Needs torch (pip install torch) and a release build (cargo build --release).
+`--whole-run` times whole runs instead, as a user runs them: tubingen + The Starry Night
+(../shared/testdata) resized to the size, real weights (vgg16-hed by default), the
+reference's objective (content relu4_2, style relu1_1..relu5_1, mean loss form, zero
+padding, one size), our CLI against torch_reference.py's `run` (torch.optim.LBFGS), each
+the median seconds between successive evaluations after two warm-up ones, with the spread
+(the larger distance from the median to min or max):
+
+    python3 tools/bench.py --whole-run --sizes 512 --threads 2 [--evaluations 22] [--extra "--precision bf16"]
+
+Needs torch and safetensors (pip install torch safetensors) and a release build
+(cargo build --release).
 """
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,6 +80,45 @@ def measure(cmd, gpu=False):
     return result
 
 
+def whole_run(args, size, n_threads):
+    """One whole run of each engine on the same pictures and objective: seconds between
+    successive evaluations (an evaluation and the optimiser's step), after two warm-up ones."""
+    data = os.path.join(ROOT, "..", "shared", "testdata")
+    if not os.path.isdir(data):
+        sys.exit(f"{data} is absent: --whole-run needs the shared images and weights")
+    reference = os.path.join(ROOT, "crates", "neural-style-testdata", "fixtures", "torch_reference.py")
+    tmp = tempfile.mkdtemp(prefix="bench-run-")
+    content, style = os.path.join(tmp, "content.png"), os.path.join(tmp, "style.png")
+    subprocess.run([sys.executable, reference, "resize", os.path.join(data, "content", "tubingen.jpg"), content, str(size)], check=True)
+    subprocess.run([sys.executable, reference, "resize", os.path.join(data, "style", "starry_night.jpg"), style, str(size)], check=True)
+    weights = os.path.join(data, "weights", args.weights)
+    # The reference's objective: content relu4_2 (5), style relu1_1..relu5_1 (100), TV 1e-3,
+    # mean loss form, zero padding, max pooling, L-BFGS history 100, one size.
+    objective = ["--content-layers", "relu4_2", "--content-weight", "5", "--style-weight", "100", "--tv-weight", "1e-3"]
+    threads = ["--threads", str(n_threads)] if n_threads else []
+    log = os.path.join(tmp, "log.jsonl")
+    ours = [args.binary, "-c", content, "-s", style, "-w", weights, "--size", str(size), "--no-multiscale",
+            "-n", str(args.evaluations), "--loss-form", "mean", "--padding", "zero", "--style-scale", "1",
+            "-o", os.path.join(tmp, "ours.png"), "--log", log, "-q"] + objective + threads + shlex.split(args.extra)
+    subprocess.run(ours, check=True, capture_output=True)
+    seconds = [json.loads(line)["seconds"] for line in open(log) if '"forward_s"' in line]
+    intervals = {"neural-style": [b - a for a, b in zip(seconds, seconds[1:])]}
+    torch_cmd = [sys.executable, reference, "run", "--content", content, "--style", style, "--weights", weights,
+                 "--arch", "vgg16" if "vgg16" in args.weights else args.arch, "--iterations", str(args.evaluations), "--content-layers", "relu4_2",
+                 "--content-weight", "5", "--style-weight", "100", "--tv-weight", "1e-3"] + threads
+    out = subprocess.run(torch_cmd, check=True, capture_output=True, text=True).stdout
+    intervals["pytorch"] = json.loads(out.strip().splitlines()[-1])["intervals_s"]
+    medians = {}
+    label = str(n_threads) if n_threads else "all"
+    for engine, xs in intervals.items():
+        xs = xs[2:]
+        med = statistics.median(xs)
+        medians[engine] = med
+        spread = max(med - min(xs), max(xs) - med) / med * 100
+        print(f"{size:>6} {label:>7} {engine:>13} {med:>14.3f} {min(xs):>7.3f} {max(xs):>7.3f} {len(xs):>6} {spread:>7.0f}%")
+    print(f"{size:>6} {label:>7} {'ratio':>13} {medians['neural-style'] / medians['pytorch']:>13.2f}x   (neural-style / PyTorch)", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="256,512")
@@ -77,10 +128,20 @@ def main():
     p.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "neural-style"))
     p.add_argument("--device", default="cpu", help="cpu, or gpu (neural-style --device gpu beside PyTorch on cuda; memory from nvidia-smi)")
     p.add_argument("--threads", default="0", help="comma-separated thread counts for both engines (0: all cores)")
+    p.add_argument("--extra", default="", help="more flags for neural-style (e.g. \"--precision bf16\")")
+    p.add_argument("--whole-run", action="store_true",
+                   help="time whole runs instead (tubingen + The Starry Night from ../shared, real weights): s/evaluation")
+    p.add_argument("--weights", default="vgg16-hed.safetensors", help="--whole-run: the weights file in ../shared/testdata/weights")
+    p.add_argument("--evaluations", type=int, default=22, help="--whole-run: evaluations per run (the first two are not counted)")
     args = p.parse_args()
     gpu = args.device == "gpu"
     if not os.path.exists(args.binary):
         sys.exit(f"{args.binary} not found: run `cargo build --release` first")
+    if args.whole_run:
+        print(f"{'size':>6} {'threads':>7} {'engine':>13} {'median s/eval':>14} {'min':>7} {'max':>7} {'evals':>6} {'spread':>8}")
+        for size, n_threads in [(int(s), int(t)) for s in args.sizes.split(",") for t in args.threads.split(",")]:
+            whole_run(args, size, n_threads)
+        return
     memory = "peak GPU MiB" if gpu else "peak RSS MiB"
     print(f"{'size':>6} {'threads':>7} {'engine':>13} {'median s/step':>14} {'min':>7} {'max':>7} {'GFLOP/s':>8} {memory:>13}")
     for size, n_threads in [(int(s), int(t)) for s in args.sizes.split(",") for t in args.threads.split(",")]:
@@ -90,7 +151,7 @@ def main():
         runs = {"neural-style": [], "pytorch": []}
         for _ in range(args.repeats):
             runs["neural-style"].append(measure([args.binary, "bench", "--json", "--size", str(size), "--steps", str(args.steps), "--arch", args.arch,
-                                                 "--device", "gpu" if gpu else "cpu"] + threads, gpu))
+                                                 "--device", "gpu" if gpu else "cpu"] + threads + shlex.split(args.extra), gpu))
             runs["pytorch"].append(measure([sys.executable, os.path.join(ROOT, "crates", "neural-style-testdata", "fixtures", "torch_reference.py"), "bench", "--size", str(size), "--steps", str(args.steps),
                                             "--arch", args.arch, "--device", "cuda" if gpu else "cpu"] + threads, gpu))
         summary = {}

@@ -11,6 +11,27 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long mimalloc keeps freed memory before returning it to the kernel. Its default,
+/// one second, is about one evaluation at 512 px: each evaluation's buffers went back and
+/// were faulted in again page by page, which cost ~8% of a run and made evaluations vary by
+/// ±40% (`tools/bench.py --whole-run`, 1 thread). A minute keeps them across evaluations at
+/// any size and still frees an idle server's memory.
+const KEEP_FREED_MS: std::ffi::c_long = 60_000;
+
+/// `mi_option_purge_delay` in mimalloc.h's option enum (the same in mimalloc 2 and 3; the
+/// Rust bindings do not name it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+#[allow(unsafe_code)]
+fn keep_freed_memory() {
+    // SAFETY: sets one of mimalloc's options, by its documented API, from the main thread
+    // before any other thread starts; the option is read atomically when memory is freed.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, KEEP_FREED_MS);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     ExitCode::from(neural_style_cli::main_with_args(std::env::args_os()))
 }

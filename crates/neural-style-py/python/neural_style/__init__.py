@@ -39,7 +39,7 @@ FLAG_ARGUMENTS = (
     "max_input_pixels", "accept_damaged", "content_layers", "style_layers",
     "style_layer_weights", "content_weight", "style_weight", "tv_weight", "loss_form",
     "optimizer", "iterations", "lbfgs_history", "line_search", "safeguard", "learning_rate",
-    "seed", "pooling", "padding", "convolution", "size", "multiscale", "min_size", "scales",
+    "seed", "pooling", "padding", "convolution", "precision", "size", "multiscale", "min_size", "scales",
     "tile", "bit_depth", "dpi", "preserve_colors", "style_scale", "style_blend", "style_loss",
     "save_every", "checkpoint", "checkpoint_every", "resume", "log", "max_memory",
     "memory_check",
