@@ -1,5 +1,6 @@
 //! Times the Winograd convolution (bands of one tile row, whole image, and the strategy
-//! chosen) against burn's direct convolution, for VGG's layer shapes:
+//! chosen; then the chosen one with bf16 products where the CPU has them) against burn's
+//! direct convolution, for VGG's layer shapes:
 //! `cargo run --release -p neural-style --example winograd_profile [size]`.
 
 use std::time::Instant;
@@ -8,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use neural_style::Padding;
-use neural_style::winograd::{self, Shape, Strategy};
+use neural_style::winograd::{self, Filters, Shape, Strategy};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -22,9 +23,10 @@ fn main() {
         .unwrap_or(512);
     let device = Device::flex();
     println!(
-        "layer (cin->cout @ side)  ms: bands-of-1  whole  chosen (strategy)  burn direct  GFLOP/s direct-equivalent: chosen vs direct"
+        "layer (cin->cout @ side)  ms: bands-of-1  whole  chosen (strategy)  chosen-bf16  burn direct  GFLOP/s direct-equivalent: chosen vs direct"
     );
     let mut total_w = 0.0;
+    let mut total_b = 0.0;
     let mut total_d = 0.0;
     for &(cin, cout, div) in &[
         (64usize, 64usize, 1usize),
@@ -52,6 +54,9 @@ fn main() {
             .map(|i| ((i * 17) % 89) as f32 / 890.0 - 0.05)
             .collect();
         let u = winograd::transform_filters(&w, cout, cin, false);
+        let ub = winograd::pack_filters_bf16(&u, cout, cin);
+        let bf16 = neural_style::bf16::available();
+        let mut tb16 = vec![];
         let (mut tb, mut tw_, mut ta, mut td) = (vec![], vec![], vec![], vec![]);
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, cin, h, h]), &device);
         let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), [cout, cin, 3, 3]), &device);
@@ -61,7 +66,7 @@ fn main() {
             let y = winograd::conv3x3_with(
                 &x,
                 &shape,
-                &u,
+                Filters::F32(&u),
                 cout,
                 Default::default(),
                 Strategy::Bands { rows: 1 },
@@ -69,14 +74,26 @@ fn main() {
             tb.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
             let t = Instant::now();
-            let y =
-                winograd::conv3x3_with(&x, &shape, &u, cout, Default::default(), Strategy::Whole);
+            let y = winograd::conv3x3_with(
+                &x,
+                &shape,
+                Filters::F32(&u),
+                cout,
+                Default::default(),
+                Strategy::Whole,
+            );
             tw_.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
             let t = Instant::now();
-            let y = winograd::conv3x3(&x, &shape, &u, cout, Default::default());
+            let y = winograd::conv3x3(&x, &shape, Filters::F32(&u), cout, Default::default());
             ta.push(t.elapsed().as_secs_f64());
             std::hint::black_box(y);
+            if bf16 {
+                let t = Instant::now();
+                let y = winograd::conv3x3(&x, &shape, Filters::Bf16(&ub), cout, Default::default());
+                tb16.push(t.elapsed().as_secs_f64());
+                std::hint::black_box(y);
+            }
             let t = Instant::now();
             let d = conv2d(
                 xt.clone(),
@@ -91,19 +108,28 @@ fn main() {
         let flops = 2.0 * (cin * cout * 9 * h * h) as f64;
         total_w += o;
         total_d += d;
+        // Without AVX512-BF16 the bf16 column stays empty (NaN).
+        let b = if tb16.is_empty() {
+            f64::NAN
+        } else {
+            median(tb16)
+        };
+        total_b += b;
         println!(
-            "{cin:>4}->{cout:<4} @ {h:<4}  {:8.1} {:8.1} {:8.1} {chosen:?}  {:7.1}  {:6.0} vs {:6.0}",
+            "{cin:>4}->{cout:<4} @ {h:<4}  {:8.1} {:8.1} {:8.1} {chosen:?}  {:8.1}  {:7.1}  {:6.0} vs {:6.0}",
             i * 1e3,
             m * 1e3,
             o * 1e3,
+            b * 1e3,
             d * 1e3,
             flops / o / 1e9,
             flops / d / 1e9
         );
     }
     println!(
-        "total (ms): winograd {:.1}, direct {:.1}",
+        "total (ms): winograd {:.1}, with bf16 {:.1}, direct {:.1}",
         total_w * 1e3,
+        total_b * 1e3,
         total_d * 1e3
     );
 }
