@@ -498,20 +498,9 @@ mod tests {
             Layer::Relu4_1,
         ];
         for layer in layers {
-            let direct = run_in(
-                Padding::Reflect,
-                (Convolution::Direct, Precision::F32),
-                40,
-                33,
-                &[layer],
-            );
-            let bf16 = run_in(
-                Padding::Reflect,
-                (Convolution::Winograd, Precision::Bf16),
-                40,
-                33,
-                &[layer],
-            );
+            let run = |kernels| run_in(Padding::Reflect, kernels, 40, 33, &[layer]);
+            let direct = run((Convolution::Direct, Precision::F32));
+            let bf16 = run((Convolution::Winograd, Precision::Bf16));
             let (ef, eg) = (
                 rms_relative(&bf16.0, &direct.0),
                 rms_relative(&bf16.1, &direct.1),

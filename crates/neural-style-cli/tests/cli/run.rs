@@ -51,6 +51,32 @@ fn a_run_writes_an_image_and_a_log_and_lowers_the_loss() {
     for key in ["evaluation", "content", "style", "tv", "seconds"] {
         assert!(rows[0].get(key).is_some(), "log lacks {key}");
     }
+    // Where each evaluation's time went: the parts add up to no more than the whole.
+    for row in &rows {
+        let t = |key: &str| {
+            row[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("log lacks {key}"))
+        };
+        let parts = t("forward_s") + t("losses_s") + t("backward_s");
+        assert!(parts > 0.0 && parts <= t("evaluation_s") + 1e-6, "{row}");
+    }
+}
+
+#[test]
+fn bf16_products_run_where_the_cpu_has_them_and_are_refused_elsewhere() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let flags = ["--size", "40", "-n", "4", "--precision", "bf16"];
+    let o = s.transfer(w.to_str().unwrap(), &flags, "out.png");
+    let cpu_has_it = std::fs::read_to_string("/proc/cpuinfo")
+        .is_ok_and(|c| c.contains(" avx512_bf16") && cfg!(target_arch = "x86_64"));
+    if cpu_has_it {
+        assert!(o.status.success(), "{}", stderr(&o));
+    } else {
+        assert_clean_error(&o, &["--precision", "bf16 needs a CPU with AVX512-BF16"]);
+        assert!(!Path::new(&s.p("out.png")).exists());
+    }
 }
 
 #[test]
