@@ -93,7 +93,8 @@ def whole_run(args, size, n_threads):
     subprocess.run([sys.executable, reference, "resize", os.path.join(data, "style", "starry_night.jpg"), style, str(size)], check=True)
     weights = os.path.join(data, "weights", args.weights)
     # The reference's objective: content relu4_2 (5), style relu1_1..relu5_1 (100), TV 1e-3,
-    # mean loss form, zero padding, max pooling, L-BFGS history 100, one size.
+    # mean loss form, zero padding, max pooling, L-BFGS history 100, one size. The weighted
+    # terms are flags of the same names for both engines.
     objective = ["--content-layers", "relu4_2", "--content-weight", "5", "--style-weight", "100", "--tv-weight", "1e-3"]
     threads = ["--threads", str(n_threads)] if n_threads else []
     log = os.path.join(tmp, "log.jsonl")
@@ -104,8 +105,7 @@ def whole_run(args, size, n_threads):
     seconds = [json.loads(line)["seconds"] for line in open(log) if '"forward_s"' in line]
     intervals = {"neural-style": [b - a for a, b in zip(seconds, seconds[1:])]}
     torch_cmd = [sys.executable, reference, "run", "--content", content, "--style", style, "--weights", weights,
-                 "--arch", "vgg16" if "vgg16" in args.weights else args.arch, "--iterations", str(args.evaluations), "--content-layers", "relu4_2",
-                 "--content-weight", "5", "--style-weight", "100", "--tv-weight", "1e-3"] + threads
+                 "--arch", "vgg16" if "vgg16" in args.weights else args.arch, "--iterations", str(args.evaluations)] + objective + threads
     out = subprocess.run(torch_cmd, check=True, capture_output=True, text=True).stdout
     intervals["pytorch"] = json.loads(out.strip().splitlines()[-1])["intervals_s"]
     medians = {}

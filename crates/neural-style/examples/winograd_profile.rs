@@ -11,6 +11,13 @@ use burn::tensor::ops::ConvOptions;
 use neural_style::Padding;
 use neural_style::winograd::{self, Filters, Shape, Strategy};
 
+/// Seconds `f` takes, its result kept from being optimised away.
+fn seconds<T>(f: impl FnOnce() -> T) -> f64 {
+    let t = Instant::now();
+    std::hint::black_box(f());
+    t.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -61,48 +68,26 @@ fn main() {
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, cin, h, h]), &device);
         let wt = Tensor::<4>::from_data(TensorData::new(w.clone(), [cout, cin, 3, 3]), &device);
         let chosen = Strategy::choose(&shape, cout, rayon::current_num_threads());
+        let (x, shape) = (&x, &shape);
+        let with = |filters, strategy| {
+            move || winograd::conv3x3_with(x, shape, filters, cout, Default::default(), strategy)
+        };
         for _ in 0..5 {
-            let t = Instant::now();
-            let y = winograd::conv3x3_with(
-                &x,
-                &shape,
-                Filters::F32(&u),
-                cout,
-                Default::default(),
-                Strategy::Bands { rows: 1 },
-            );
-            tb.push(t.elapsed().as_secs_f64());
-            std::hint::black_box(y);
-            let t = Instant::now();
-            let y = winograd::conv3x3_with(
-                &x,
-                &shape,
-                Filters::F32(&u),
-                cout,
-                Default::default(),
-                Strategy::Whole,
-            );
-            tw_.push(t.elapsed().as_secs_f64());
-            std::hint::black_box(y);
-            let t = Instant::now();
-            let y = winograd::conv3x3(&x, &shape, Filters::F32(&u), cout, Default::default());
-            ta.push(t.elapsed().as_secs_f64());
-            std::hint::black_box(y);
+            tb.push(seconds(with(Filters::F32(&u), Strategy::Bands { rows: 1 })));
+            tw_.push(seconds(with(Filters::F32(&u), Strategy::Whole)));
+            ta.push(seconds(with(Filters::F32(&u), chosen)));
             if bf16 {
-                let t = Instant::now();
-                let y = winograd::conv3x3(&x, &shape, Filters::Bf16(&ub), cout, Default::default());
-                tb16.push(t.elapsed().as_secs_f64());
-                std::hint::black_box(y);
+                tb16.push(seconds(with(Filters::Bf16(&ub), chosen)));
             }
-            let t = Instant::now();
-            let d = conv2d(
-                xt.clone(),
-                wt.clone(),
-                None,
-                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-            );
-            let _ = d.into_data();
-            td.push(t.elapsed().as_secs_f64());
+            td.push(seconds(|| {
+                conv2d(
+                    xt.clone(),
+                    wt.clone(),
+                    None,
+                    ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+                )
+                .into_data()
+            }));
         }
         let (i, m, o, d) = (median(tb), median(tw_), median(ta), median(td));
         let flops = 2.0 * (cin * cout * 9 * h * h) as f64;

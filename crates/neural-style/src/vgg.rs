@@ -275,8 +275,9 @@ pub enum Precision {
     F32,
     /// bf16 operands (8 significant bits) with f32 sums, on CPUs with AVX512-BF16 (refused
     /// elsewhere): about twice the products per instruction, at a cost in accuracy that
-    /// Winograd's transforms amplify (features about 2% off, gradients up to 12%; see
-    /// docs/speed.md), so not the default.
+    /// Winograd's transforms amplify (features about 2% off, the input gradient 1% off at
+    /// relu1_2 and up to 36% at relu4_1 on random weights; see docs/speed.md), so not the
+    /// default.
     Bf16,
 }
 
