@@ -13,7 +13,6 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
@@ -230,10 +229,14 @@ fn one_input<C: CheckpointStrategy, S: Clone + Send + std::fmt::Debug + 'static>
     }
 }
 
-/// The Gram matrix's gradient: d(F Fᵀ) = (G' + G'ᵀ) F.
+/// The Gram matrix's gradient: d(F Fᵀ) = (G' + G'ᵀ) F ([`crate::linalg::gram_gradient`]).
 fn gram_gradient(f: &FlexTensor, grad: FlexTensor) -> FlexTensor {
-    let sym = Flex::float_add(grad.clone(), Flex::float_transpose(grad));
-    Flex::float_matmul(sym, f.clone())
+    let s = f.layout().shape();
+    let (c, n) = (s[0], s[1]);
+    FlexTensor::from_data(TensorData::new(
+        crate::linalg::gram_gradient(&values(&grad), &values(f), c, n),
+        [c, n],
+    ))
 }
 
 /// The max pooling's gradient, from the pooled input.
