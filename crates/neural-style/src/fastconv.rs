@@ -1,6 +1,7 @@
 //! Fast CPU layers for burn's `flex` backend, registered as a burn backend extension with
 //! their own backward steps: the 3×3 convolution as Winograd F(4×4, 3×3)
-//! ([`crate::winograd`]) with its rectifier fused, 2×2 max pooling ([`crate::maxpool`]) and
+//! ([`crate::winograd`]), or computed directly where a side has few channels
+//! ([`crate::direct`]), with its rectifier fused, 2×2 max pooling ([`crate::maxpool`]) and
 //! the Gram matrix. The network's weights are constants (style transfer optimises the
 //! image), so each backward step computes the input gradient only. The convolution's is
 //! itself a Winograd convolution with the transposed, flipped filters and keeps only those
@@ -26,20 +27,18 @@ use crate::winograd::{self, POSITIONS};
 #[backend_extension(Flex, Autodiff)]
 pub trait WinogradBackend: Backend {
     /// A 3×3, stride-1 convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as
-    /// `border` (0 zero, 1 reflect, 2 replicate), with filters transformed by
-    /// [`winograd::transform_filters`] (`u`: `[36, cout, cin]`; `u_back`, for the gradient:
-    /// `[36, cin, cout]`) and `bias` (`[cout]`), rectified when `relu`. With `bf16`, `u` and
-    /// `u_back` hold instead the words of [`winograd::pack_filters_bf16`] (as f32 bit
-    /// patterns; `[36, rows rounded up to 8, channels / 2]`) and the products run in bf16.
-    /// Gradients reach `x` only.
-    fn winograd_conv3x3(
+    /// `border` (0 zero, 1 reflect, 2 replicate), with filters `u` (for the output) and
+    /// `u_back` (for the gradient, mapping the output's channels back) in the form `kind`
+    /// says ([`Kind::code`]), and `bias` (`[cout]`), rectified when `relu`. Gradients reach
+    /// `x` only.
+    fn conv3x3(
         x: FloatTensor<Self>,
         u: FloatTensor<Self>,
         u_back: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         border: usize,
         relu: bool,
-        bf16: bool,
+        kind: usize,
     ) -> FloatTensor<Self>;
 
     /// 2×2, stride-2 max pooling of `x` (`[n, c, h, w]`) ([`crate::maxpool`]).
@@ -91,16 +90,43 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
 
-/// Transformed filters as a tensor holds them: `rows` of them, f32 or packed bf16 words.
+/// How a convolution's filters are held and its products computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Transformed by [`winograd::transform_filters`]: `[36, rows, channels]`, f32 products.
+    Winograd,
+    /// The words of [`winograd::pack_filters_bf16`] as f32 bit patterns (`[36, rows rounded
+    /// up to 8, channels / 2]`): bf16 products.
+    WinogradBf16,
+    /// As they are, `[rows, channels, 3, 3]`, for [`crate::direct`].
+    Direct,
+}
+
+impl Kind {
+    /// The kind as the backend operation's argument.
+    fn code(self) -> usize {
+        self as usize
+    }
+
+    fn from_code(code: usize) -> Self {
+        match code {
+            0 => Self::Winograd,
+            1 => Self::WinogradBf16,
+            _ => Self::Direct,
+        }
+    }
+}
+
+/// A convolution's filters as a tensor holds them: `rows` of them, in the form `kind` says.
 #[derive(Debug, Clone)]
 struct Filters {
     u: FlexTensor,
     rows: usize,
-    bf16: bool,
+    kind: Kind,
 }
 
-/// The Winograd convolution of `x` (`[n, c, h, w]`, read as zero where `mask` is not
-/// positive) with transformed filters `u`, padded by `pad` read as `border`, plus `bias`,
+/// The convolution of `x` (`[n, c, h, w]`, read as zero where `mask` is not positive) with
+/// filters `u`, padded by `pad` read as `border`, plus `bias`,
 /// rectified when `relu`: `[n, rows, h + 2·pad − 2, …]`.
 fn convolve(
     x: &FlexTensor,
@@ -129,12 +155,20 @@ fn convolve(
         input_mask: mask.as_deref(),
     };
     let values_u = values(&u.u);
-    let filters = if u.bf16 {
-        winograd::Filters::Bf16(bytemuck::cast_slice(&values_u))
-    } else {
-        winograd::Filters::F32(&values_u)
+    let y = match u.kind {
+        Kind::Direct => crate::direct::conv3x3(&values(x), &shape, &values_u, rows, fuse),
+        Kind::Winograd => winograd::conv3x3(
+            &values(x),
+            &shape,
+            winograd::Filters::F32(&values_u),
+            rows,
+            fuse,
+        ),
+        Kind::WinogradBf16 => {
+            let words = winograd::Filters::Bf16(bytemuck::cast_slice(&values_u));
+            winograd::conv3x3(&values(x), &shape, words, rows, fuse)
+        }
     };
-    let y = winograd::conv3x3(&values(x), &shape, filters, rows, fuse);
     FlexTensor::from_data(TensorData::new(y, [n, rows, ho, wo]))
 }
 
@@ -160,17 +194,18 @@ fn input_gradient(
 }
 
 impl WinogradBackend for Flex {
-    fn winograd_conv3x3(
+    fn conv3x3(
         x: FlexTensor,
         u: FlexTensor,
         _u_back: FlexTensor,
         bias: FlexTensor,
         border: usize,
         relu: bool,
-        bf16: bool,
+        kind: usize,
     ) -> FlexTensor {
         let rows = bias.layout().shape()[0];
-        let u = Filters { u, rows, bf16 };
+        let kind = Kind::from_code(kind);
+        let u = Filters { u, rows, kind };
         convolve(&x, &u, Some(&bias), relu, None, (1, border_of(border)))
     }
 
@@ -255,27 +290,28 @@ fn conv_gradient((u_back, border, output): &ConvState, grad: FlexTensor) -> Flex
 }
 
 impl<C: CheckpointStrategy> WinogradBackend for Autodiff<Flex, C> {
-    fn winograd_conv3x3(
+    fn conv3x3(
         x: FloatTensor<Self>,
         u: FloatTensor<Self>,
         u_back: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         border: usize,
         relu: bool,
-        bf16: bool,
+        kind: usize,
     ) -> FloatTensor<Self> {
         let bias = bias.into_primitive();
         let rows = bias.layout().shape()[0];
+        let kind = Kind::from_code(kind);
         let u = Filters {
             u: u.into_primitive(),
             rows,
-            bf16,
+            kind,
         };
         // The gradient's filters map the output's channels back to the input's.
         let u_back = Filters {
             u: u_back.into_primitive(),
             rows: x.primitive().layout().shape()[1],
-            bf16,
+            kind,
         };
         let pad = (1, border_of(border));
         one_input::<C, _>(
@@ -319,22 +355,21 @@ pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
     ))
 }
 
-/// One convolution's filters, transformed for the forward pass and for the gradient.
+/// One convolution's filters, in the form its products need, for the forward pass and for
+/// the gradient.
 #[derive(Debug, Clone)]
-pub struct WinogradFilters {
+pub struct ConvFilters {
     u: Tensor<3>,
     u_back: Tensor<3>,
     bias: Tensor<1>,
-    /// Whether `u` and `u_back` hold packed bf16 words ([`winograd::pack_filters_bf16`]).
-    bf16: bool,
+    kind: Kind,
 }
 
-impl WinogradFilters {
-    /// Transforms `weight` (`[cout, cin, 3, 3]`, row-major) and keeps `bias`, on `device`
-    /// (the CPU device).
-    /// With `bf16`, the matrix products will run in bf16 (only where
-    /// [`crate::bf16::available`]).
-    pub fn new(
+impl ConvFilters {
+    /// Transforms `weight` (`[cout, cin, 3, 3]`, row-major) for the Winograd convolution and
+    /// keeps `bias`, on `device` (the CPU device). With `bf16`, the matrix products will run
+    /// in bf16 (only where [`crate::bf16::available`]).
+    pub fn winograd(
         weight: &[f32],
         bias: &[f32],
         (cout, cin): (usize, usize),
@@ -360,8 +395,34 @@ impl WinogradFilters {
             u: tensor(u, cout, cin),
             u_back: tensor(u_back, cin, cout),
             bias: Tensor::from_data(TensorData::new(bias.to_vec(), [cout]), device),
-            bf16,
+            kind: if bf16 {
+                Kind::WinogradBf16
+            } else {
+                Kind::Winograd
+            },
         }
+    }
+
+    /// Keeps `weight` (`[cout, cin, 3, 3]`) and `bias` for the direct convolution
+    /// ([`crate::direct`]), with the gradient's filters beside them.
+    pub fn direct(
+        weight: &[f32],
+        bias: &[f32],
+        (cout, cin): (usize, usize),
+        device: &Device,
+    ) -> Self {
+        let back = crate::direct::transpose_flip(weight, cout, cin);
+        Self {
+            u: Tensor::from_data(TensorData::new(weight.to_vec(), [cout, cin, 9]), device),
+            u_back: Tensor::from_data(TensorData::new(back, [cin, cout, 9]), device),
+            bias: Tensor::from_data(TensorData::new(bias.to_vec(), [cout]), device),
+            kind: Kind::Direct,
+        }
+    }
+
+    /// Whether this convolution runs as Winograd's.
+    pub fn is_winograd(&self) -> bool {
+        self.kind != Kind::Direct
     }
 
     /// The convolution of `x` (`[n, cin, h, w]`) padded by one pixel read as `border`,
@@ -372,14 +433,14 @@ impl WinogradFilters {
             Padding::Reflect => 1,
             Padding::Replicate => 2,
         };
-        Tensor::from_dispatch(<Dispatch as WinogradBackend>::winograd_conv3x3(
+        Tensor::from_dispatch(<Dispatch as WinogradBackend>::conv3x3(
             x.into_dispatch(),
             self.u.clone().into_dispatch(),
             self.u_back.clone().into_dispatch(),
             self.bias.clone().into_dispatch(),
             code,
             relu,
-            self.bf16,
+            self.kind.code(),
         ))
     }
 }

@@ -62,6 +62,10 @@ pub mod bf16;
 #[cfg(not(feature = "kernels"))]
 mod bf16;
 #[cfg(feature = "kernels")]
+pub mod direct;
+#[cfg(not(feature = "kernels"))]
+mod direct;
+#[cfg(feature = "kernels")]
 pub mod fastconv;
 #[cfg(not(feature = "kernels"))]
 mod fastconv;

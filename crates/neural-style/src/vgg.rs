@@ -16,7 +16,7 @@ use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fastconv::WinogradFilters;
+use crate::fastconv::ConvFilters;
 
 /// The kind of a VGG layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -420,13 +420,14 @@ pub struct Vgg {
     convolution: Convolution,
     /// Whether the Winograd products run in bf16 ([`Precision::resolve`]).
     bf16: bool,
-    /// Winograd-transformed filters, for the convolutions that use them.
-    winograd: HashMap<Layer, WinogradFilters>,
+    /// The fast CPU convolutions' filters (Winograd's, or direct for the first).
+    winograd: HashMap<Layer, ConvFilters>,
     device: Device,
 }
 
 /// The smallest input channel count that the Winograd convolution pays for (below, the
-/// transforms cost more than the products they save).
+/// transforms cost more than the products they save, and the convolution is computed
+/// directly by [`crate::direct`]).
 const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 impl Vgg {
@@ -521,18 +522,19 @@ impl Vgg {
         if self.fast_cpu() {
             for (layer, conv) in &self.convs {
                 let [cout, cin, _, _] = conv.weight.dims();
-                if cin < WINOGRAD_MIN_CHANNELS {
-                    continue;
-                }
                 let weight =
                     crate::objective::values(conv.weight.clone(), "a convolution's filters")?;
                 let bias = crate::objective::values(conv.bias.clone(), "a convolution's bias")?;
-                if weight.len() == cout * cin * 9 && bias.len() == cout {
-                    self.winograd.insert(
-                        *layer,
-                        WinogradFilters::new(&weight, &bias, (cout, cin), self.bf16, &self.device),
-                    );
+                if weight.len() != cout * cin * 9 || bias.len() != cout {
+                    continue;
                 }
+                let sides = (cout, cin);
+                let filters = if cin < WINOGRAD_MIN_CHANNELS {
+                    ConvFilters::direct(&weight, &bias, sides, &self.device)
+                } else {
+                    ConvFilters::winograd(&weight, &bias, sides, self.bf16, &self.device)
+                };
+                self.winograd.insert(*layer, filters);
             }
         }
         Ok(())
@@ -550,7 +552,7 @@ impl Vgg {
 
     /// How many convolutions run as Winograd's.
     pub fn winograd_layers(&self) -> usize {
-        self.winograd.len()
+        self.winograd.values().filter(|f| f.is_winograd()).count()
     }
 
     /// The architecture.

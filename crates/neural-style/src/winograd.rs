@@ -167,7 +167,7 @@ pub fn pack_filters_bf16(u: &[f32], rows: usize, channels: usize) -> Vec<u32> {
 }
 
 /// Where one padded coordinate reads from: `Some(index)` inside, `None` for a zero.
-fn source(v: isize, len: usize, border: Padding) -> Option<usize> {
+pub(crate) fn source(v: isize, len: usize, border: Padding) -> Option<usize> {
     let len = len as isize;
     if (0..len).contains(&v) {
         return Some(v as usize);
@@ -829,13 +829,19 @@ pub fn fold_padding(
     out.par_chunks_mut(h * w)
         .zip(padded.par_chunks(hp * wp))
         .for_each(|(o, p)| {
-            for py in 0..hp {
+            // Where the two padding columns land (the same for every row).
+            let (left, right) = (source(-1, w, border), source(w as isize, w, border));
+            for (py, prow) in p.chunks_exact(wp).enumerate() {
                 let Some(y) = source(py as isize - 1, h, border) else {
                     continue;
                 };
-                for px in 0..wp {
-                    if let Some(x) = source(px as isize - 1, w, border) {
-                        o[y * w + x] += p[py * wp + px];
+                let orow = &mut o[y * w..][..w];
+                for (a, b) in orow.iter_mut().zip(&prow[1..=w]) {
+                    *a += b;
+                }
+                for (x, v) in [(left, prow[0]), (right, prow[wp - 1])] {
+                    if let Some(x) = x {
+                        orow[x] += v;
                     }
                 }
             }
