@@ -835,14 +835,17 @@ pub fn fold_padding(
                 let Some(y) = source(py as isize - 1, h, border) else {
                     continue;
                 };
+                // Left column, the row, right column: the order of the plain per-pixel loop,
+                // so the sums round as they did.
                 let orow = &mut o[y * w..][..w];
+                if let Some(x) = left {
+                    orow[x] += prow[0];
+                }
                 for (a, b) in orow.iter_mut().zip(&prow[1..=w]) {
                     *a += b;
                 }
-                for (x, v) in [(left, prow[0]), (right, prow[wp - 1])] {
-                    if let Some(x) = x {
-                        orow[x] += v;
-                    }
+                if let Some(x) = right {
+                    orow[x] += prow[wp - 1];
                 }
             }
         });

@@ -272,8 +272,16 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
         eprintln!("{style_loss:?} whole: {whole:?}\ntiled: {tiled:?}");
         assert_eq!(whole.len(), tiled.len());
         // The same path while rounding has not yet been amplified by the optimiser, and
-        // the same neighbourhood at the end (L-BFGS on random tiny weights is chaotic).
-        for (e, (a, b)) in whole.iter().zip(&tiled).take(8).enumerate() {
+        // the same neighbourhood at the end (L-BFGS on random tiny weights is chaotic). W2's
+        // matrix square roots amplify the tiles' different summation order sooner: its two
+        // runs already differ by 1e-5 at evaluation 3, and a change of rounding elsewhere
+        // (the CPU kernels) moved their split to evaluation 4 while every single
+        // evaluation still agrees (`the_w2_style_loss_by_tiles_is_the_whole_image_one`).
+        let exact = match style_loss {
+            neural_style::StyleLoss::Gram => 8,
+            neural_style::StyleLoss::W2 => 3,
+        };
+        for (e, (a, b)) in whole.iter().zip(&tiled).take(exact).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-4 * a,
                 "{style_loss:?} evaluation {}: whole {a}, tiled {b}",
