@@ -22,22 +22,13 @@ pub fn conv3x3(
     rows: usize,
     fuse: Fuse<'_>,
 ) -> Vec<f32> {
-    let Shape {
-        n,
-        channels,
-        height: h,
-        width: w,
-        ..
-    } = *shape;
-    assert_eq!(input.len(), n * channels * h * w, "input is [n, c, h, w]");
+    let Shape { n, channels, .. } = *shape;
+    shape.check_input(input, &fuse);
     assert_eq!(
         weight.len(),
         rows * channels * 9,
         "weight is [rows, c, 3, 3]"
     );
-    if let Some(mask) = fuse.input_mask {
-        assert_eq!(mask.len(), input.len(), "the mask is shaped as the input");
-    }
     let (ho, wo) = shape.output();
     let mut out = vec![0.0f32; n * rows * ho * wo];
     if out.is_empty() {

@@ -4,9 +4,9 @@
 //! ([`crate::direct`]), with its rectifier fused, 2×2 max pooling ([`crate::maxpool`]) and
 //! the Gram matrix. The network's weights are constants (style transfer optimises the
 //! image), so each backward step computes the input gradient only. The convolution's is
-//! itself a Winograd convolution with the transposed, flipped filters and keeps only those
-//! filters and, when rectified, its output (shared with the next layer, not copied); the
-//! pooling and the Gram matrix keep their input, which the network holds anyway.
+//! itself a convolution of the same kind with the transposed, flipped filters and keeps only
+//! those filters and, when rectified, its output (shared with the next layer, not copied);
+//! the pooling and the Gram matrix keep their input, which the network holds anyway.
 
 use burn::backend::autodiff::{
     Autodiff,
@@ -154,19 +154,15 @@ fn convolve(
         relu,
         input_mask: mask.as_deref(),
     };
-    let values_u = values(&u.u);
+    let (x, values_u) = (values(x), values(&u.u));
     let y = match u.kind {
-        Kind::Direct => crate::direct::conv3x3(&values(x), &shape, &values_u, rows, fuse),
-        Kind::Winograd => winograd::conv3x3(
-            &values(x),
-            &shape,
-            winograd::Filters::F32(&values_u),
-            rows,
-            fuse,
-        ),
+        Kind::Direct => crate::direct::conv3x3(&x, &shape, &values_u, rows, fuse),
+        Kind::Winograd => {
+            winograd::conv3x3(&x, &shape, winograd::Filters::F32(&values_u), rows, fuse)
+        }
         Kind::WinogradBf16 => {
             let words = winograd::Filters::Bf16(bytemuck::cast_slice(&values_u));
-            winograd::conv3x3(&values(x), &shape, words, rows, fuse)
+            winograd::conv3x3(&x, &shape, words, rows, fuse)
         }
     };
     FlexTensor::from_data(TensorData::new(y, [n, rows, ho, wo]))

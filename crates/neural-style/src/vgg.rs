@@ -421,7 +421,7 @@ pub struct Vgg {
     /// Whether the Winograd products run in bf16 ([`Precision::resolve`]).
     bf16: bool,
     /// The fast CPU convolutions' filters (Winograd's, or direct for the first).
-    winograd: HashMap<Layer, ConvFilters>,
+    fast: HashMap<Layer, ConvFilters>,
     device: Device,
 }
 
@@ -482,7 +482,7 @@ impl Vgg {
             padding,
             convolution: Convolution::Direct,
             bf16: false,
-            winograd: HashMap::new(),
+            fast: HashMap::new(),
             device: device.clone(),
         };
         vgg.with_convolution(Convolution::default())
@@ -518,7 +518,7 @@ impl Vgg {
 
     /// Transforms the filters of the convolutions that run as Winograd's.
     fn transform_filters(&mut self) -> Result<()> {
-        self.winograd.clear();
+        self.fast.clear();
         if self.fast_cpu() {
             for (layer, conv) in &self.convs {
                 let [cout, cin, _, _] = conv.weight.dims();
@@ -534,7 +534,7 @@ impl Vgg {
                 } else {
                     ConvFilters::winograd(&weight, &bias, sides, self.bf16, &self.device)
                 };
-                self.winograd.insert(*layer, filters);
+                self.fast.insert(*layer, filters);
             }
         }
         Ok(())
@@ -552,7 +552,7 @@ impl Vgg {
 
     /// How many convolutions run as Winograd's.
     pub fn winograd_layers(&self) -> usize {
-        self.winograd.values().filter(|f| f.is_winograd()).count()
+        self.fast.values().filter(|f| f.is_winograd()).count()
     }
 
     /// The architecture.
@@ -619,7 +619,7 @@ impl Vgg {
         } else {
             self.padding
         };
-        if let Some(filters) = self.winograd.get(&conv.layer) {
+        if let Some(filters) = self.fast.get(&conv.layer) {
             return (filters.conv(x, padding, relu), relu);
         }
         let (x, pad) = match padding {

@@ -91,6 +91,15 @@ impl Shape {
         (ho.div_ceil(M), wo.div_ceil(M))
     }
 
+    /// Checks that `input` (and `fuse`'s mask) hold `[n, channels, height, width]` values.
+    pub(crate) fn check_input(&self, input: &[f32], fuse: &Fuse<'_>) {
+        let len = self.n * self.channels * self.height * self.width;
+        assert_eq!(input.len(), len, "input is [n, c, h, w]");
+        if let Some(mask) = fuse.input_mask {
+            assert_eq!(mask.len(), len, "the mask is shaped as the input");
+        }
+    }
+
     /// Tiles in the whole batch: the width of the matrices `V` and `M`.
     pub fn tile_count(&self) -> usize {
         let (th, tw) = self.tiles();
@@ -727,14 +736,8 @@ pub fn conv3x3_with(
     fuse: Fuse<'_>,
     strategy: Strategy,
 ) -> Vec<f32> {
-    let Shape {
-        n,
-        channels,
-        height: h,
-        width: w,
-        ..
-    } = *shape;
-    assert_eq!(input.len(), n * channels * h * w, "input is [n, c, h, w]");
+    let Shape { n, channels, .. } = *shape;
+    shape.check_input(input, &fuse);
     match u {
         Filters::F32(u) => assert_eq!(u.len(), POSITIONS * rows * channels, "u is [36, rows, c]"),
         Filters::Bf16(u) => assert_eq!(
@@ -742,9 +745,6 @@ pub fn conv3x3_with(
             POSITIONS * bf16::packed_a_len(rows, channels),
             "u is [36] packed rows × c"
         ),
-    }
-    if let Some(mask) = fuse.input_mask {
-        assert_eq!(mask.len(), input.len(), "the mask is shaped as the input");
     }
     let (ho, wo) = shape.output();
     let (th, tw) = shape.tiles();
