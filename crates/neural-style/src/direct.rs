@@ -10,8 +10,17 @@ use rayon::prelude::*;
 
 use crate::winograd::{Fuse, Shape, source};
 
-/// Outputs summed together in registers: four 16-lane vectors.
-const CHUNK: usize = 64;
+/// Vectors of adjacent outputs summed in registers per output channel.
+const VECTORS: usize = 4;
+
+/// Output channels summed together, so that each input vector loaded feeds all of them: with
+/// [`VECTORS`], 16 of AVX-512's 32 registers hold the sums.
+const GROUP: usize = 4;
+
+/// Floats the padded input carries past its end, so that a row's last vectors may be read
+/// whole (the sums past the row's end are not stored): [`VECTORS`] of the widest (16-lane)
+/// vectors.
+const SLACK: usize = VECTORS * 16;
 
 /// The convolution of `input` (`shape`) with `weight` (`[rows, channels, 3, 3]`), with what
 /// `fuse` adds: `[n, rows, ho, wo]`.
@@ -38,20 +47,49 @@ pub fn conv3x3(
     let job = Job {
         padded: &padded,
         channels,
-        rows,
         size: (ho, wo),
         weight,
         fuse,
     };
     let arch = pulp::Arch::new();
-    out.par_chunks_mut(wo)
-        .with_min_len(8)
+    if rows > GROUP {
+        // A task per group of output channels of one image, row after row.
+        for (img, image) in out.chunks_mut(rows * ho * wo).enumerate() {
+            image
+                .par_chunks_mut(GROUP * ho * wo)
+                .enumerate()
+                .for_each(|(group, planes)| {
+                    let count = planes.len() / (ho * wo);
+                    let at = (img, group * GROUP);
+                    arch.dispatch(Task(&job, at, count, Part::Planes(planes)));
+                });
+        }
+        return out;
+    }
+    // Too few output channels to share out: a task per output row of every channel
+    // (`[n, ho, rows, wo]`), then laid out as `[n, rows, ho, wo]`.
+    let mut lines = vec![0.0f32; out.len()];
+    lines
+        .par_chunks_mut(rows * wo)
+        .with_min_len(4)
         .enumerate()
-        .for_each(|(index, line)| arch.dispatch(Row(&job, index, line)));
+        .for_each(|(index, lines)| {
+            let (img, y) = (index / ho, index % ho);
+            arch.dispatch(Task(&job, (img, 0), rows, Part::Lines(y, lines)));
+        });
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let (img, o) = (plane / rows, plane % rows);
+            for (y, line) in out.chunks_exact_mut(wo).enumerate() {
+                line.copy_from_slice(&lines[((img * ho + y) * rows + o) * wo..][..wo]);
+            }
+        });
     out
 }
 
-/// The input read through the padding rule and the mask: `[n, c, ho + 2, wo + 2]`.
+/// The input read through the padding rule and the mask: `[n, c, ho + 2, wo + 2]`, and
+/// [`SLACK`] zeros.
 fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
     let Shape {
         n,
@@ -63,12 +101,15 @@ fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
     } = *shape;
     let (ho, wo) = shape.output();
     let (hp, wp) = (ho + 2, wo + 2);
-    let cols: Vec<Option<usize>> = (0..wp)
-        .map(|c| source(c as isize - pad as isize, w, border))
+    // The padded columns outside the input's own (`pad + w..wp` lie past its right edge).
+    let edges: Vec<(usize, usize)> = (0..pad)
+        .chain(pad + w..wp)
+        .filter_map(|c| source(c as isize - pad as isize, w, border).map(|x| (c, x)))
         .collect();
-    let mut padded = vec![0.0f32; n * channels * hp * wp];
+    let mut padded = vec![0.0f32; n * channels * hp * wp + SLACK];
     padded
         .par_chunks_mut(hp * wp)
+        .take(n * channels)
         .enumerate()
         .for_each(|(plane, out)| {
             let at = plane * h * w;
@@ -77,13 +118,21 @@ fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
                     continue;
                 };
                 let src = &input[at + y * w..][..w];
-                let keep = mask.map(|m| &m[at + y * w..][..w]);
-                for (o, c) in line.iter_mut().zip(&cols) {
-                    if let Some(x) = *c {
-                        *o = match keep {
-                            Some(m) if m[x] <= 0.0 => 0.0,
-                            _ => src[x],
-                        };
+                let inner = &mut line[pad..pad + w];
+                match mask.map(|m| &m[at + y * w..][..w]) {
+                    Some(keep) => {
+                        for ((o, &v), &k) in inner.iter_mut().zip(src).zip(keep) {
+                            *o = if k > 0.0 { v } else { 0.0 };
+                        }
+                        for &(c, x) in &edges {
+                            line[c] = if keep[x] > 0.0 { src[x] } else { 0.0 };
+                        }
+                    }
+                    None => {
+                        inner.copy_from_slice(src);
+                        for &(c, x) in &edges {
+                            line[c] = src[x];
+                        }
                     }
                 }
             }
@@ -95,74 +144,120 @@ fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
 struct Job<'a> {
     padded: &'a [f32],
     channels: usize,
-    rows: usize,
     size: (usize, usize),
     weight: &'a [f32],
     fuse: Fuse<'a>,
 }
 
-/// Output row `.1` (image-major, then channel, then row) into `.2`, with the CPU's vector
-/// instructions enabled.
-struct Row<'a, 'b>(&'a Job<'a>, usize, &'b mut [f32]);
+/// Where a task writes.
+enum Part<'b> {
+    /// Every row of its output channels' planes (`[count, ho, wo]`).
+    Planes(&'b mut [f32]),
+    /// Output row `.0` of each of its output channels (`[count, wo]`).
+    Lines(usize, &'b mut [f32]),
+}
 
-impl pulp::WithSimd for Row<'_, '_> {
+/// The sums of `.2` output channels from `.1` = (image, first channel) into `.3`, with the
+/// CPU's vector instructions enabled.
+struct Task<'a, 'b>(&'a Job<'a>, (usize, usize), usize, Part<'b>);
+
+impl pulp::WithSimd for Task<'_, '_> {
     type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Row(job, index, line) = self;
-        job.row(index, line);
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        match self.2 {
+            1 => self.run::<S, 1>(simd),
+            2 => self.run::<S, 2>(simd),
+            3 => self.run::<S, 3>(simd),
+            _ => self.run::<S, GROUP>(simd),
+        }
+    }
+}
+
+impl Task<'_, '_> {
+    #[inline(always)]
+    fn run<S: pulp::Simd, const R: usize>(self, simd: S) {
+        let Task(job, (img, first), count, part) = self;
+        assert_eq!(count, R, "a group's channels");
+        let (ho, wo) = job.size;
+        match part {
+            Part::Planes(planes) => {
+                let mut planes = planes.chunks_exact_mut(ho * wo);
+                let mut planes: [&mut [f32]; R] =
+                    std::array::from_fn(|_| planes.next().expect("a plane per channel"));
+                for y in 0..ho {
+                    let lines = planes.each_mut().map(|p| &mut p[y * wo..][..wo]);
+                    job.sums(simd, (img, first, y), lines);
+                }
+            }
+            Part::Lines(y, lines) => {
+                let mut lines = lines.chunks_exact_mut(wo);
+                let lines: [&mut [f32]; R] =
+                    std::array::from_fn(|_| lines.next().expect("a line per channel"));
+                job.sums(simd, (img, first, y), lines);
+            }
+        }
     }
 }
 
 impl Job<'_> {
+    /// Output row `y` of image `img` for the `R` output channels from `first`, into `lines`:
+    /// the definition, [`VECTORS`] vectors of adjacent outputs per channel at a time, each
+    /// input vector loaded once for all `R` channels.
     #[inline(always)]
-    fn row(&self, index: usize, line: &mut [f32]) {
+    fn sums<S: pulp::Simd, const R: usize>(
+        &self,
+        simd: S,
+        (img, first, y): (usize, usize, usize),
+        mut lines: [&mut [f32]; R],
+    ) {
         let (ho, wo) = self.size;
         let (hp, wp) = (ho + 2, wo + 2);
-        let (plane, y) = (index / ho, index % ho);
-        let (img, o) = (plane / self.rows, plane % self.rows);
-        let bias = self.fuse.bias.map_or(0.0, |b| b[o]);
-        let taps = &self.weight[o * self.channels * 9..][..self.channels * 9];
-        let input = &self.padded[img * self.channels * hp * wp..][..self.channels * hp * wp];
-        // The three padded input rows of channel c that output row y reads.
-        let rows_of = |c: usize| -> [&[f32]; 3] {
-            std::array::from_fn(|ky| &input[(c * hp + y + ky) * wp..][..wp])
+        let lanes = S::F32_LANES;
+        let chunk = VECTORS * lanes;
+        debug_assert!(chunk <= SLACK);
+        let zero = simd.splat_f32s(0.0);
+        let bias: [S::f32s; R] =
+            std::array::from_fn(|r| simd.splat_f32s(self.fuse.bias.map_or(0.0, |b| b[first + r])));
+        let load = |src: &[f32]| -> S::f32s {
+            bytemuck::pod_read_unaligned(bytemuck::cast_slice(&src[..lanes]))
         };
         let mut x0 = 0;
-        while x0 + CHUNK <= wo {
-            let mut acc = [bias; CHUNK];
+        while x0 < wo {
+            let mut acc: [[S::f32s; VECTORS]; R] = std::array::from_fn(|r| [bias[r]; VECTORS]);
             for c in 0..self.channels {
-                let src = rows_of(c);
-                for (k, &t) in taps[c * 9..][..9].iter().enumerate() {
-                    let s: &[f32; CHUNK] = src[k / 3][x0 + k % 3..][..CHUNK]
-                        .try_into()
-                        .expect("a full chunk");
-                    for (a, v) in acc.iter_mut().zip(s) {
-                        *a += t * v;
+                // From the first of the three input rows this output row reads, through the
+                // padded input's end (the last chunk of a row reads on into the next).
+                let from = &self.padded[((img * self.channels + c) * hp + y) * wp + x0..];
+                let taps: [&[f32]; R] = std::array::from_fn(|r| {
+                    &self.weight[((first + r) * self.channels + c) * 9..][..9]
+                });
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let src = &from[ky * wp + kx..][..chunk];
+                        let v: [S::f32s; VECTORS] =
+                            std::array::from_fn(|j| load(&src[j * lanes..]));
+                        for (a, t) in acc.iter_mut().zip(&taps) {
+                            let t = simd.splat_f32s(t[ky * 3 + kx]);
+                            for (a, v) in a.iter_mut().zip(&v) {
+                                *a = simd.mul_add_f32s(t, *v, *a);
+                            }
+                        }
                     }
                 }
             }
-            line[x0..x0 + CHUNK].copy_from_slice(&acc);
-            x0 += CHUNK;
-        }
-        if x0 < wo {
-            let tail = &mut line[x0..];
-            tail.fill(bias);
-            for c in 0..self.channels {
-                let src = rows_of(c);
-                for (k, &t) in taps[c * 9..][..9].iter().enumerate() {
-                    let s = &src[k / 3][x0 + k % 3..];
-                    for (a, v) in tail.iter_mut().zip(s) {
-                        *a += t * v;
+            let width = chunk.min(wo - x0);
+            for (line, mut a) in lines.iter_mut().zip(acc) {
+                if self.fuse.relu {
+                    for v in &mut a {
+                        *v = simd.max_f32s(*v, zero);
                     }
                 }
+                line[x0..x0 + width]
+                    .copy_from_slice(&bytemuck::cast_slice::<S::f32s, f32>(&a)[..width]);
             }
-        }
-        if self.fuse.relu {
-            for v in line.iter_mut() {
-                *v = v.max(0.0);
-            }
+            x0 += chunk;
         }
     }
 }
@@ -242,13 +337,16 @@ mod tests {
 
     #[test]
     fn matches_the_definition_with_every_padding_bias_mask_and_rectifier() {
-        // Widths below, at and above one register chunk (64), and a tail.
+        // Widths below, at and above one register chunk (64), and a tail; 1 to 4 outputs
+        // (summed together) and more (one at a time).
         for (n, channels, rows, h, w, pad, border) in [
             (1, 3, 64, 5, 70, 1, Padding::Reflect),
             (2, 3, 5, 4, 64, 1, Padding::Zero),
             (1, 16, 3, 6, 131, 2, Padding::Zero),
             (1, 4, 2, 3, 7, 1, Padding::Replicate),
             (1, 2, 3, 2, 2, 0, Padding::Zero),
+            (2, 5, 4, 3, 67, 1, Padding::Reflect),
+            (2, 6, 1, 4, 9, 2, Padding::Zero),
         ] {
             let shape = Shape {
                 n,
