@@ -61,11 +61,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let input = convention.to_network(&planar);
 
-    let run = |convolution,
-               precision,
-               layer: Layer|
-     -> Result<(Vec<f32>, Vec<f32>), Box<dyn std::error::Error>> {
-        let vgg = Vgg::new(
+    // Each network once (the Winograd filters are transformed as it is built), each layer
+    // then read from it.
+    let network = |convolution, precision| -> Result<Vgg, Box<dyn std::error::Error>> {
+        Ok(Vgg::new(
             info.arch,
             params.clone(),
             deepest,
@@ -74,32 +73,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &device,
         )?
         .with_convolution(convolution)?
-        .with_precision(precision)?;
-        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, h, w]), &device)
-            .require_grad();
-        let f = vgg.features(x.clone(), &[layer]).remove(0);
-        let grads = f.clone().powf_scalar(2.0).mean().backward();
-        let g = x.grad(&grads).ok_or("no gradient")?;
-        Ok((
-            f.into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?,
-            g.into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?,
-        ))
+        .with_precision(precision)?)
     };
-    let bf16 = neural_style::bf16::available();
+    let run =
+        |vgg: &Vgg, layer: Layer| -> Result<(Vec<f32>, Vec<f32>), Box<dyn std::error::Error>> {
+            let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, h, w]), &device)
+                .require_grad();
+            let f = vgg.features(x.clone(), &[layer]).remove(0);
+            let grads = f.clone().powf_scalar(2.0).mean().backward();
+            let g = x.grad(&grads).ok_or("no gradient")?;
+            Ok((
+                f.into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| format!("{e:?}"))?,
+                g.into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| format!("{e:?}"))?,
+            ))
+        };
+    let direct = network(Convolution::Direct, Precision::F32)?;
+    let winograd = network(Convolution::Winograd, Precision::F32)?;
+    let bf16 = neural_style::bf16::available()
+        .then(|| network(Convolution::Winograd, Precision::Bf16))
+        .transpose()?;
     println!(
         "{weights}, {image} at {w}x{h}, reflect padding: relative RMS difference from burn's f32 direct convolution"
     );
     println!("| layer | Winograd f32: features | gradient | Winograd bf16: features | gradient |");
     println!("|---|---|---|---|---|");
     for layer in layers {
-        let (fd, gd) = run(Convolution::Direct, Precision::F32, layer)?;
-        let (fw, gw) = run(Convolution::Winograd, Precision::F32, layer)?;
-        let (b_f, b_g) = if bf16 {
-            let (fb, gb) = run(Convolution::Winograd, Precision::Bf16, layer)?;
+        let (fd, gd) = run(&direct, layer)?;
+        let (fw, gw) = run(&winograd, layer)?;
+        let (b_f, b_g) = if let Some(bf16) = &bf16 {
+            let (fb, gb) = run(bf16, layer)?;
             (
                 format!("{:.1e}", relative_rms(&fb, &fd)),
                 format!("{:.1e}", relative_rms(&gb, &gd)),

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::winograd::{Fuse, Shape, source};
+use crate::winograd::{Fuse, Shape, pad_row, source};
 
 /// Vectors of adjacent outputs summed in registers per output channel.
 const VECTORS: usize = 4;
@@ -59,9 +59,8 @@ pub fn conv3x3(
                 .par_chunks_mut(GROUP * ho * wo)
                 .enumerate()
                 .for_each(|(group, planes)| {
-                    let count = planes.len() / (ho * wo);
                     let at = (img, group * GROUP);
-                    arch.dispatch(Task(&job, at, count, Part::Planes(planes)));
+                    arch.dispatch(Task(&job, at, Part::Planes(planes)));
                 });
         }
         return out;
@@ -75,7 +74,7 @@ pub fn conv3x3(
         .enumerate()
         .for_each(|(index, lines)| {
             let (img, y) = (index / ho, index % ho);
-            arch.dispatch(Task(&job, (img, 0), rows, Part::Lines(y, lines)));
+            arch.dispatch(Task(&job, (img, 0), Part::Lines(y, lines)));
         });
     out.par_chunks_mut(ho * wo)
         .enumerate()
@@ -101,10 +100,8 @@ fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
     } = *shape;
     let (ho, wo) = shape.output();
     let (hp, wp) = (ho + 2, wo + 2);
-    // The padded columns outside the input's own (`pad + w..wp` lie past its right edge).
-    let edges: Vec<(usize, usize)> = (0..pad)
-        .chain(pad + w..wp)
-        .filter_map(|c| source(c as isize - pad as isize, w, border).map(|x| (c, x)))
+    let cols: Vec<Option<usize>> = (0..wp)
+        .map(|c| source(c as isize - pad as isize, w, border))
         .collect();
     let mut padded = vec![0.0f32; n * channels * hp * wp + SLACK];
     padded
@@ -114,26 +111,9 @@ fn pad(input: &[f32], shape: &Shape, mask: Option<&[f32]>) -> Vec<f32> {
         .for_each(|(plane, out)| {
             let at = plane * h * w;
             for (py, line) in out.chunks_exact_mut(wp).enumerate() {
-                let Some(y) = source(py as isize - pad as isize, h, border) else {
-                    continue;
-                };
-                let src = &input[at + y * w..][..w];
-                let inner = &mut line[pad..pad + w];
-                match mask.map(|m| &m[at + y * w..][..w]) {
-                    Some(keep) => {
-                        for ((o, &v), &k) in inner.iter_mut().zip(src).zip(keep) {
-                            *o = if k > 0.0 { v } else { 0.0 };
-                        }
-                        for &(c, x) in &edges {
-                            line[c] = if keep[x] > 0.0 { src[x] } else { 0.0 };
-                        }
-                    }
-                    None => {
-                        inner.copy_from_slice(src);
-                        for &(c, x) in &edges {
-                            line[c] = src[x];
-                        }
-                    }
+                if let Some(y) = source(py as isize - pad as isize, h, border) {
+                    let keep = mask.map(|m| &m[at + y * w..][..w]);
+                    pad_row(&input[at + y * w..][..w], keep, line, pad, &cols);
                 }
             }
         });
@@ -157,16 +137,21 @@ enum Part<'b> {
     Lines(usize, &'b mut [f32]),
 }
 
-/// The sums of `.2` output channels from `.1` = (image, first channel) into `.3`, with the
+/// The sums of the output channels `.2` holds, from `.1` = (image, first channel), with the
 /// CPU's vector instructions enabled.
-struct Task<'a, 'b>(&'a Job<'a>, (usize, usize), usize, Part<'b>);
+struct Task<'a, 'b>(&'a Job<'a>, (usize, usize), Part<'b>);
 
 impl pulp::WithSimd for Task<'_, '_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        match self.2 {
+        let (ho, wo) = self.0.size;
+        let count = match &self.2 {
+            Part::Planes(planes) => planes.len() / (ho * wo),
+            Part::Lines(_, lines) => lines.len() / wo,
+        };
+        match count {
             1 => self.run::<S, 1>(simd),
             2 => self.run::<S, 2>(simd),
             3 => self.run::<S, 3>(simd),
@@ -178,8 +163,7 @@ impl pulp::WithSimd for Task<'_, '_> {
 impl Task<'_, '_> {
     #[inline(always)]
     fn run<S: pulp::Simd, const R: usize>(self, simd: S) {
-        let Task(job, (img, first), count, part) = self;
-        assert_eq!(count, R, "a group's channels");
+        let Task(job, (img, first), part) = self;
         let (ho, wo) = job.size;
         match part {
             Part::Planes(planes) => {
@@ -338,7 +322,7 @@ mod tests {
     #[test]
     fn matches_the_definition_with_every_padding_bias_mask_and_rectifier() {
         // Widths below, at and above one register chunk (64), and a tail; 1 to 4 outputs
-        // (summed together) and more (one at a time).
+        // (one group, a task per row) and more (groups of 4 and a smaller last one).
         for (n, channels, rows, h, w, pad, border) in [
             (1, 3, 64, 5, 70, 1, Padding::Reflect),
             (2, 3, 5, 4, 64, 1, Padding::Zero),

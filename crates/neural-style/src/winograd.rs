@@ -232,26 +232,40 @@ impl Sources {
     /// whose `mask` value is not positive when a mask row is given.
     #[inline(always)]
     fn pad_row(&self, line: &[f32], mask: Option<&[f32]>, out: &mut [f32]) {
-        let w = line.len();
-        let inner = w.min(out.len().saturating_sub(self.pad));
-        let body = &mut out[self.pad..self.pad + inner];
-        match mask {
-            None => body.copy_from_slice(&line[..inner]),
-            Some(mask) => {
-                for ((o, &x), &m) in body.iter_mut().zip(line).zip(mask) {
-                    *o = if m > 0.0 { x } else { 0.0 };
-                }
+        pad_row(line, mask, out, self.pad, &self.cols);
+    }
+}
+
+/// Writes input row `line` into `out` from column `pad` on, and each other column `c` from
+/// input column `cols[c]` (zero where `None`), zeroing the values whose `mask` value is not
+/// positive when a mask row is given: a row read through the padding rule.
+#[inline(always)]
+pub(crate) fn pad_row(
+    line: &[f32],
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+    pad: usize,
+    cols: &[Option<usize>],
+) {
+    let w = line.len();
+    let inner = w.min(out.len().saturating_sub(pad));
+    let body = &mut out[pad..pad + inner];
+    match mask {
+        None => body.copy_from_slice(&line[..inner]),
+        Some(mask) => {
+            for ((o, &x), &m) in body.iter_mut().zip(line).zip(mask) {
+                *o = if m > 0.0 { x } else { 0.0 };
             }
         }
-        let edge = |c: usize| {
-            self.cols[c].map_or(0.0, |x| match mask {
-                Some(mask) if mask[x] <= 0.0 => 0.0,
-                _ => line[x],
-            })
-        };
-        for c in (0..self.pad).chain(self.pad + inner..out.len()) {
-            out[c] = edge(c);
-        }
+    }
+    let edge = |c: usize| {
+        cols[c].map_or(0.0, |x| match mask {
+            Some(mask) if mask[x] <= 0.0 => 0.0,
+            _ => line[x],
+        })
+    };
+    for c in (0..pad).chain(pad + inner..out.len()) {
+        out[c] = edge(c);
     }
 }
 
