@@ -4,12 +4,14 @@
 //! rectifier's mask and the padding's fold), the pooling and the Gram matrices at relu1_1 to
 //! relu5_1:
 //! `MIMALLOC_PURGE_DELAY=60000 cargo run --release -p neural-style --features kernels --example
-//! pass_profile [width height]` (freed memory kept for reuse, as the binary keeps it).
+//! pass_profile [width height] [f6]` (freed memory kept for reuse, as the binary keeps it;
+//! Winograd F(4×4, 3×3) with its own gradient filters, as the engine runs it, or with `f6`
+//! F(6×6, 3×3) with the gradient read from the forward filters).
 
 use std::time::Instant;
 
 use neural_style::Padding;
-use neural_style::winograd::{self, Filters, Fuse, Shape};
+use neural_style::winograd::{self, Filters, Fuse, Shape, Tile};
 use neural_style::{direct, linalg, maxpool};
 
 #[global_allocator]
@@ -40,6 +42,11 @@ fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     let (width, height) = (*args.first().unwrap_or(&512), *args.get(1).unwrap_or(&384));
+    let tile = if std::env::args().any(|a| a == "f6") {
+        Tile::F6
+    } else {
+        Tile::F4
+    };
     // (input channels, output channels, the side's divisor, Gram after it, pool after it)
     let layers = [
         (3usize, 64usize, 1usize, true, false),
@@ -55,7 +62,7 @@ fn main() {
         (512, 512, 16, true, false),
     ];
     println!(
-        "{width}x{height}, ms: conv forward | conv backward (product, fold) | pool f/b | gram f/b"
+        "{width}x{height}, {tile:?}, ms: conv forward | conv backward (product, fold) | pool f/b | gram f/b"
     );
     let (mut forward, mut backward) = (0.0, 0.0);
     for (cin, cout, div, gram, pool) in layers {
@@ -94,15 +101,23 @@ fn main() {
             let tb = time(|| direct::conv3x3(&grad, &back_shape, &back, cin, mask));
             (tf, y, tb)
         } else {
-            let u = winograd::transform_filters(&weight, cout, cin, false);
-            let ub = winograd::transform_filters(&weight, cout, cin, true);
-            let tf = time(|| winograd::conv3x3(&x, &shape, Filters::F32(&u), cout, fuse));
-            let y = winograd::conv3x3(&x, &shape, Filters::F32(&u), cout, fuse);
+            let u = winograd::transform_filters(&weight, cout, cin, false, tile);
+            let ub = match tile {
+                Tile::F4 => winograd::transform_filters(&weight, cout, cin, true, tile),
+                Tile::F6 => Vec::new(),
+            };
+            let forward = Filters::F32 { tile, u: &u };
+            let back = match tile {
+                Tile::F4 => Filters::F32 { tile, u: &ub },
+                Tile::F6 => Filters::F6Adjoint(&u),
+            };
+            let tf = time(|| winograd::conv3x3(&x, &shape, forward, cout, fuse));
+            let y = winograd::conv3x3(&x, &shape, forward, cout, fuse);
             let mask = Fuse {
                 input_mask: Some(&y),
                 ..Fuse::default()
             };
-            let tb = time(|| winograd::conv3x3(&grad, &back_shape, Filters::F32(&ub), cin, mask));
+            let tb = time(|| winograd::conv3x3(&grad, &back_shape, back, cin, mask));
             (tf, y, tb)
         };
         let padded = vec![0.5f32; cin * (h + 2) * (w + 2)];

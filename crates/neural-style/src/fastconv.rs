@@ -22,7 +22,7 @@ use burn_flex::FlexTensor;
 use crate::bf16::MR;
 use crate::maxpool;
 use crate::vgg::Padding;
-use crate::winograd::{self, POSITIONS};
+use crate::winograd::{self, POSITIONS, Tile};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait WinogradBackend: Backend {
@@ -93,7 +93,8 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 /// How a convolution's filters are held and its products computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Transformed by [`winograd::transform_filters`]: `[36, rows, channels]`, f32 products.
+    /// Transformed by [`winograd::transform_filters`] for [`Tile::F4`]: `[36, rows,
+    /// channels]`, f32 products.
     Winograd,
     /// The words of [`winograd::pack_filters_bf16`] as f32 bit patterns (`[36, rows rounded
     /// up to 8, channels / 2]`): bf16 products.
@@ -158,7 +159,11 @@ fn convolve(
     let y = match u.kind {
         Kind::Direct => crate::direct::conv3x3(&x, &shape, &values_u, rows, fuse),
         Kind::Winograd => {
-            winograd::conv3x3(&x, &shape, winograd::Filters::F32(&values_u), rows, fuse)
+            let u = winograd::Filters::F32 {
+                tile: Tile::F4,
+                u: &values_u,
+            };
+            winograd::conv3x3(&x, &shape, u, rows, fuse)
         }
         Kind::WinogradBf16 => {
             let words = winograd::Filters::Bf16(bytemuck::cast_slice(&values_u));
@@ -372,11 +377,14 @@ impl ConvFilters {
         bf16: bool,
         device: &Device,
     ) -> Self {
-        let u = winograd::transform_filters(weight, cout, cin, false);
-        let u_back = winograd::transform_filters(weight, cout, cin, true);
-        let tensor = |u: Vec<f32>, rows: usize, cols: usize| {
+        // F(4×4, 3×3) with the gradient's filters transformed on their own, in f32 or packed
+        // for bf16 products (the words as f32 bit patterns: the tensor only carries them to
+        // the kernel). F(6×6, 3×3), with a fifth fewer products and one copy of the filters
+        // for both passes, measured no faster in whole runs: its larger transforms cost what
+        // the products save (docs/speed.md).
+        let tensor = |transpose_flip: bool, rows: usize, cols: usize| {
+            let u = winograd::transform_filters(weight, cout, cin, transpose_flip, Tile::F4);
             if bf16 {
-                // The words as f32 bit patterns: the tensor only carries them to the kernel.
                 let words: Vec<f32> = winograd::pack_filters_bf16(&u, rows, cols)
                     .into_iter()
                     .map(f32::from_bits)
@@ -388,8 +396,8 @@ impl ConvFilters {
             }
         };
         Self {
-            u: tensor(u, cout, cin),
-            u_back: tensor(u_back, cin, cout),
+            u: tensor(false, cout, cin),
+            u_back: tensor(true, cin, cout),
             bias: Tensor::from_data(TensorData::new(bias.to_vec(), [cout]), device),
             kind: if bf16 {
                 Kind::WinogradBf16
