@@ -154,20 +154,26 @@ pub fn describe(net: &Network, job: &RunJob, weights: &Path) -> String {
     describe_network(net, job.config.get().loss_form, weights)
 }
 
-/// One line saying which network, convention and loss form runs use.
+/// One line saying which network, convention and loss form runs use, and whether the
+/// convolutions' products run in bf16 (`--precision`).
 pub fn describe_network(
     net: &Network,
     loss_form: neural_style::LossForm,
     weights: &Path,
 ) -> String {
     format!(
-        "{} ({}, {}), weights {}",
+        "{} ({}, {}{}), weights {}",
         net.info.arch,
         net.convention,
         match loss_form {
             neural_style::LossForm::Normalized => "normalised loss form",
             neural_style::LossForm::Mean => "mean loss form",
             neural_style::LossForm::Paper => "paper loss form",
+        },
+        if net.vgg.bf16() {
+            ", bf16 products"
+        } else {
+            ""
         },
         weights.display()
     )

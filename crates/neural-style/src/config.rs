@@ -176,7 +176,7 @@ impl Default for TransferConfig {
             pooling: Pooling::Max,
             padding: Padding::Reflect,
             convolution: Convolution::Winograd,
-            precision: Precision::F32,
+            precision: Precision::Auto,
             tile: crate::tiling::TileMode::Auto,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(DEFAULT_SIZE),

@@ -270,14 +270,17 @@ pub enum Convolution {
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Precision {
-    /// f32 operands and sums.
+    /// bf16 where the CPU has AVX512-BF16, f32 elsewhere: chosen once, when the network is
+    /// built ([`Precision::resolve`]).
     #[default]
+    Auto,
+    /// f32 operands and sums, on every CPU.
     F32,
     /// bf16 operands (8 significant bits) with f32 sums, on CPUs with AVX512-BF16 (refused
-    /// elsewhere): about twice the products per instruction, at a cost in accuracy that
-    /// Winograd's transforms amplify (features about 2% off, the input gradient 1% off at
-    /// relu1_2 and up to 36% at relu4_1 on random weights; see docs/speed.md), so not the
-    /// default.
+    /// elsewhere): twice the products per instruction, at a cost in accuracy that
+    /// Winograd's transforms amplify: with real weights the features are about 1% off and the
+    /// input gradient 4% off at relu2_1 and 15-17% from relu3_1 on, while a whole run ends
+    /// within 1% of the f32 one's loss (docs/speed.md).
     Bf16,
 }
 
@@ -285,11 +288,12 @@ impl Precision {
     /// Whether the products run in bf16 on this CPU; an error for `Bf16` where they cannot.
     pub fn resolve(self) -> Result<bool> {
         match self {
+            Self::Auto => Ok(crate::bf16::available()),
             Self::F32 => Ok(false),
             Self::Bf16 if crate::bf16::available() => Ok(true),
             Self::Bf16 => Err(Error::config(
                 "precision",
-                "bf16 needs a CPU with AVX512-BF16, and this one has none (use f32)",
+                "bf16 needs a CPU with AVX512-BF16, and this one has none (use f32 or auto)",
             )),
         }
     }
@@ -511,9 +515,9 @@ impl Vgg {
         Ok(self)
     }
 
-    /// Whether the Winograd products run in bf16.
+    /// Whether the Winograd products run in bf16 (on the CPU, with the fast layers).
     pub fn bf16(&self) -> bool {
-        self.bf16
+        self.bf16 && self.fast_cpu()
     }
 
     /// Transforms the filters of the convolutions that run as Winograd's.
@@ -684,6 +688,15 @@ pub fn random_conv_params(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_precision_is_bf16_exactly_where_the_cpu_has_it() {
+        let has = crate::bf16::available();
+        assert_eq!(Precision::default(), Precision::Auto);
+        assert_eq!(Precision::Auto.resolve().unwrap(), has);
+        assert!(!Precision::F32.resolve().unwrap());
+        assert_eq!(Precision::Bf16.resolve().is_ok(), has);
+    }
 
     #[test]
     fn layer_order_and_torchvision_indices() {

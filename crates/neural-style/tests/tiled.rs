@@ -123,7 +123,7 @@ fn network(padding: Padding, pooling: Pooling) -> Network {
     let config = TransferConfig {
         padding,
         pooling,
-        ..TransferConfig::default()
+        ..common::f32_config()
     };
     Network::load(&common::tiny_weights(), &config, &default_device()).unwrap()
 }
@@ -146,7 +146,7 @@ fn tiles_give_the_whole_image_loss_and_gradient_with_every_padding_and_masks() {
                     padding,
                     pooling,
                     loss_form: form,
-                    ..TransferConfig::default()
+                    ..common::f32_config()
                 },
                 // relu5_1 reads 70 pixels around a core: the image must be wider than that.
                 size: (197, 163),
@@ -170,7 +170,7 @@ fn the_w2_style_loss_by_tiles_is_the_whole_image_one() {
             config: TransferConfig {
                 style_loss: StyleLoss::W2,
                 loss_form: form,
-                ..TransferConfig::default()
+                ..common::f32_config()
             },
             size: (197, 163),
             masks,
@@ -195,7 +195,7 @@ fn many_small_tiles_of_shallow_layers_are_exact_and_a_short_halo_is_not() {
         config: TransferConfig {
             content_layers: Some(vec![Layer::Relu2_2]),
             style_layers: Some(vec![Layer::Relu1_1, Layer::Relu2_1, Layer::Relu3_1]),
-            ..TransferConfig::default()
+            ..common::f32_config()
         },
         size: (70, 53),
         masks: true,
@@ -216,7 +216,7 @@ fn many_small_tiles_of_shallow_layers_are_exact_and_a_short_halo_is_not() {
 
     // The same on the deep layers, at the default reach of relu5_1.
     let deep = Setup {
-        config: TransferConfig::default(),
+        config: common::f32_config(),
         size: (197, 163),
         masks: false,
     };
@@ -254,7 +254,7 @@ fn a_run_by_tiles_ends_where_the_whole_image_run_does() {
             min_size: 100,
             tile,
             style_loss,
-            ..TransferConfig::default()
+            ..common::f32_config()
         };
         let mut losses = Vec::new();
         let mut observer = |e: &neural_style::Event<'_>| {
@@ -314,7 +314,7 @@ fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
         size: neural_style::Size::Exact(100, 80),
         multiscale: false,
         tile: neural_style::TileMode::Size(32),
-        ..TransferConfig::default()
+        ..common::f32_config()
     };
     // 4 x 3 tiles of 32 px (rounded to the stride): 24 passes an evaluation with a style.
     let mut seen = Vec::new();
@@ -374,7 +374,7 @@ fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
         let config = TransferConfig {
             size: Size::Exact(w, h),
             tile,
-            ..TransferConfig::default()
+            ..common::f32_config()
         };
         Plan::new(&config.check(1).unwrap(), &net, inputs.clone()).unwrap()
     };
@@ -438,7 +438,7 @@ fn real_vgg16_by_tiles_of_256_gives_the_whole_image_loss_and_gradient() {
     let Some(shared) = neural_style_testdata::shared("the real-weights tiling check") else {
         return;
     };
-    let config = TransferConfig::default();
+    let config = common::f32_config();
     let weights = shared.join("weights/vgg16-hed.safetensors");
     let net = Network::load(&weights, &config, &default_device()).unwrap();
     let load = |p: &str| neural_style::Image::load(&shared.join(p), 1 << 24).unwrap();

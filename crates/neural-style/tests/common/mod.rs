@@ -25,3 +25,14 @@ pub fn transfer(
     let plan = neural_style::Plan::new(&checked, net, inputs.clone())?;
     neural_style::run(net, &plan, observer)
 }
+
+/// The default config with f32 products (`Precision::F32`): the same numbers on every CPU.
+/// On a CPU with AVX512-BF16 the default (`auto`) rounds the products' operands to bf16,
+/// about 1% off, which tests of exact agreement (tiles against the whole image) do not
+/// measure.
+pub fn f32_config() -> neural_style::TransferConfig {
+    neural_style::TransferConfig {
+        precision: neural_style::Precision::F32,
+        ..neural_style::TransferConfig::default()
+    }
+}
