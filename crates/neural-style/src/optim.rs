@@ -261,18 +261,18 @@ impl Lbfgs {
                     .map(|(g, p)| g - p)
                     .collect();
                 let s: Vec<f32> = st.d.iter().map(|di| di * st.t).collect();
-                let ys = dot(&y, &s);
+                let (ys, yy) = (dot(&y, &s), dot(&y, &y));
                 // PyTorch keeps a pair when ys > 1e-10, an absolute threshold: with the small
                 // gradients of Caffe-convention networks (inputs in 0..255) no pair is ever
                 // kept and L-BFGS crawls along -g. Relative to |y||s| the test means the same
                 // at every scale.
-                if ys > 1e-10 * (dot(&y, &y) * dot(&s, &s)).sqrt() {
+                if ys > 1e-10 * (yy * dot(&s, &s)).sqrt() {
                     if st.old_dirs.len() == self.history_size {
                         st.old_dirs.pop_front();
                         st.old_stps.pop_front();
                         st.ro.pop_front();
                     }
-                    st.h_diag = ys / dot(&y, &y);
+                    st.h_diag = ys / yy;
                     st.old_dirs.push_back(y);
                     st.old_stps.push_back(s);
                     st.ro.push_back(1.0 / ys);
