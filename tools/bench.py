@@ -80,6 +80,12 @@ def measure(cmd, gpu=False):
     return result
 
 
+def spread_percent(xs):
+    """The larger distance from the median to min or max, as a percentage of the median."""
+    med = statistics.median(xs)
+    return max(med - min(xs), max(xs) - med) / med * 100
+
+
 def whole_run(args, size, n_threads):
     """One whole run of each engine on the same pictures and objective: seconds between
     successive evaluations (an evaluation and the optimiser's step), after two warm-up ones."""
@@ -114,7 +120,7 @@ def whole_run(args, size, n_threads):
         xs = xs[2:]
         med = statistics.median(xs)
         medians[engine] = med
-        spread = max(med - min(xs), max(xs) - med) / med * 100
+        spread = spread_percent(xs)
         print(f"{size:>6} {label:>7} {engine:>13} {med:>14.3f} {min(xs):>7.3f} {max(xs):>7.3f} {len(xs):>6} {spread:>7.0f}%")
     print(f"{size:>6} {label:>7} {'ratio':>13} {medians['neural-style'] / medians['pytorch']:>13.2f}x   (neural-style / PyTorch)", flush=True)
 

@@ -16,6 +16,8 @@ import argparse
 import statistics
 import time
 
+from bench import spread_percent
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +41,7 @@ def main():
             a @ b
         times.append(time.perf_counter() - start)
     med = statistics.median(times)
-    spread = max(med - min(times), max(times) - med) / med * 100
+    spread = spread_percent(times)
     gflops = 2 * args.size**3 * args.products / med / 1e9
     print(f"threads {args.threads}: {args.chunks} chunks of {args.products} products "
           f"{args.size}^3, median {med:.3f} s ({gflops:.0f} GFLOP/s), min {min(times):.3f}, "
