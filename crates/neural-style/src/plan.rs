@@ -468,6 +468,15 @@ mod tests {
     }
 
     #[test]
+    fn default_schedule_at_512_is_the_one_the_docs_state() {
+        // README and docs/defaults.md: 250 at 256 px, 125 at 362, 63 at 512.
+        assert_eq!(
+            sides(&schedule(&TransferConfig::default(), 512, 384)),
+            vec![(256, 192, 250), (362, 272, 125), (512, 384, 63)]
+        );
+    }
+
+    #[test]
     fn schedule_is_single_when_off_or_when_small() {
         let mut c = TransferConfig {
             iterations: 50,
