@@ -8,9 +8,10 @@
         --pairs skyline-cubist,beach-starry,rocket-scream --factors 0.5,1,2,4
     python3 tools/quality_sheet.py lengths --label after --sizes 256 \
         --pairs skyline-cubist,beach-starry,rocket-scream --factors 0.5,1,2,4
+    python3 tools/quality_sheet.py lengths --label after --sizes 512 --factors 1,0.5 --suffix=-1-0.5
 
 `run` makes one cell per pair, size (and run-length factor): the default command line on
-vgg16-hed (no weight flags; `-n` the default times the factor), and records in
+vgg16-hed (no weight flags; `-n` 500 times the factor: 0.5 is today's default), and records in
 docs/quality/cells/LABEL/SIZE[xFACTOR]/PAIR.json the structure figure (coarse SSIM with the
 photo), the style loss at the end as a share of the photo's own style loss at that size
 (measured with one more evaluation), the evaluations, the wall time and the commit, beside
@@ -18,7 +19,8 @@ a JPEG of the result (at most 512 px). Cells already recorded are skipped, so a 
 cut short continues where it stopped. `sheet` lays the cells out, a row per pair (photo,
 painting, then each label), labelled with both figures, into docs/quality/SIZE[xFACTOR].jpg;
 `lengths` lays out one label's run lengths side by side (a column per factor) into
-docs/quality/SIZE-lengths.jpg.
+docs/quality/SIZE-lengths[SUFFIX].jpg; `table` prints one label's figures per factor as
+Markdown.
 Needs ../shared/testdata/weights, pillow and a release build (`--binary` for another one).
 """
 import argparse
@@ -34,7 +36,10 @@ from PIL import Image, ImageDraw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "..", "shared", "testdata", "weights", "vgg16-hed.safetensors")
-DEFAULT_ITERATIONS = 500  # neural_style::config::DEFAULT_ITERATIONS, which -n scales
+# The -n that factor 1 means: the default when issue 21's sheets were made. Issue 23 halved
+# neural_style::config::DEFAULT_ITERATIONS to 250, so today's default is factor 0.5; the
+# cells keep their names (SIZE for 500, SIZExF for F times 500) and every run passes -n.
+BASE_ITERATIONS = 500
 CELL = 256  # the sheet's cell height
 
 
@@ -53,7 +58,7 @@ def run_cell(args, pair, size, factor, out_dir):
     painting = os.path.join(args.pairs_dir, pair["painting"])
     base = [args.binary, "-c", photo, "-s", painting, "-w", WEIGHTS, "--size", str(size), "-q"]
     base += shlex.split(args.extra)
-    flags = [] if factor == 1 else ["-n", str(round(DEFAULT_ITERATIONS * factor))]
+    flags = ["-n", str(round(BASE_ITERATIONS * factor))]
     flags += shlex.split(args.extra_run)
     out, log = os.path.join(tmp, "out.png"), os.path.join(tmp, "log.jsonl")
     start = time.monotonic()
@@ -149,16 +154,35 @@ def cmd_lengths(args, pairs):
     for size in args.sizes:
         rows = [inputs_row(args, pair) + [result_cell(args, pair, label, size, f, f"{f:g}x")
                                           for f in args.factors] for pair in pairs]
-        save_rows(rows, os.path.join(args.results, f"{size}-lengths.jpg"))
+        save_rows(rows, os.path.join(args.results, f"{size}-lengths{args.suffix}.jpg"))
+
+
+def cmd_table(args, pairs):
+    """Prints, per size, a Markdown table of one label's figures at each factor."""
+    label = args.label or args.labels[0]
+    for size in args.sizes:
+        cols = [f"{f:g}x (-n {round(BASE_ITERATIONS * f)})" for f in args.factors]
+        print(f"\n{size} px\n\n| pair | " + " | ".join(f"S {c}" for c in cols) + " | "
+              + " | ".join(f"style {c}" for c in cols) + " |")
+        print("|---" * (1 + 2 * len(cols)) + "|")
+        for pair in pairs:
+            cells = []
+            for f in args.factors:
+                rec = os.path.join(cell_dir(args.results, label, size, f), pair["name"] + ".json")
+                cells.append(json.load(open(rec)) if os.path.exists(rec) else None)
+            s = [f"{c['structure']:.2f}" if c else "not run" for c in cells]
+            st = [f"{100 * c['style_share']:.1f}%" if c else "not run" for c in cells]
+            print(f"| {pair['name']} | " + " | ".join(s + st) + " |")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["run", "sheet", "lengths"])
+    p.add_argument("action", choices=["run", "sheet", "lengths", "table"])
     p.add_argument("--label", help="run: the name the cells are kept under (before, after)")
     p.add_argument("--labels", default="before,after", help="sheet: the columns")
     p.add_argument("--sizes", default="256,512,1024")
-    p.add_argument("--factors", default="1", help="run lengths, times the default -n")
+    p.add_argument("--factors", default="1", help="run lengths, times -n 500 (BASE_ITERATIONS)")
+    p.add_argument("--suffix", default="", help="lengths: added to the sheet's name (SIZE-lengthsSUFFIX.jpg)")
     p.add_argument("--pairs", default="", help="pair names (default: all)")
     p.add_argument("--pairs-dir", default=os.path.join(ROOT, "target", "pairs"))
     p.add_argument("--results", default=os.path.join(ROOT, "docs", "quality"))
@@ -188,6 +212,8 @@ def main():
         cmd_run(args, pairs)
     elif args.action == "lengths":
         cmd_lengths(args, pairs)
+    elif args.action == "table":
+        cmd_table(args, pairs)
     else:
         cmd_sheet(args, pairs)
 
