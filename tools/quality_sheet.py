@@ -109,13 +109,18 @@ def thumb(path, height):
     return img.resize((max(1, round(img.width * height / img.height)), height), Image.LANCZOS)
 
 
+def read_cell(args, pair, label, size, factor):
+    """A cell's record, or None when it was not run."""
+    rec = os.path.join(cell_dir(args.results, label, size, factor), pair["name"] + ".json")
+    return json.load(open(rec)) if os.path.exists(rec) else None
+
+
 def result_cell(args, pair, label, size, factor, caption):
     """A cell's picture and its caption (`caption` + both figures), grey when not run."""
-    d = cell_dir(args.results, label, size, factor)
-    rec = os.path.join(d, pair["name"] + ".json")
-    if not os.path.exists(rec):
+    c = read_cell(args, pair, label, size, factor)
+    if c is None:
         return Image.new("RGB", (CELL, CELL), "lightgrey"), f"{caption}: not run"
-    c = json.load(open(rec))
+    d = cell_dir(args.results, label, size, factor)
     return (thumb(os.path.join(d, pair["name"] + ".jpg"), CELL),
             f"{caption}: S {c['structure']:.2f}, style {100 * c['style_share']:.1f}%")
 
@@ -166,10 +171,7 @@ def cmd_table(args, pairs):
               + " | ".join(f"style {c}" for c in cols) + " |")
         print("|---" * (1 + 2 * len(cols)) + "|")
         for pair in pairs:
-            cells = []
-            for f in args.factors:
-                rec = os.path.join(cell_dir(args.results, label, size, f), pair["name"] + ".json")
-                cells.append(json.load(open(rec)) if os.path.exists(rec) else None)
+            cells = [read_cell(args, pair, label, size, f) for f in args.factors]
             s = [f"{c['structure']:.2f}" if c else "not run" for c in cells]
             st = [f"{100 * c['style_share']:.1f}%" if c else "not run" for c in cells]
             print(f"| {pair['name']} | " + " | ".join(s + st) + " |")
