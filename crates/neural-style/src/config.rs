@@ -197,10 +197,11 @@ pub const DEFAULT_MIN_SIZE: u32 = 256;
 /// Default output size (longest side, pixels).
 pub const DEFAULT_SIZE: u32 = 512;
 /// Default loss evaluations (L-BFGS) or steps (Adam) at the first stage. 250 at 256 px, 125
-/// at 362 and 63 at 512 finish a 512 px picture in 0.43 of the time 500 took, with the
-/// subject kept as well or better on the twelve quality pairs at 256, 512 and 1024 px and
-/// the style loss within a fraction of a point of the photo's (docs/defaults.md, "Run
-/// length"); longer runs refine the strokes, they do not paint more of the painting.
+/// at 362 and 63 at 512 finish a 512 px picture in 0.59 of the time 500 took (156 s against
+/// 262 s), with the subject kept as well or better on the quality pairs at 256, 512 and
+/// 1024 px and the style loss, as a share of the photo's, within 0.25 points of 500's on
+/// all but the rocket + Mondrian (docs/defaults.md, "Run length"); longer runs refine the
+/// strokes, they do not paint more of the painting.
 pub const DEFAULT_ITERATIONS: usize = 250;
 /// Default L-BFGS history (pairs kept).
 pub const DEFAULT_LBFGS_HISTORY: usize = 100;
