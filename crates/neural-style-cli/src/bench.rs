@@ -72,8 +72,8 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     y.iter_mut()
         .enumerate()
         .for_each(|(i, v)| *v += ((i % 7) as f32 - 3.0) * 0.01);
-    // Timed on one of rayon's threads, as a run evaluates (`neural_style::run`).
-    let mut times = rayon::scope(|_| -> Result<Vec<f64>> {
+    // Timed on one of rayon's threads, where the command's runs evaluate.
+    let mut times = crate::runner::on_pool(|| -> Result<Vec<f64>> {
         objective.evaluate(&y)?; // warm-up
         let mut times = Vec::with_capacity(args.steps);
         for _ in 0..args.steps.max(1) {

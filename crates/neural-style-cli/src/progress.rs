@@ -85,7 +85,7 @@ pub fn run_under(
         interrupted.clone(),
     );
     reporter.attach(multi);
-    let result = neural_style::run(net, plan, &mut reporter);
+    let result = crate::runner::on_pool(|| neural_style::run(net, plan, &mut reporter));
     reporter.finish();
     result
 }

@@ -85,7 +85,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     }
     reporter.checkpoint = job.checkpoint.as_ref().map(|(p, _)| p.clone());
     let save = save_options(&job, job.content.as_deref());
-    let output = neural_style::run(&net, &plan, &mut reporter);
+    let output = crate::runner::on_pool(|| neural_style::run(&net, &plan, &mut reporter));
     reporter.finish();
     let output = output?;
     reporter.log_result(&output);

@@ -107,9 +107,8 @@ pub enum Event<'a> {
 }
 
 /// Receives a run's events; returning `Break` stops the run, which then returns its best
-/// image so far. It is `Send`: the run, and so its events, go on one of rayon's threads
-/// ([`crate::run::run`]).
-pub trait Observer: Send {
+/// image so far.
+pub trait Observer {
     /// Called for each event.
     fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()>;
 }
@@ -123,7 +122,7 @@ impl Observer for NoObserver {
     }
 }
 
-impl<F: FnMut(&Event<'_>) -> ControlFlow<()> + Send> Observer for F {
+impl<F: FnMut(&Event<'_>) -> ControlFlow<()>> Observer for F {
     fn on_event(&mut self, event: &Event<'_>) -> ControlFlow<()> {
         self(event)
     }

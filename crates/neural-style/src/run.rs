@@ -71,17 +71,7 @@ pub fn noise_image(width: u32, height: u32, seed: u64) -> Image {
 /// run stopped before the final stage returns its best image so far upsampled to the
 /// output size. A plan with checkpoints ([`Plan::with_checkpoints`]) also emits
 /// [`Event::Checkpoint`] and, given one, continues from it.
-///
-/// The run itself goes on one of rayon's threads (the caller's, when it is one): the
-/// engine's parallel loops then share their work with the pool's other threads directly,
-/// where from any other thread each loop handed all its work over, woke a thread for it
-/// and slept until it was done (at 512 px, 2 threads: ~700 thread switches an evaluation,
-/// 5% of the CPU time).
 pub fn run(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Output> {
-    rayon::scope(|_| run_here(net, plan, observer))
-}
-
-fn run_here(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Output> {
     let config = plan.config();
     let inputs = plan.inputs();
     // Histogram mode: the style images take the photo's colour statistics first.
