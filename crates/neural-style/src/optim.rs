@@ -404,8 +404,8 @@ impl Lbfgs {
 /// took a piece of the memory the network's buffers had just freed, so that every ten
 /// evaluations or so a buffer of tens of megabytes no longer fitted and took fresh pages,
 /// which the kernel cleared one by one: at 512 px one evaluation in ten took ~110 ms (12%)
-/// longer. Reserved together at the start, the pairs stay out of the buffers' way and are
-/// faulted in a pair at a time, as they are written.
+/// longer. Reserved together at the start, the pairs stay out of the buffers' way; where
+/// their memory is new, it is faulted in a pair at a time, as they are written.
 struct Spare {
     len: usize,
     free: Vec<Vec<f32>>,
