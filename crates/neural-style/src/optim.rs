@@ -277,8 +277,8 @@ impl Lbfgs {
                 // at every scale.
                 if ys > 1e-10 * (yy * dot(&s, &s)).sqrt() {
                     if st.old_dirs.len() == self.history_size {
-                        spare.take_back(st.old_dirs.pop_front().into_iter());
-                        spare.take_back(st.old_stps.pop_front().into_iter());
+                        spare.take_back(st.old_dirs.pop_front());
+                        spare.take_back(st.old_stps.pop_front());
                         st.ro.pop_front();
                     }
                     st.h_diag = ys / yy;
@@ -286,7 +286,7 @@ impl Lbfgs {
                     st.old_stps.push_back(s);
                     st.ro.push_back(1.0 / ys);
                 } else {
-                    spare.take_back([y, s].into_iter());
+                    spare.take_back([y, s]);
                 }
                 // Two-loop recursion for d = -H g.
                 let k = st.old_dirs.len();
@@ -432,7 +432,7 @@ impl Spare {
     }
 
     /// Keeps `vectors` for later pairs.
-    fn take_back(&mut self, vectors: impl Iterator<Item = Vec<f32>>) {
+    fn take_back(&mut self, vectors: impl IntoIterator<Item = Vec<f32>>) {
         self.free.extend(vectors);
     }
 }
@@ -835,7 +835,7 @@ mod tests {
         let y = spare.filled([1.0, 2.0].into_iter());
         assert_eq!(y, [1.0, 2.0]);
         let at = y.as_ptr();
-        spare.take_back([y].into_iter());
+        spare.take_back([y]);
         let again = spare.filled([3.0].into_iter());
         assert_eq!((again.as_ptr(), &again[..]), (at, &[3.0][..]));
         assert_eq!(spare.free.len(), 1);
