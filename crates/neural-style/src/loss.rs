@@ -62,6 +62,33 @@ pub fn masked_gram(
     }
 }
 
+/// The sum of every element of `t`, added in an order fixed by its shape: each row of the
+/// last dimension in order (flex's row kernel, one thread), then the row sums along the
+/// dimension before, and so on. burn-flex's own `sum` (and `mean`) splits a tensor of 4M
+/// floats or more among rayon's threads as they steal work, so its additions, and the last
+/// bits of a loss such as the content term at relu2_2 of a 512 px image, changed with the
+/// thread schedule; L-BFGS's line search then took other steps and the same run, seed and
+/// machine ended at another picture.
+pub fn sum_in_order<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    let dims = t.dims();
+    let n: usize = dims.iter().product();
+    if n == 0 {
+        return t.sum();
+    }
+    let mut rows: Tensor<2> = t.reshape([n / dims[D - 1], dims[D - 1]]);
+    for d in (0..D - 1).rev() {
+        let [r, _] = rows.dims();
+        rows = rows.sum_dim(1).reshape([r / dims[d], dims[d]]);
+    }
+    rows.sum_dim(1).reshape([1])
+}
+
+/// The mean of every element of `t`, in [`sum_in_order`]'s fixed order.
+pub fn mean_in_order<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    let n: usize = t.dims().iter().product();
+    sum_in_order(t).div_scalar(n as f32)
+}
+
 /// Content loss between an activation and its target; `mask` (`[1, 1, H, W]`) weights each
 /// position.
 pub fn content_loss(
@@ -75,8 +102,8 @@ pub fn content_loss(
         d = d.mul(m.clone());
     }
     match form {
-        LossForm::Mean | LossForm::Normalized => d.mean(),
-        LossForm::Paper => d.sum().mul_scalar(0.5),
+        LossForm::Mean | LossForm::Normalized => mean_in_order(d),
+        LossForm::Paper => sum_in_order(d).mul_scalar(0.5),
     }
 }
 
@@ -91,10 +118,10 @@ pub fn style_loss(
 ) -> Tensor<1> {
     let d = g.sub(target).square();
     match form {
-        LossForm::Mean | LossForm::Normalized => d.mean(),
+        LossForm::Mean | LossForm::Normalized => mean_in_order(d),
         LossForm::Paper => {
             let (n, m) = (channels as f64, positions as f64);
-            d.sum().div_scalar((4.0 * n * n * m * m) as f32)
+            sum_in_order(d).div_scalar((4.0 * n * n * m * m) as f32)
         }
     }
 }
@@ -104,7 +131,7 @@ pub fn style_loss(
 pub fn target_scale<const D: usize>(target: &Tensor<D>, form: LossForm) -> f32 {
     match form {
         LossForm::Normalized => {
-            let energy = target.clone().square().mean().into_scalar::<f32>();
+            let energy = mean_in_order(target.clone().square()).into_scalar::<f32>();
             1.0 / energy.max(1e-12)
         }
         LossForm::Mean | LossForm::Paper => 1.0,
@@ -122,7 +149,7 @@ pub fn tv_loss(image: Tensor<4>) -> Tensor<1> {
         .clone()
         .narrow(3, 1, w - 1)
         .sub(image.narrow(3, 0, w - 1));
-    dy.abs().sum().add(dx.abs().sum())
+    sum_in_order(dy.abs()).add(sum_in_order(dx.abs()))
 }
 
 #[cfg(test)]
@@ -246,5 +273,53 @@ mod tests {
         let data: Vec<f32> = [0.0, 1.0, 3.0, 5.0].repeat(3);
         let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, 2, 2]), &device);
         assert_eq!(tv_loss(x).into_scalar::<f32>(), 30.0);
+    }
+
+    /// 4.2M floats: past the size at which flex's `sum` splits the work among threads.
+    fn large(device: &Device) -> (Tensor<4>, f64) {
+        let data: Vec<f32> = (0..64u64 * 256 * 256)
+            .map(|i| ((i * 2654435761) % 10007) as f32 / 10007.0)
+            .collect();
+        let exact = data.iter().map(|v| f64::from(*v)).sum();
+        let t = Tensor::<4>::from_data(TensorData::new(data, [1, 64, 256, 256]), device);
+        (t, exact)
+    }
+
+    #[test]
+    fn sum_in_order_is_the_sum_with_the_same_bits_on_any_number_of_threads() {
+        let device = crate::default_device();
+        let (t, exact) = large(&device);
+        let sums: Vec<f32> = (1..=4)
+            .map(|threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| sum_in_order(t.clone()).into_scalar::<f32>())
+            })
+            .collect();
+        assert!(
+            (f64::from(sums[0]) - exact).abs() <= 1e-6 * exact,
+            "{} vs {exact}",
+            sums[0]
+        );
+        assert!(
+            sums.iter().all(|s| s.to_bits() == sums[0].to_bits()),
+            "{sums:?}"
+        );
+    }
+
+    #[test]
+    fn sum_in_order_passes_a_gradient_of_ones() {
+        let device = crate::default_device();
+        let x = features(4, &device).autodiff().require_grad();
+        let grads = sum_in_order(x.clone()).mul_scalar(2.0).backward();
+        let g = x
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        assert_eq!(g, vec![2.0; 24]);
     }
 }

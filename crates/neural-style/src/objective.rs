@@ -357,13 +357,8 @@ impl<'a> Objective<'a> {
         let tv = (self.weights.tv != 0.0)
             .then(|| loss::tv_loss(image.clone()).mul_scalar(self.weights.tv * self.tv_normaliser));
         let temporal = self.temporal.as_ref().map(|(target, c, weight)| {
-            image
-                .clone()
-                .sub(target.clone())
-                .square()
-                .mul(c.clone())
-                .mean()
-                .mul_scalar(*weight)
+            let d = image.clone().sub(target.clone()).square().mul(c.clone());
+            loss::mean_in_order(d).mul_scalar(*weight)
         });
         (tv, temporal)
     }
