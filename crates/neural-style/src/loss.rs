@@ -67,7 +67,9 @@ pub fn masked_gram(
 /// dimension before, and so on. burn-flex's own `sum` (and `mean`) splits a tensor of 4M
 /// floats or more among rayon's threads as they steal work, so its additions, and the last
 /// bits of a loss such as the content term at relu2_2 of a 512 px image, changed with the
-/// thread schedule; L-BFGS's line search then took other steps and the same run, seed and
+/// thread schedule. They reach the path through the normalised form's target energy (a
+/// factor on every gradient) and L-BFGS's comparisons of losses (the best image, which
+/// also starts the next size, and when to stop or recover), so the same run, seed and
 /// machine ended at another picture.
 pub fn sum_in_order<const D: usize>(t: Tensor<D>) -> Tensor<1> {
     let dims = t.dims();
