@@ -111,7 +111,7 @@ pub fn run(
                     let bytes = runtime
                         .block_on(jobs.result(OWNER, &id))?
                         .with_context(|| format!("job {id}: done, but its result is missing"))?;
-                    neural_style::image_io::write_atomically(out, &bytes)?;
+                    neural_style::image::io::write_atomically(out, &bytes)?;
                     runtime.block_on(jobs.remove(OWNER, &id))?;
                     bar.println(format!("wrote {}", out.display()));
                     bar.inc(1);

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use neural_style::vgg::random_conv_params;
+use neural_style::model::vgg::random_conv_params;
 use neural_style::{Layer, LossWeights, Objective, Pooling, StyleInput, TransferConfig, Vgg};
 
 use crate::cli::BenchArgs;
@@ -29,7 +29,7 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let choice: neural_style::DeviceChoice =
         args.device.parse().map_err(crate::config::flag_error)?;
     let (device, backend) =
-        neural_style::device::device(choice).map_err(crate::config::flag_error)?;
+        neural_style::model::device::device(choice).map_err(crate::config::flag_error)?;
     let params = random_conv_params(arch, Layer::Relu5_1, 1, 0);
     let vgg = Vgg::new(
         arch,
@@ -43,9 +43,9 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     .with_precision(args.precision)
     .map_err(crate::config::flag_error)?;
     let n = args.size as usize;
-    let image = neural_style::run::noise_image(args.size, args.size, 1);
+    let image = neural_style::run::inputs::noise_image(args.size, args.size, 1);
     let x = neural_style::InputConvention::TorchRgb01.to_network(&image.data);
-    let style = neural_style::run::noise_image(args.size, args.size, 2);
+    let style = neural_style::run::inputs::noise_image(args.size, args.size, 2);
     let s = neural_style::InputConvention::TorchRgb01.to_network(&style.data);
     let weights = LossWeights {
         content: 1.0,

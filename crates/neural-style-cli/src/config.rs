@@ -122,7 +122,7 @@ pub fn writable_folder(file: &Path, what: &str) -> Result<()> {
             dir.display()
         );
     }
-    neural_style::image_io::probe_writable(&dir).with_context(|| {
+    neural_style::image::io::probe_writable(&dir).with_context(|| {
         format!(
             "{}: cannot write in the folder of {what}, {}",
             file.display(),
@@ -137,7 +137,7 @@ impl RunJob {
         let output = a
             .output
             .context("--output is required (the image to write, e.g. -o out.png)")?;
-        neural_style::image_io::output_format(&output)?;
+        neural_style::image::io::output_format(&output)?;
         let save = neural_style::SaveOptions {
             depth: a.bit_depth,
             ..Default::default()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use neural_style::mask::MaskProblem;
+use neural_style::objective::mask::MaskProblem;
 use neural_style::{CheckedConfig, Decoding, Image, Inputs, Mask, Network, Plan};
 
 use crate::config::{RunJob, WeightsSource, flag_error};
@@ -135,7 +135,7 @@ pub fn load_network_from(
         WeightsSource::File(path) => path.clone(),
         WeightsSource::Model { model, cache } => weights_cmd::model_weights(model, cache, quiet)?,
     };
-    let (device, _) = neural_style::device::device(device).map_err(flag_error)?;
+    let (device, _) = neural_style::model::device::device(device).map_err(flag_error)?;
     let net = Network::load(&weights, config, &device)?;
     Ok((net, weights))
 }
@@ -230,11 +230,11 @@ pub fn interrupted(output: &neural_style::Output, signals: &Signals) -> bool {
     output.stopped && signals.interrupted.load(Ordering::SeqCst)
 }
 
-/// Fits a run into the memory that is free or `--max-memory` ([`neural_style::memory::fit`]:
+/// Fits a run into the memory that is free or `--max-memory` ([`neural_style::run::memory::fit`]:
 /// a shorter L-BFGS history, tiles unless `--no-tile`, or both); refuses it when nothing
 /// fits. Says what it changed and why.
 pub fn check_memory(job: &RunJob, plan: Plan) -> Result<Plan> {
-    use neural_style::memory::{Budget, Fitting, available_memory, fit};
+    use neural_style::run::memory::{Budget, Fitting, available_memory, fit};
     let Some(budget) = Budget::new(available_memory(), job.max_memory) else {
         return Ok(plan);
     };

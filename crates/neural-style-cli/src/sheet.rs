@@ -142,7 +142,7 @@ pub fn run(args: SheetArgs) -> Result<u8> {
         }
         cells.push(row);
     }
-    let sheet = neural_style::sheet::contact_sheet(&cells, &row_labels, &columns);
+    let sheet = neural_style::image::sheet::contact_sheet(&cells, &row_labels, &columns);
     if signals.interrupted.load(Ordering::SeqCst) {
         let partial = crate::config::partial_path(&job.output);
         sheet.save(&partial)?;

@@ -199,7 +199,7 @@ pub fn run(args: VideoArgs) -> Result<u8> {
     let (mut computed, mut skipped) = (0usize, 0usize);
     // Only the frame before and its result are kept: a long video does not fill memory.
     let mut before: Option<(Image, Image)> = None;
-    let mut flicker = neural_style::video::Flicker::new(0.02);
+    let mut flicker = neural_style::video::guide::Flicker::new(0.02);
     let mut step = |before: &mut Option<(Image, Image)>, frame: Image, result: Image| {
         if let Some((f0, r0)) = before.as_ref() {
             flicker.add(f0, r0, &frame, &result);
@@ -229,7 +229,7 @@ pub fn run(args: VideoArgs) -> Result<u8> {
             ..Inputs::default()
         };
         if let (true, Some((prev_frame, prev_result))) = (temporal, before.as_ref()) {
-            let guide = neural_style::video::temporal_guide(prev_frame, &frame, prev_result);
+            let guide = neural_style::video::guide::temporal_guide(prev_frame, &frame, prev_result);
             // Start from the warped result, at full size (coarse-to-fine would blur it).
             inputs.init = Some(guide.previous.clone());
             inputs.temporal = Some(guide);

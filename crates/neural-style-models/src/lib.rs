@@ -83,7 +83,7 @@ impl Model {
                 sha256: "d01eb7cb".into(),
                 arch: Arch::Vgg19,
                 convention: InputConvention::CaffeBgr255 {
-                    mean_bgr: neural_style::vgg::CAFFE_MEAN_BGR,
+                    mean_bgr: neural_style::model::vgg::CAFFE_MEAN_BGR,
                 },
             },
         ]

@@ -443,7 +443,7 @@ fn cached_weights_are_downloaded_once_and_converted_with_the_models_convention()
     let server = Server::start(pth.clone());
     let mut m = model(&pth, vec![server.url("ok")]);
     m.convention = InputConvention::CaffeBgr255 {
-        mean_bgr: neural_style::vgg::CAFFE_MEAN_BGR,
+        mean_bgr: neural_style::model::vgg::CAFFE_MEAN_BGR,
     };
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(dir.path());

@@ -14,7 +14,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::Stream;
-use neural_style::memory::{Budget, available_memory, fit};
+use neural_style::run::memory::{Budget, available_memory, fit};
 use neural_style::{Error as LibError, Image, Inputs, LossWeights, Network, Plan, TransferConfig};
 use serde::Serialize;
 use tokio::sync::Semaphore;

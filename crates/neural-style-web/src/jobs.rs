@@ -217,7 +217,7 @@ impl Jobs {
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         // Find out now, not when the first job is saved, whether results can be written.
-        neural_style::image_io::probe_writable(dir)?;
+        neural_style::image::io::probe_writable(dir)?;
         let jobs = Self {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -445,7 +445,7 @@ impl Jobs {
                 // A view always serialises; were it not to, the result is listed without it.
                 let owner = self.lock().jobs.get(&id).and_then(|j| j.owner.clone());
                 if let Ok(saved) = serde_json::to_vec_pretty(&Saved { view, owner }) {
-                    let _ = neural_style::image_io::write_atomically(&self.meta_path(&id), &saved);
+                    let _ = neural_style::image::io::write_atomically(&self.meta_path(&id), &saved);
                 }
                 self.enforce_disk_limit();
             }

@@ -2,15 +2,17 @@
 //! real weights on a real photo: per layer, the relative RMS difference of the features and
 //! of the input gradient of `mean(features²)`, for Winograd F(4×4, 3×3) with f32 products
 //! and with bf16 products (where the CPU has AVX512-BF16):
-//! `cargo run --release -p neural-style --features kernels --example precision_report [weights image size]`
+//! `cargo run --release -p neural-style --example precision_report [weights image size]`
 //! (defaults: `../shared/testdata/weights/vgg16-hed.safetensors`,
 //! `../shared/testdata/content/tubingen.jpg`, 256).
 
 use std::path::Path;
 
 use burn::prelude::*;
-use neural_style::vgg::{Convolution, InputConvention, Layer, Padding, Pooling, Precision, Vgg};
-use neural_style::weights::WeightFile;
+use neural_style::model::vgg::{
+    Convolution, InputConvention, Layer, Padding, Pooling, Precision, Vgg,
+};
+use neural_style::model::weights::WeightFile;
 
 fn relative_rms(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
@@ -30,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .unwrap_or(format!("{shared}/content/tubingen.jpg"));
     let size: u32 = args.get(2).map_or(Ok(256), |s| s.parse())?;
-    let device = neural_style::device::cpu();
+    let device = neural_style::model::device::cpu();
 
     let file = WeightFile::open(Path::new(&weights))?;
     let info = file.info(None)?;
@@ -93,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
     let direct = network(Convolution::Direct, Precision::F32)?;
     let winograd = network(Convolution::Winograd, Precision::F32)?;
-    let bf16 = neural_style::bf16::available()
+    let bf16 = neural_style_kernels::bf16::available()
         .then(|| network(Convolution::Winograd, Precision::Bf16))
         .transpose()?;
     println!(

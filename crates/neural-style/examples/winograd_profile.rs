@@ -8,8 +8,8 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use neural_style::Padding;
-use neural_style::winograd::{self, Filters, Shape, Strategy, Tile};
+use neural_style_kernels::Border;
+use neural_style_kernels::winograd::{self, Filters, Shape, Strategy, Tile};
 
 /// Seconds `f` takes, its result kept from being optimised away.
 fn seconds<T>(f: impl FnOnce() -> T) -> f64 {
@@ -53,7 +53,7 @@ fn main() {
             height: h,
             width: h,
             pad: 1,
-            border: Padding::Zero,
+            border: Border::Zero,
         };
         let x: Vec<f32> = (0..cin * h * h)
             .map(|i| ((i * 31) % 97) as f32 / 97.0)
@@ -73,7 +73,7 @@ fn main() {
             u: &u6,
         };
         let mut t6 = vec![];
-        let bf16 = neural_style::bf16::available();
+        let bf16 = neural_style_kernels::bf16::available();
         let mut tb16 = vec![];
         let (mut tb, mut tw_, mut ta, mut td) = (vec![], vec![], vec![], vec![]);
         let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, cin, h, h]), &device);

@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::loss::LossForm;
-use crate::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision};
+use crate::model::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision};
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -29,7 +28,7 @@ pub enum StyleLoss {
     #[default]
     Gram,
     /// Wasserstein-2 distance between the features' Gaussians (mean and covariance),
-    /// see [`crate::w2`].
+    /// see [`crate::objective::w2`].
     W2,
 }
 
@@ -106,7 +105,7 @@ pub struct TransferConfig {
     pub lbfgs_history: usize,
     /// L-BFGS strong-Wolfe line search.
     pub line_search: bool,
-    /// L-BFGS divergence guard (see [`crate::optim::Lbfgs::safeguard`]).
+    /// L-BFGS divergence guard (see [`crate::run::optim::Lbfgs::safeguard`]).
     pub safeguard: bool,
     /// Adam step size, in 0..255 pixel units (scaled to the network's input convention).
     pub learning_rate: f32,
@@ -124,9 +123,9 @@ pub struct TransferConfig {
     /// The number format of the Winograd convolution's products on the CPU.
     #[serde(default)]
     pub precision: Precision,
-    /// Whether the objective is evaluated by tiles ([`crate::tiling`]).
+    /// Whether the objective is evaluated by tiles ([`crate::objective::tiling`]).
     #[serde(default)]
-    pub tile: crate::tiling::TileMode,
+    pub tile: crate::config::TileMode,
     /// Weight of the temporal consistency term of video frames ([`crate::Temporal`]).
     #[serde(default = "default_temporal_weight")]
     pub temporal_weight: f32,
@@ -144,7 +143,7 @@ pub struct TransferConfig {
     /// Longest side of the coarsest size of the coarse-to-fine schedule.
     pub min_size: u32,
     /// Keep the content photo's colours (`None`: take the painting's).
-    pub preserve_colors: Option<crate::color::PreserveColors>,
+    pub preserve_colors: Option<crate::image::color::PreserveColors>,
     /// How style statistics are compared.
     pub style_loss: StyleLoss,
     /// Explicit longest sides of the stages before the final one (overrides `min_size`; an
@@ -177,7 +176,7 @@ impl Default for TransferConfig {
             padding: Padding::Reflect,
             convolution: Convolution::Winograd,
             precision: Precision::Auto,
-            tile: crate::tiling::TileMode::Auto,
+            tile: crate::config::TileMode::Auto,
             temporal_weight: DEFAULT_TEMPORAL_WEIGHT,
             size: Size::Longest(DEFAULT_SIZE),
             style_scale: DEFAULT_STYLE_SCALE,
@@ -395,7 +394,7 @@ impl TransferConfig {
             return Err(Error::config("iterations", "must be at least 1"));
         }
         self.precision.resolve()?;
-        if let crate::tiling::TileMode::Size(n) = self.tile
+        if let crate::config::TileMode::Size(n) = self.tile
             && !SIDES.contains(&n)
         {
             return Err(Error::config(
@@ -524,6 +523,37 @@ impl CheckedConfig {
     pub fn styles(&self) -> usize {
         self.styles
     }
+}
+
+/// Whether a run evaluates its objective by tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TileMode {
+    /// Whole images unless a front end finds they do not fit in memory
+    /// ([`crate::run::memory::tile_that_fits`]) and asks for tiles ([`crate::Plan::with_tiling`]).
+    #[default]
+    Auto,
+    /// Never by tiles.
+    Off,
+    /// Cores of about this many pixels a side at every stage larger than one.
+    Size(u32),
+}
+
+/// How the loss terms are normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum LossForm {
+    /// Scale-free: each term of the mean form divided by its target's energy, content by
+    /// mean(P²) and each style layer by mean(A²), and TV taken as the mean absolute step
+    /// between neighbouring pixels in 0..1 units. Multiplying a network's activations (or
+    /// changing its input convention or the image size) leaves the weights' meaning intact.
+    #[default]
+    Normalized,
+    /// jcjohnson/neural-style: content = mean((F-P)²); G = FFᵀ/(C·H·W); style = mean((G-A)²).
+    Mean,
+    /// The paper: content = ½Σ(F-P)²; G = FFᵀ; style E_l = Σ(G-A)²/(4N²M²).
+    Paper,
 }
 
 #[cfg(test)]

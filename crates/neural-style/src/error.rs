@@ -162,7 +162,7 @@ pub enum Error {
     },
 
     /// A run's estimated memory exceeds what it may use, even by tiles with a shorter
-    /// L-BFGS history ([`crate::memory::fit`]).
+    /// L-BFGS history ([`crate::run::memory::fit`]).
     #[error(
         "a {width}x{height} run needs about {:.1} GiB of memory but {:.1} GiB is available",
         *needs as f64 / f64::from(1u32 << 30),

@@ -31,74 +31,36 @@
 //! # }
 //! ```
 
-pub mod checkpoint;
-pub mod color;
+// The library in layers, each importing only from those above it in this list
+// (`tests/layers.rs` holds the table and checks every `use crate::` line against it):
 pub mod config;
-pub mod device;
 pub mod error;
-pub mod events;
-pub mod flow;
-pub mod image_io;
-pub mod loss;
-pub mod mask;
-pub mod memory;
-pub mod network;
+pub mod image;
+pub mod model;
 pub mod objective;
-pub mod optim;
-pub mod plan;
 pub mod run;
-pub mod sheet;
-pub mod structure;
-pub mod tiling;
-pub mod vgg;
 pub mod video;
-pub mod w2;
-pub mod weights;
 
-// The CPU kernels: crate-private; the `kernels` feature opens them for their profiling
-// example.
-#[cfg(feature = "kernels")]
-pub mod bf16;
-#[cfg(not(feature = "kernels"))]
-mod bf16;
-#[cfg(feature = "kernels")]
-pub mod direct;
-#[cfg(not(feature = "kernels"))]
-mod direct;
-#[cfg(feature = "kernels")]
-pub mod fastconv;
-#[cfg(not(feature = "kernels"))]
-mod fastconv;
-#[cfg(feature = "kernels")]
-pub mod linalg;
-#[cfg(not(feature = "kernels"))]
-mod linalg;
-#[cfg(feature = "kernels")]
-pub mod maxpool;
-#[cfg(not(feature = "kernels"))]
-mod maxpool;
-#[cfg(feature = "kernels")]
-pub mod winograd;
-#[cfg(not(feature = "kernels"))]
-mod winograd;
-
-pub use checkpoint::Checkpoint;
-pub use color::PreserveColors;
 pub use config::{
-    CheckedConfig, Init, LossWeights, OptimizerKind, Size, StyleLoss, TransferConfig,
+    CheckedConfig, Init, LossForm, LossWeights, OptimizerKind, Size, StyleLoss, TileMode,
+    TransferConfig,
 };
-pub use device::{DeviceChoice, default_device};
 pub use error::{Error, Result};
-pub use events::{EvaluationTimes, Event, LossParts, NoObserver, Observer, Output};
-pub use image_io::{
+pub use image::color::PreserveColors;
+pub use image::io::{
     BitDepth, DEFAULT_MAX_INPUT_PIXELS, Decoding, Dpi, Image, PrintInfo, SaveOptions,
 };
-pub use loss::LossForm;
-pub use mask::Mask;
-pub use network::Network;
-pub use objective::{Objective, StyleInput};
-pub use plan::{Plan, Stage};
-pub use run::{Inputs, Temporal, run};
-pub use tiling::{TileMode, Tiling};
-pub use vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision, Vgg};
-pub use weights::{WeightFile, WeightsInfo};
+pub use model::device::{DeviceChoice, default_device};
+pub use model::vgg::{Arch, Convolution, InputConvention, Layer, Padding, Pooling, Precision, Vgg};
+pub use model::weights::{WeightFile, WeightsInfo};
+pub use objective::mask::Mask;
+pub use objective::parts::{EvaluationTimes, LossParts};
+pub use objective::statistics::StyleInput;
+pub use objective::terms::Objective;
+pub use objective::tiling::Tiling;
+pub use run::checkpoint::Checkpoint;
+pub use run::events::{Event, NoObserver, Observer, Output};
+pub use run::inputs::{Inputs, Temporal};
+pub use run::network::Network;
+pub use run::plan::{Plan, Stage};
+pub use run::stages::run;

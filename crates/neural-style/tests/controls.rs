@@ -4,7 +4,7 @@
 mod common;
 
 use common::transfer as run;
-use neural_style::color::{colour_stats, to_yiq};
+use neural_style::image::color::{colour_stats, to_yiq};
 use neural_style::{
     Image, Inputs, Mask, Network, NoObserver, PreserveColors, Size, TransferConfig, default_device,
 };

@@ -79,11 +79,12 @@ fn losses_and_gradient_match_pytorch() {
     let info = file.info(None).expect("info");
     assert!(cases.cases.len() >= 8);
     // A GPU build's tests run on the GPU when asked (tools/device_check.sh); say which.
-    let choice: neural_style::DeviceChoice = std::env::var(neural_style::device::DEVICE_ENV)
+    let choice: neural_style::DeviceChoice = std::env::var(neural_style::model::device::DEVICE_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_default();
-    let (device, backend) = neural_style::device::device(choice).expect("the device asked for");
+    let (device, backend) =
+        neural_style::model::device::device(choice).expect("the device asked for");
     println!("parity on backend {backend}");
     for case in &cases.cases {
         let config = TransferConfig {

@@ -5,7 +5,7 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use neural_style::optim::Lbfgs;
+use neural_style::run::optim::Lbfgs;
 use neural_style::{
     Layer, LossWeights, Objective, Padding, Pooling, StyleInput, TransferConfig, Vgg, WeightFile,
 };

@@ -6,7 +6,7 @@
 
 mod common;
 
-use neural_style::vgg::{Layer, Padding, Pooling};
+use neural_style::model::vgg::{Layer, Padding, Pooling};
 use neural_style::{
     LossForm, LossWeights, Mask, Network, Objective, StyleInput, Tiling, TransferConfig,
     default_device,
@@ -361,7 +361,7 @@ fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
 
 #[test]
 fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
-    use neural_style::memory::{Budget, Fitting, estimate, estimate_tiled, fit};
+    use neural_style::run::memory::{Budget, Fitting, estimate, estimate_tiled, fit};
     use neural_style::{Image, Inputs, Plan, Size, TileMode};
     let net = network(Padding::Zero, Pooling::Max);
     let inputs = Inputs {

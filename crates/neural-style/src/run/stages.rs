@@ -1,0 +1,394 @@
+//! The style-transfer run (Gatys, Ecker & Bethge 2015, sec. 2-3): the images, the start
+//! image, and the optimisation of the image's pixels (L-BFGS or Adam) through each stage of
+//! the coarse-to-fine schedule of a [`Plan`], reported to an observer as events.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use crate::config::{Init, OptimizerKind, TransferConfig};
+use crate::error::{Error, Result};
+use crate::image::color::{PreserveColors, keep_luminance, match_histogram};
+use crate::image::io::Image;
+use crate::objective::parts::LossParts;
+use crate::objective::statistics::StyleInput;
+use crate::objective::terms::Objective;
+use crate::run::checkpoint::Checkpoint;
+use crate::run::events::{Event, Observer, Output};
+use crate::run::inputs::{Inputs, noise_image};
+use crate::run::network::Network;
+use crate::run::optim::{Adam, Lbfgs, LbfgsState};
+use crate::run::plan::{Plan, Stage, style_longest};
+
+/// Runs style transfer as `plan` says: resizes the inputs, builds the targets, optimises the
+/// image at each stage of the schedule (each result upsampled to start the next) and
+/// returns the best image seen. `observer` sees every evaluation and can stop the run; a
+/// run stopped before the final stage returns its best image so far upsampled to the
+/// output size. A plan with checkpoints ([`Plan::with_checkpoints`]) also emits
+/// [`Event::Checkpoint`] and, given one, continues from it.
+pub fn run(net: &Network, plan: &Plan, observer: &mut dyn Observer) -> Result<Output> {
+    let config = plan.config();
+    let inputs = plan.inputs();
+    // Histogram mode: the style images take the photo's colour statistics first.
+    let recoloured;
+    let inputs = match (config.preserve_colors, &inputs.content) {
+        (Some(PreserveColors::Histogram), Some(photo)) => {
+            recoloured = Inputs {
+                styles: inputs
+                    .styles
+                    .iter()
+                    .map(|s| match_histogram(s, photo))
+                    .collect(),
+                ..inputs.clone()
+            };
+            &recoloured
+        }
+        _ => inputs,
+    };
+    let (width, height) = plan.output_size();
+    let stages = plan.stages();
+    let mut total = Output {
+        image: Image::new(1, 1, vec![0.0; 3]),
+        best_loss: LossParts::default(),
+        final_loss: LossParts::default(),
+        evaluations: 0,
+        stopped: false,
+        recoveries: 0,
+        non_finite_at: None,
+        structure: None,
+    };
+    if observer
+        .on_event(&Event::Started {
+            evaluations: plan.evaluations(),
+            width,
+            height,
+        })
+        .is_break()
+    {
+        total.image = start_image(config, inputs, width, height);
+        total.stopped = true;
+        return Ok(total);
+    }
+    let started = Instant::now();
+    let mut previous: Option<Image> = None;
+    // L-BFGS's curvature scale at the end of the previous stage, per pixel.
+    let mut curvature: Option<f32> = None;
+    let mut resume = plan.checkpoints.resume.clone();
+    let first = resume.as_ref().map_or(0, |c| c.stage);
+    total.evaluations = resume.as_ref().map_or(0, |c| c.done);
+    for (index, stage) in stages.iter().enumerate().skip(first) {
+        if observer
+            .on_event(&Event::Stage {
+                index,
+                stages: stages.len(),
+                width: stage.width,
+                height: stage.height,
+                evaluations: stage.evaluations,
+                tiles: plan.tiling(stage.width, stage.height).map_or(1, |t| {
+                    t.tiles(stage.width as usize, stage.height as usize).len()
+                }),
+            })
+            .is_break()
+        {
+            total.stopped = true;
+            break;
+        }
+        let init = match previous.take() {
+            Some(p) => p.resized(stage.width, stage.height),
+            None => start_image(config, inputs, stage.width, stage.height),
+        };
+        let pixels = (stage.width * stage.height) as f32;
+        let (out, h_diag) = run_stage(
+            net,
+            plan,
+            inputs,
+            *stage,
+            init,
+            Progress {
+                index,
+                done: total.evaluations,
+                started,
+                resume: resume.take(),
+                // The terms are means over positions, so the gradient per pixel, and with
+                // it the curvature, shrinks as the image grows: the inverse scales with it.
+                initial_h_diag: curvature.map(|h| h * pixels),
+            },
+            observer,
+        )?;
+        curvature = h_diag.map(|h| h / pixels);
+        total.evaluations += out.evaluations;
+        total.recoveries += out.recoveries;
+        total.non_finite_at = total.non_finite_at.or(out.non_finite_at);
+        total.best_loss = out.best_loss;
+        total.final_loss = out.final_loss;
+        previous = Some(out.image);
+        if out.stopped {
+            total.stopped = true;
+            break;
+        }
+    }
+    total.image = match previous {
+        Some(image) => image.resized(width, height),
+        None => start_image(config, inputs, width, height),
+    };
+    if let (Some(PreserveColors::Luminance), Some(photo)) =
+        (config.preserve_colors, &inputs.content)
+    {
+        total.image = keep_luminance(&total.image, photo);
+    }
+    total.structure = inputs
+        .content
+        .as_ref()
+        .map(|photo| crate::image::structure::coarse_structure(photo, &total.image));
+    Ok(total)
+}
+
+/// The image the optimisation starts from, at `width` x `height`.
+fn start_image(config: &TransferConfig, inputs: &Inputs, width: u32, height: u32) -> Image {
+    match (&config.init, &inputs.content, &inputs.init) {
+        (Init::Content, Some(c), _) => c.resized(width, height),
+        (Init::Image, _, Some(i)) => i.resized(width, height),
+        _ => noise_image(width, height, config.seed),
+    }
+}
+
+/// Where a stage sits in the run.
+struct Progress {
+    /// Its index in the schedule.
+    index: usize,
+    /// Evaluations made at earlier stages (event numbers continue from here).
+    done: usize,
+    /// When the run started (event times count from here).
+    started: Instant,
+    /// A checkpoint taken at this stage to continue from.
+    resume: Option<Checkpoint>,
+    /// L-BFGS's first step: the curvature scale carried from the previous stage.
+    initial_h_diag: Option<f32>,
+}
+
+/// Optimises one stage of the schedule from `init` (or from `progress.resume`); also gives
+/// L-BFGS's curvature scale at the end.
+fn run_stage(
+    net: &Network,
+    plan: &Plan,
+    inputs: &Inputs,
+    stage: Stage,
+    init: Image,
+    progress: Progress,
+    observer: &mut dyn Observer,
+) -> Result<(Output, Option<f32>)> {
+    let Progress {
+        index,
+        done,
+        started,
+        resume,
+        initial_h_diag,
+    } = progress;
+    let config = plan.config();
+    let checkpoint_every = plan.checkpoints.every;
+    let fingerprint = &plan.checkpoints.fingerprint;
+    let conv = net.convention;
+    let Stage {
+        width,
+        height,
+        evaluations,
+    } = stage;
+    let content = inputs.content.as_ref().map(|c| c.resized(width, height));
+    let blend: Vec<f32> = match &config.style_blend {
+        Some(b) => {
+            let s: f32 = b.iter().sum();
+            b.iter().map(|x| x / s).collect()
+        }
+        None => vec![1.0 / inputs.styles.len().max(1) as f32; inputs.styles.len()],
+    };
+    let styles: Vec<StyleInput> = inputs
+        .styles
+        .iter()
+        .zip(&blend)
+        .map(|(s, b)| {
+            let longest = style_longest(width, height, config.style_scale);
+            let s = s.resized_to_longest(longest);
+            StyleInput {
+                data: conv.to_network(&s.data),
+                width: s.width,
+                height: s.height,
+                blend: *b,
+            }
+        })
+        .collect();
+    let weights = plan.loss_weights();
+    let content_input = content.as_ref().map(|c| conv.to_network(&c.data));
+    let objective = Objective::build(
+        &net.vgg,
+        config,
+        weights,
+        conv.pixel_scale(),
+        content_input.as_deref(),
+        &styles,
+        (&inputs.style_masks, inputs.content_mask.as_ref()),
+        (width, height),
+        Some(&net.style_cache),
+        plan.tiles().as_ref(),
+    )?;
+    let objective = match &inputs.temporal {
+        Some(t) if config.temporal_weight > 0.0 => {
+            let previous = conv.to_network(&t.previous.resized(width, height).data);
+            let confidence = t.confidence.resized(width, height);
+            objective.with_temporal(
+                &previous,
+                &confidence.data,
+                config.temporal_weight,
+                conv.pixel_scale(),
+            )
+        }
+        _ => objective,
+    };
+
+    let tiling = plan.tiling(width, height);
+    let mut x = conv.to_network(&init.data);
+    let mut count = resume.as_ref().map_or(0, |c| c.lbfgs.evaluations);
+    let best: RefCell<Option<(LossParts, Vec<f32>)>> =
+        RefCell::new(resume.as_ref().and_then(|c| c.best.clone()));
+    let observer = RefCell::new(observer);
+    let mut last = LossParts::default();
+    let mut non_finite_at: Option<usize> = None;
+    // An evaluation that fails stops the optimiser; the error is returned after it.
+    let mut failed: Option<Error> = None;
+    let mut f = |x: &[f32]| -> ControlFlow<(), (f32, Vec<f32>)> {
+        let mut observer = observer.borrow_mut();
+        let mut best = best.borrow_mut();
+        count += 1;
+        let evaluation = done + count;
+        let evaluation_started = std::time::Instant::now();
+        let evaluated = match &tiling {
+            Some(t) => objective.evaluate_tiled_observed(x, t, &mut |done, of| {
+                observer.on_event(&Event::Tile {
+                    evaluation,
+                    done,
+                    of,
+                })
+            }),
+            None => objective.evaluate(x).map(Some),
+        };
+        let (parts, grad) = match evaluated {
+            Ok(Some(evaluated)) => evaluated,
+            // Stopped between tiles: this evaluation never happened.
+            Ok(None) => {
+                count -= 1;
+                return ControlFlow::Break(());
+            }
+            Err(e) => {
+                failed = Some(e);
+                return ControlFlow::Break(());
+            }
+        };
+        last = parts;
+        let times = match tiling {
+            Some(_) => crate::objective::parts::EvaluationTimes {
+                total: evaluation_started.elapsed(),
+                ..Default::default()
+            },
+            None => objective.last_times(),
+        };
+        let finite = parts.total.is_finite() && grad.iter().all(|g| g.is_finite());
+        if !finite {
+            non_finite_at.get_or_insert(done + count);
+            // L-BFGS's guard restores the best point; anything else stops here, keeping
+            // the best image.
+            if !(config.safeguard && config.optimizer == OptimizerKind::Lbfgs) {
+                return ControlFlow::Break(());
+            }
+        } else if best.as_ref().is_none_or(|(b, _)| parts.total < b.total) {
+            *best = Some((parts, x.to_vec()));
+        }
+        observer.on_event(&Event::Evaluation {
+            evaluation: done + count,
+            loss: parts,
+            elapsed: started.elapsed(),
+            times,
+        })?;
+        if config.snapshot_every > 0
+            && (done + count).is_multiple_of(config.snapshot_every)
+            && count < evaluations
+        {
+            let image = Image::new(width, height, conv.from_network(x));
+            observer.on_event(&Event::Snapshot {
+                evaluation: done + count,
+                image: &image,
+            })?;
+        }
+        ControlFlow::Continue((parts.total, grad))
+    };
+    let mut on_iteration = |state: &mut LbfgsState| -> ControlFlow<()> {
+        if checkpoint_every == 0
+            || state.n_iter == 0
+            || !state.n_iter.is_multiple_of(checkpoint_every)
+        {
+            return ControlFlow::Continue(());
+        }
+        // The state is moved into the checkpoint and back, not copied: at print sizes it is
+        // as large as the rest of the run.
+        let checkpoint = Checkpoint {
+            fingerprint: fingerprint.to_string(),
+            weights: plan.network.clone(),
+            stage: index,
+            done,
+            best: best.borrow_mut().take(),
+            lbfgs: std::mem::take(state),
+        };
+        let flow = observer.borrow_mut().on_event(&Event::Checkpoint {
+            checkpoint: &checkpoint,
+        });
+        *state = checkpoint.lbfgs;
+        *best.borrow_mut() = checkpoint.best;
+        flow
+    };
+    let outcome = match config.optimizer {
+        OptimizerKind::Lbfgs => {
+            let mut lbfgs = Lbfgs::new(evaluations, config.lbfgs_history, config.line_search);
+            lbfgs.safeguard = config.safeguard;
+            lbfgs.initial_h_diag = initial_h_diag;
+            lbfgs.minimize_resumable(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration)
+        }
+        OptimizerKind::Adam => Adam::new(
+            config.learning_rate / 255.0 * conv.pixel_scale(),
+            evaluations,
+        )
+        .minimize(&mut x, &mut f),
+    };
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let (best_loss, best_x) = match best.into_inner() {
+        Some(best) => best,
+        // Stopped before this size's first evaluation finished (between the tiles of a
+        // long one): the image it started from, whose loss is not known.
+        None if outcome.stopped && non_finite_at.is_none() => {
+            let unknown = LossParts {
+                total: f32::NAN,
+                ..LossParts::default()
+            };
+            (unknown, x.clone())
+        }
+        None => {
+            return Err(Error::Diverged {
+                evaluation: non_finite_at.unwrap_or(done + 1),
+            });
+        }
+    };
+    let mut data = conv.from_network(&best_x);
+    data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    Ok((
+        Output {
+            image: Image::new(width, height, data),
+            best_loss,
+            final_loss: last,
+            evaluations: count,
+            stopped: outcome.stopped && non_finite_at.is_none(),
+            recoveries: outcome.recoveries,
+            non_finite_at,
+            structure: None,
+        },
+        outcome.h_diag,
+    ))
+}
