@@ -377,10 +377,10 @@ fn find_circle(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Option<V
     }
     let mut state = BTreeMap::new();
     for node in edges.keys() {
-        if !state.contains_key(node) {
-            if let Some(c) = visit(node, edges, &mut state, &mut Vec::new()) {
-                return Some(c);
-            }
+        if !state.contains_key(node)
+            && let Some(c) = visit(node, edges, &mut state, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
