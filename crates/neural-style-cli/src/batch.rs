@@ -152,6 +152,7 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         style: vec![a.style[0].clone()],
         ..a.clone()
     })?;
+    #[cfg(feature = "queue")]
     if let Some(queue) = &args.queue.queue {
         let store = args
             .queue

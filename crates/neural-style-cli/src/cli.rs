@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use neural_style::config::{self, OptimizerKind, StyleLoss};
 use neural_style::{Arch, Convolution, LossForm, Padding, Pooling, Precision, PreserveColors};
+#[cfg(feature = "serve")]
 use neural_style_web::Limits;
 
 /// Neural style transfer: repaint a photo in the style of a painting (Gatys et al. 2015).
@@ -38,14 +39,17 @@ pub enum Command {
     Video(Box<VideoArgs>),
     /// The web UI: a local server with one page to upload a photo and paintings, tune the
     /// settings, watch the painting emerge and download it; jobs wait in a queue.
+    #[cfg(feature = "serve")]
     Serve(Box<ServeArgs>),
     /// A worker of the queue across machines: takes jobs that `serve --queue` accepted,
     /// runs them on this machine, saves checkpoints and results to the store. Start as
     /// many as there are machines (or GPUs); a job whose worker dies is continued by
     /// another from its last checkpoint.
+    #[cfg(feature = "queue")]
     Worker(Box<WorkerArgs>),
 }
 
+#[cfg(feature = "queue")]
 /// Where the queue across machines is.
 #[derive(Debug, Args)]
 pub struct QueueArgs {
@@ -61,6 +65,7 @@ pub struct QueueArgs {
     pub store: Option<String>,
 }
 
+#[cfg(feature = "queue")]
 /// Flags of `neural-style worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -96,6 +101,7 @@ pub struct WorkerArgs {
     pub network: NetworkArgs,
 }
 
+#[cfg(feature = "serve")]
 /// Flags of `neural-style serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -134,6 +140,7 @@ pub struct ServeArgs {
     pub allow_hosts: Vec<String>,
     /// Jobs go to the queue across machines instead of running here: `neural-style worker`
     /// processes anywhere run them (--jobs and --results are then unused).
+    #[cfg(feature = "queue")]
     #[command(flatten)]
     pub queue: QueueArgs,
     /// Most jobs one client may have waiting: per access token with --token-file, else per
@@ -185,10 +192,12 @@ pub struct BatchArgs {
     pub run: RunArgs,
     /// Every pair becomes a job of the queue across machines, run by `neural-style worker`s;
     /// the batch waits and writes the results as they come.
+    #[cfg(feature = "queue")]
     #[command(flatten)]
     pub queue: QueueArgs,
     /// With --queue: return once the jobs are queued; the same command run again later
     /// finds them (and waits for those not finished) instead of queueing them again.
+    #[cfg(feature = "queue")]
     #[arg(long, requires = "queue")]
     pub detach: bool,
 }

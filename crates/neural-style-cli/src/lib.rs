@@ -4,6 +4,7 @@
 //! events to a callback.
 
 mod batch;
+#[cfg(feature = "queue")]
 mod batch_queue;
 mod bench;
 mod cli;
@@ -11,11 +12,13 @@ mod config;
 pub mod embed;
 mod progress;
 mod runner;
+#[cfg(feature = "serve")]
 mod serve;
 mod sheet;
 mod transfer;
 mod video;
 mod weights_cmd;
+#[cfg(feature = "queue")]
 mod worker;
 
 use std::ffi::OsString;
@@ -40,7 +43,9 @@ where
         Some(Command::Sheet(args)) => sheet::run(*args),
         Some(Command::Batch(args)) => batch::run(*args),
         Some(Command::Video(args)) => video::run(*args),
+        #[cfg(feature = "serve")]
         Some(Command::Serve(args)) => serve::run(*args),
+        #[cfg(feature = "queue")]
         Some(Command::Worker(args)) => worker::run(*args),
         None => transfer::run(cli.run),
     };

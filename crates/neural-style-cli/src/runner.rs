@@ -143,6 +143,7 @@ pub fn load_network_from(
 /// The network a long-lived command (`serve`, `worker`) runs every job on, from its network
 /// flags: the threads set, the base settings (architecture and input convention), the
 /// network loaded, and the line that describes it.
+#[cfg(feature = "serve")]
 pub fn load_network_flags(
     n: &crate::cli::NetworkArgs,
 ) -> Result<(Network, neural_style::TransferConfig, String)> {

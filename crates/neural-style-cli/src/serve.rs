@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use neural_style::config::SIDES;
+#[cfg(feature = "queue")]
+use neural_style_web::RemoteQueue;
 use neural_style_web::access::AccessTokens;
+#[cfg(feature = "queue")]
 use neural_style_web::queue::{Engine, Store};
-use neural_style_web::{Limits, RemoteQueue, Server, ServerConfig};
+use neural_style_web::{Limits, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
 use crate::runner::load_network_flags;
@@ -50,6 +53,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
             SIDES.end()
         );
     }
+    #[cfg(feature = "queue")]
     let remote = match (&a.queue.queue, &a.queue.store) {
         (None, _) => None,
         (Some(_), None) => bail!("--queue needs --store: where the workers find the uploads"),
@@ -72,6 +76,7 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         None => AccessTokens::default(),
     };
     Ok(ServerConfig {
+        #[cfg(feature = "queue")]
         remote,
         access,
         max_per_client: a.max_per_client,
@@ -124,13 +129,18 @@ pub fn run(a: ServeArgs) -> Result<u8> {
         );
     }
     eprintln!("{description}");
-    match &a.queue.queue {
+    #[cfg(feature = "queue")]
+    let queue = a.queue.queue.as_ref();
+    #[cfg(not(feature = "queue"))]
+    let queue: Option<&String> = None;
+    match queue {
+        #[cfg(feature = "queue")]
         Some(queue) => eprintln!(
             "serving the web UI on http://{addr}/; jobs go to the queue at {} (store {}), run by `neural-style worker`s; Ctrl-C stops the server, not the jobs",
             neural_style_web::queue::engine::redacted(queue),
             a.queue.store.as_deref().unwrap_or_default()
         ),
-        None => eprintln!(
+        _ => eprintln!(
             "serving the web UI on http://{addr}/ (results in {}); Ctrl-C stops it, keeping the best image of a running job",
             a.results.display()
         ),

@@ -22,6 +22,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::access::{AccessName, AccessTokens, Client, HostRule};
 use crate::jobs::{JobError, JobView, Jobs, valid_id};
+#[cfg(feature = "queue")]
 use crate::queue::{RemoteJobs, Upload};
 use crate::settings::{JobSettings, Limits, STYLE_STRENGTH_RANGE};
 
@@ -31,13 +32,24 @@ pub enum Backend {
     /// The server's own queue and worker threads.
     Embedded(Arc<Jobs>),
     /// The engine's queue; workers anywhere run the jobs (`serve --queue`).
+    #[cfg(feature = "queue")]
     Remote(Arc<RemoteJobs>),
 }
 
 impl Backend {
+    /// Whether the jobs go to the queue across machines.
+    fn is_remote(&self) -> bool {
+        match self {
+            Self::Embedded(_) => false,
+            #[cfg(feature = "queue")]
+            Self::Remote(_) => true,
+        }
+    }
+
     async fn view(&self, owner: &str, id: &str) -> Result<Option<JobView>, JobError> {
         match self {
             Self::Embedded(jobs) => Ok(jobs.view(owner, id)),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.view(owner, id).await,
         }
     }
@@ -45,6 +57,7 @@ impl Backend {
     async fn list(&self, owner: &str) -> Result<Vec<JobView>, JobError> {
         match self {
             Self::Embedded(jobs) => Ok(jobs.list(owner)),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.list(owner).await,
         }
     }
@@ -56,6 +69,7 @@ impl Backend {
     ) -> Result<Option<tokio::sync::watch::Receiver<u64>>, JobError> {
         match self {
             Self::Embedded(jobs) => Ok(jobs.watch(owner, id)),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.watch(owner, id).await,
         }
     }
@@ -63,6 +77,7 @@ impl Backend {
     async fn preview(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
         match self {
             Self::Embedded(jobs) => Ok(jobs.preview(owner, id).map(|j| j.as_ref().clone())),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.preview(owner, id).await,
         }
     }
@@ -73,6 +88,7 @@ impl Backend {
                 Some(path) => Ok(tokio::fs::read(&path).await.ok()),
                 None => Ok(None),
             },
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.result(owner, id).await,
         }
     }
@@ -80,6 +96,7 @@ impl Backend {
     async fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
         match self {
             Self::Embedded(jobs) => jobs.stop(owner, id),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.stop(owner, id).await,
         }
     }
@@ -87,6 +104,7 @@ impl Backend {
     async fn remove(&self, owner: &str, id: &str) -> Result<(), JobError> {
         match self {
             Self::Embedded(jobs) => jobs.remove(owner, id),
+            #[cfg(feature = "queue")]
             Self::Remote(jobs) => jobs.remove(owner, id).await,
         }
     }
@@ -354,6 +372,8 @@ fn fit_for_job(image: Image, longest: u32) -> Image {
 
 /// `POST /api/jobs`: multipart with `content` (one image), `style` (one or more images)
 /// and `settings` (JSON, optional). Answers 201 with the job.
+// Without the queue, the uploads as sent and the idempotency key go unread.
+#[cfg_attr(not(feature = "queue"), allow(unused_variables, unused_assignments))]
 async fn submit(
     State(s): State<Arc<AppState>>,
     Client(owner): Client,
@@ -364,7 +384,7 @@ async fn submit(
     let mut settings = JobSettings::default();
     let mut content = None;
     let mut styles = Vec::new();
-    let remote = matches!(s.jobs, Backend::Remote(_));
+    let remote = s.jobs.is_remote();
     // The uploads as sent, for the workers of the queue across machines.
     let mut content_bytes = Vec::new();
     let mut style_bytes = Vec::new();
@@ -455,6 +475,7 @@ async fn submit(
     let limit = (limit_name.as_str(), s.max_per_client);
     let view = match &s.jobs {
         Backend::Embedded(jobs) => jobs.submit(&owner, settings, plan, limit)?,
+        #[cfg(feature = "queue")]
         Backend::Remote(jobs) => {
             // Checked here; the worker makes the plan again from the same uploads.
             drop(plan);
@@ -476,6 +497,7 @@ async fn submit(
     ))
 }
 
+#[cfg(feature = "queue")]
 /// The `Idempotency-Key` header of a submission: a retried request with the same key gets
 /// the first job back instead of a second one.
 fn idempotency_key(headers: &axum::http::HeaderMap) -> ApiResult<Option<&str>> {

@@ -23,6 +23,7 @@ pub mod access;
 pub mod api;
 pub mod jobs;
 mod progress;
+#[cfg(feature = "queue")]
 pub mod queue;
 pub mod settings;
 
@@ -58,6 +59,7 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The queue across machines: jobs go to its engine and workers elsewhere run them
     /// (`None`: this process runs them, `workers` at a time).
+    #[cfg(feature = "queue")]
     pub remote: Option<RemoteQueue>,
     /// The API's access tokens (none: open to every client that passes the host and
     /// origin rules, as on loopback).
@@ -68,6 +70,7 @@ pub struct ServerConfig {
 }
 
 /// The queue across machines a server submits to.
+#[cfg(feature = "queue")]
 #[derive(Debug, Clone)]
 pub struct RemoteQueue {
     /// The engine (Redis).
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             allowed_hosts: Vec::new(),
             limits: Limits::default(),
+            #[cfg(feature = "queue")]
             remote: None,
             access: access::AccessTokens::default(),
             max_per_client: 16,
@@ -145,12 +149,19 @@ impl Server {
                 return Err(WebError::Setting { setting, value });
             }
         }
-        let jobs = match &config.remote {
+        #[cfg(feature = "queue")]
+        let remote = config.remote.as_ref();
+        #[cfg(not(feature = "queue"))]
+        let remote: Option<&std::convert::Infallible> = None;
+        let jobs = match remote {
+            #[cfg(feature = "queue")]
             Some(remote) => api::Backend::Remote(Arc::new(queue::RemoteJobs::new(
                 remote.engine.clone(),
                 remote.store.clone(),
                 config.max_queue,
             ))),
+            #[cfg(not(feature = "queue"))]
+            Some(never) => match *never {},
             None => api::Backend::Embedded(Arc::new(
                 Jobs::new(
                     net.clone(),
@@ -189,6 +200,7 @@ impl Server {
     pub fn jobs(&self) -> Option<&Arc<Jobs>> {
         match &self.jobs {
             api::Backend::Embedded(jobs) => Some(jobs),
+            #[cfg(feature = "queue")]
             api::Backend::Remote(_) => None,
         }
     }
@@ -222,6 +234,7 @@ impl Server {
             .build()?;
         let app = self.router();
         let jobs = embedded.clone();
+        #[cfg(feature = "queue")]
         let remote = match &self.jobs {
             api::Backend::Remote(remote) => Some(remote.clone()),
             api::Backend::Embedded(_) => None,
@@ -230,6 +243,7 @@ impl Server {
         let served = runtime.block_on(async move {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
+            #[cfg(feature = "queue")]
             if let Some(remote) = remote {
                 // The workers' progress, for the event streams of the jobs watched here.
                 tokio::spawn(async move { remote.listen().await });

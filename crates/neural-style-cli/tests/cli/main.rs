@@ -4,8 +4,10 @@
 mod batch;
 mod errors;
 mod property;
+#[cfg(feature = "queue")]
 mod queue;
 mod run;
+#[cfg(feature = "serve")]
 mod serve;
 mod signals;
 mod video;
