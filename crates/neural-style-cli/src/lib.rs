@@ -10,6 +10,8 @@ mod bench;
 mod cli;
 mod config;
 pub mod embed;
+#[cfg(test)]
+mod flags_doc;
 mod progress;
 mod runner;
 #[cfg(feature = "serve")]
