@@ -164,7 +164,11 @@ mod tests {
     #[test]
     fn every_flag_of_every_command_is_in_the_reference() {
         let made = super::markdown();
-        for flag in ["`-c, --content PATH`", "`--seed SEED`", "`--max-upload SIZE`"] {
+        for flag in [
+            "`-c, --content PATH`",
+            "`--seed SEED`",
+            "`--max-upload SIZE`",
+        ] {
             let built = cfg!(feature = "serve") || !flag.contains("upload");
             assert_eq!(made.contains(flag), built, "{flag}");
         }

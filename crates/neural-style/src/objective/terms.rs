@@ -8,7 +8,7 @@ use burn::prelude::*;
 
 use crate::config::LossForm;
 use crate::config::{LossWeights, StyleLoss, TransferConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::tensor::values;
 use crate::model::vgg::{Layer, Vgg};
 use crate::objective::loss;
@@ -130,7 +130,17 @@ impl<'a> Objective<'a> {
             m.resized(w.max(1), h.max(1))
         };
         let layers = config.layers();
-        let index = |l: &Layer| layers.iter().position(|x| x == l).unwrap_or(0);
+        // Every content and style layer is among `layers`; one that is not is a bug to
+        // report, never a term silently read from another layer.
+        let index = |l: &Layer| {
+            layers
+                .iter()
+                .position(|x| x == l)
+                .ok_or_else(|| Error::InvalidConfig {
+                    field: "layers",
+                    message: format!("{l} is not among the layers the objective computes"),
+                })
+        };
         let mut content_terms = Vec::new();
         if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
             let feats = match tiles::cuts(tiling, width, height) {
@@ -156,7 +166,7 @@ impl<'a> Objective<'a> {
                     Tensor::<4>::from_data(TensorData::new(data, [1, 1, h, w]), &device).autodiff()
                 });
                 content_terms.push(ContentTerm {
-                    index: index(l),
+                    index: index(l)?,
                     target: f,
                     normaliser,
                     mask,
@@ -256,7 +266,7 @@ impl<'a> Objective<'a> {
                 for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
                     let (target, scale) = target(j, &all);
                     style_terms.push(StyleTerm {
-                        index: index(l),
+                        index: index(l)?,
                         target,
                         weight: w * scale,
                         mask: None,
@@ -280,7 +290,7 @@ impl<'a> Objective<'a> {
                             .autodiff();
                         let (target, scale) = target(j, &[(i, 1.0)]);
                         style_terms.push(StyleTerm {
-                            index: index(l),
+                            index: index(l)?,
                             target,
                             weight: w * scale * s.blend * regions,
                             mask: Some((sqrt, area)),
