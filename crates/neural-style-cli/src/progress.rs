@@ -222,12 +222,10 @@ impl Observer for Reporter {
                         loss.total, loss.content, loss.style, loss.tv
                     ));
                 }
-                let line = serde_json::json!({
+                // The loss terms as the library serialises them (the temporal term too).
+                let mut line = serde_json::to_value(loss).unwrap_or_default();
+                let rest = serde_json::json!({
                     "evaluation": evaluation,
-                    "total": loss.total,
-                    "content": loss.content,
-                    "style": loss.style,
-                    "tv": loss.tv,
                     "seconds": elapsed.as_secs_f64(),
                     "evaluation_s": times.total.as_secs_f64(),
                     "forward_s": times.forward.as_secs_f64(),
@@ -237,6 +235,10 @@ impl Observer for Reporter {
                     "height": self.size.1,
                     "tiles": self.tiles,
                 });
+                if let (Some(line), serde_json::Value::Object(rest)) = (line.as_object_mut(), rest)
+                {
+                    line.extend(rest);
+                }
                 self.log_line(&line.to_string());
             }
             // A tiled evaluation takes minutes at print sizes: the message shows its tiles.

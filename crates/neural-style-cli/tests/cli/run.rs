@@ -48,7 +48,14 @@ fn a_run_writes_an_image_and_a_log_and_lowers_the_loss() {
     let first = rows[0]["total"].as_f64().unwrap();
     let last = rows[11]["total"].as_f64().unwrap();
     assert!(last < first, "loss did not fall: {first} -> {last}");
-    for key in ["evaluation", "content", "style", "tv", "seconds"] {
+    for key in [
+        "evaluation",
+        "content",
+        "style",
+        "tv",
+        "temporal",
+        "seconds",
+    ] {
         assert!(rows[0].get(key).is_some(), "log lacks {key}");
     }
     // Where each evaluation's time went: the parts add up to no more than the whole.
