@@ -150,18 +150,17 @@ impl Server {
             }
         }
         #[cfg(feature = "queue")]
-        let remote = config.remote.as_ref();
-        #[cfg(not(feature = "queue"))]
-        let remote: Option<&std::convert::Infallible> = None;
-        let jobs = match remote {
-            #[cfg(feature = "queue")]
-            Some(remote) => api::Backend::Remote(Arc::new(queue::RemoteJobs::new(
+        let remote = config.remote.as_ref().map(|remote| {
+            api::Backend::Remote(Arc::new(queue::RemoteJobs::new(
                 remote.engine.clone(),
                 remote.store.clone(),
                 config.max_queue,
-            ))),
-            #[cfg(not(feature = "queue"))]
-            Some(never) => match *never {},
+            )))
+        });
+        #[cfg(not(feature = "queue"))]
+        let remote = None;
+        let jobs = match remote {
+            Some(remote) => remote,
             None => api::Backend::Embedded(Arc::new(
                 Jobs::new(
                     net.clone(),
