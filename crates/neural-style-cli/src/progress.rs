@@ -222,9 +222,7 @@ impl Observer for Reporter {
                         loss.total, loss.content, loss.style, loss.tv
                     ));
                 }
-                // The loss terms as the library serialises them (the temporal term too).
-                let mut line = serde_json::to_value(loss).unwrap_or_default();
-                let rest = serde_json::json!({
+                let mut line = serde_json::json!({
                     "evaluation": evaluation,
                     "seconds": elapsed.as_secs_f64(),
                     "evaluation_s": times.total.as_secs_f64(),
@@ -235,9 +233,11 @@ impl Observer for Reporter {
                     "height": self.size.1,
                     "tiles": self.tiles,
                 });
-                if let (Some(line), serde_json::Value::Object(rest)) = (line.as_object_mut(), rest)
+                // The loss terms as the library serialises them (the temporal term too).
+                if let (Some(line), Ok(serde_json::Value::Object(terms))) =
+                    (line.as_object_mut(), serde_json::to_value(loss))
                 {
-                    line.extend(rest);
+                    line.extend(terms);
                 }
                 self.log_line(&line.to_string());
             }
