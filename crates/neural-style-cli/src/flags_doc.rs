@@ -8,7 +8,8 @@ use clap::{Arg, ArgAction, Command, CommandFactory};
 
 use crate::cli::Cli;
 
-/// The whole reference: the style-transfer flags, then each other command's.
+/// The whole reference: the style-transfer flags and the other commands, then each other
+/// command's.
 pub fn markdown() -> String {
     let mut cli = Cli::command();
     cli.build();
@@ -19,9 +20,6 @@ pub fn markdown() -> String {
          explains the ones most runs use.\n",
     );
     section(&mut out, "neural-style", &cli);
-    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
-        section(&mut out, &format!("neural-style {}", sub.get_name()), sub);
-    }
     out
 }
 
@@ -50,13 +48,12 @@ fn section(out: &mut String, title: &str, cmd: &Command) {
         .get_subcommands()
         .filter(|s| s.get_name() != "help")
         .collect();
-    if !subs.is_empty() && title != "neural-style" {
+    if !subs.is_empty() {
         out.push_str("\n| command | what it does |\n|---|---|\n");
         for sub in &subs {
             let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
             out.push_str(&format!(
-                "| `{} {}` | {} |\n",
-                title.trim_start_matches("neural-style "),
+                "| `{title} {}` | {} |\n",
                 sub.get_name(),
                 cell(&about)
             ));
