@@ -247,6 +247,12 @@ fn expand(tree: &str) -> Vec<Vec<String>> {
 /// header.
 fn check(files: &[(String, String)]) -> Vec<Violation> {
     let modules: BTreeSet<Vec<String>> = files.iter().map(|(f, _)| module_of(f)).collect();
+    // The folders: modules whose file is a `mod.rs`.
+    let folders: BTreeSet<Vec<String>> = files
+        .iter()
+        .filter(|(f, _)| f.ends_with("/mod.rs"))
+        .map(|(f, _)| module_of(f))
+        .collect();
     let mut violations = Vec::new();
     let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     for (file, source) in files {
@@ -293,10 +299,7 @@ fn check(files: &[(String, String)]) -> Vec<Violation> {
             if face || target == me {
                 continue;
             }
-            let folder_face = files.iter().any(|(f, _)| {
-                f.ends_with("/mod.rs") && module_of(f) == target && named.len() > target.len()
-            });
-            if folder_face {
+            if folders.contains(&target) && named.len() > target.len() {
                 violation(format!(
                     "`{}` goes through {}/mod.rs: name the file the item lives in",
                     named.join("::"),
