@@ -136,7 +136,6 @@ pub fn gemm(c: &mut [f32], a: &[u32], b: &[u32], m: usize, k: usize, n: usize) {
 }
 
 /// The plain product [`gemm`] computes, from the same packed operands, in f32.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn reference(c: &mut [f32], a: &[u32], b: &[u32], m: usize, k: usize, n: usize) {
     let kk = k.div_ceil(2);
     for i in 0..m {

@@ -13,8 +13,8 @@
 //! save; docs/speed.md), so it is kept for measurement (`examples/band_sweep.rs`,
 //! `winograd_profile.rs`, `pass_profile.rs`) and tested like the other.
 //!
-//! This module is plain arithmetic on row-major `f32` slices (NCHW); the library's `fastconv` module
-//! wires it into burn's CPU backend. The input transform reads the input through a padding
+//! This module is plain arithmetic on row-major `f32` slices (NCHW); the library's
+//! `fastconv` module wires it into burn's CPU backend. The input transform reads the input through a padding
 //! rule (zero, reflect, replicate), so no padded copy of the input is made; the output
 //! transform adds the bias.
 //!
@@ -287,7 +287,6 @@ pub enum Filters<'a> {
     /// `(i, j)` multiplies by `F6_SCALE[i]·F6_SCALE[j]` times the transpose of position
     /// `(F6_MIRROR[i], F6_MIRROR[j])`. The same numbers as the transposed, flipped filters'
     /// transform, without a second copy. (Measurement only: the engine runs F(4×4, 3×3).)
-    #[cfg_attr(not(test), allow(dead_code))]
     F6Adjoint(&'a [f32]),
     /// bfloat16 pairs for F(4×4, 3×3), each position packed by [`bf16::pack_a`]
     /// ([`pack_filters_bf16`]): the products run as bf16 with f32 sums (only where
