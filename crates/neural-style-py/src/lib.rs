@@ -63,12 +63,14 @@ fn rgb8<'py>(py: Python<'py>, image: &Image) -> (Bound<'py, PyBytes>, u32, u32) 
     (PyBytes::new(py, rgb.as_raw()), image.width, image.height)
 }
 
+/// The loss terms as a dict, from the library's own serialisation of them (every term,
+/// the temporal one too), as `--log` writes them.
 fn losses<'py>(py: Python<'py>, loss: &LossParts) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("total", loss.total)?;
-    d.set_item("content", loss.content)?;
-    d.set_item("style", loss.style)?;
-    d.set_item("tv", loss.tv)?;
+    let terms = serde_json::to_value(loss).map_err(|e| NeuralStyleError::new_err(e.to_string()))?;
+    for (name, value) in terms.as_object().into_iter().flatten() {
+        d.set_item(name, value.as_f64())?;
+    }
     Ok(d)
 }
 

@@ -144,12 +144,19 @@ def test_the_callback_sees_every_evaluation_and_can_stop_the_run(pair):
     _, photo, painting = pair
     seen = []
 
+    terms = []
+
     def callback(event):
         seen.append(event["event"])
+        if event["event"] == "evaluation":
+            terms.append(sorted(event["loss"]))
         return not (event["event"] == "evaluation" and event["evaluation"] == 3)
 
     image = neural_style.transfer(photo, painting, callback=callback, **SMALL)
     assert seen[0] == "started" and seen.count("evaluation") == 3
+    # Every loss term, as --log writes them, the temporal one included.
+    assert terms[0] == ["content", "style", "temporal", "total", "tv"]
+    assert sorted(image.info["best_loss"]) == terms[0]
     assert image.info["stopped"] and not image.info["interrupted"]
     assert image.info["evaluations"] == 3
 

@@ -170,7 +170,7 @@ fn a_checkpoint_of_other_weights_or_with_a_flipped_byte_is_refused() {
     std::fs::write(&path, &ckpt[..ckpt.len() / 2]).unwrap();
     let err = Checkpoint::load(&path).unwrap_err().to_string();
     assert!(
-        err.contains("run.ckpt") && err.contains("not described as one"),
+        err.contains("run.ckpt") && err.contains("not a checkpoint file (tensor"),
         "{err}"
     );
 }

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::model::tensor_file::{HeaderError, read_header};
 use crate::model::vgg::{Arch, ConvParams, InputConvention, Layer, LayerKind};
 
 /// Element types a weight tensor may be stored in.
@@ -90,56 +91,28 @@ impl WeightFile {
         };
         let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut len = [0u8; 8];
-        file.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
-        let n = u64::from_le_bytes(len);
-        if n > file_len.saturating_sub(8) || n > 100 << 20 {
-            return Err(damaged(format!(
-                "a header of {n} bytes in a file of {file_len} bytes"
-            )));
-        }
-        let mut header = vec![0u8; n as usize];
-        file.read_exact(&mut header)
-            .map_err(|e| Error::io(path, e))?;
-        let meta: safetensors::tensor::Metadata =
-            serde_json::from_slice(&header).map_err(|e| damaged(e.to_string()))?;
-        let header_len = 8 + n;
+        let header = read_header(&mut file, file_len).map_err(|e| match e {
+            HeaderError::Io(e) => Error::io(path, e),
+            HeaderError::Damaged(why) => damaged(why),
+        })?;
         let file = std::sync::Arc::new(std::sync::Mutex::new(file));
         let mut entries = HashMap::new();
-        for (name, info) in meta.tensors() {
-            let dtype = match info.dtype {
+        for t in header.tensors {
+            let dtype = match t.dtype {
                 safetensors::Dtype::F32 => Some(Dtype::F32),
                 safetensors::Dtype::F64 => Some(Dtype::F64),
                 safetensors::Dtype::F16 => Some(Dtype::F16),
                 safetensors::Dtype::BF16 => Some(Dtype::BF16),
                 _ => None,
             };
-            let (start, end) = (
-                header_len + info.data_offsets.0 as u64,
-                header_len + info.data_offsets.1 as u64,
-            );
-            let bytes = info
-                .shape
-                .iter()
-                .try_fold(info.dtype.size(), |a, d| a.checked_mul(*d));
-            if end < start || bytes != Some((end - start) as usize) {
-                return Err(damaged(format!(
-                    "tensor `{name}` has offsets that do not match its shape {:?}",
-                    info.shape
-                )));
-            }
-            if end > file_len {
-                return Err(damaged(format!(
-                    "tensor `{name}` ends at byte {end} but the file has {file_len} bytes"
-                )));
-            }
+            let (start, end) = (t.start, t.end);
             let file = file.clone();
             entries.insert(
-                name.clone(),
+                t.name,
                 Entry {
                     dtype,
-                    dtype_name: format!("{:?}", info.dtype),
-                    shape: info.shape.clone(),
+                    dtype_name: format!("{:?}", t.dtype),
+                    shape: t.shape,
                     read: Box::new(move || {
                         use std::io::Seek;
                         let mut buf = vec![0u8; (end - start) as usize];
@@ -153,11 +126,10 @@ impl WeightFile {
                 },
             );
         }
-        let metadata = meta.metadata().clone().unwrap_or_default();
         Ok(Self {
             path: path.to_path_buf(),
             entries,
-            metadata,
+            metadata: header.metadata,
         })
     }
 

@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::config::TransferConfig;
 use crate::error::{Error, Result};
 use crate::image::io::Image;
+use crate::model::tensor_file::{HeaderError, TensorEntry, read_header};
 use crate::objective::parts::LossParts;
 use crate::run::inputs::Inputs;
 use crate::run::optim::LbfgsState;
@@ -180,18 +181,18 @@ impl Checkpoint {
             tensors.push(one("lbfgs_best_grad", bg));
             tensors.push(one("lbfgs_best_loss", &lbfgs_best_loss));
         }
-        let best_loss;
+        let mut best_loss = None;
         if let Some((parts, bx)) = &self.best {
-            best_loss = [parts.total, parts.content, parts.style, parts.tv];
             tensors.push(one("best_x", bx));
-            tensors.push(one("best_loss", &best_loss));
+            // The loss terms as the library serialises them (the temporal term too).
+            best_loss = Some(serde_json::to_string(parts).map_err(|e| bad(path, e.to_string()))?);
         }
         tensors.sort_by_key(|t| t.name);
         let mut meta: HashMap<String, String> = [
             ("neural_style_checkpoint", VERSION.to_string()),
             ("fingerprint", self.fingerprint.clone()),
             ("weights", self.weights.clone()),
-            ("scale", self.stage.to_string()),
+            ("stage", self.stage.to_string()),
             ("done", self.done.to_string()),
             ("n_iter", s.n_iter.to_string()),
             ("fresh", s.fresh.to_string()),
@@ -201,6 +202,7 @@ impl Checkpoint {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(best_loss.map(|b| ("best_loss".to_string(), b)))
         .collect();
         // One pass for the checksum (the header holds it), one to write.
         let mut h = checksum_start(&meta);
@@ -241,28 +243,21 @@ impl Checkpoint {
 
     /// Reads a checkpoint written by [`Checkpoint::save`], tensor by tensor from the file
     /// (a print-size checkpoint is not read into memory whole before it is taken apart).
+    /// Checkpoints written before the stage key and the best loss terms were renamed
+    /// (`scale`, a `best_loss` tensor of four) read the same.
     pub fn load(path: &Path) -> Result<Self> {
-        use sha2::Digest;
         let io = |e| Error::io(path, e);
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut file = std::io::BufReader::with_capacity(1 << 20, file);
-        let not_checkpoint = |why: &str| bad(path, format!("not a checkpoint file ({why})"));
-        let mut n8 = [0u8; 8];
-        file.read_exact(&mut n8)
-            .map_err(|_| not_checkpoint("shorter than a header"))?;
-        let header_len = u64::from_le_bytes(n8);
-        if header_len > 100 << 20 || header_len + 8 > len {
-            return Err(not_checkpoint("its header length is impossible"));
-        }
-        let mut header = vec![0u8; header_len as usize];
-        file.read_exact(&mut header).map_err(io)?;
-        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-            .map_err(|_| not_checkpoint("its header is not JSON"))?;
-        let meta: HashMap<String, String> = header
-            .get("__metadata__")
-            .and_then(|m| serde_json::from_value(m.clone()).ok())
-            .unwrap_or_default();
+        let header = read_header(&mut file, len).map_err(|e| match e {
+            HeaderError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                bad(path, "not a checkpoint file (it ends inside its header)")
+            }
+            HeaderError::Io(e) => io(e),
+            HeaderError::Damaged(why) => bad(path, format!("not a checkpoint file ({why})")),
+        })?;
+        let meta = header.metadata;
         match meta.get("neural_style_checkpoint").map(String::as_str) {
             Some(VERSION) => {}
             Some(other) => {
@@ -275,68 +270,7 @@ impl Checkpoint {
             }
             None => return Err(bad(path, "not a neural-style checkpoint")),
         }
-        // Each tensor's shape and place, in name order (the checksum's order).
-        let data_start = 8 + header_len;
-        let mut infos = std::collections::BTreeMap::new();
-        for (name, info) in header.iter().filter(|(k, _)| *k != "__metadata__") {
-            let wrong = || bad(path, format!("tensor `{name}` is not described as one"));
-            let shape: Vec<usize> =
-                serde_json::from_value(info["shape"].clone()).map_err(|_| wrong())?;
-            let (begin, end): (u64, u64) =
-                serde_json::from_value(info["data_offsets"].clone()).map_err(|_| wrong())?;
-            let count = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
-            let fits = end
-                .checked_sub(begin)
-                .zip(count)
-                .is_some_and(|(b, c)| b == 4 * c)
-                && data_start + end <= len;
-            if info["dtype"] != "F32" || !fits {
-                return Err(wrong());
-            }
-            infos.insert(name.clone(), (shape, begin));
-        }
-        let mut h = checksum_start(&meta);
-        // A history keeps its rows, one a pair; anything else is one row.
-        let mut flat: HashMap<String, Vec<f32>> = HashMap::new();
-        let mut rows: HashMap<String, Vec<Vec<f32>>> = HashMap::new();
-        let mut buf = vec![0u8; 4 * BLOCK];
-        for (name, (shape, begin)) in &infos {
-            let total: usize = shape.iter().product();
-            let (count, row) = match shape[..] {
-                [count, row] => (count, row),
-                _ => (1, total),
-            };
-            h.update(label(name, shape, 4 * total).as_bytes());
-            file.seek(std::io::SeekFrom::Start(data_start + begin))
-                .map_err(io)?;
-            let mut values = Vec::with_capacity(count);
-            for _ in 0..count {
-                let mut v = Vec::with_capacity(row);
-                while v.len() < row {
-                    let take = (row - v.len()).min(BLOCK);
-                    let bytes = &mut buf[..4 * take];
-                    file.read_exact(bytes).map_err(io)?;
-                    h.update(&*bytes);
-                    v.extend(
-                        bytes
-                            .chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    );
-                }
-                values.push(v);
-            }
-            if shape.len() == 2 {
-                rows.insert(name.clone(), values);
-            } else {
-                flat.insert(name.clone(), values.pop().unwrap_or_default());
-            }
-        }
-        if meta.get("checksum") != Some(&hex(h)) {
-            return Err(bad(
-                path,
-                "the file is damaged (its SHA-256 checksum does not match its contents)",
-            ));
-        }
+        let (mut flat, mut rows) = read_tensors(path, &mut file, &meta, &header.tensors)?;
         let get = |k: &str| -> Result<String> {
             meta.get(k)
                 .cloned()
@@ -372,23 +306,30 @@ impl Checkpoint {
             (Some(l), Some(bx), Some(bg)) if !l.is_empty() => Some((l[0], bx, bg)),
             _ => None,
         };
-        let best = match (flat.remove("best_loss"), flat.remove("best_x")) {
-            (Some(l), Some(bx)) if l.len() == 4 => Some((
-                LossParts {
+        let best_loss =
+            match (meta.get("best_loss"), flat.remove("best_loss")) {
+                (Some(json), _) => Some(serde_json::from_str(json).map_err(|e| {
+                    bad(path, format!("metadata `best_loss` is not loss terms: {e}"))
+                })?),
+                (None, Some(l)) if l.len() == 4 => Some(LossParts {
                     total: l[0],
                     content: l[1],
                     style: l[2],
                     tv: l[3],
                     ..LossParts::default()
-                },
-                bx,
-            )),
-            _ => None,
+                }),
+                _ => None,
+            };
+        let best = best_loss.zip(flat.remove("best_x"));
+        let stage = if meta.contains_key("stage") {
+            int("stage")?
+        } else {
+            int("scale")?
         };
         Ok(Self {
             fingerprint: get("fingerprint")?,
             weights: get("weights")?,
-            stage: int("scale")?,
+            stage,
             done: int("done")?,
             best,
             lbfgs: LbfgsState {
@@ -411,5 +352,181 @@ impl Checkpoint {
                 x,
             },
         })
+    }
+}
+
+/// A checkpoint's tensors: those of two dimensions (an L-BFGS history) as rows, the others
+/// flat. Every tensor must be F32; the checksum over `meta` and the data must match.
+type Tensors = (HashMap<String, Vec<f32>>, HashMap<String, Vec<Vec<f32>>>);
+
+/// Reads `tensors` (in name order, the checksum's order) from `file` block by block.
+fn read_tensors(
+    path: &Path,
+    file: &mut (impl Read + Seek),
+    meta: &HashMap<String, String>,
+    tensors: &[TensorEntry],
+) -> Result<Tensors> {
+    use sha2::Digest;
+    let mut h = checksum_start(meta);
+    let mut flat = HashMap::new();
+    let mut rows = HashMap::new();
+    let mut buf = vec![0u8; 4 * BLOCK];
+    for t in tensors {
+        if t.dtype != safetensors::Dtype::F32 {
+            return Err(bad(path, format!("tensor `{}` is not F32", t.name)));
+        }
+        let total: usize = t.shape.iter().product();
+        let (count, row) = match t.shape[..] {
+            [count, row] => (count, row),
+            _ => (1, total),
+        };
+        h.update(label(&t.name, &t.shape, 4 * total).as_bytes());
+        file.seek(std::io::SeekFrom::Start(t.start))
+            .map_err(|e| Error::io(path, e))?;
+        let mut values = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut v = Vec::with_capacity(row);
+            while v.len() < row {
+                let take = (row - v.len()).min(BLOCK);
+                let bytes = &mut buf[..4 * take];
+                file.read_exact(bytes).map_err(|e| Error::io(path, e))?;
+                h.update(&*bytes);
+                v.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
+            values.push(v);
+        }
+        if t.shape.len() == 2 {
+            rows.insert(t.name.clone(), values);
+        } else {
+            flat.insert(t.name.clone(), values.pop().unwrap_or_default());
+        }
+    }
+    if meta.get("checksum") != Some(&hex(h)) {
+        return Err(bad(
+            path,
+            "the file is damaged (its SHA-256 checksum does not match its contents)",
+        ));
+    }
+    Ok((flat, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint() -> Checkpoint {
+        let v = |k: f32| vec![k, k + 1.0, k + 2.0];
+        Checkpoint {
+            fingerprint: "f".into(),
+            weights: "w".into(),
+            stage: 2,
+            done: 40,
+            best: Some((
+                LossParts {
+                    total: 10.0,
+                    content: 1.0,
+                    style: 2.0,
+                    tv: 3.0,
+                    temporal: 4.0,
+                },
+                v(7.0),
+            )),
+            lbfgs: LbfgsState {
+                x: v(0.0),
+                grad: v(1.0),
+                d: v(2.0),
+                prev_grad: v(3.0),
+                old_dirs: [v(4.0)].into(),
+                old_stps: [v(5.0)].into(),
+                ro: [0.5].into(),
+                lr: 1.0,
+                n_iter: 3,
+                ..LbfgsState::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_best_loss_keeps_every_term_and_the_stage_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ckpt");
+        checkpoint().save(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap(), checkpoint());
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = header.metadata().clone().unwrap();
+        assert_eq!(meta["stage"], "2");
+        assert_eq!(
+            meta["best_loss"],
+            r#"{"total":10.0,"content":1.0,"style":2.0,"tv":3.0,"temporal":4.0}"#
+        );
+    }
+
+    /// A checkpoint in the layout written before the stage key was renamed (`scale`) and
+    /// the best loss moved to the metadata (a tensor of four terms).
+    fn write_old_layout(c: &Checkpoint, path: &Path) {
+        use sha2::Digest;
+        let s = &c.lbfgs;
+        let (parts, best_x) = c.best.clone().unwrap();
+        let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let best_loss = [parts.total, parts.content, parts.style, parts.tv];
+        let rows = |q: &VecDeque<Vec<f32>>| q.iter().flatten().copied().collect::<Vec<f32>>();
+        let n = s.x.len();
+        let tensors: Vec<(&str, Vec<usize>, Vec<u8>)> = vec![
+            ("best_loss", vec![4], f(&best_loss)),
+            ("best_x", vec![n], f(&best_x)),
+            ("d", vec![n], f(&s.d)),
+            ("grad", vec![n], f(&s.grad)),
+            ("old_dirs", vec![1, n], f(&rows(&s.old_dirs))),
+            ("old_stps", vec![1, n], f(&rows(&s.old_stps))),
+            ("prev_grad", vec![n], f(&s.prev_grad)),
+            ("ro", vec![1], f(&[0.5])),
+            ("scalars", vec![4], f(&[s.loss, s.t, s.h_diag, s.lr])),
+            ("x", vec![n], f(&s.x)),
+        ];
+        let mut meta: HashMap<String, String> = [
+            ("neural_style_checkpoint", VERSION),
+            ("fingerprint", "f"),
+            ("weights", "w"),
+            ("scale", "2"),
+            ("done", "40"),
+            ("n_iter", "3"),
+            ("fresh", "false"),
+            ("above", "0"),
+            ("recoveries", "0"),
+            ("evaluations", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut h = checksum_start(&meta);
+        for (name, shape, bytes) in &tensors {
+            h.update(label(name, shape, bytes.len()).as_bytes());
+            h.update(bytes);
+        }
+        meta.insert("checksum".into(), hex(h));
+        let views = tensors.iter().map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes);
+            (name.to_string(), view.unwrap())
+        });
+        safetensors::serialize_to_file(views, &Some(meta), path).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_in_the_old_layout_reads_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.ckpt");
+        write_old_layout(&checkpoint(), &path);
+        let mut expected = checkpoint();
+        // The old layout had no temporal term.
+        if let Some((parts, _)) = &mut expected.best {
+            parts.temporal = 0.0;
+        }
+        assert_eq!(Checkpoint::load(&path).unwrap(), expected);
     }
 }
