@@ -155,7 +155,8 @@ pub fn run(
 /// A pair's idempotency key: the SHA-256 of its settings and both images.
 fn job_key(config: &neural_style::TransferConfig, content: &[u8], style: &[u8]) -> String {
     let mut hash = Sha256::new();
-    hash.update(serde_json::to_vec(config).unwrap_or_default());
+    // Under the settings' former names, so pairs queued by earlier versions are known.
+    hash.update(config.identity_json());
     for bytes in [content, style] {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(bytes);

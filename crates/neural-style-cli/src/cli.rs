@@ -412,15 +412,20 @@ pub struct RunArgs {
     #[arg(long, default_value_t = config::DEFAULT_SIZE.to_string(), value_name = "N|WxH")]
     pub size: String,
     /// Optimise at the output size only (no coarse-to-fine schedule).
-    #[arg(long, conflicts_with = "scales")]
-    pub no_multiscale: bool,
+    #[arg(long, visible_alias = "no-multiscale", conflicts_with = "stage_sides")]
+    pub no_coarse_to_fine: bool,
     /// Longest side of the first, coarsest size; sizes grow by √2 up to --size.
     #[arg(long, default_value_t = config::DEFAULT_MIN_SIZE, value_name = "N")]
     pub min_size: u32,
     /// Longest sides of the sizes before the final one, comma-separated and increasing
     /// (e.g. 256,384); replaces the √2 schedule from --min-size.
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
-    pub scales: Option<Vec<u32>>,
+    #[arg(
+        long,
+        visible_alias = "scales",
+        value_delimiter = ',',
+        value_name = "N,..."
+    )]
+    pub stage_sides: Option<Vec<u32>>,
     /// Evaluate the objective in tiles of about N pixels a side (each read with a halo as
     /// wide as the deepest layer sees, so the result is the whole-image one): memory then
     /// follows the tile, not the picture [default: tiles only when the whole image would
@@ -545,7 +550,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         Some(i) => (&t[..i], t[i..].to_ascii_uppercase()),
         None => (t, String::new()),
     };
-    let scale: u64 = match unit.trim_end_matches(['B', 'I']) {
+    let unit_bytes: u64 = match unit.trim_end_matches(['B', 'I']) {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -560,7 +565,7 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("`{s}`: the size must be positive"));
     }
-    Ok((n * scale as f64) as u64)
+    Ok((n * unit_bytes as f64) as u64)
 }
 
 #[cfg(test)]

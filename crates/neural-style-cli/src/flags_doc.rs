@@ -125,6 +125,15 @@ fn help_of(arg: &Arg) -> String {
     if !values.is_empty() && !is_bool {
         help = format!("{help} ({})", values.join("; "));
     }
+    let former: Vec<String> = arg
+        .get_visible_aliases()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| format!("`--{a}`"))
+        .collect();
+    if !former.is_empty() {
+        help = format!("{help}. Also taken as {}", former.join(", "));
+    }
     help
 }
 

@@ -234,7 +234,7 @@ pub fn run(args: VideoArgs) -> Result<u8> {
             inputs.init = Some(guide.previous.clone());
             inputs.temporal = Some(guide);
             config.init = Init::Image;
-            config.multiscale = false;
+            config.coarse_to_fine = false;
             config.stage_sides = None;
             if let Some(n) = args.frame_iterations {
                 config.iterations = n;

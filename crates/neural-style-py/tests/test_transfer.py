@@ -208,12 +208,19 @@ def test_every_flag_of_the_command_is_a_keyword_argument():
     import re
     r = run_command("--help")
     flags = set(re.findall(r"^\s+(?:-\w, )?--([a-z0-9-]+)", r.stdout, re.M))
-    negated = {"no-safeguard": "safeguard", "no-multiscale": "multiscale", "no-tile": "tile",
+    negated = {"no-safeguard": "safeguard", "no-coarse-to-fine": "coarse_to_fine", "no-tile": "tile",
                "no-memory-check": "memory_check"}
     own = {"content", "style", "output", "init", "mask", "content_mask"}  # transfer's parameters
     terminal = {"quiet", "print_every", "help", "version"}
     names = {negated.get(f, f.replace("-", "_")) for f in flags}
     assert names - own - terminal == set(neural_style.FLAG_ARGUMENTS)
+
+
+def test_former_names_of_settings_are_still_taken():
+    flag = neural_style._flag
+    assert flag("multiscale", False) == flag("coarse_to_fine", False) == ["--no-coarse-to-fine"]
+    assert flag("scales", [200, 300]) == flag("stage_sides", [200, 300])
+    assert flag("stage_sides", [200, 300]) == ["--stage-sides", "200,300"]
 
 
 def test_each_run_may_ask_for_its_own_thread_count(pair):

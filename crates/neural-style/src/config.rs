@@ -138,8 +138,9 @@ pub struct TransferConfig {
     /// Emit an intermediate image every N evaluations (0: never).
     pub snapshot_every: usize,
     /// Coarse-to-fine: optimise at smaller sizes first (from `min_size` up in steps of √2)
-    /// and start each size from the previous result, upsampled.
-    pub multiscale: bool,
+    /// and start each size from the previous result, upsampled. (`multiscale` before.)
+    #[serde(alias = "multiscale")]
+    pub coarse_to_fine: bool,
     /// Longest side of the coarsest size of the coarse-to-fine schedule.
     pub min_size: u32,
     /// Keep the content photo's colours (`None`: take the painting's).
@@ -147,8 +148,8 @@ pub struct TransferConfig {
     /// How style statistics are compared.
     pub style_loss: StyleLoss,
     /// Explicit longest sides of the stages before the final one (overrides `min_size`; an
-    /// empty list means a single stage).
-    #[serde(rename = "scales")]
+    /// empty list means a single stage). (`scales` before.)
+    #[serde(alias = "scales")]
     pub stage_sides: Option<Vec<u32>>,
 }
 
@@ -182,7 +183,7 @@ impl Default for TransferConfig {
             style_scale: DEFAULT_STYLE_SCALE,
             style_blend: None,
             snapshot_every: 0,
-            multiscale: true,
+            coarse_to_fine: true,
             min_size: DEFAULT_MIN_SIZE,
             stage_sides: None,
             preserve_colors: None,
@@ -274,7 +275,24 @@ pub struct LossWeights {
     pub tv: f32,
 }
 
+/// Settings whose names changed, with the names they had: identities made from the
+/// settings ([`TransferConfig::identity_json`]) keep the old names, so that what they name
+/// (a checkpoint, a queued job) is recognised across the rename.
+const FORMER_NAMES: &[(&str, &str)] =
+    &[("coarse_to_fine", "multiscale"), ("stage_sides", "scales")];
+
 impl TransferConfig {
+    /// The settings as JSON under the names they had when checkpoints and queued jobs were
+    /// first keyed by them, for identities that must outlive a rename (the checkpoint
+    /// fingerprint, the queue's job keys). Reading takes both names.
+    pub fn identity_json(&self) -> String {
+        let mut json = serde_json::to_string(self).unwrap_or_default();
+        for (now, before) in FORMER_NAMES {
+            json = json.replacen(&format!("\"{now}\":"), &format!("\"{before}\":"), 1);
+        }
+        json
+    }
+
     /// The content layers (the defaults when unset).
     pub fn content_layers(&self) -> &[Layer] {
         self.content_layers
@@ -559,6 +577,23 @@ pub enum LossForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renamed_settings_read_under_both_names_and_identify_under_the_old_ones() {
+        let c = TransferConfig {
+            coarse_to_fine: false,
+            stage_sides: Some(vec![200]),
+            ..TransferConfig::default()
+        };
+        let old = c.identity_json();
+        assert!(old.contains(r#""multiscale":false,"#), "{old}");
+        assert!(old.contains(r#""scales":[200]"#), "{old}");
+        assert!(!old.contains("coarse_to_fine") && !old.contains("stage_sides"));
+        let new = serde_json::to_string(&c).unwrap();
+        for json in [old, new] {
+            assert_eq!(serde_json::from_str::<TransferConfig>(&json).unwrap(), c);
+        }
+    }
 
     #[test]
     fn schedule_flags_are_checked() {

@@ -214,7 +214,7 @@ fn style_distance(net: &Network, image: &Image, style: &Image) -> f32 {
         &net.vgg,
         &config,
         weights,
-        conv.pixel_scale(),
+        conv.pixel_range(),
         None,
         &[neural_style::StyleInput {
             data: conv.to_network(&style.data),
@@ -351,7 +351,7 @@ fn w2_style_loss_is_zero_for_the_style_itself_and_falls_in_a_run() {
             style: 1.0,
             tv: 0.0,
         },
-        conv.pixel_scale(),
+        conv.pixel_range(),
         None,
         &[neural_style::StyleInput {
             data: conv.to_network(&style.data),
@@ -400,7 +400,7 @@ fn w2_style_loss_is_zero_for_the_style_itself_and_falls_in_a_run() {
 }
 
 #[test]
-fn style_scale_matches_the_painting_seen_at_that_scale() {
+fn style_scale_matches_the_painting_seen_at_that_stride() {
     // Diagonal stripes with a period of 6 px at 48 px, painted from a smooth start.
     let (w, h) = (48u32, 48u32);
     let n = (w * h) as usize;
@@ -461,7 +461,7 @@ fn runs_on_one_network_compute_each_styles_targets_once() {
     let config = TransferConfig {
         iterations: 8,
         size: Size::Exact(40, 32),
-        multiscale: false,
+        coarse_to_fine: false,
         ..TransferConfig::default()
     };
     let device = default_device();

@@ -312,7 +312,7 @@ fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
     let config = TransferConfig {
         iterations: 5,
         size: neural_style::Size::Exact(100, 80),
-        multiscale: false,
+        coarse_to_fine: false,
         tile: neural_style::TileMode::Size(32),
         ..common::f32_config()
     };
@@ -457,7 +457,7 @@ fn real_vgg16_by_tiles_of_256_gives_the_whole_image_loss_and_gradient() {
         &net.vgg,
         &resolved,
         weights,
-        conv.pixel_scale(),
+        conv.pixel_range(),
         Some(&conv.to_network(&content.data)),
         &[StyleInput {
             data: conv.to_network(&style.data),

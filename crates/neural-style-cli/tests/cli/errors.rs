@@ -377,7 +377,7 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
         ),
         (
             flag(&base, &["--scales", "300,200"]),
-            vec!["--scales", "increasing"],
+            vec!["--stage-sides", "increasing"],
         ),
         (
             flag(&base, &["--min-size", "4"]),

@@ -89,7 +89,7 @@ fn random_flags(rng: &mut ChaCha8Rng) -> Vec<String> {
         }
     }
     if rng.random_bool(0.2) {
-        flags.push("--no-multiscale".into());
+        flags.push("--no-coarse-to-fine".into());
     }
     flags
 }

@@ -26,7 +26,7 @@ __all__ = ["transfer", "NeuralStyleError", "FLAG_ARGUMENTS", "__version__"]
 
 # Keyword arguments that switch something off with a `--no-...` flag when given False.
 _NEGATED = {
-    "multiscale": "--no-multiscale",
+    "coarse_to_fine": "--no-coarse-to-fine",
     "safeguard": "--no-safeguard",
     "tile": "--no-tile",
     "memory_check": "--no-memory-check",
@@ -39,11 +39,14 @@ FLAG_ARGUMENTS = (
     "max_input_pixels", "accept_damaged", "content_layers", "style_layers",
     "style_layer_weights", "content_weight", "style_weight", "tv_weight", "loss_form",
     "optimizer", "iterations", "lbfgs_history", "line_search", "safeguard", "learning_rate",
-    "seed", "pooling", "padding", "convolution", "precision", "size", "multiscale", "min_size", "scales",
-    "tile", "bit_depth", "dpi", "preserve_colors", "style_scale", "style_blend", "style_loss",
+    "seed", "pooling", "padding", "convolution", "precision", "size", "coarse_to_fine",
+    "min_size", "stage_sides", "tile", "bit_depth", "dpi", "preserve_colors", "style_scale", "style_blend", "style_loss",
     "save_every", "checkpoint", "checkpoint_every", "resume", "log", "max_memory",
     "memory_check",
 )
+
+# Former names of keyword arguments, still taken.
+_FORMER_NAMES = {"multiscale": "coarse_to_fine", "scales": "stage_sides"}
 
 # Evaluations between previews in a notebook unless `preview_every` says otherwise.
 _NOTEBOOK_PREVIEW_EVERY = 10
@@ -51,6 +54,7 @@ _NOTEBOOK_PREVIEW_EVERY = 10
 
 def _flag(name, value):
     """The command-line words for keyword argument `name`."""
+    name = _FORMER_NAMES.get(name, name)
     if name not in FLAG_ARGUMENTS:
         raise InputError(
             f"{name}: no such setting; the settings are the command's flags "
@@ -123,7 +127,7 @@ def transfer(content=None, style=None, *, output=None, size=None, iterations=Non
         an interrupted run writes OUT.partial.EXT instead).
     size, iterations, content_weight, style_weight, tv_weight, weights, model, init, seed,
         and any other flag of the command as a keyword (`style_scale=0.5`,
-        `preserve_colors="luminance"`, `multiscale=False`, `threads=2`, `log="run.jsonl"`...;
+        `preserve_colors="luminance"`, `coarse_to_fine=False`, `threads=2`, `log="run.jsonl"`...;
         the list is `neural_style.FLAG_ARGUMENTS`): as `neural-style --help` documents them.
         `weights` is a .pth or .safetensors file; without it, `model` (default vgg19) is
         downloaded once and cached.

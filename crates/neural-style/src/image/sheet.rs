@@ -18,14 +18,14 @@ fn glyph(c: char) -> [u8; 8] {
         .unwrap_or([0xff, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0xff])
 }
 
-/// Pixels a label takes at glyph scale `scale`: (width, height).
-pub fn text_size(text: &str, scale: u32) -> (u32, u32) {
-    (text.chars().count() as u32 * 8 * scale, 8 * scale)
+/// Pixels a label takes at glyph zoom `zoom`: (width, height).
+pub fn text_size(text: &str, zoom: u32) -> (u32, u32) {
+    (text.chars().count() as u32 * 8 * zoom, 8 * zoom)
 }
 
 /// Draws `text` in black on `image` with its top-left corner at (x, y), each glyph pixel
-/// a `scale` x `scale` square; what falls outside the image is dropped.
-pub fn draw_text(image: &mut Image, text: &str, x: u32, y: u32, scale: u32) {
+/// a `zoom` x `zoom` square; what falls outside the image is dropped.
+pub fn draw_text(image: &mut Image, text: &str, x: u32, y: u32, zoom: u32) {
     let plane = image.width as usize * image.height as usize;
     for (k, c) in text.chars().enumerate() {
         let rows = glyph(c);
@@ -34,10 +34,10 @@ pub fn draw_text(image: &mut Image, text: &str, x: u32, y: u32, scale: u32) {
                 if bits & (1 << gx) == 0 {
                     continue;
                 }
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let px = x + (k as u32 * 8 + gx) * scale + dx;
-                        let py = y + gy as u32 * scale + dy;
+                for dy in 0..zoom {
+                    for dx in 0..zoom {
+                        let px = x + (k as u32 * 8 + gx) * zoom + dx;
+                        let py = y + gy as u32 * zoom + dy;
                         if px < image.width && py < image.height {
                             let i = py as usize * image.width as usize + px as usize;
                             for ch in 0..3 {
@@ -59,10 +59,10 @@ pub fn contact_sheet(
     row_labels: &[String],
     column_labels: &[String],
 ) -> Image {
-    let scale = 2;
+    let zoom = 2;
     let widest_label = column_labels
         .iter()
-        .map(|l| text_size(l, scale).0)
+        .map(|l| text_size(l, zoom).0)
         .max()
         .unwrap_or(0);
     let cell_w = cells
@@ -75,13 +75,13 @@ pub fn contact_sheet(
     let cell_h = cells.iter().flatten().map(|c| c.height).max().unwrap_or(1);
     let label_w = row_labels
         .iter()
-        .map(|l| text_size(l, scale).0)
+        .map(|l| text_size(l, zoom).0)
         .max()
         .unwrap_or(0);
     let header_h = if column_labels.is_empty() {
         0
     } else {
-        8 * scale + GAP
+        8 * zoom + GAP
     };
     let left = GAP + if label_w > 0 { label_w + GAP } else { 0 };
     let columns = cells.iter().map(Vec::len).max().unwrap_or(0) as u32;
@@ -90,15 +90,15 @@ pub fn contact_sheet(
     let height = GAP + header_h + rows * (cell_h + GAP);
     let mut sheet = Image::new(width, height, vec![1.0; 3 * (width * height) as usize]);
     for (j, label) in column_labels.iter().enumerate() {
-        let (tw, _) = text_size(label, scale);
+        let (tw, _) = text_size(label, zoom);
         let x = left + j as u32 * (cell_w + GAP) + cell_w.saturating_sub(tw) / 2;
-        draw_text(&mut sheet, label, x, GAP, scale);
+        draw_text(&mut sheet, label, x, GAP, zoom);
     }
     let plane = (width * height) as usize;
     for (r, row) in cells.iter().enumerate() {
         let top = GAP + header_h + r as u32 * (cell_h + GAP);
         if let Some(label) = row_labels.get(r) {
-            draw_text(&mut sheet, label, GAP, top + cell_h / 2 - 4 * scale, scale);
+            draw_text(&mut sheet, label, GAP, top + cell_h / 2 - 4 * zoom, zoom);
         }
         for (j, cell) in row.iter().enumerate() {
             let x0 = left + j as u32 * (cell_w + GAP) + (cell_w - cell.width) / 2;

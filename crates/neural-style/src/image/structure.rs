@@ -33,8 +33,8 @@ fn coarse_size(width: u32, height: u32) -> (u32, u32) {
     if short <= STRUCTURE_SIDE {
         return (width.max(1), height.max(1));
     }
-    let scale = STRUCTURE_SIDE as f64 / short as f64;
-    let fit = |v: u32| ((v as f64 * scale).round() as u32).max(1);
+    let ratio = STRUCTURE_SIDE as f64 / short as f64;
+    let fit = |v: u32| ((v as f64 * ratio).round() as u32).max(1);
     (fit(width), fit(height))
 }
 

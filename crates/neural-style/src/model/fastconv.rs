@@ -525,12 +525,12 @@ mod tests {
 
     fn max_relative(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let peak = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         a.iter()
             .zip(b)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
-            / scale
+            / peak
     }
 
     #[test]

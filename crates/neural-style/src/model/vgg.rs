@@ -384,8 +384,9 @@ impl InputConvention {
         out
     }
 
-    /// How many network-input units one 0..1 pixel step is, averaged over channels.
-    pub fn pixel_scale(&self) -> f32 {
+    /// How many network-input units one 0..1 pixel step spans, averaged over channels (255
+    /// for Caffe's convention, about 4.4 for torchvision's).
+    pub fn pixel_range(&self) -> f32 {
         (0..3).map(|c| self.channel_map(c).1).sum::<f32>() / 3.0
     }
 }

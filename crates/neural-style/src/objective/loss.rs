@@ -112,9 +112,9 @@ pub fn style_loss(
     }
 }
 
-/// The factor that makes a mean-form content or style term scale-free: 1 / mean(target²)
+/// The factor that makes a mean-form content or style term free of its target's size: 1 / mean(target²)
 /// for [`LossForm::Normalized`], 1 otherwise.
-pub fn target_scale<const D: usize>(target: &Tensor<D>, form: LossForm) -> f32 {
+pub fn target_normaliser<const D: usize>(target: &Tensor<D>, form: LossForm) -> f32 {
     match form {
         LossForm::Normalized => {
             let energy = mean_in_order(target.clone().square()).into_scalar::<f32>();

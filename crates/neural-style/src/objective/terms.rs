@@ -59,7 +59,7 @@ pub struct Objective<'a> {
     /// Multiplies the TV sum (1 except in the normalised form).
     pub(super) tv_normaliser: f32,
     /// The temporal target, its per-position weights (`[1, 1, H, W]`) and the term's
-    /// weight over the squared network-input pixel scale.
+    /// weight over the squared network-input pixel range.
     pub(super) temporal: Option<(Tensor<4>, Tensor<4>, f32)>,
     pub(super) weights: LossWeights,
     pub(super) form: LossForm,
@@ -73,14 +73,14 @@ impl<'a> Objective<'a> {
     /// Builds the targets: content activations of `content` (network input, planar) and the
     /// blended Gram matrices of `styles`, or with `style_masks` (one per style, any size with
     /// the output's aspect ratio) each style's own Gram matrices restricted to its region.
-    /// `pixel_scale` is the network-input size of one 0..1 pixel step
-    /// ([`InputConvention::pixel_scale`]).
+    /// `pixel_range` is the network-input size of one 0..1 pixel step
+    /// ([`InputConvention::pixel_range`]).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         net: &'a Vgg,
         config: &TransferConfig,
         weights: LossWeights,
-        pixel_scale: f32,
+        pixel_range: f32,
         content: Option<&[f32]>,
         styles: &[StyleInput],
         masks: (&[Mask], Option<&Mask>),
@@ -91,7 +91,7 @@ impl<'a> Objective<'a> {
             net,
             config,
             weights,
-            pixel_scale,
+            pixel_range,
             content,
             styles,
             masks,
@@ -108,7 +108,7 @@ impl<'a> Objective<'a> {
         net: &'a Vgg,
         config: &TransferConfig,
         weights: LossWeights,
-        pixel_scale: f32,
+        pixel_range: f32,
         content: Option<&[f32]>,
         styles: &[StyleInput],
         masks: (&[Mask], Option<&Mask>),
@@ -155,7 +155,7 @@ impl<'a> Objective<'a> {
             };
             for (l, f) in config.content_layers().iter().zip(feats) {
                 let f = f.detach();
-                let normaliser = loss::target_scale(&f, config.loss_form);
+                let normaliser = loss::target_normaliser(&f, config.loss_form);
                 let mask = content_mask.map(|m| {
                     let [_, _, h, w] = f.dims();
                     // Scaled to mean 1, so the content term keeps its overall weight and
@@ -234,7 +234,7 @@ impl<'a> Objective<'a> {
                         .collect();
                     let t = W2Target::from_blend(&parts);
                     let c = t.mean.len();
-                    let scale = match config.loss_form {
+                    let normaliser = match config.loss_form {
                         LossForm::Normalized => (1.0 / t.energy) as f32,
                         LossForm::Mean => 1.0 / c as f32,
                         LossForm::Paper => 1.0,
@@ -242,7 +242,7 @@ impl<'a> Objective<'a> {
                     let mean =
                         Tensor::<2>::from_data(TensorData::new(t.mean.clone(), [c, 1]), &device)
                             .autodiff();
-                    (StyleTarget::W2(Box::new(t), mean), scale)
+                    (StyleTarget::W2(Box::new(t), mean), normaliser)
                 } else {
                     let g = chosen
                         .iter()
@@ -252,8 +252,8 @@ impl<'a> Objective<'a> {
                         })
                         .reduce(|a, b| a.add(b))
                         .expect("at least one style");
-                    let scale = loss::target_scale(&g, config.loss_form);
-                    (StyleTarget::Gram(g), scale)
+                    let normaliser = loss::target_normaliser(&g, config.loss_form);
+                    (StyleTarget::Gram(g), normaliser)
                 }
             };
             if style_masks.is_empty() {
@@ -264,11 +264,11 @@ impl<'a> Objective<'a> {
                     .map(|(i, s)| (i, s.blend))
                     .collect();
                 for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
-                    let (target, scale) = target(j, &all);
+                    let (target, normaliser) = target(j, &all);
                     style_terms.push(StyleTerm {
                         index: index(l)?,
                         target,
-                        weight: w * scale,
+                        weight: w * normaliser,
                         mask: None,
                     });
                 }
@@ -288,11 +288,11 @@ impl<'a> Objective<'a> {
                         let n = sqrt.len();
                         let sqrt = Tensor::<2>::from_data(TensorData::new(sqrt, [1, n]), &device)
                             .autodiff();
-                        let (target, scale) = target(j, &[(i, 1.0)]);
+                        let (target, normaliser) = target(j, &[(i, 1.0)]);
                         style_terms.push(StyleTerm {
                             index: index(l)?,
                             target,
-                            weight: w * scale * s.blend * regions,
+                            weight: w * normaliser * s.blend * regions,
                             mask: Some((sqrt, area)),
                         });
                     }
@@ -306,7 +306,7 @@ impl<'a> Objective<'a> {
             style: style_terms,
             temporal: None,
             tv_normaliser: match config.loss_form {
-                LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_scale),
+                LossForm::Normalized => 1.0 / (3.0 * width as f32 * height as f32 * pixel_range),
                 LossForm::Mean | LossForm::Paper => 1.0,
             },
             weights,
@@ -325,7 +325,7 @@ impl<'a> Objective<'a> {
         previous: &[f32],
         confidence: &[f32],
         weight: f32,
-        pixel_scale: f32,
+        pixel_range: f32,
     ) -> Self {
         let (h, w) = (self.height, self.width);
         assert_eq!(previous.len(), 3 * h * w, "temporal target size");
@@ -336,7 +336,7 @@ impl<'a> Objective<'a> {
                 .autodiff();
         let c = Tensor::<4>::from_data(TensorData::new(confidence.to_vec(), [1, 1, h, w]), device)
             .autodiff();
-        self.temporal = Some((target, c, weight / (pixel_scale * pixel_scale)));
+        self.temporal = Some((target, c, weight / (pixel_range * pixel_range)));
         self
     }
 

@@ -55,10 +55,10 @@ impl Objective<'_> {
             on_tile(done, passes)
         };
         // Each objective layer's pooling factor and size.
-        let scale = |i: usize| 1usize << self.layers[i].poolings_before();
-        let dims = |i: usize| (self.width / scale(i), self.height / scale(i));
+        let stride = |i: usize| 1usize << self.layers[i].poolings_before();
+        let dims = |i: usize| (self.width / stride(i), self.height / stride(i));
         // A tile's core at objective layer `i`: in the layer's and the tile's positions.
-        let core_in_tile = |i: usize, tile: &Tile| tile.core_at(scale(i), dims(i));
+        let core_in_tile = |i: usize, tile: &Tile| tile.core_at(stride(i), dims(i));
         // The region weights of a masked style term, cropped to `c` (whole-layer positions)
         // as `[1, h·w]`.
         let mask_crop = |sqrt: &Tensor<2>, i: usize, c: Rect| {
@@ -121,14 +121,14 @@ impl Objective<'_> {
                 continue;
             };
             let (w, h) = dims(t.index);
-            let scale = t.weight * self.weights.style;
+            let weight = t.weight * self.weights.style;
             let (value, slope) = match (&t.target, first) {
                 (StyleTarget::Gram(target), _) => {
-                    gram_slope(second, target, t.mask.as_ref(), (w, h), self.form, scale)?
+                    gram_slope(second, target, t.mask.as_ref(), (w, h), self.form, weight)?
                 }
                 (StyleTarget::W2(target, _), Some(first)) => {
                     let area = t.mask.as_ref().map_or((w * h) as f32, |(_, a)| *a);
-                    w2_slope(first, second, target, area, scale)?
+                    w2_slope(first, second, target, area, weight)?
                 }
                 (StyleTarget::W2(..), None) => continue,
             };
@@ -255,7 +255,7 @@ fn gram_slope(
     region: Option<&(Tensor<2>, f32)>,
     (w, h): (usize, usize),
     form: LossForm,
-    scale: f32,
+    weight: f32,
 ) -> Result<(f32, Slope)> {
     let device = second.device();
     let [c, _] = second.dims();
@@ -268,7 +268,7 @@ fn gram_slope(
         LossForm::Paper => 1.0,
     };
     let g = second.div_scalar(norm).detach().require_grad();
-    let l = loss::style_loss(g.clone(), target.clone(), form, c, positions).mul_scalar(scale);
+    let l = loss::style_loss(g.clone(), target.clone(), form, c, positions).mul_scalar(weight);
     let value = l.clone().into_scalar::<f32>();
     let grads = l.backward();
     let d = match g.grad(&grads) {
@@ -296,7 +296,7 @@ fn w2_slope(
     second: Tensor<2>,
     target: &crate::objective::w2::W2Target,
     area: f32,
-    scale: f32,
+    weight: f32,
 ) -> Result<(f32, Slope)> {
     let device = second.device();
     let [c, _] = second.dims();
@@ -314,9 +314,9 @@ fn w2_slope(
         .map(|(m, s)| (m - f64::from(*s)).powi(2))
         .sum();
     let trace: f64 = (0..c).map(|i| f64::from(cov[i * c + i])).sum();
-    let value = (mean_term + trace + target.trace_cov() - 2.0 * root) * f64::from(scale);
+    let value = (mean_term + trace + target.trace_cov() - 2.0 * root) * f64::from(weight);
     let b = |i: usize, j: usize| f64::from(u8::from(i == j)) - 2.0 * g[(i, j)];
-    let k = f64::from(scale) / a;
+    let k = f64::from(weight) / a;
     let second: Vec<f32> = (0..c * c).map(|n| (b(n / c, n % c) * k) as f32).collect();
     let first: Vec<f32> = (0..c)
         .map(|i| {

@@ -33,12 +33,12 @@ impl Rect {
 
     /// This rectangle at a layer `scale` times coarser, in that layer's positions; `limit`
     /// is the layer's size (a rectangle ending at the image's edge ends at the layer's).
-    pub fn at_scale(&self, scale: usize, limit: (usize, usize)) -> Rect {
+    pub fn at_stride(&self, stride: usize, limit: (usize, usize)) -> Rect {
         Rect {
-            x0: (self.x0 / scale).min(limit.0),
-            y0: (self.y0 / scale).min(limit.1),
-            x1: (self.x1 / scale).min(limit.0),
-            y1: (self.y1 / scale).min(limit.1),
+            x0: (self.x0 / stride).min(limit.0),
+            y0: (self.y0 / stride).min(limit.1),
+            x1: (self.x1 / stride).min(limit.0),
+            y1: (self.y1 / stride).min(limit.1),
         }
     }
 }
@@ -56,9 +56,9 @@ pub struct Tile {
 impl Tile {
     /// The core at a layer `scale` times coarser than the image, whose size is `size`: in
     /// the whole layer's positions, and in the positions of this tile's own activations.
-    pub fn core_at(&self, scale: usize, size: (usize, usize)) -> (Rect, Rect) {
-        let c = self.core.at_scale(scale, size);
-        let (ox, oy) = (self.region.x0 / scale, self.region.y0 / scale);
+    pub fn core_at(&self, stride: usize, size: (usize, usize)) -> (Rect, Rect) {
+        let c = self.core.at_stride(stride, size);
+        let (ox, oy) = (self.region.x0 / stride, self.region.y0 / stride);
         let own = Rect {
             x0: c.x0 - ox,
             y0: c.y0 - oy,
@@ -85,15 +85,15 @@ pub struct Tiling {
 /// `network` (in network order): each 3x3 convolution widens the receptive field by one
 /// position of its own resolution on each side, each 2x2 pooling halves the resolution.
 pub fn reach(network: &[Layer], deepest: Layer) -> (usize, usize) {
-    let (mut halo, mut scale) = (0, 1);
+    let (mut halo, mut stride) = (0, 1);
     for layer in network.iter().take_while(|l| **l <= deepest) {
         match layer.kind() {
-            LayerKind::Conv => halo += scale,
-            LayerKind::Pool => scale *= 2,
+            LayerKind::Conv => halo += stride,
+            LayerKind::Pool => stride *= 2,
             LayerKind::Relu => {}
         }
     }
-    (halo, scale)
+    (halo, stride)
 }
 
 impl Tiling {

@@ -46,9 +46,8 @@ pub fn fingerprint(config: &TransferConfig, inputs: &Inputs) -> String {
         ..config.clone()
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_string(&config)
-        .unwrap_or_default()
-        .hash(&mut h);
+    // Under the settings' former names, so checkpoints of earlier versions still resume.
+    config.identity_json().hash(&mut h);
     let mut image = |img: &Image| {
         (img.width, img.height).hash(&mut h);
         img.data.iter().for_each(|v| v.to_bits().hash(&mut h));

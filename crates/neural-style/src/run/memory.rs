@@ -54,15 +54,16 @@ fn per_pixel(arch: Arch, deepest: Layer) -> (f64, u64) {
     let mut in_channels = 3u64;
     for l in arch.layers().into_iter().filter(|l| *l <= deepest) {
         let c = channels(l.block());
-        let scale = 4f64.powi(i32::from(l.block()) - 1);
+        // Each block works at a quarter of the positions of the one before.
+        let area = 4f64.powi(i32::from(l.block()) - 1);
         match l.kind() {
             LayerKind::Conv => {
-                floats += c as f64 / scale;
+                floats += c as f64 / area;
                 weights += c * in_channels * 9 + c;
                 in_channels = c;
             }
-            LayerKind::Relu => floats += c as f64 / scale,
-            LayerKind::Pool => floats += c as f64 / (scale * 4.0),
+            LayerKind::Relu => floats += c as f64 / area,
+            LayerKind::Pool => floats += c as f64 / (area * 4.0),
         }
     }
     (floats, weights)

@@ -352,15 +352,15 @@ impl Lbfgs {
                 }
             }
             if let Some((best_loss, best_x, best_grad)) = &mut st.best {
-                let scale = best_loss.abs().max(f32::MIN_POSITIVE);
-                st.above = if st.loss > *best_loss + scale {
+                let margin = best_loss.abs().max(f32::MIN_POSITIVE);
+                st.above = if st.loss > *best_loss + margin {
                     st.above + 1
                 } else {
                     0
                 };
                 let diverged = !st.loss.is_finite()
                     || st.grad.iter().any(|g| !g.is_finite())
-                    || st.loss > *best_loss + EXPLOSION * scale
+                    || st.loss > *best_loss + EXPLOSION * margin
                     || st.above >= PATIENCE;
                 if diverged {
                     st.above = 0;

@@ -29,11 +29,11 @@ pub struct Stage {
 /// grows from `min_size` (or through `stage_sides`) by factors of √2. The first stage gets
 /// `iterations` evaluations; each later one `iterations · (first area / its area)`, but at
 /// least a quarter of `iterations`, so every stage costs about the same time and the final
-/// one only refines. A single stage (`multiscale` off, or a size within √2 of `min_size`)
+/// one only refines. A single stage (coarse-to-fine off, or a size within √2 of `min_size`)
 /// gets `iterations`.
 pub fn schedule(config: &TransferConfig, width: u32, height: u32) -> Vec<Stage> {
     let longest = width.max(height);
-    let sides: Vec<u32> = match (&config.stage_sides, config.multiscale) {
+    let sides: Vec<u32> = match (&config.stage_sides, config.coarse_to_fine) {
         (Some(list), _) => list.iter().copied().filter(|&s| s < longest).collect(),
         (None, false) => Vec::new(),
         (None, true) => {
@@ -434,7 +434,7 @@ mod tests {
             ..TransferConfig::default()
         };
         assert_eq!(sides(&schedule(&c, 300, 200)), vec![(300, 200, 50)]);
-        c.multiscale = false;
+        c.coarse_to_fine = false;
         assert_eq!(sides(&schedule(&c, 1024, 768)), vec![(1024, 768, 50)]);
         c.stage_sides = Some(vec![100, 200, 2000]);
         // Explicit sizes win over the switch; sizes not below the final one are dropped.

@@ -222,7 +222,7 @@ fn run_stage(
         &net.vgg,
         config,
         weights,
-        conv.pixel_scale(),
+        conv.pixel_range(),
         content_input.as_deref(),
         &styles,
         (&inputs.style_masks, inputs.content_mask.as_ref()),
@@ -238,7 +238,7 @@ fn run_stage(
                 &previous,
                 &confidence.data,
                 config.temporal_weight,
-                conv.pixel_scale(),
+                conv.pixel_range(),
             )
         }
         _ => objective,
@@ -351,7 +351,7 @@ fn run_stage(
             lbfgs.minimize_resumable(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration)
         }
         OptimizerKind::Adam => Adam::new(
-            config.learning_rate / 255.0 * conv.pixel_scale(),
+            config.learning_rate / 255.0 * conv.pixel_range(),
             evaluations,
         )
         .minimize(&mut x, &mut f),
