@@ -228,32 +228,10 @@ impl Lbfgs {
                 x.copy_from_slice(&st.x);
                 st
             }
-            None => {
-                let (loss, grad) = f.eval(x)?;
-                if abs_max(&grad) <= self.tolerance_grad {
-                    return ControlFlow::Continue(());
-                }
-                slot.insert(LbfgsState {
-                    x: Vec::new(),
-                    loss,
-                    best: self.safeguard.then(|| (loss, x.to_vec(), grad.clone())),
-                    grad,
-                    d: vec![0.0; x.len()],
-                    t: 0.0,
-                    prev_grad: Vec::new(),
-                    old_dirs: VecDeque::new(),
-                    old_stps: VecDeque::new(),
-                    ro: VecDeque::new(),
-                    h_diag: 1.0,
-                    n_iter: 0,
-                    // A fresh start (the first iteration, or after a recovery) steps along -g.
-                    fresh: true,
-                    lr: self.lr,
-                    above: 0,
-                    recoveries: 0,
-                    evaluations: f.evaluations,
-                })
-            }
+            None => match self.start(x, f)? {
+                Some(st) => slot.insert(st),
+                None => return ControlFlow::Continue(()),
+            },
         };
         let mut al = vec![0.0f32; self.history_size.max(1)];
         while st.n_iter < self.max_iter {
@@ -268,39 +246,8 @@ impl Lbfgs {
                 spare.take_back(st.old_dirs.drain(..).chain(st.old_stps.drain(..)));
                 st.ro.clear();
             } else {
-                let y = spare.filled(st.grad.iter().zip(&st.prev_grad).map(|(g, p)| g - p));
-                let s = spare.filled(st.d.iter().map(|di| di * st.t));
-                let (ys, yy) = (dot(&y, &s), dot(&y, &y));
-                // PyTorch keeps a pair when ys > 1e-10, an absolute threshold: with the small
-                // gradients of Caffe-convention networks (inputs in 0..255) no pair is ever
-                // kept and L-BFGS crawls along -g. Relative to |y||s| the test means the same
-                // at every scale.
-                if ys > 1e-10 * (yy * dot(&s, &s)).sqrt() {
-                    if st.old_dirs.len() == self.history_size {
-                        spare.take_back(st.old_dirs.pop_front());
-                        spare.take_back(st.old_stps.pop_front());
-                        st.ro.pop_front();
-                    }
-                    st.h_diag = ys / yy;
-                    st.old_dirs.push_back(y);
-                    st.old_stps.push_back(s);
-                    st.ro.push_back(1.0 / ys);
-                } else {
-                    spare.take_back([y, s]);
-                }
-                // Two-loop recursion for d = -H g.
-                let k = st.old_dirs.len();
-                let mut q: Vec<f32> = st.grad.iter().map(|g| -g).collect();
-                for i in (0..k).rev() {
-                    al[i] = dot(&st.old_stps[i], &q) * st.ro[i];
-                    axpy(&mut q, -al[i], &st.old_dirs[i]);
-                }
-                q.iter_mut().for_each(|v| *v *= st.h_diag);
-                for (i, a) in al.iter().enumerate().take(k) {
-                    let be_i = dot(&st.old_dirs[i], &q) * st.ro[i];
-                    axpy(&mut q, a - be_i, &st.old_stps[i]);
-                }
-                st.d = q;
+                st.update_history(&mut spare, self.history_size);
+                st.d = st.two_loop(&mut al);
             }
             st.prev_grad.clone_from(&st.grad);
             let prev_loss = st.loss;
@@ -351,37 +298,14 @@ impl Lbfgs {
                     opt_cond = false;
                 }
             }
-            if let Some((best_loss, best_x, best_grad)) = &mut st.best {
-                let margin = best_loss.abs().max(f32::MIN_POSITIVE);
-                st.above = if st.loss > *best_loss + margin {
-                    st.above + 1
-                } else {
-                    0
-                };
-                let diverged = !st.loss.is_finite()
-                    || st.grad.iter().any(|g| !g.is_finite())
-                    || st.loss > *best_loss + EXPLOSION * margin
-                    || st.above >= PATIENCE;
-                if diverged {
-                    st.above = 0;
-                    st.recoveries += 1;
-                    x.copy_from_slice(best_x);
-                    st.loss = *best_loss;
-                    st.grad.clone_from(best_grad);
-                    st.lr *= 0.1;
-                    st.fresh = true;
-                    if st.recoveries > MAX_RECOVERIES
-                        || st.n_iter == self.max_iter
-                        || f.evaluations >= self.max_eval
-                    {
-                        break;
-                    }
-                    continue;
-                } else if st.loss < *best_loss {
-                    *best_loss = st.loss;
-                    best_x.copy_from_slice(x);
-                    best_grad.clone_from(&st.grad);
+            if st.guard(x) {
+                if st.recoveries > MAX_RECOVERIES
+                    || st.n_iter == self.max_iter
+                    || f.evaluations >= self.max_eval
+                {
+                    break;
                 }
+                continue;
             }
             if st.n_iter == self.max_iter || f.evaluations >= self.max_eval || opt_cond {
                 break;
@@ -394,6 +318,118 @@ impl Lbfgs {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// The state before the first iteration: the loss and gradient at `x` (`None` when the
+    /// gradient is already within tolerance).
+    fn start<O: Differentiable>(
+        &self,
+        x: &[f32],
+        f: &mut Counter<'_, O>,
+    ) -> ControlFlow<(), Option<LbfgsState>> {
+        let (loss, grad) = f.eval(x)?;
+        if abs_max(&grad) <= self.tolerance_grad {
+            return ControlFlow::Continue(None);
+        }
+        ControlFlow::Continue(Some(LbfgsState {
+            x: Vec::new(),
+            loss,
+            best: self.safeguard.then(|| (loss, x.to_vec(), grad.clone())),
+            grad,
+            d: vec![0.0; x.len()],
+            t: 0.0,
+            prev_grad: Vec::new(),
+            old_dirs: VecDeque::new(),
+            old_stps: VecDeque::new(),
+            ro: VecDeque::new(),
+            h_diag: 1.0,
+            n_iter: 0,
+            // A fresh start (the first iteration, or after a recovery) steps along -g.
+            fresh: true,
+            lr: self.lr,
+            above: 0,
+            recoveries: 0,
+            evaluations: f.evaluations,
+        }))
+    }
+}
+
+impl LbfgsState {
+    /// Keeps the last step's correction pair (`y = g - g_prev`, `s = t d`) when its
+    /// curvature is positive, dropping the oldest pair once `history_size` are held.
+    fn update_history(&mut self, spare: &mut Spare, history_size: usize) {
+        let y = spare.filled(self.grad.iter().zip(&self.prev_grad).map(|(g, p)| g - p));
+        let s = spare.filled(self.d.iter().map(|di| di * self.t));
+        let (ys, yy) = (dot(&y, &s), dot(&y, &y));
+        // PyTorch keeps a pair when ys > 1e-10, an absolute threshold: with the small
+        // gradients of Caffe-convention networks (inputs in 0..255) no pair is ever
+        // kept and L-BFGS crawls along -g. Relative to |y||s| the test means the same
+        // at every scale.
+        if ys > 1e-10 * (yy * dot(&s, &s)).sqrt() {
+            if self.old_dirs.len() == history_size {
+                spare.take_back(self.old_dirs.pop_front());
+                spare.take_back(self.old_stps.pop_front());
+                self.ro.pop_front();
+            }
+            self.h_diag = ys / yy;
+            self.old_dirs.push_back(y);
+            self.old_stps.push_back(s);
+            self.ro.push_back(1.0 / ys);
+        } else {
+            spare.take_back([y, s]);
+        }
+    }
+
+    /// The search direction `d = -H g` by the two-loop recursion (Nocedal & Wright 2006,
+    /// algorithm 7.4) over the history, from the diagonal `h_diag`; `al` holds at least one
+    /// value a pair.
+    fn two_loop(&self, al: &mut [f32]) -> Vec<f32> {
+        let k = self.old_dirs.len();
+        let mut q: Vec<f32> = self.grad.iter().map(|g| -g).collect();
+        for i in (0..k).rev() {
+            al[i] = dot(&self.old_stps[i], &q) * self.ro[i];
+            axpy(&mut q, -al[i], &self.old_dirs[i]);
+        }
+        q.iter_mut().for_each(|v| *v *= self.h_diag);
+        for (i, a) in al.iter().enumerate().take(k) {
+            let be_i = dot(&self.old_dirs[i], &q) * self.ro[i];
+            axpy(&mut q, a - be_i, &self.old_stps[i]);
+        }
+        q
+    }
+
+    /// The divergence guard after a step to `x`: a loss that is not finite, explodes, or
+    /// stays above the best for [`PATIENCE`] evaluations restores the best point (into `x`
+    /// and the state), cuts the step multiplier tenfold, starts afresh and returns true;
+    /// otherwise a new best is kept. Does nothing without the safeguard.
+    fn guard(&mut self, x: &mut [f32]) -> bool {
+        let Some((best_loss, best_x, best_grad)) = &mut self.best else {
+            return false;
+        };
+        let margin = best_loss.abs().max(f32::MIN_POSITIVE);
+        self.above = if self.loss > *best_loss + margin {
+            self.above + 1
+        } else {
+            0
+        };
+        let diverged = !self.loss.is_finite()
+            || self.grad.iter().any(|g| !g.is_finite())
+            || self.loss > *best_loss + EXPLOSION * margin
+            || self.above >= PATIENCE;
+        if diverged {
+            self.above = 0;
+            self.recoveries += 1;
+            x.copy_from_slice(best_x);
+            self.loss = *best_loss;
+            self.grad.clone_from(best_grad);
+            self.lr *= 0.1;
+            self.fresh = true;
+        } else if self.loss < *best_loss {
+            *best_loss = self.loss;
+            best_x.copy_from_slice(x);
+            best_grad.clone_from(&self.grad);
+        }
+        diverged
     }
 }
 
