@@ -136,6 +136,7 @@ impl RunJob {
     pub fn from_args(a: RunArgs) -> Result<Self> {
         let output = a
             .output
+            .clone()
             .context("--output is required (the image to write, e.g. -o out.png)")?;
         neural_style::image::io::output_format(&output)?;
         let save = neural_style::SaveOptions {
@@ -160,21 +161,18 @@ impl RunJob {
         if let Some(c) = &checkpoint {
             writable_folder(c, "--checkpoint")?;
         }
-        let weights = WeightsSource::from_flags(
-            a.network.weights,
-            &a.network.model,
-            a.network.cache_dir.as_deref(),
-        )?;
         if a.content.is_none() && a.style.is_empty() {
             bail!(
                 "give --content, --style, or both (style alone synthesises a texture; content alone reconstructs the photo)"
             );
         }
-        let (init, init_image) = match a.init.as_str() {
-            "content" => (Init::Content, None),
-            "noise" => (Init::Noise, None),
-            path => (Init::Image, Some(PathBuf::from(path))),
-        };
+        let config = settings(&a, neural_style::config::DEFAULT_TEMPORAL_WEIGHT)?;
+        let weights = WeightsSource::from_flags(
+            a.network.weights,
+            &a.network.model,
+            a.network.cache_dir.as_deref(),
+        )?;
+        let (_, init_image) = init(&a.init);
         let inputs: Vec<&Path> = a
             .content
             .iter()
@@ -205,83 +203,6 @@ impl RunJob {
         if let Some(c) = &checkpoint {
             refuse_overwriting_inputs(&[("--checkpoint", c)], None, &inputs)?;
         }
-        let size: Size = a.size.parse().map_err(flag_error)?;
-        // Parsed even when unused, so that a typo is reported either way.
-        let content_layers = a
-            .content_layers
-            .as_deref()
-            .map(|n| layers("content-layers", n))
-            .transpose()?;
-        let style_layers = a
-            .style_layers
-            .as_deref()
-            .map(|n| layers("style-layers", n))
-            .transpose()?;
-        let config = TransferConfig {
-            arch: a.network.arch,
-            convention: a.network.preprocess.map(InputConvention::from),
-            // Unset lists follow the weights; without a content (style) image there is no
-            // content (style) layer.
-            content_layers: if a.content.is_some() {
-                content_layers
-            } else {
-                Some(vec![])
-            },
-            style_layers: if a.style.is_empty() {
-                Some(vec![])
-            } else {
-                style_layers
-            },
-            style_layer_weights: a.style_layer_weights,
-            content_weight: a.content_weight,
-            style_weight: a.style_weight,
-            tv_weight: a.tv_weight,
-            loss_form: a.loss_form,
-            optimizer: a.optimizer,
-            iterations: a.iterations,
-            lbfgs_history: a.lbfgs_history,
-            line_search: a.line_search,
-            safeguard: !a.no_safeguard,
-            learning_rate: a.learning_rate,
-            init,
-            seed: a.seed,
-            pooling: a.pooling,
-            padding: a.padding,
-            convolution: a.convolution,
-            precision: a.precision,
-            tile: match (a.tile, a.no_tile) {
-                (Some(n), _) => neural_style::TileMode::Size(n),
-                (None, true) => neural_style::TileMode::Off,
-                (None, false) => neural_style::TileMode::Auto,
-            },
-            size,
-            style_scale: a.style_scale,
-            style_blend: a.style_blend,
-            snapshot_every: a.save_every,
-            coarse_to_fine: !a.no_coarse_to_fine,
-            min_size: a.min_size,
-            stage_sides: a.stage_sides,
-            style_loss: a.style_loss,
-            preserve_colors: a.preserve_colors,
-            temporal_weight: neural_style::config::DEFAULT_TEMPORAL_WEIGHT,
-        };
-        let config = config.check(a.style.len()).map_err(flag_error)?;
-        if !a.mask.is_empty() && a.mask.len() != a.style.len() {
-            bail!(
-                "--mask: {} masks for {} style images; give one --mask per --style, in the same order",
-                a.mask.len(),
-                a.style.len()
-            );
-        }
-        if a.content_mask.is_some() && a.content.is_none() {
-            bail!("--content-mask needs a --content image");
-        }
-        if a.preserve_colors.is_some() && a.content.is_none() {
-            bail!("--preserve-colors needs a --content image: its colours are the photo's");
-        }
-        if a.checkpoint_every == 0 {
-            bail!("--checkpoint-every 0 is not allowed; use at least 1");
-        }
         Ok(Self {
             config,
             content: a.content,
@@ -310,10 +231,112 @@ impl RunJob {
     }
 }
 
+/// The run's settings from its flags, checked once (ranges by the library, then what the
+/// flags must agree on), before any file is read. `temporal_weight` is the video
+/// command's; a single picture has no temporal term.
+pub fn settings(a: &RunArgs, temporal_weight: f32) -> Result<CheckedConfig> {
+    let (init, _) = init(&a.init);
+    let size: Size = a.size.parse().map_err(flag_error)?;
+    // Parsed even when unused, so that a typo is reported either way.
+    let content_layers = a
+        .content_layers
+        .as_deref()
+        .map(|n| layers("content-layers", n))
+        .transpose()?;
+    let style_layers = a
+        .style_layers
+        .as_deref()
+        .map(|n| layers("style-layers", n))
+        .transpose()?;
+    let config = TransferConfig {
+        arch: a.network.arch,
+        convention: a.network.preprocess.map(InputConvention::from),
+        // Unset lists follow the weights; without a content (style) image there is no
+        // content (style) layer.
+        content_layers: if a.content.is_some() {
+            content_layers
+        } else {
+            Some(vec![])
+        },
+        style_layers: if a.style.is_empty() {
+            Some(vec![])
+        } else {
+            style_layers
+        },
+        style_layer_weights: a.style_layer_weights.clone(),
+        content_weight: a.content_weight,
+        style_weight: a.style_weight,
+        tv_weight: a.tv_weight,
+        loss_form: a.loss_form,
+        optimizer: a.optimizer,
+        iterations: a.iterations,
+        lbfgs_history: a.lbfgs_history,
+        line_search: a.line_search,
+        safeguard: !a.no_safeguard,
+        learning_rate: a.learning_rate,
+        init,
+        seed: a.seed,
+        pooling: a.pooling,
+        padding: a.padding,
+        convolution: a.convolution,
+        precision: a.precision,
+        tile: match (a.tile, a.no_tile) {
+            (Some(n), _) => neural_style::TileMode::Size(n),
+            (None, true) => neural_style::TileMode::Off,
+            (None, false) => neural_style::TileMode::Auto,
+        },
+        size,
+        style_scale: a.style_scale,
+        style_blend: a.style_blend.clone(),
+        snapshot_every: a.save_every,
+        coarse_to_fine: !a.no_coarse_to_fine,
+        min_size: a.min_size,
+        stage_sides: a.stage_sides.clone(),
+        style_loss: a.style_loss,
+        preserve_colors: a.preserve_colors,
+        temporal_weight,
+    };
+    let config = config.check(a.style.len()).map_err(flag_error)?;
+    neural_style::objective::mask::check_counts(
+        a.mask.len(),
+        a.style.len(),
+        a.content_mask.is_some(),
+        a.content.is_some(),
+    )
+    .map_err(flag_error)?;
+    if a.preserve_colors.is_some() && a.content.is_none() {
+        bail!("--preserve-colors needs a --content image: its colours are the photo's");
+    }
+    if a.checkpoint_every == 0 {
+        return Err(not_allowed("--checkpoint-every", 0, "at least 1"));
+    }
+    Ok(config)
+}
+
+/// What `--init` names: the content photo, noise, or an image file.
+fn init(flag: &str) -> (Init, Option<PathBuf>) {
+    match flag {
+        "content" => (Init::Content, None),
+        "noise" => (Init::Noise, None),
+        path => (Init::Image, Some(PathBuf::from(path))),
+    }
+}
+
+/// A flag's value outside its range: "`flag`: `value` is not allowed; use `allowed`", the
+/// wording the library's ranges have.
+pub fn not_allowed(
+    flag: &str,
+    value: impl std::fmt::Display,
+    allowed: impl std::fmt::Display,
+) -> anyhow::Error {
+    anyhow::anyhow!("{flag}: {value} is not allowed; use {allowed}")
+}
+
 /// The flag that sets a library setting, where one does.
 fn flag_for(field: &str) -> Option<&'static str> {
     Some(match field {
         "arch" => "--arch",
+        "content_mask" => "--content-mask",
         "content_weight" => "--content-weight",
         "device" => "--device",
         "init" => "--init",
@@ -325,6 +348,7 @@ fn flag_for(field: &str) -> Option<&'static str> {
         "precision" => "--precision",
         "size" => "--size",
         "stage_sides" => "--stage-sides",
+        "style_masks" => "--mask",
         "style_blend" => "--style-blend",
         "style_layer_weights" => "--style-layer-weights",
         "style_scale" => "--style-scale",

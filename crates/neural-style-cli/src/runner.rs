@@ -64,9 +64,9 @@ fn given_or_load(path: &Path, given: &Given, decoding: Decoding) -> Result<Image
 pub fn check_threads(n: usize) -> Result<()> {
     let max = max_threads();
     if !(1..=max).contains(&n) {
-        anyhow::bail!(
-            "--threads {n} is not allowed; use 1..={max} ({THREADS_PER_CORE} per core here, at least {MIN_MAX_THREADS})"
-        );
+        let allowed =
+            format!("1..={max} ({THREADS_PER_CORE} per core here, at least {MIN_MAX_THREADS})");
+        return Err(crate::config::not_allowed("--threads", n, allowed));
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ use neural_style_web::queue::{Engine, Store};
 use neural_style_web::{Limits, Server, ServerConfig};
 
 use crate::cli::ServeArgs;
+use crate::config::not_allowed;
 use crate::runner::load_network_flags;
 
 /// The most jobs `serve` runs at once (each on every thread of the pool).
@@ -23,16 +24,14 @@ const MAX_QUEUE: usize = 10_000;
 
 /// The server's settings from its flags; every error names the flag.
 fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
-    let positive = |flag: &str, n: u64| {
-        if n == 0 {
-            bail!("--{flag}: must be at least 1")
-        }
-        Ok(())
+    let positive = |flag: &str, n: u64| match n {
+        0 => Err(not_allowed(&format!("--{flag}"), n, "at least 1")),
+        _ => Ok(()),
     };
     // Each job is a thread running on all --threads, and each queued job holds its images.
     let at_most = |flag: &str, n: usize, max: usize| {
         if n > max {
-            bail!("--{flag}: {n} is not allowed; use 1..={max}")
+            return Err(not_allowed(&format!("--{flag}"), n, format!("1..={max}")));
         }
         Ok(())
     };
@@ -46,12 +45,8 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         bail!("--allow-host {bad}: not a host name (letters, digits, `-` and `.`, no port)")
     }
     if !SIDES.contains(&a.max_size) {
-        bail!(
-            "--max-size: {} is not allowed; use {}..={} pixels",
-            a.max_size,
-            SIDES.start(),
-            SIDES.end()
-        );
+        let pixels = format!("{}..={} pixels", SIDES.start(), SIDES.end());
+        return Err(not_allowed("--max-size", a.max_size, pixels));
     }
     #[cfg(feature = "queue")]
     let remote = match (&a.queue.queue, &a.queue.store) {

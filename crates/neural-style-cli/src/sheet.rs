@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use neural_style::{Image, Layer, TransferConfig, run as transfer};
 
 use crate::cli::SheetArgs;
-use crate::config::{RunJob, flag_error};
+use crate::config::{RunJob, flag_error, not_allowed};
 use crate::progress::Reporter;
 use crate::runner::{
     Signals, check_memory, describe, interrupted, load_inputs, load_network_from, plan, set_threads,
@@ -44,7 +44,7 @@ pub fn run(args: SheetArgs) -> Result<u8> {
         .iter()
         .find(|w| !(w.is_finite() && **w >= 0.0))
     {
-        bail!("--style-weights: {w} is not allowed; use finite weights >= 0");
+        return Err(not_allowed("--style-weights", w, "finite weights >= 0"));
     }
     let rows: Vec<Option<Vec<Layer>>> = if args.layer_sets.is_empty() {
         vec![None]

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use neural_style::{Image, Init, Inputs};
 
 use crate::cli::{RunArgs, VideoArgs};
-use crate::config::{RunJob, flag_error};
+use crate::config::{RunJob, flag_error, not_allowed};
 use crate::progress::{overall_bar, print_above, run_under};
 use crate::runner::{
     Signals, describe, interrupted, job_plan, load_image, load_network, set_threads,
@@ -96,14 +96,10 @@ pub fn run(args: VideoArgs) -> Result<u8> {
     if a.dpi.is_some() {
         bail!("--dpi: a video has no print resolution");
     }
-    if !(args.temporal_weight.is_finite() && args.temporal_weight >= 0.0) {
-        bail!(
-            "--temporal-weight: {} is not allowed; use a finite number >= 0",
-            args.temporal_weight
-        );
-    }
+    // Every setting, the temporal weight too, checked before any frame is decoded.
+    crate::config::settings(&a, args.temporal_weight)?;
     if args.frame_iterations == Some(0) {
-        bail!("--frame-iterations: must be at least 1");
+        return Err(not_allowed("--frame-iterations", 0, "at least 1"));
     }
     let encode = is_video(&output);
     let out_dir = if encode {

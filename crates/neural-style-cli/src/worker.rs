@@ -13,6 +13,7 @@ use neural_style_web::queue::worker::{self, WorkerConfig, WorkerNote};
 use neural_style_web::queue::{Engine, Store};
 
 use crate::cli::WorkerArgs;
+use crate::config::not_allowed;
 use crate::runner::load_network_flags;
 
 /// Longest lease accepted (a day).
@@ -24,13 +25,12 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
         bail!("worker: --queue and --store are both needed");
     };
     if !(1..=MAX_LEASE_S).contains(&a.lease) {
-        bail!(
-            "--lease: {} is not allowed; use 1..={MAX_LEASE_S} seconds",
-            a.lease
-        );
+        let seconds = format!("1..={MAX_LEASE_S} seconds");
+        return Err(not_allowed("--lease", a.lease, seconds));
     }
     if a.checkpoint_every == 0 {
-        bail!("--checkpoint-every: must be at least 1 (a job must be able to move)");
+        let why = "at least 1 (a job must be able to move)";
+        return Err(not_allowed("--checkpoint-every", 0, why));
     }
     let engine = Engine::open(queue)?;
     let store = Store::open(store)?;

@@ -229,7 +229,7 @@ def test_each_run_may_ask_for_its_own_thread_count(pair):
     one = neural_style.transfer(photo, painting, threads=1, **SMALL)
     two = neural_style.transfer(photo, painting, threads=2, **SMALL)
     assert one.info["evaluations"] == two.info["evaluations"] == 8
-    with pytest.raises(neural_style.NeuralStyleError, match=r"^--threads 0 is not allowed"):
+    with pytest.raises(neural_style.NeuralStyleError, match=r"^--threads: 0 is not allowed"):
         neural_style.transfer(photo, painting, threads=0, **SMALL)
 
 

@@ -56,6 +56,16 @@ pub enum Size {
     Exact(u32, u32),
 }
 
+/// As it is written on the command line: `N` or `WxH`.
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Size::Longest(n) => write!(f, "{n}"),
+            Size::Exact(w, h) => write!(f, "{w}x{h}"),
+        }
+    }
+}
+
 impl std::str::FromStr for Size {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -386,6 +396,55 @@ impl TransferConfig {
         }
     }
 
+    /// Every number against its range, from one table: a setting, whether its value is
+    /// outside the range, the value as the user gave it, and the range in words.
+    fn check_ranges(&self) -> Result<()> {
+        let nonneg = |v: f32| v.is_finite() && v >= 0.0;
+        let weight = |v: Option<f32>| (v.is_some_and(|v| !nonneg(v)), v.unwrap_or_default());
+        let side = |n: u32| SIDES.contains(&n);
+        let sides = || format!("{}..={} pixels", SIDES.start(), SIDES.end());
+        let size = match self.size {
+            Size::Longest(n) => side(n),
+            Size::Exact(w, h) => side(w) && side(h),
+        };
+        let tile = match self.tile {
+            TileMode::Size(n) => (!side(n), n),
+            TileMode::Auto | TileMode::Off => (false, 0),
+        };
+        let stages = self.stage_sides.as_deref().unwrap_or_default();
+        let increasing = stages.iter().all(|s| side(*s)) && stages.windows(2).all(|w| w[0] < w[1]);
+        let layer_weights = self.style_layer_weights.as_deref().unwrap_or_default();
+        let (content, style, tv) = (
+            weight(self.content_weight),
+            weight(self.style_weight),
+            weight(self.tv_weight),
+        );
+        let lr = self.learning_rate;
+        let style_scale = self.style_scale;
+        let history = self.lbfgs_history;
+        let n = |v: &dyn std::fmt::Display| v.to_string();
+        #[rustfmt::skip]
+        let table: [(&'static str, bool, String, String); 13] = [
+            ("content_weight", content.0, n(&content.1), "a finite number >= 0".into()),
+            ("style_weight", style.0, n(&style.1), "a finite number >= 0".into()),
+            ("tv_weight", tv.0, n(&tv.1), "a finite number >= 0".into()),
+            ("temporal_weight", !nonneg(self.temporal_weight), n(&self.temporal_weight), "a finite number >= 0".into()),
+            ("iterations", self.iterations == 0, n(&self.iterations), "at least 1".into()),
+            ("tile", tile.0, n(&tile.1), sides()),
+            ("lbfgs_history", !(1..=MAX_LBFGS_HISTORY).contains(&history), n(&history), format!("1..={MAX_LBFGS_HISTORY}")),
+            ("learning_rate", !(lr.is_finite() && lr > 0.0), n(&lr), "a number > 0".into()),
+            ("size", !size, n(&self.size), format!("{} a side", sides())),
+            ("style_scale", !(style_scale > 0.0 && style_scale <= MAX_STYLE_SCALE), n(&style_scale), format!("a number in (0, {MAX_STYLE_SCALE}]")),
+            ("min_size", !side(self.min_size), n(&self.min_size), sides()),
+            ("stage_sides", !increasing, format!("{stages:?}"), format!("increasing sizes of {}", sides())),
+            ("style_layer_weights", !layer_weights.iter().all(|w| nonneg(*w)), format!("{layer_weights:?}"), "finite weights >= 0".into()),
+        ];
+        match table.into_iter().find(|(_, outside, _, _)| *outside) {
+            Some((field, _, value, allowed)) => Err(Error::not_allowed(field, value, allowed)),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every value against its range and the others, for a run with `styles` style
     /// images; what depends on the network is checked when the plan is made.
     pub fn check(self, styles: usize) -> Result<CheckedConfig> {
@@ -397,107 +456,19 @@ impl TransferConfig {
     }
 
     fn validate(&self, styles: usize) -> Result<()> {
-        let finite_nonneg = |field: &'static str, v: Option<f32>| match v {
-            Some(x) if !x.is_finite() || x < 0.0 => Err(Error::config(
-                field,
-                format!("{x} is not allowed; use a finite number >= 0"),
-            )),
-            _ => Ok(()),
-        };
-        finite_nonneg("content_weight", self.content_weight)?;
-        finite_nonneg("style_weight", self.style_weight)?;
-        finite_nonneg("tv_weight", self.tv_weight)?;
-        finite_nonneg("temporal_weight", Some(self.temporal_weight))?;
-        if self.iterations == 0 {
-            return Err(Error::config("iterations", "must be at least 1"));
-        }
+        self.check_ranges()?;
         self.precision.resolve()?;
-        if let crate::config::TileMode::Size(n) = self.tile
-            && !SIDES.contains(&n)
-        {
-            return Err(Error::config(
-                "tile",
-                format!(
-                    "{n} is not allowed; use {}..={} pixels",
-                    SIDES.start(),
-                    SIDES.end()
-                ),
-            ));
-        }
-        if !(1..=MAX_LBFGS_HISTORY).contains(&self.lbfgs_history) {
-            return Err(Error::config(
-                "lbfgs_history",
-                format!(
-                    "{} is not allowed; use 1..={MAX_LBFGS_HISTORY}",
-                    self.lbfgs_history
-                ),
-            ));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::config(
-                "learning_rate",
-                format!("{} is not allowed; use a number > 0", self.learning_rate),
-            ));
-        }
-        let (lo, hi) = (SIDES.start(), SIDES.end());
-        match self.size {
-            Size::Longest(n) if !SIDES.contains(&n) => {
-                return Err(Error::config(
-                    "size",
-                    format!("{n} is not allowed; use {lo}..={hi} pixels"),
-                ));
-            }
-            Size::Exact(w, h) if !SIDES.contains(&w) || !SIDES.contains(&h) => {
-                return Err(Error::config(
-                    "size",
-                    format!("{w}x{h} is not allowed; each side must be {lo}..={hi}"),
-                ));
-            }
-            _ => {}
-        }
-        if !(self.style_scale.is_finite()
-            && self.style_scale > 0.0
-            && self.style_scale <= MAX_STYLE_SCALE)
-        {
-            return Err(Error::config(
-                "style_scale",
-                format!(
-                    "{} is not allowed; use a number in (0, {MAX_STYLE_SCALE}]",
-                    self.style_scale
-                ),
-            ));
-        }
-        if !SIDES.contains(&self.min_size) {
-            return Err(Error::config(
-                "min_size",
-                format!("{} is not allowed; use {lo}..={hi} pixels", self.min_size),
-            ));
-        }
-        if let Some(sides) = &self.stage_sides
-            && (sides.iter().any(|s| !SIDES.contains(s)) || sides.windows(2).any(|w| w[0] >= w[1]))
-        {
-            return Err(Error::config(
-                "stage_sides",
-                format!("{sides:?} is not allowed; use increasing sizes of {lo}..={hi} pixels"),
-            ));
-        }
         if self.content_layers().is_empty() && self.style_layers().is_empty() {
             return Err(Error::config(
                 "layers",
                 "at least one content or style layer is needed",
             ));
         }
-        if let Some(w) = &self.style_layer_weights {
+        if self.style_layer_weights.is_some() {
             // Without explicit style layers the count is known once the weights file says
             // which layers it has: `Plan::new` counts them then.
             if self.style_layers.is_some() {
                 self.check_style_layer_weights()?;
-            }
-            if w.iter().any(|x| !x.is_finite() || *x < 0.0) {
-                return Err(Error::config(
-                    "style_layer_weights",
-                    "each weight must be a finite number >= 0",
-                ));
             }
         }
         if let Some(b) = &self.style_blend {

@@ -206,4 +206,14 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// A setting's value outside its range: "`value` is not allowed; use `allowed`", the
+    /// one wording of every range a setting has.
+    pub(crate) fn not_allowed(
+        field: &'static str,
+        value: impl std::fmt::Display,
+        allowed: impl std::fmt::Display,
+    ) -> Self {
+        Self::config(field, format!("{value} is not allowed; use {allowed}"))
+    }
 }

@@ -323,11 +323,11 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
         ),
         (
             flag(&base, &["--mask", c, "--mask", c]),
-            vec!["--mask", "2 masks for 1 style images"],
+            vec!["--mask: 2 masks for 1 style images"],
         ),
         (
             vec!["-s", &st, "-w", w, "-o", &out, "--content-mask", &c],
-            vec!["--content-mask needs a --content"],
+            vec!["--content-mask: needs a content image"],
         ),
         (
             flag(&base, &["--style-layer-weights", "1,2"]),
@@ -366,10 +366,13 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
             flag(&base, &["--lbfgs-history", "18446744073709551615"]),
             vec!["--lbfgs-history", "1..=10000"],
         ),
-        (flag(&base, &["--threads", "0"]), vec!["--threads 0"]),
+        (
+            flag(&base, &["--threads", "0"]),
+            vec!["--threads: 0 is not allowed"],
+        ),
         (
             flag(&base, &["--threads", "100000"]),
-            vec!["--threads 100000", "is not allowed"],
+            vec!["--threads: 100000 is not allowed"],
         ),
         (
             flag(&base, &["--style-scale", "0"]),
@@ -389,7 +392,7 @@ fn bad_flags_give_one_clear_line_naming_the_flag() {
         ),
         (
             flag(&base, &["--checkpoint-every", "0"]),
-            vec!["--checkpoint-every 0"],
+            vec!["--checkpoint-every: 0 is not allowed"],
         ),
         (
             vec!["-w", w, "-o", &out],

@@ -26,7 +26,7 @@ fn serve_answers_on_loopback_and_stops_cleanly_on_sigterm_and_refuses_bad_flags(
         ),
         (
             vec!["--threads", "100000"],
-            vec!["--threads 100000", "is not allowed"],
+            vec!["--threads: 100000 is not allowed"],
         ),
         (vec!["--bind", "localhost"], vec!["--bind", "localhost"]),
         (

@@ -128,20 +128,42 @@ pub fn layer_size(layer: Layer, width: u32, height: u32) -> (u32, u32) {
     (width >> pools, height >> pools)
 }
 
-/// Checks the masks of a run against its content image and styles: one style mask per
-/// style, none empty, each with the content's aspect ratio.
+/// Checks how many masks a run has, before any image is read: one style mask per style
+/// (or none), and a content mask only beside a content image.
+pub fn check_counts(
+    style_masks: usize,
+    styles: usize,
+    content_mask: bool,
+    content: bool,
+) -> Result<()> {
+    if style_masks != 0 && style_masks != styles {
+        return Err(Error::config(
+            "style_masks",
+            format!(
+                "{style_masks} masks for {styles} style images; give one per style image, in the same order"
+            ),
+        ));
+    }
+    if content_mask && !content {
+        return Err(Error::config("content_mask", "needs a content image"));
+    }
+    Ok(())
+}
+
+/// Checks the masks of a run against its content image and styles: their counts
+/// ([`check_counts`]), none empty, each with the content's aspect ratio.
 pub fn check(
     style_masks: &[Mask],
     styles: usize,
     content_mask: Option<&Mask>,
     content: Option<(u32, u32)>,
 ) -> Result<()> {
-    if !style_masks.is_empty() && style_masks.len() != styles {
-        return Err(Error::InvalidInputs(format!(
-            "{} style masks for {styles} style images; give one mask per style, in the same order",
-            style_masks.len()
-        )));
-    }
+    check_counts(
+        style_masks.len(),
+        styles,
+        content_mask.is_some(),
+        content.is_some(),
+    )?;
     let masks = style_masks
         .iter()
         .enumerate()
@@ -151,11 +173,6 @@ pub fn check(
         if let Some(problem) = m.problem(content) {
             return Err(Error::InvalidInputs(format!("the {name} {problem}")));
         }
-    }
-    if content_mask.is_some() && content.is_none() {
-        return Err(Error::InvalidInputs(
-            "a content mask needs a content image".into(),
-        ));
     }
     Ok(())
 }
