@@ -3,9 +3,9 @@
 //! and writes its image, or fails with exactly one `error:` line; it never panics.
 //! `NEURAL_STYLE_PROPERTY_SEED` and `NEURAL_STYLE_PROPERTY_CASES` replay or widen it.
 
+use rand::rngs::ChaCha8Rng;
 use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 use super::*;
 
@@ -76,11 +76,7 @@ fn random_flags(rng: &mut ChaCha8Rng) -> Vec<String> {
         ("--content-layers", pick(rng, &layers)),
         ("--style-layers", {
             let n = rng.random_range(1..=layers.len());
-            layers
-                .choose_multiple(rng, n)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(",")
+            layers.sample(rng, n).copied().collect::<Vec<_>>().join(",")
         }),
     ];
     for (flag, value) in optional {

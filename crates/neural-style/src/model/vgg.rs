@@ -665,7 +665,7 @@ pub fn random_conv_params(
 ) -> Vec<ConvParams> {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
     let widths = [64, 128, 256, 512, 512];
     let mut in_channels = 3;
     let mut out = Vec::new();

@@ -1,7 +1,7 @@
 //! The images a run starts from: the photo, the paintings, their regions, the start image
 //! and a video frame's temporal target (Ruder et al. 2016), and the seeded noise image.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 use crate::image::io::Image;
 use crate::objective::mask::Mask;
@@ -44,7 +44,7 @@ pub struct Temporal {
 
 /// Uniform white noise in 0..1, planar RGB, reproducible from `seed`.
 pub fn noise_image(width: u32, height: u32, seed: u64) -> Image {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = rand::rngs::ChaCha8Rng::seed_from_u64(seed);
     let data = (0..3 * width as usize * height as usize)
         .map(|_| rng.random::<f32>())
         .collect();
