@@ -158,6 +158,9 @@ pub struct Plan {
     /// The settings with the layer lists resolved for the network.
     config: TransferConfig,
     weights: LossWeights,
+    /// Each style image's share of the style target (`style_blend` normalised to sum to 1;
+    /// equal shares when unset).
+    style_shares: Vec<f32>,
     inputs: Inputs,
     size: (u32, u32),
     stages: Vec<Stage>,
@@ -226,10 +229,18 @@ impl Plan {
             crate::config::TileMode::Size(n) => Some(n),
             crate::config::TileMode::Auto | crate::config::TileMode::Off => None,
         };
+        let style_shares = match &config.style_blend {
+            Some(b) => {
+                let s: f32 = b.iter().sum();
+                b.iter().map(|x| x / s).collect()
+            }
+            None => vec![1.0 / inputs.styles.len().max(1) as f32; inputs.styles.len()],
+        };
         Ok(Self {
             given,
             config,
             weights,
+            style_shares,
             inputs,
             size,
             stages,
@@ -350,6 +361,11 @@ impl Plan {
     /// The loss weights, defaults applied for the network.
     pub fn loss_weights(&self) -> LossWeights {
         self.weights
+    }
+
+    /// Each style image's share of the style target, summing to 1.
+    pub fn style_shares(&self) -> &[f32] {
+        &self.style_shares
     }
 
     /// The run's images.

@@ -166,6 +166,84 @@ struct Progress {
     initial_h_diag: Option<f32>,
 }
 
+/// A stage that kept no best image: stopped before its first evaluation finished (between
+/// the tiles of a long one), it gives the image it started from, whose loss is not known;
+/// otherwise every evaluation was not finite, and the run diverged.
+fn no_best(
+    stopped: bool,
+    non_finite_at: Option<usize>,
+    done: usize,
+    x: &[f32],
+) -> Result<(LossParts, Vec<f32>)> {
+    if stopped {
+        let unknown = LossParts {
+            total: f32::NAN,
+            ..LossParts::default()
+        };
+        return Ok((unknown, x.to_vec()));
+    }
+    Err(Error::Diverged {
+        evaluation: non_finite_at.unwrap_or(done + 1),
+    })
+}
+
+/// The objective of one stage at `width` x `height`: the content photo and the style
+/// images resized for it (each style by the style scale, with its share of the target),
+/// the masks, and the temporal term of a video frame.
+fn stage_objective<'a>(
+    net: &'a Network,
+    plan: &Plan,
+    inputs: &Inputs,
+    width: u32,
+    height: u32,
+) -> Result<Objective<'a>> {
+    let config = plan.config();
+    let conv = net.convention;
+    let content = inputs.content.as_ref().map(|c| c.resized(width, height));
+    let styles: Vec<StyleInput> = inputs
+        .styles
+        .iter()
+        .zip(plan.style_shares())
+        .map(|(s, b)| {
+            let longest = style_longest(width, height, config.style_scale);
+            let s = s.resized_to_longest(longest);
+            StyleInput {
+                data: conv.to_network(&s.data),
+                width: s.width,
+                height: s.height,
+                blend: *b,
+            }
+        })
+        .collect();
+    let weights = plan.loss_weights();
+    let content_input = content.as_ref().map(|c| conv.to_network(&c.data));
+    let objective = Objective::build(
+        &net.vgg,
+        config,
+        weights,
+        conv.pixel_range(),
+        content_input.as_deref(),
+        &styles,
+        (&inputs.style_masks, inputs.content_mask.as_ref()),
+        (width, height),
+        Some(&net.style_cache),
+        plan.tiles().as_ref(),
+    )?;
+    Ok(match &inputs.temporal {
+        Some(t) if config.temporal_weight > 0.0 => {
+            let previous = conv.to_network(&t.previous.resized(width, height).data);
+            let confidence = t.confidence.resized(width, height);
+            objective.with_temporal(
+                &previous,
+                &confidence.data,
+                config.temporal_weight,
+                conv.pixel_range(),
+            )
+        }
+        _ => objective,
+    })
+}
+
 /// Optimises one stage of the schedule from `init` (or from `progress.resume`); also gives
 /// L-BFGS's curvature scale at the end.
 fn run_stage(
@@ -193,57 +271,7 @@ fn run_stage(
         height,
         evaluations,
     } = stage;
-    let content = inputs.content.as_ref().map(|c| c.resized(width, height));
-    let blend: Vec<f32> = match &config.style_blend {
-        Some(b) => {
-            let s: f32 = b.iter().sum();
-            b.iter().map(|x| x / s).collect()
-        }
-        None => vec![1.0 / inputs.styles.len().max(1) as f32; inputs.styles.len()],
-    };
-    let styles: Vec<StyleInput> = inputs
-        .styles
-        .iter()
-        .zip(&blend)
-        .map(|(s, b)| {
-            let longest = style_longest(width, height, config.style_scale);
-            let s = s.resized_to_longest(longest);
-            StyleInput {
-                data: conv.to_network(&s.data),
-                width: s.width,
-                height: s.height,
-                blend: *b,
-            }
-        })
-        .collect();
-    let weights = plan.loss_weights();
-    let content_input = content.as_ref().map(|c| conv.to_network(&c.data));
-    let objective = Objective::build(
-        &net.vgg,
-        config,
-        weights,
-        conv.pixel_range(),
-        content_input.as_deref(),
-        &styles,
-        (&inputs.style_masks, inputs.content_mask.as_ref()),
-        (width, height),
-        Some(&net.style_cache),
-        plan.tiles().as_ref(),
-    )?;
-    let objective = match &inputs.temporal {
-        Some(t) if config.temporal_weight > 0.0 => {
-            let previous = conv.to_network(&t.previous.resized(width, height).data);
-            let confidence = t.confidence.resized(width, height);
-            objective.with_temporal(
-                &previous,
-                &confidence.data,
-                config.temporal_weight,
-                conv.pixel_range(),
-            )
-        }
-        _ => objective,
-    };
-
+    let objective = stage_objective(net, plan, inputs, width, height)?;
     let tiling = plan.tiling(width, height);
     let mut x = conv.to_network(&init.data);
     let mut count = resume.as_ref().map_or(0, |c| c.lbfgs.evaluations);
@@ -359,22 +387,10 @@ fn run_stage(
     if let Some(e) = failed {
         return Err(e);
     }
+    let stopped = outcome.stopped && non_finite_at.is_none();
     let (best_loss, best_x) = match best.into_inner() {
         Some(best) => best,
-        // Stopped before this size's first evaluation finished (between the tiles of a
-        // long one): the image it started from, whose loss is not known.
-        None if outcome.stopped && non_finite_at.is_none() => {
-            let unknown = LossParts {
-                total: f32::NAN,
-                ..LossParts::default()
-            };
-            (unknown, x.clone())
-        }
-        None => {
-            return Err(Error::Diverged {
-                evaluation: non_finite_at.unwrap_or(done + 1),
-            });
-        }
+        None => no_best(stopped, non_finite_at, done, &x)?,
     };
     let mut data = conv.from_network(&best_x);
     data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
@@ -384,7 +400,7 @@ fn run_stage(
             best_loss,
             final_loss: last,
             evaluations: count,
-            stopped: outcome.stopped && non_finite_at.is_none(),
+            stopped,
             recoveries: outcome.recoveries,
             non_finite_at,
             structure: None,
