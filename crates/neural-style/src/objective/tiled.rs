@@ -45,86 +45,153 @@ impl Objective<'_> {
         tiling: &Tiling,
         on_tile: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Option<(LossParts, Vec<f32>)>> {
-        let device = self.net.device().clone();
-        let size = (self.width, self.height);
-        let tiles = tiling.tiles(self.width, self.height);
-        let passes = if self.style.is_empty() { 1 } else { 2 } * tiles.len();
+        let pass = Passes {
+            objective: self,
+            x,
+            tiles: tiling.tiles(self.width, self.height),
+            device: self.net.device().clone(),
+        };
+        let passes = if self.style.is_empty() { 1 } else { 2 } * pass.tiles.len();
         let mut done = 0;
         let mut tile_done = || {
             done += 1;
             on_tile(done, passes)
         };
-        // Each objective layer's pooling factor and size.
-        let stride = |i: usize| 1usize << self.layers[i].poolings_before();
-        let dims = |i: usize| (self.width / stride(i), self.height / stride(i));
-        // A tile's core at objective layer `i`: in the layer's and the tile's positions.
-        let core_in_tile = |i: usize, tile: &Tile| tile.core_at(stride(i), dims(i));
-        // The region weights of a masked style term, cropped to `c` (whole-layer positions)
-        // as `[1, h·w]`.
-        let mask_crop = |sqrt: &Tensor<2>, i: usize, c: Rect| {
-            let (w, h) = dims(i);
+        // Pass 1: the whole image's sums, and from them the style loss and its slopes.
+        let Some(sums) = pass.style_sums(&mut tile_done) else {
+            return Ok(None);
+        };
+        let (style_value, slopes) = pass.style_slopes(sums)?;
+        // Pass 2: each tile's share of the gradient, and the content terms of its core.
+        let mut grad = vec![0.0f32; x.len()];
+        let mut content_value = 0.0f32;
+        for tile in &pass.tiles {
+            let g = pass.tile_gradient(tile, &slopes, &mut content_value);
+            if tile_done().is_break() {
+                return Ok(None);
+            }
+            if let Some(g) = g {
+                pass.add_tile(&mut grad, tile, &values(g, "a tile's gradient")?);
+            }
+        }
+        // Pixel terms on the whole image.
+        let (tv_value, temporal_value) = pass.pixel_terms(&mut grad)?;
+        let loss = LossParts {
+            content: content_value,
+            style: style_value,
+            tv: tv_value,
+            temporal: temporal_value,
+            total: content_value + style_value + tv_value + temporal_value,
+        };
+        Ok(Some((loss, grad)))
+    }
+}
+
+/// The core sums of one style term: `Σ w f` (`[C, 1]`, W2 only) and `Σ w f fᵀ`.
+type Sums = (Option<Tensor<2>>, Option<Tensor<2>>);
+
+/// One tiled evaluation: the objective, the point, its tiles, and what each pass needs.
+struct Passes<'o, 'a> {
+    objective: &'o Objective<'a>,
+    x: &'o [f32],
+    tiles: Vec<Tile>,
+    device: Device,
+}
+
+impl Passes<'_, '_> {
+    /// Objective layer `i`'s pooling factor.
+    fn stride(&self, i: usize) -> usize {
+        1usize << self.objective.layers[i].poolings_before()
+    }
+
+    /// Objective layer `i`'s size.
+    fn dims(&self, i: usize) -> (usize, usize) {
+        let o = self.objective;
+        (o.width / self.stride(i), o.height / self.stride(i))
+    }
+
+    /// A tile's core at objective layer `i`: in the layer's and the tile's positions.
+    fn core_in_tile(&self, i: usize, tile: &Tile) -> (Rect, Rect) {
+        tile.core_at(self.stride(i), self.dims(i))
+    }
+
+    /// The point's pixels in a tile's region, as the network's input.
+    fn tile_input(&self, tile: &Tile) -> Tensor<4> {
+        let o = self.objective;
+        crop_input(self.x, (o.width, o.height), tile.region, &self.device)
+    }
+
+    /// The core sums of style term `k` over `c` (whole-layer positions) from its cropped
+    /// features `f`: `Σ w f` (`[C, 1]`, W2 only) and `Σ w f fᵀ`, `w` being the region's
+    /// weight at each position (1 without a region).
+    fn core_sums(&self, k: usize, f: Tensor<4>, c: Rect) -> (Option<Tensor<2>>, Tensor<2>) {
+        let t = &self.objective.style[k];
+        let [_, ch, h, w] = f.dims();
+        let m = f.reshape([ch, h * w]);
+        // The region weights, cropped to `c` as `[1, h·w]`.
+        let sqrt = t.mask.as_ref().map(|(sqrt, _)| {
+            let (w, h) = self.dims(t.index);
             crop(sqrt.clone().reshape([1, 1, h, w]), c).reshape([1, c.width() * c.height()])
-        };
-        // The core sums of style term `k`: `Σ w f` (`[C, 1]`, W2 only) and `Σ w f fᵀ`, `w`
-        // being the region's weight at each position (1 without a region).
-        let core_sums = |k: usize, f: Tensor<4>, c: Rect| {
-            let t = &self.style[k];
-            let [_, ch, h, w] = f.dims();
-            let m = f.reshape([ch, h * w]);
-            let sqrt = t.mask.as_ref().map(|(sqrt, _)| mask_crop(sqrt, t.index, c));
-            let first = matches!(t.target, StyleTarget::W2(..)).then(|| match &sqrt {
-                Some(r) => m.clone().mul(r.clone().square()).sum_dim(1),
-                None => m.clone().sum_dim(1),
-            });
-            let second = loss::outer(match sqrt {
-                Some(r) => m.mul(r),
-                None => m,
-            });
-            (first, second)
-        };
+        });
+        let first = matches!(t.target, StyleTarget::W2(..)).then(|| match &sqrt {
+            Some(r) => m.clone().mul(r.clone().square()).sum_dim(1),
+            None => m.clone().sum_dim(1),
+        });
+        let second = loss::outer(match sqrt {
+            Some(r) => m.mul(r),
+            None => m,
+        });
+        (first, second)
+    }
+
+    /// Pass 1: every style term's sums over the whole image, tile by tile (`None` when
+    /// `tile_done` says stop).
+    fn style_sums(&self, tile_done: &mut dyn FnMut() -> ControlFlow<()>) -> Option<Vec<Sums>> {
+        let o = self.objective;
         let add_to = |acc: Option<Tensor<2>>, t: Tensor<2>| match acc {
             Some(a) => a.add(t),
             None => t,
         };
-
-        // Pass 1: the whole image's sums.
-        let mut sums: Vec<(Option<Tensor<2>>, Option<Tensor<2>>)> =
-            vec![(None, None); self.style.len()];
-        if !self.style.is_empty() {
-            for tile in &tiles {
-                let feats = self
-                    .net
-                    .features(crop_input(x, size, tile.region, &device), &self.layers);
-                for (k, t) in self.style.iter().enumerate() {
-                    let (c, r) = core_in_tile(t.index, tile);
-                    if c.width() == 0 || c.height() == 0 {
-                        continue;
-                    }
-                    let (first, second) = core_sums(k, crop(feats[t.index].clone(), r), c);
-                    let (f1, f2) = sums[k].clone();
-                    sums[k] = (
-                        first.map(|f| add_to(f1, f.detach())),
-                        Some(add_to(f2, second.detach())),
-                    );
+        let mut sums: Vec<Sums> = vec![(None, None); o.style.len()];
+        if o.style.is_empty() {
+            return Some(sums);
+        }
+        for tile in &self.tiles {
+            let feats = o.net.features(self.tile_input(tile), &o.layers);
+            for (k, t) in o.style.iter().enumerate() {
+                let (c, r) = self.core_in_tile(t.index, tile);
+                if c.width() == 0 || c.height() == 0 {
+                    continue;
                 }
-                if tile_done().is_break() {
-                    return Ok(None);
-                }
+                let (first, second) = self.core_sums(k, crop(feats[t.index].clone(), r), c);
+                let (f1, f2) = sums[k].clone();
+                sums[k] = (
+                    first.map(|f| add_to(f1, f.detach())),
+                    Some(add_to(f2, second.detach())),
+                );
+            }
+            if tile_done().is_break() {
+                return None;
             }
         }
-        // The style loss of the whole image, and its slopes.
+        Some(sums)
+    }
+
+    /// The style loss of the whole image from its sums, and each term's slope.
+    fn style_slopes(&self, sums: Vec<Sums>) -> Result<(f32, Vec<Option<Slope>>)> {
+        let o = self.objective;
         let mut style_value = 0.0f32;
-        let mut slopes: Vec<Option<Slope>> = Vec::with_capacity(self.style.len());
-        for (k, t) in self.style.iter().enumerate() {
-            let (first, Some(second)) = sums[k].clone() else {
+        let mut slopes: Vec<Option<Slope>> = Vec::with_capacity(o.style.len());
+        for (t, (first, second)) in o.style.iter().zip(sums) {
+            let Some(second) = second else {
                 slopes.push(None);
                 continue;
             };
-            let (w, h) = dims(t.index);
-            let weight = t.weight * self.weights.style;
+            let (w, h) = self.dims(t.index);
+            let weight = t.weight * o.weights.style;
             let (value, slope) = match (&t.target, first) {
                 (StyleTarget::Gram(target), _) => {
-                    gram_slope(second, target, t.mask.as_ref(), (w, h), self.form, weight)?
+                    gram_slope(second, target, t.mask.as_ref(), (w, h), o.form, weight)?
                 }
                 (StyleTarget::W2(target, _), Some(first)) => {
                     let area = t.mask.as_ref().map_or((w * h) as f32, |(_, a)| *a);
@@ -135,94 +202,105 @@ impl Objective<'_> {
             style_value += value;
             slopes.push(Some(slope));
         }
+        Ok((style_value, slopes))
+    }
 
-        // Pass 2: each tile's share of the gradient, and the content terms of its core.
-        let mut grad = vec![0.0f32; x.len()];
-        let mut content_value = 0.0f32;
-        let plane = self.width * self.height;
-        for tile in &tiles {
-            let input = crop_input(x, size, tile.region, &device).require_grad();
-            let feats = self.net.features(input.clone(), &self.layers);
-            let mut total: Option<Tensor<1>> = None;
-            let mut add = |l: Tensor<1>| {
-                total = Some(match total.take() {
-                    Some(acc) => acc.add(l),
-                    None => l,
-                });
+    /// Pass 2 on one tile: the gradient of its share of the style surrogate and of the
+    /// content terms of its core (`None` when it has no term); adds its content loss to
+    /// `content_value`.
+    fn tile_gradient(
+        &self,
+        tile: &Tile,
+        slopes: &[Option<Slope>],
+        content_value: &mut f32,
+    ) -> Option<Tensor<4>> {
+        let o = self.objective;
+        let input = self.tile_input(tile).require_grad();
+        let feats = o.net.features(input.clone(), &o.layers);
+        let mut total: Option<Tensor<1>> = None;
+        let mut add = |l: Tensor<1>| {
+            total = Some(match total.take() {
+                Some(acc) => acc.add(l),
+                None => l,
+            });
+        };
+        for (k, t) in o.style.iter().enumerate() {
+            let Some(slope) = &slopes[k] else { continue };
+            let (c, r) = self.core_in_tile(t.index, tile);
+            if c.width() == 0 || c.height() == 0 {
+                continue;
+            }
+            let (first, second) = self.core_sums(k, crop(feats[t.index].clone(), r), c);
+            add(second.mul(slope.second.clone()).sum());
+            if let (Some(f), Some(a)) = (first, &slope.first) {
+                add(f.mul(a.clone()).sum());
+            }
+        }
+        let mut content: Option<Tensor<1>> = None;
+        for t in &o.content {
+            let (c, r) = self.core_in_tile(t.index, tile);
+            if c.width() == 0 || c.height() == 0 {
+                continue;
+            }
+            let f = crop(feats[t.index].clone(), r);
+            let target = crop(t.target.clone(), c);
+            let mask = t.mask.as_ref().map(|m| crop(m.clone(), c));
+            let (w, h) = self.dims(t.index);
+            // The mean forms average over the whole layer, not the core.
+            let share = match o.form {
+                LossForm::Mean | LossForm::Normalized => {
+                    (c.width() * c.height()) as f32 / (w * h) as f32
+                }
+                LossForm::Paper => 1.0,
             };
-            for (k, t) in self.style.iter().enumerate() {
-                let Some(slope) = &slopes[k] else { continue };
-                let (c, r) = core_in_tile(t.index, tile);
-                if c.width() == 0 || c.height() == 0 {
-                    continue;
-                }
-                let (first, second) = core_sums(k, crop(feats[t.index].clone(), r), c);
-                add(second.mul(slope.second.clone()).sum());
-                if let (Some(f), Some(a)) = (first, &slope.first) {
-                    add(f.mul(a.clone()).sum());
-                }
-            }
-            let mut content: Option<Tensor<1>> = None;
-            for t in &self.content {
-                let (c, r) = core_in_tile(t.index, tile);
-                if c.width() == 0 || c.height() == 0 {
-                    continue;
-                }
-                let f = crop(feats[t.index].clone(), r);
-                let target = crop(t.target.clone(), c);
-                let mask = t.mask.as_ref().map(|m| crop(m.clone(), c));
-                let (w, h) = dims(t.index);
-                // The mean forms average over the whole layer, not the core.
-                let share = match self.form {
-                    LossForm::Mean | LossForm::Normalized => {
-                        (c.width() * c.height()) as f32 / (w * h) as f32
-                    }
-                    LossForm::Paper => 1.0,
-                };
-                let l = loss::content_loss(f, target, self.form, mask.as_ref())
-                    .mul_scalar(t.normaliser * share * self.weights.content);
-                content = Some(match content {
-                    Some(acc) => acc.add(l),
-                    None => l,
-                });
-            }
-            if let Some(c) = content {
-                content_value += c.clone().into_scalar::<f32>();
-                add(c);
-            }
-            let grads = total.map(|t| t.backward());
-            let g = grads.and_then(|grads| input.grad(&grads));
-            if tile_done().is_break() {
-                return Ok(None);
-            }
-            let Some(g) = g else { continue };
-            let g = values(g, "a tile's gradient")?;
-            let r = tile.region;
-            let tile_plane = r.width() * r.height();
-            for ch in 0..3 {
-                for (row, y) in (r.y0..r.y1).enumerate() {
-                    let from = ch * tile_plane + row * r.width();
-                    let to = ch * plane + y * self.width + r.x0;
-                    for (d, s) in grad[to..to + r.width()]
-                        .iter_mut()
-                        .zip(&g[from..from + r.width()])
-                    {
-                        *d += s;
-                    }
+            let l = loss::content_loss(f, target, o.form, mask.as_ref())
+                .mul_scalar(t.normaliser * share * o.weights.content);
+            content = Some(match content {
+                Some(acc) => acc.add(l),
+                None => l,
+            });
+        }
+        if let Some(c) = content {
+            *content_value += c.clone().into_scalar::<f32>();
+            add(c);
+        }
+        let grads = total.map(|t| t.backward());
+        grads.and_then(|grads| input.grad(&grads))
+    }
+
+    /// Adds a tile's gradient `g` (planar over its region) into the image's `grad`.
+    fn add_tile(&self, grad: &mut [f32], tile: &Tile, g: &[f32]) {
+        let width = self.objective.width;
+        let plane = width * self.objective.height;
+        let r = tile.region;
+        let tile_plane = r.width() * r.height();
+        for ch in 0..3 {
+            for (row, y) in (r.y0..r.y1).enumerate() {
+                let from = ch * tile_plane + row * r.width();
+                let to = ch * plane + y * width + r.x0;
+                for (d, s) in grad[to..to + r.width()]
+                    .iter_mut()
+                    .zip(&g[from..from + r.width()])
+                {
+                    *d += s;
                 }
             }
         }
+    }
 
-        // Pixel terms on the whole image.
+    /// Total variation and the temporal term on the whole image: their values, their
+    /// gradient added into `grad`.
+    fn pixel_terms(&self, grad: &mut [f32]) -> Result<(f32, f32)> {
+        let o = self.objective;
         let (mut tv_value, mut temporal_value) = (0.0, 0.0);
-        if self.weights.tv != 0.0 || self.temporal.is_some() {
+        if o.weights.tv != 0.0 || o.temporal.is_some() {
             let image = Tensor::<4>::from_data(
-                TensorData::new(x.to_vec(), [1, 3, self.height, self.width]),
-                &device,
+                TensorData::new(self.x.to_vec(), [1, 3, o.height, o.width]),
+                &self.device,
             )
             .autodiff()
             .require_grad();
-            let (tv, temporal) = self.pixel_terms(&image);
+            let (tv, temporal) = o.pixel_terms(&image);
             tv_value = tv.as_ref().map_or(0.0, |t| t.clone().into_scalar::<f32>());
             temporal_value = temporal
                 .as_ref()
@@ -236,14 +314,7 @@ impl Objective<'_> {
                 }
             }
         }
-        let loss = LossParts {
-            content: content_value,
-            style: style_value,
-            tv: tv_value,
-            temporal: temporal_value,
-            total: content_value + style_value + tv_value + temporal_value,
-        };
-        Ok(Some((loss, grad)))
+        Ok((tv_value, temporal_value))
     }
 }
 
