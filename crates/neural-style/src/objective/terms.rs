@@ -117,188 +117,23 @@ impl<'a> Objective<'a> {
         tiling: Option<&crate::objective::tiling::Tiling>,
     ) -> Result<Self> {
         let (style_masks, content_mask) = masks;
-        let device = net.device().clone();
-        let to_tensor = |x: &[f32], w: u32, h: u32| {
-            Tensor::<4>::from_data(
-                TensorData::new(x.to_vec(), [1, 3, h as usize, w as usize]),
-                &device,
-            )
-            .autodiff()
-        };
-        let at_layer = |m: &Mask, l: Layer| {
-            let (w, h) = crate::objective::mask::layer_size(l, width, height);
-            m.resized(w.max(1), h.max(1))
-        };
         let layers = config.layers();
-        // Every content and style layer is among `layers`; one that is not is a bug to
-        // report, never a term silently read from another layer.
-        let index = |l: &Layer| {
-            layers
-                .iter()
-                .position(|x| x == l)
-                .ok_or_else(|| Error::InvalidConfig {
-                    field: "layers",
-                    message: format!("{l} is not among the layers the objective computes"),
-                })
+        let size = (width, height);
+        let content_terms = match content.filter(|_| !config.content_layers().is_empty()) {
+            Some(c) => content_terms(net, config, &layers, c, content_mask, size, tiling)?,
+            None => Vec::new(),
         };
-        let mut content_terms = Vec::new();
-        if let Some(c) = content.filter(|_| !config.content_layers().is_empty()) {
-            let feats = match tiles::cuts(tiling, width, height) {
-                Some(t) => tiles::features_tiled(
-                    net,
-                    c,
-                    (width as usize, height as usize),
-                    config.content_layers(),
-                    t,
-                )?,
-                None => net.features(to_tensor(c, width, height), config.content_layers()),
+        let style_terms = if styles.is_empty() || config.style_layers().is_empty() {
+            Vec::new()
+        } else {
+            let stats = style_statistics(net, config, styles, cache, tiling)?;
+            let targets = Targets {
+                config,
+                stats: &stats,
+                device: net.device().clone(),
             };
-            for (l, f) in config.content_layers().iter().zip(feats) {
-                let f = f.detach();
-                let normaliser = loss::target_normaliser(&f, config.loss_form);
-                let mask = content_mask.map(|m| {
-                    let [_, _, h, w] = f.dims();
-                    // Scaled to mean 1, so the content term keeps its overall weight and
-                    // moves from the dark regions to the bright ones.
-                    let m = m.resized(w as u32, h as u32);
-                    let mean = (m.area() / (w * h) as f32).max(1e-6);
-                    let data: Vec<f32> = m.data.iter().map(|v| v / mean).collect();
-                    Tensor::<4>::from_data(TensorData::new(data, [1, 1, h, w]), &device).autodiff()
-                });
-                content_terms.push(ContentTerm {
-                    index: index(l)?,
-                    target: f,
-                    normaliser,
-                    mask,
-                });
-            }
-        }
-        let mut style_terms = Vec::new();
-        let style_layers = config.style_layers();
-        if !styles.is_empty() && !style_layers.is_empty() {
-            let w2 = config.style_loss == StyleLoss::W2;
-            // Per style and style layer: the Gram matrix, or the mean and second moment.
-            let stats: Vec<Vec<StyleStats>> = styles
-                .iter()
-                .map(|s| {
-                    let compute = || {
-                        if let Some(t) = tiles::cuts(tiling, s.width, s.height) {
-                            let size = (s.width as usize, s.height as usize);
-                            if w2 {
-                                let moments =
-                                    tiles::moments_tiled(net, &s.data, size, style_layers, t)?;
-                                return Ok(moments
-                                    .into_iter()
-                                    .map(|(m, s)| StyleStats::Moments(m, s))
-                                    .collect());
-                            }
-                            let grams = tiles::grams_tiled(
-                                net,
-                                &s.data,
-                                size,
-                                style_layers,
-                                t,
-                                config.loss_form,
-                            )?;
-                            return Ok(grams.into_iter().map(StyleStats::Gram).collect());
-                        }
-                        net.features(to_tensor(&s.data, s.width, s.height), style_layers)
-                            .into_iter()
-                            .map(|f| {
-                                Ok(if w2 {
-                                    let (mean, second) = feature_moments(f.detach())?;
-                                    StyleStats::Moments(mean, second)
-                                } else {
-                                    StyleStats::Gram(loss::gram(f, config.loss_form).detach())
-                                })
-                            })
-                            .collect()
-                    };
-                    match cache {
-                        Some(c) => c.get(config, s, compute),
-                        None => compute(),
-                    }
-                })
-                .collect::<Result<_>>()?;
-            let layer_weights = config.layer_weights();
-            // The target of layer `j` from styles `chosen` (index, weight), and the factor
-            // that normalises its term.
-            let target = |j: usize, chosen: &[(usize, f32)]| -> (StyleTarget, f32) {
-                if w2 {
-                    let parts: Vec<_> = chosen
-                        .iter()
-                        .filter_map(|(i, b)| match &stats[*i][j] {
-                            StyleStats::Moments(m, s) => Some((*b, m.clone(), s.clone())),
-                            StyleStats::Gram(_) => None,
-                        })
-                        .collect();
-                    let t = W2Target::from_blend(&parts);
-                    let c = t.mean.len();
-                    let normaliser = match config.loss_form {
-                        LossForm::Normalized => (1.0 / t.energy) as f32,
-                        LossForm::Mean => 1.0 / c as f32,
-                        LossForm::Paper => 1.0,
-                    };
-                    let mean =
-                        Tensor::<2>::from_data(TensorData::new(t.mean.clone(), [c, 1]), &device)
-                            .autodiff();
-                    (StyleTarget::W2(Box::new(t), mean), normaliser)
-                } else {
-                    let g = chosen
-                        .iter()
-                        .filter_map(|(i, b)| match &stats[*i][j] {
-                            StyleStats::Gram(g) => Some(g.clone().mul_scalar(*b)),
-                            StyleStats::Moments(..) => None,
-                        })
-                        .reduce(|a, b| a.add(b))
-                        .expect("at least one style");
-                    let normaliser = loss::target_normaliser(&g, config.loss_form);
-                    (StyleTarget::Gram(g), normaliser)
-                }
-            };
-            if style_masks.is_empty() {
-                // One target per layer: the blend of the styles' statistics.
-                let all: Vec<(usize, f32)> = styles
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| (i, s.blend))
-                    .collect();
-                for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
-                    let (target, normaliser) = target(j, &all);
-                    style_terms.push(StyleTerm {
-                        index: index(l)?,
-                        target,
-                        weight: w * normaliser,
-                        mask: None,
-                    });
-                }
-            } else {
-                // One target per layer and region; each region weighs its blend weight
-                // times the number of regions (1 each by default).
-                let regions = styles.len() as f32;
-                for (i, (s, m)) in styles.iter().zip(style_masks).enumerate() {
-                    for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
-                        let m = at_layer(m, *l);
-                        let area = m.area();
-                        if area < 0.5 {
-                            // The region vanishes at this resolution.
-                            continue;
-                        }
-                        let sqrt: Vec<f32> = m.data.iter().map(|v| v.sqrt()).collect();
-                        let n = sqrt.len();
-                        let sqrt = Tensor::<2>::from_data(TensorData::new(sqrt, [1, n]), &device)
-                            .autodiff();
-                        let (target, normaliser) = target(j, &[(i, 1.0)]);
-                        style_terms.push(StyleTerm {
-                            index: index(l)?,
-                            target,
-                            weight: w * normaliser * s.blend * regions,
-                            mask: Some((sqrt, area)),
-                        });
-                    }
-                }
-            }
-        }
+            targets.terms(&layers, styles, style_masks, size)?
+        };
         Ok(Self {
             net,
             layers,
@@ -441,5 +276,231 @@ impl<'a> Objective<'a> {
     /// Where the last [`Objective::evaluate`]'s time went.
     pub fn last_times(&self) -> EvaluationTimes {
         *self.times.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where layer `l` is among the objective's `layers`. Every content and style layer is
+/// among them; one that is not is a bug to report, never a term silently read from another
+/// layer.
+fn layer_index(layers: &[Layer], l: &Layer) -> Result<usize> {
+    layers
+        .iter()
+        .position(|x| x == l)
+        .ok_or_else(|| Error::InvalidConfig {
+            field: "layers",
+            message: format!("{l} is not among the layers the objective computes"),
+        })
+}
+
+/// A planar RGB image of `w` x `h` (network input) as the network's input tensor.
+fn image_tensor(x: &[f32], (w, h): (u32, u32), device: &Device) -> Tensor<4> {
+    Tensor::<4>::from_data(
+        TensorData::new(x.to_vec(), [1, 3, h as usize, w as usize]),
+        device,
+    )
+    .autodiff()
+}
+
+/// The content terms: the photo's features at each content layer (tile by tile when
+/// `tiling` cuts an image this large), each with its normaliser and the content mask at
+/// that layer's size.
+fn content_terms(
+    net: &Vgg,
+    config: &TransferConfig,
+    layers: &[Layer],
+    content: &[f32],
+    content_mask: Option<&Mask>,
+    (width, height): (u32, u32),
+    tiling: Option<&crate::objective::tiling::Tiling>,
+) -> Result<Vec<ContentTerm>> {
+    let device = net.device().clone();
+    let feats = match tiles::cuts(tiling, width, height) {
+        Some(t) => tiles::features_tiled(
+            net,
+            content,
+            (width as usize, height as usize),
+            config.content_layers(),
+            t,
+        )?,
+        None => net.features(
+            image_tensor(content, (width, height), &device),
+            config.content_layers(),
+        ),
+    };
+    let mut terms = Vec::new();
+    for (l, f) in config.content_layers().iter().zip(feats) {
+        let f = f.detach();
+        let normaliser = loss::target_normaliser(&f, config.loss_form);
+        let mask = content_mask.map(|m| {
+            let [_, _, h, w] = f.dims();
+            // Scaled to mean 1, so the content term keeps its overall weight and
+            // moves from the dark regions to the bright ones.
+            let m = m.resized(w as u32, h as u32);
+            let mean = (m.area() / (w * h) as f32).max(1e-6);
+            let data: Vec<f32> = m.data.iter().map(|v| v / mean).collect();
+            Tensor::<4>::from_data(TensorData::new(data, [1, 1, h, w]), &device).autodiff()
+        });
+        terms.push(ContentTerm {
+            index: layer_index(layers, l)?,
+            target: f,
+            normaliser,
+            mask,
+        });
+    }
+    Ok(terms)
+}
+
+/// Per style image and style layer: the Gram matrix, or (W2) the mean and second moment,
+/// from `cache` when it has them, tile by tile when `tiling` cuts an image this large.
+fn style_statistics(
+    net: &Vgg,
+    config: &TransferConfig,
+    styles: &[StyleInput],
+    cache: Option<&StyleCache>,
+    tiling: Option<&crate::objective::tiling::Tiling>,
+) -> Result<Vec<Vec<StyleStats>>> {
+    let w2 = config.style_loss == StyleLoss::W2;
+    let style_layers = config.style_layers();
+    let device = net.device().clone();
+    styles
+        .iter()
+        .map(|s| {
+            let compute = || {
+                if let Some(t) = tiles::cuts(tiling, s.width, s.height) {
+                    let size = (s.width as usize, s.height as usize);
+                    if w2 {
+                        let moments = tiles::moments_tiled(net, &s.data, size, style_layers, t)?;
+                        return Ok(moments
+                            .into_iter()
+                            .map(|(m, s)| StyleStats::Moments(m, s))
+                            .collect());
+                    }
+                    let grams =
+                        tiles::grams_tiled(net, &s.data, size, style_layers, t, config.loss_form)?;
+                    return Ok(grams.into_iter().map(StyleStats::Gram).collect());
+                }
+                net.features(
+                    image_tensor(&s.data, (s.width, s.height), &device),
+                    style_layers,
+                )
+                .into_iter()
+                .map(|f| {
+                    Ok(if w2 {
+                        let (mean, second) = feature_moments(f.detach())?;
+                        StyleStats::Moments(mean, second)
+                    } else {
+                        StyleStats::Gram(loss::gram(f, config.loss_form).detach())
+                    })
+                })
+                .collect()
+            };
+            match cache {
+                Some(c) => c.get(config, s, compute),
+                None => compute(),
+            }
+        })
+        .collect()
+}
+
+/// The style targets, made from the styles' statistics.
+struct Targets<'s> {
+    config: &'s TransferConfig,
+    /// Per style image and style layer.
+    stats: &'s [Vec<StyleStats>],
+    device: Device,
+}
+
+impl Targets<'_> {
+    /// The target of style layer `j` from styles `chosen` (index, weight), and the factor
+    /// that normalises its term.
+    fn target(&self, j: usize, chosen: &[(usize, f32)]) -> (StyleTarget, f32) {
+        let (config, stats) = (self.config, self.stats);
+        if config.style_loss == StyleLoss::W2 {
+            let parts: Vec<_> = chosen
+                .iter()
+                .filter_map(|(i, b)| match &stats[*i][j] {
+                    StyleStats::Moments(m, s) => Some((*b, m.clone(), s.clone())),
+                    StyleStats::Gram(_) => None,
+                })
+                .collect();
+            let t = W2Target::from_blend(&parts);
+            let c = t.mean.len();
+            let normaliser = match config.loss_form {
+                LossForm::Normalized => (1.0 / t.energy) as f32,
+                LossForm::Mean => 1.0 / c as f32,
+                LossForm::Paper => 1.0,
+            };
+            let mean =
+                Tensor::<2>::from_data(TensorData::new(t.mean.clone(), [c, 1]), &self.device)
+                    .autodiff();
+            (StyleTarget::W2(Box::new(t), mean), normaliser)
+        } else {
+            let g = chosen
+                .iter()
+                .filter_map(|(i, b)| match &stats[*i][j] {
+                    StyleStats::Gram(g) => Some(g.clone().mul_scalar(*b)),
+                    StyleStats::Moments(..) => None,
+                })
+                .reduce(|a, b| a.add(b))
+                .expect("at least one style");
+            let normaliser = loss::target_normaliser(&g, config.loss_form);
+            (StyleTarget::Gram(g), normaliser)
+        }
+    }
+
+    /// The style terms: without masks one a layer, the blend of the styles' statistics;
+    /// with masks one a layer and region, each region weighing its blend weight times the
+    /// number of regions (1 each by default).
+    fn terms(
+        &self,
+        layers: &[Layer],
+        styles: &[StyleInput],
+        style_masks: &[Mask],
+        (width, height): (u32, u32),
+    ) -> Result<Vec<StyleTerm>> {
+        let style_layers = self.config.style_layers();
+        let layer_weights = self.config.layer_weights();
+        let mut terms = Vec::new();
+        if style_masks.is_empty() {
+            let all: Vec<(usize, f32)> = styles
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, s.blend))
+                .collect();
+            for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
+                let (target, normaliser) = self.target(j, &all);
+                terms.push(StyleTerm {
+                    index: layer_index(layers, l)?,
+                    target,
+                    weight: w * normaliser,
+                    mask: None,
+                });
+            }
+            return Ok(terms);
+        }
+        let regions = styles.len() as f32;
+        for (i, (s, m)) in styles.iter().zip(style_masks).enumerate() {
+            for (j, (l, w)) in style_layers.iter().zip(&layer_weights).enumerate() {
+                let (lw, lh) = crate::objective::mask::layer_size(*l, width, height);
+                let m = m.resized(lw.max(1), lh.max(1));
+                let area = m.area();
+                if area < 0.5 {
+                    // The region vanishes at this resolution.
+                    continue;
+                }
+                let sqrt: Vec<f32> = m.data.iter().map(|v| v.sqrt()).collect();
+                let n = sqrt.len();
+                let sqrt =
+                    Tensor::<2>::from_data(TensorData::new(sqrt, [1, n]), &self.device).autodiff();
+                let (target, normaliser) = self.target(j, &[(i, 1.0)]);
+                terms.push(StyleTerm {
+                    index: layer_index(layers, l)?,
+                    target,
+                    weight: w * normaliser * s.blend * regions,
+                    mask: Some((sqrt, area)),
+                });
+            }
+        }
+        Ok(terms)
     }
 }
