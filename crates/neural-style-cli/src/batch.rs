@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use neural_style::{Image, Inputs};
+use indicatif::{MultiProgress, ProgressBar};
+use neural_style::{Image, Inputs, Network};
 
 use crate::cli::{BatchArgs, RunArgs};
 use crate::config::RunJob;
@@ -16,6 +17,9 @@ use crate::progress::{overall_bar, print_above, run_under};
 use crate::runner::{
     Signals, describe, interrupted, job_plan, load_image, load_network, save_options, set_threads,
 };
+
+/// A photo, a style and the result's path.
+pub type Pair = (PathBuf, PathBuf, PathBuf);
 
 /// File extensions taken from a folder.
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "tga"];
@@ -98,38 +102,66 @@ pub fn refuse_single_run_flags(a: &RunArgs, command: &str, resumes: &str) -> Res
     Ok(())
 }
 
-/// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
-/// 130/143 when interrupted.
-pub fn run(args: BatchArgs) -> Result<u8> {
-    let a: RunArgs = args.run;
-    let spec = a
-        .content
-        .clone()
-        .context("--content is required: a folder, a quoted glob like 'photos/*.jpg', or a file")?;
-    let dir = a
-        .output
-        .clone()
-        .context("--output is required: the folder for the results")?;
-    refuse_single_run_flags(&a, "batch", "a batch resumes by skipping finished results")?;
+/// Checks that `dir` can take the results of a command of many runs and creates it: not a
+/// file, and not the folder of one of `inputs` (results written among the inputs would be
+/// taken for inputs by the next run; `inputs_are` names them).
+pub fn results_folder(dir: &Path, inputs: &[PathBuf], inputs_are: &str) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
-        bail!("{}: --output must be a folder in a batch", dir.display());
-    }
-    let contents = expand(&spec)?;
-    // Results written among the photos would be taken for photos by the next run.
-    if let Some(c) = contents.iter().find(|c| same_folder(c, &dir)) {
         bail!(
-            "{}: --output is the folder of the photos ({}); choose another folder so the results are not taken for photos",
-            dir.display(),
-            c.display()
+            "{}: --output must be a folder for the results",
+            dir.display()
         );
     }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
-    let pairs: Vec<(PathBuf, PathBuf, PathBuf)> = contents
+    if let Some(f) = inputs.iter().find(|f| same_folder(f, dir)) {
+        bail!(
+            "{}: --output is the folder of the {inputs_are} ({}); choose another folder, so that the results are not taken for {inputs_are}",
+            dir.display(),
+            f.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the folder", dir.display()))
+}
+
+/// What a command of many runs (`batch`, `video`) opens once for all of them: the thread
+/// pool, the network (described above the bar), the Ctrl-C and SIGTERM handlers, and the
+/// overall bar.
+pub struct ManyRuns {
+    /// The network every run uses.
+    pub net: Network,
+    /// Set when the user asks to stop.
+    pub signals: Signals,
+    /// The bars: each run's under the overall one.
+    pub multi: MultiProgress,
+    /// The overall bar, one step a run.
+    pub overall: ProgressBar,
+}
+
+impl ManyRuns {
+    /// Opens them for `count` runs of `template`, the bar drawn from `bar`.
+    pub fn open(template: &RunJob, bar: &str, count: usize) -> Result<Self> {
+        set_threads(template.threads)?;
+        let (net, weights) = load_network(template)?;
+        let signals = Signals::install()?;
+        let (multi, overall) = overall_bar(template.quiet, bar, count);
+        print_above(&overall, &describe(&net, template, &weights));
+        Ok(Self {
+            net,
+            signals,
+            multi,
+            overall,
+        })
+    }
+}
+
+/// Every photo with every style, each pair with its result's path in `dir`; two pairs that
+/// would write the same file are refused.
+fn pairs_of(contents: &[PathBuf], styles: &[PathBuf], dir: &Path) -> Result<Vec<Pair>> {
+    let pairs: Vec<Pair> = contents
         .iter()
-        .flat_map(|c| a.style.iter().map(move |s| (c.clone(), s.clone())))
+        .flat_map(|c| styles.iter().map(move |s| (c.clone(), s.clone())))
         .map(|(c, s)| {
-            let out = output_name(&dir, &c, &s);
+            let out = output_name(dir, &c, &s);
             (c, s, out)
         })
         .collect();
@@ -145,6 +177,46 @@ pub fn run(args: BatchArgs) -> Result<u8> {
             );
         }
     }
+    Ok(pairs)
+}
+
+/// One pair's run: its plan and the run under the batch's bars; a failure is the pair's
+/// (the batch goes on), said in one line that names it.
+fn run_pair(
+    job: &RunJob,
+    net: &Network,
+    multi: &MultiProgress,
+    signals: &Signals,
+    content: Image,
+    style: Image,
+) -> Result<neural_style::Output, String> {
+    let inputs = Inputs {
+        content: Some(content),
+        styles: vec![style],
+        ..Inputs::default()
+    };
+    let c = job.content.as_deref().unwrap_or(Path::new("")).display();
+    let s = job.styles[0].display();
+    let plan = job_plan(job, net, inputs).map_err(|e| format!("{c}: {e:#}"))?;
+    run_under(multi, net, job, &plan, &signals.interrupted).map_err(|e| format!("{c} × {s}: {e}"))
+}
+
+/// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
+/// 130/143 when interrupted.
+pub fn run(args: BatchArgs) -> Result<u8> {
+    let a: RunArgs = args.run;
+    let spec = a
+        .content
+        .clone()
+        .context("--content is required: a folder, a quoted glob like 'photos/*.jpg', or a file")?;
+    let dir = a
+        .output
+        .clone()
+        .context("--output is required: the folder for the results")?;
+    refuse_single_run_flags(&a, "batch", "a batch resumes by skipping finished results")?;
+    let contents = expand(&spec)?;
+    results_folder(&dir, &contents, "photos")?;
+    let pairs = pairs_of(&contents, &a.style, &dir)?;
     // One check of every flag, as for a single run of the first pair.
     let template = RunJob::from_args(RunArgs {
         content: Some(contents[0].clone()),
@@ -161,16 +233,14 @@ pub fn run(args: BatchArgs) -> Result<u8> {
             .context("--queue needs --store: where the workers find the images")?;
         return crate::batch_queue::run(&template, &pairs, queue, store, args.detach);
     }
-    set_threads(template.threads)?;
-    let (net, weights) = load_network(&template)?;
-    let signals = Signals::install()?;
-    let (multi, overall) = overall_bar(
-        template.quiet,
-        "batch {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
-        pairs.len(),
-    );
+    let bar = "batch {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}";
+    let ManyRuns {
+        net,
+        signals,
+        multi,
+        overall,
+    } = ManyRuns::open(&template, bar, pairs.len())?;
     let say = |line: &str| print_above(&overall, line);
-    say(&describe(&net, &template, &weights));
     let load = |p: &Path| load_image(p, template.decoding);
     // Each style is read once; a bad one skips its pairs.
     let mut failed: Vec<String> = Vec::new();
@@ -223,33 +293,15 @@ pub fn run(args: BatchArgs) -> Result<u8> {
                 continue;
             }
         };
-        let inputs = Inputs {
-            content: Some(content),
-            styles: vec![style],
-            ..Inputs::default()
-        };
         let job = RunJob {
             output: out.clone(),
             content: Some(c.clone()),
             styles: vec![s.clone()],
             ..template.clone()
         };
-        let plan = match job_plan(&job, &net, inputs) {
-            Ok(plan) => plan,
-            Err(e) => {
-                let e = format!("{}: {e:#}", c.display());
-                say(&format!("error: {e}"));
-                failed.push(e);
-                failed_pairs += 1;
-                overall.inc(1);
-                continue;
-            }
-        };
-        let result = run_under(&multi, &net, &job, &plan, &signals.interrupted);
-        let output = match result {
+        let output = match run_pair(&job, &net, &multi, &signals, content, style) {
             Ok(o) => o,
             Err(e) => {
-                let e = format!("{} × {}: {e}", c.display(), s.display());
                 say(&format!("error: {e}"));
                 failed.push(e);
                 failed_pairs += 1;

@@ -15,6 +15,7 @@ use neural_style_web::queue::{Engine, RemoteJobs, Store, Upload};
 use neural_style_web::{JobSettings, Status};
 use sha2::{Digest, Sha256};
 
+use crate::batch::Pair;
 use crate::config::RunJob;
 use crate::progress::overall_bar;
 use crate::runner::Signals;
@@ -23,9 +24,6 @@ use crate::runner::Signals;
 const OWNER: &str = "neural-style-batch";
 /// How often the batch looks at its jobs while it waits.
 const POLL: Duration = Duration::from_millis(300);
-
-/// One pair: photo, painting, result file.
-pub type Pair = (PathBuf, PathBuf, PathBuf);
 
 /// Queues the pairs whose result is missing and, unless `detach`, waits for them.
 pub fn run(

@@ -10,12 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use neural_style::{Image, Init, Inputs};
 
+use crate::batch::{ManyRuns, results_folder};
 use crate::cli::{RunArgs, VideoArgs};
 use crate::config::{RunJob, flag_error, not_allowed};
-use crate::progress::{overall_bar, print_above, run_under};
-use crate::runner::{
-    Signals, describe, interrupted, job_plan, load_image, load_network, set_threads,
-};
+use crate::progress::run_under;
+use crate::runner::{interrupted, job_plan, load_image};
 
 /// Output extensions encoded as a video.
 const VIDEO_EXTENSIONS: &[&str] = &["mp4", "mkv", "webm", "mov", "avi"];
@@ -80,7 +79,7 @@ fn frame_path(dir: &Path, i: usize) -> PathBuf {
 
 /// Runs the video job; exit 0 when every frame is done, 130/143 when interrupted.
 pub fn run(args: VideoArgs) -> Result<u8> {
-    let a: RunArgs = args.run;
+    let a: RunArgs = args.run.clone();
     let input = a
         .content
         .clone()
@@ -109,12 +108,6 @@ pub fn run(args: VideoArgs) -> Result<u8> {
     } else {
         output.clone()
     };
-    if out_dir.exists() && !out_dir.is_dir() {
-        bail!(
-            "{}: must be a folder for the result frames",
-            out_dir.display()
-        );
-    }
     if encode && output.exists() {
         bail!(
             "{}: already exists; remove it or choose another name (the frames in {} are kept and reused)",
@@ -122,26 +115,175 @@ pub fn run(args: VideoArgs) -> Result<u8> {
             out_dir.display()
         );
     }
-    // The input frames: a folder as it is, a video decoded into a folder beside the output.
-    // A video is decoded into a folder beside the output, removed once the job is done.
-    let mut decoded: Option<PathBuf> = None;
-    let (frame_files, fps_in) = if input.is_dir() {
-        let frames = crate::batch::expand(&input)?;
-        // Result frames are named frame_NNNNNN.png: among the input frames they could
-        // replace one, and the next run would take them for input.
-        if let Some(f) = frames
-            .iter()
-            .find(|f| crate::batch::same_folder(f, &out_dir))
-        {
+    let frames = InputFrames::open(&input, &out_dir)?;
+    let template = RunJob::from_args(RunArgs {
+        content: Some(frames.files[0].clone()),
+        output: Some(frame_path(&out_dir, 0)),
+        ..a.clone()
+    })?;
+    let bar = "frame {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}";
+    let runs = ManyRuns::open(&template, bar, frames.files.len())?;
+    let load = |p: &Path| load_image(p, template.decoding);
+    let styles: Vec<Image> = template
+        .styles
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<_, _>>()?;
+    let temporal = !args.no_temporal && args.temporal_weight > 0.0;
+    let started = Instant::now();
+    let (mut computed, mut skipped) = (0usize, 0usize);
+    // Only the frame before and its result are kept: a long video does not fill memory.
+    let mut before: Option<(Image, Image)> = None;
+    let mut flicker = neural_style::video::guide::Flicker::new(0.02);
+    let mut step = |before: &mut Option<(Image, Image)>, frame: Image, result: Image| {
+        if let Some((f0, r0)) = before.as_ref() {
+            flicker.add(f0, r0, &frame, &result);
+        }
+        *before = Some((frame, result));
+    };
+    for (i, file) in frames.files.iter().enumerate() {
+        let frame = load(file)?;
+        let out = frame_path(&out_dir, i);
+        if out.exists() {
+            let done = load(&out).with_context(|| {
+                format!(
+                    "{}: cannot read this finished frame; delete it to redo it",
+                    out.display()
+                )
+            })?;
+            step(&mut before, frame, done);
+            skipped += 1;
+            runs.overall.inc(1);
+            continue;
+        }
+        let guide = before.as_ref().filter(|_| temporal);
+        let (config, inputs) = frame_settings(&template, &args, &frame, &styles, guide);
+        let job = RunJob {
+            output: out.clone(),
+            content: Some(file.clone()),
+            config: config.check(styles.len()).map_err(flag_error)?,
+            ..template.clone()
+        };
+        let plan = job_plan(&job, &runs.net, inputs)?;
+        let result = run_under(
+            &runs.multi,
+            &runs.net,
+            &job,
+            &plan,
+            &runs.signals.interrupted,
+        );
+        let output = result.with_context(|| format!("{}", file.display()))?;
+        if interrupted(&output, &runs.signals) {
+            let partial = crate::config::partial_path(&out);
+            output.image.save(&partial)?;
+            runs.overall.finish_and_clear();
+            eprintln!(
+                "interrupted at frame {}: its best image so far is in {}; run the same command again to go on ({} of {} frames done)",
+                i + 1,
+                partial.display(),
+                i,
+                frames.files.len()
+            );
+            return Ok(runs.signals.exit_code());
+        }
+        output.image.save(&out)?;
+        let _ = std::fs::remove_file(crate::config::partial_path(&out));
+        computed += 1;
+        step(&mut before, frame, output.image);
+        runs.overall.inc(1);
+    }
+    runs.overall.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let per_frame = if computed > 0 {
+        format!(", {:.1} s per frame", secs / computed as f64)
+    } else {
+        String::new()
+    };
+    let flicker = flicker
+        .value()
+        .map_or("no still pixels".into(), |f| format!("{f:.4}"));
+    eprintln!(
+        "video: {} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
+        frames.files.len(),
+        if temporal { "on" } else { "off" }
+    );
+    if encode {
+        let fps = args.fps.or(frames.fps).unwrap_or(25.0);
+        encode_frames(&out_dir, &output, fps)?;
+        eprintln!("wrote {} ({fps} frames per second)", output.display());
+    } else {
+        eprintln!("wrote the frames to {}", out_dir.display());
+    }
+    frames.remove_decoded();
+    Ok(0)
+}
+
+/// A frame's settings and inputs: the template's, and with the result before it (`guide`:
+/// the frame before and its result, when the temporal term is on) a start from that result
+/// warped along the motion, the temporal term, one stage and `--frame-iterations`.
+fn frame_settings(
+    template: &RunJob,
+    args: &VideoArgs,
+    frame: &Image,
+    styles: &[Image],
+    guide: Option<&(Image, Image)>,
+) -> (neural_style::TransferConfig, Inputs) {
+    let mut config = template.config.get().clone();
+    config.temporal_weight = args.temporal_weight;
+    let mut inputs = Inputs {
+        content: Some(frame.clone()),
+        styles: styles.to_vec(),
+        ..Inputs::default()
+    };
+    if let Some((prev_frame, prev_result)) = guide {
+        let guide = neural_style::video::guide::temporal_guide(prev_frame, frame, prev_result);
+        // Start from the warped result, at full size (coarse-to-fine would blur it).
+        inputs.init = Some(guide.previous.clone());
+        inputs.temporal = Some(guide);
+        config.init = Init::Image;
+        config.coarse_to_fine = false;
+        config.stage_sides = None;
+        if let Some(n) = args.frame_iterations {
+            config.iterations = n;
+        }
+    }
+    (config, inputs)
+}
+
+/// The frames a video job reads: a folder's images as they are, or a video file decoded
+/// into a folder beside the output, removed once the job is done.
+struct InputFrames {
+    /// The frames, in order.
+    files: Vec<PathBuf>,
+    /// The video's frame rate, when ffprobe tells it.
+    fps: Option<f32>,
+    /// The folder a video was decoded into.
+    decoded: Option<PathBuf>,
+}
+
+impl InputFrames {
+    /// The frames of `input` (a folder or a video file) for results in `out_dir`, which is
+    /// checked and created.
+    fn open(input: &Path, out_dir: &Path) -> Result<Self> {
+        if input.is_dir() {
+            let files = crate::batch::expand(input)?;
+            // Result frames are named frame_NNNNNN.png: among the input frames they could
+            // replace one, and the next run would take them for input.
+            results_folder(out_dir, &files, "input frames")?;
+            return Ok(Self {
+                files,
+                fps: None,
+                decoded: None,
+            });
+        }
+        if !input.is_file() {
             bail!(
-                "{}: the result frames would go into the folder of the input frames ({}); choose another output",
-                out_dir.display(),
-                f.display()
+                "{}: no such file or folder (--content takes a video file or a folder of frames)",
+                input.display()
             );
         }
-        (frames, None)
-    } else if input.is_file() {
-        let mut d = out_dir.clone().into_os_string();
+        results_folder(out_dir, &[], "input frames")?;
+        let mut d = out_dir.as_os_str().to_owned();
         d.push(".input");
         let dir = PathBuf::from(d);
         std::fs::create_dir_all(&dir)
@@ -159,153 +301,42 @@ pub fn run(args: VideoArgs) -> Result<u8> {
             ],
         )
         .with_context(|| format!("{}: cannot decode the video", input.display()))?;
-        decoded = Some(dir.clone());
-        (crate::batch::expand(&dir)?, probe_fps(&input))
-    } else {
-        bail!(
-            "{}: no such file or folder (--content takes a video file or a folder of frames)",
-            input.display()
-        );
-    };
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("{}: cannot create the folder", out_dir.display()))?;
-    let template = RunJob::from_args(RunArgs {
-        content: Some(frame_files[0].clone()),
-        output: Some(frame_path(&out_dir, 0)),
-        ..a.clone()
-    })?;
-    set_threads(template.threads)?;
-    let (net, weights) = load_network(&template)?;
-    let load = |p: &Path| load_image(p, template.decoding);
-    let styles: Vec<Image> = template
-        .styles
-        .iter()
-        .map(|p| load(p))
-        .collect::<Result<_, _>>()?;
-    let signals = Signals::install()?;
-    let (multi, overall) = overall_bar(
-        template.quiet,
-        "frame {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}",
-        frame_files.len(),
-    );
-    let say = |line: &str| print_above(&overall, line);
-    say(&describe(&net, &template, &weights));
-    let temporal = !args.no_temporal && args.temporal_weight > 0.0;
-    let started = Instant::now();
-    let (mut computed, mut skipped) = (0usize, 0usize);
-    // Only the frame before and its result are kept: a long video does not fill memory.
-    let mut before: Option<(Image, Image)> = None;
-    let mut flicker = neural_style::video::guide::Flicker::new(0.02);
-    let mut step = |before: &mut Option<(Image, Image)>, frame: Image, result: Image| {
-        if let Some((f0, r0)) = before.as_ref() {
-            flicker.add(f0, r0, &frame, &result);
-        }
-        *before = Some((frame, result));
-    };
-    for (i, file) in frame_files.iter().enumerate() {
-        let frame = load(file)?;
-        let out = frame_path(&out_dir, i);
-        if out.exists() {
-            let done = load(&out).with_context(|| {
-                format!(
-                    "{}: cannot read this finished frame; delete it to redo it",
-                    out.display()
-                )
-            })?;
-            step(&mut before, frame, done);
-            skipped += 1;
-            overall.inc(1);
-            continue;
-        }
-        let mut config = template.config.get().clone();
-        config.temporal_weight = args.temporal_weight;
-        let mut inputs = Inputs {
-            content: Some(frame.clone()),
-            styles: styles.clone(),
-            ..Inputs::default()
-        };
-        if let (true, Some((prev_frame, prev_result))) = (temporal, before.as_ref()) {
-            let guide = neural_style::video::guide::temporal_guide(prev_frame, &frame, prev_result);
-            // Start from the warped result, at full size (coarse-to-fine would blur it).
-            inputs.init = Some(guide.previous.clone());
-            inputs.temporal = Some(guide);
-            config.init = Init::Image;
-            config.coarse_to_fine = false;
-            config.stage_sides = None;
-            if let Some(n) = args.frame_iterations {
-                config.iterations = n;
-            }
-        }
-        let job = RunJob {
-            output: out.clone(),
-            content: Some(file.clone()),
-            config: config.check(styles.len()).map_err(flag_error)?,
-            ..template.clone()
-        };
-        let plan = job_plan(&job, &net, inputs)?;
-        let result = run_under(&multi, &net, &job, &plan, &signals.interrupted);
-        let output = result.with_context(|| format!("{}", file.display()))?;
-        if interrupted(&output, &signals) {
-            let partial = crate::config::partial_path(&out);
-            output.image.save(&partial)?;
-            overall.finish_and_clear();
-            eprintln!(
-                "interrupted at frame {}: its best image so far is in {}; run the same command again to go on ({} of {} frames done)",
-                i + 1,
-                partial.display(),
-                i,
-                frame_files.len()
-            );
-            return Ok(signals.exit_code());
-        }
-        output.image.save(&out)?;
-        let _ = std::fs::remove_file(crate::config::partial_path(&out));
-        computed += 1;
-        step(&mut before, frame, output.image);
-        overall.inc(1);
+        Ok(Self {
+            files: crate::batch::expand(&dir)?,
+            fps: probe_fps(input),
+            decoded: Some(dir),
+        })
     }
-    overall.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let per_frame = if computed > 0 {
-        format!(", {:.1} s per frame", secs / computed as f64)
-    } else {
-        String::new()
-    };
-    let flicker = flicker
-        .value()
-        .map_or("no still pixels".into(), |f| format!("{f:.4}"));
-    eprintln!(
-        "video: {} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
-        frame_files.len(),
-        if temporal { "on" } else { "off" }
-    );
-    if encode {
-        let fps = args.fps.or(fps_in).unwrap_or(25.0);
-        let pattern = out_dir.join("frame_%06d.png");
-        tool(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-n",
-                "-framerate",
-                &format!("{fps}"),
-                "-i",
-                &pattern.to_string_lossy(),
-                "-pix_fmt",
-                "yuv420p",
-                "-vf",
-                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-                &output.to_string_lossy(),
-            ],
-        )
-        .with_context(|| format!("{}: cannot encode the video", output.display()))?;
-        eprintln!("wrote {} ({fps} frames per second)", output.display());
-    } else {
-        eprintln!("wrote the frames to {}", out_dir.display());
+
+    /// Removes the folder a video was decoded into.
+    fn remove_decoded(self) {
+        if let Some(dir) = self.decoded {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
-    if let Some(dir) = decoded {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    Ok(0)
+}
+
+/// Encodes the result frames in `out_dir` into the video `output` at `fps` (H.264 in
+/// yuv420p, sides padded to even numbers; an existing `output` is never replaced).
+fn encode_frames(out_dir: &Path, output: &Path, fps: f32) -> Result<()> {
+    let pattern = out_dir.join("frame_%06d.png");
+    tool(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-n",
+            "-framerate",
+            &format!("{fps}"),
+            "-i",
+            &pattern.to_string_lossy(),
+            "-pix_fmt",
+            "yuv420p",
+            "-vf",
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            &output.to_string_lossy(),
+        ],
+    )
+    .with_context(|| format!("{}: cannot encode the video", output.display()))?;
+    Ok(())
 }
