@@ -370,6 +370,127 @@ fn fit_for_job(image: Image, longest: u32) -> Image {
     }
 }
 
+/// A job's form, read from its multipart body as it streams in: the settings, the photo and
+/// the styles (decoded, within the server's limits), and, for the queue across machines,
+/// the uploads as sent. A body that is not multipart gets axum's own refusal.
+struct JobForm {
+    settings: JobSettings,
+    content: Image,
+    styles: Vec<Image>,
+    /// The photo as sent (kept only for the queue across machines).
+    content_bytes: Vec<u8>,
+    /// The styles as sent (likewise).
+    style_bytes: Vec<Vec<u8>>,
+}
+
+impl axum::extract::FromRequest<Arc<AppState>> for JobForm {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let form = Multipart::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Self::read(state, form)
+            .await
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+impl JobForm {
+    async fn read(s: &AppState, mut form: Multipart) -> ApiResult<Self> {
+        let mut settings = JobSettings::default();
+        let mut content = None;
+        let mut styles = Vec::new();
+        let remote = s.jobs.is_remote();
+        let mut content_bytes = Vec::new();
+        let mut style_bytes = Vec::new();
+        while let Some(field) = form.next_field().await.map_err(|e| upload_error(s, e))? {
+            let name = field.name().unwrap_or_default().to_string();
+            let content_type = field.content_type().map(str::to_string);
+            match name.as_str() {
+                "settings" => {
+                    let text = field.text().await.map_err(|e| upload_error(s, e))?;
+                    settings = serde_json::from_str(&text).map_err(|e| {
+                        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("settings: {e}"))
+                    })?;
+                }
+                "content" | "style" => {
+                    if name == "style" && styles.len() >= s.limits.max_styles {
+                        return Err(ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("at most {} style images", s.limits.max_styles),
+                        ));
+                    }
+                    let bytes = field
+                        .bytes()
+                        .await
+                        .map_err(|e| upload_error(s, e))?
+                        .to_vec();
+                    let kept = if remote { bytes.clone() } else { Vec::new() };
+                    let image = decode_upload(s, &name, content_type.as_deref(), bytes).await?;
+                    if name == "content" {
+                        content = Some(image);
+                        content_bytes = kept;
+                    } else {
+                        styles.push(image);
+                        style_bytes.push(kept);
+                    }
+                }
+                other => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!(
+                            "unknown form field `{}` (expected content, style, settings)",
+                            crate::access::echo(other)
+                        ),
+                    ));
+                }
+            }
+        }
+        let content = content.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "content: a photo is needed",
+            )
+        })?;
+        if styles.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "style: at least one style image is needed",
+            ));
+        }
+        Ok(Self {
+            settings,
+            content,
+            styles,
+            content_bytes,
+            style_bytes,
+        })
+    }
+}
+
+/// A body that could not be read: too large (413, saying the limit), or cut or malformed
+/// (400: the client's fault, not the 500 the extractor reports).
+fn upload_error(s: &AppState, e: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = format!(
+            "the upload is larger than the {} MB allowed",
+            s.limits.max_upload_bytes >> 20
+        );
+        return ApiError::new(status, message);
+    }
+    let status = if status.is_server_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    ApiError::new(status, format!("bad upload: {}", e.body_text()))
+}
+
 /// `POST /api/jobs`: multipart with `content` (one image), `style` (one or more images)
 /// and `settings` (JSON, optional). Answers 201 with the job.
 // Without the queue, the uploads as sent and the idempotency key go unread.
@@ -379,84 +500,15 @@ async fn submit(
     Client(owner): Client,
     access: Option<axum::Extension<AccessName>>,
     headers: axum::http::HeaderMap,
-    mut form: Multipart,
+    form: JobForm,
 ) -> ApiResult<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>)> {
-    let mut settings = JobSettings::default();
-    let mut content = None;
-    let mut styles = Vec::new();
-    let remote = s.jobs.is_remote();
-    // The uploads as sent, for the workers of the queue across machines.
-    let mut content_bytes = Vec::new();
-    let mut style_bytes = Vec::new();
-    let too_large = |e: axum::extract::multipart::MultipartError| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            let message = format!(
-                "the upload is larger than the {} MB allowed",
-                s.limits.max_upload_bytes >> 20
-            );
-            return ApiError::new(status, message);
-        }
-        // A body that cannot be read (a malformed chunk, a cut connection) is the client's
-        // fault, not ours: 400, not the 500 the extractor reports.
-        let status = if status.is_server_error() {
-            StatusCode::BAD_REQUEST
-        } else {
-            status
-        };
-        ApiError::new(status, format!("bad upload: {}", e.body_text()))
-    };
-    while let Some(field) = form.next_field().await.map_err(too_large)? {
-        let name = field.name().unwrap_or_default().to_string();
-        let content_type = field.content_type().map(str::to_string);
-        match name.as_str() {
-            "settings" => {
-                let text = field.text().await.map_err(too_large)?;
-                settings = serde_json::from_str(&text).map_err(|e| {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("settings: {e}"))
-                })?;
-            }
-            "content" | "style" => {
-                if name == "style" && styles.len() >= s.limits.max_styles {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("at most {} style images", s.limits.max_styles),
-                    ));
-                }
-                let bytes = field.bytes().await.map_err(too_large)?.to_vec();
-                let kept = if remote { bytes.clone() } else { Vec::new() };
-                let image = decode_upload(&s, &name, content_type.as_deref(), bytes).await?;
-                if name == "content" {
-                    content = Some(image);
-                    content_bytes = kept;
-                } else {
-                    styles.push(image);
-                    style_bytes.push(kept);
-                }
-            }
-            other => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!(
-                        "unknown form field `{}` (expected content, style, settings)",
-                        crate::access::echo(other)
-                    ),
-                ));
-            }
-        }
-    }
-    let content = content.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "content: a photo is needed",
-        )
-    })?;
-    if styles.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "style: at least one style image is needed",
-        ));
-    }
+    let JobForm {
+        settings,
+        content,
+        styles,
+        content_bytes,
+        style_bytes,
+    } = form;
     let plan = plan_job(
         &s.net,
         &s.base,
