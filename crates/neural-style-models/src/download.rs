@@ -88,6 +88,19 @@ pub fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
+/// Whether a request failed because the server's certificate is not trusted (rustls's
+/// verdict, which ureq passes on inside an I/O error).
+fn untrusted_certificate(e: &ureq::Error) -> bool {
+    let rustls_error = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(rustls_error, Some(rustls::Error::InvalidCertificate(_)))
+}
+
 impl Downloader {
     fn agent(&self) -> ureq::Agent {
         ureq::Agent::config_builder()
@@ -96,6 +109,12 @@ impl Downloader {
             .timeout_per_read(Some(self.stall_timeout))
             .http_status_as_error(false)
             .user_agent(concat!("neural-style/", env!("CARGO_PKG_VERSION")))
+            // The system's trust store (and SSL_CERT_FILE), not a bundle of our own.
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
             .build()
             .into()
     }
@@ -197,6 +216,12 @@ impl Downloader {
         }
         let mut response = match request.call() {
             Ok(r) => r,
+            // A certificate this machine does not trust stays untrusted: no retry.
+            Err(e) if untrusted_certificate(&e) => {
+                return Attempt::GiveUp(format!(
+                    "{e} (the server's certificate is not trusted here; trust a certificate authority of your own with SSL_CERT_FILE=ca.pem)"
+                ));
+            }
             Err(e) => return retry(e.to_string()),
         };
         let status = response.status().as_u16();

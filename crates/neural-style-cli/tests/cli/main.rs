@@ -91,3 +91,66 @@ impl Scene {
         run(&args)
     }
 }
+
+/// A certificate authority of the test's own (`ca.pem`) and a certificate it signed for
+/// localhost and 127.0.0.1 (`server.pem`, `server.key`), made in `dir` by openssl; false
+/// when openssl is not installed.
+pub fn test_certificates(dir: &str) -> bool {
+    let at = |name: &str| format!("{dir}/{name}");
+    let san = at("san.ext");
+    std::fs::write(&san, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let subject = |cn: &str| format!("/CN={cn}");
+    for args in [
+        vec![
+            "req".into(),
+            "-x509".into(),
+            "-newkey".into(),
+            "rsa:2048".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "1".into(),
+            "-subj".into(),
+            subject("test-ca"),
+            "-keyout".into(),
+            at("ca.key"),
+            "-out".into(),
+            at("ca.pem"),
+        ],
+        vec![
+            "req".into(),
+            "-newkey".into(),
+            "rsa:2048".into(),
+            "-nodes".into(),
+            "-subj".into(),
+            subject("localhost"),
+            "-keyout".into(),
+            at("server.key"),
+            "-out".into(),
+            at("server.csr"),
+        ],
+        vec![
+            "x509".into(),
+            "-req".into(),
+            "-days".into(),
+            "1".into(),
+            "-CAcreateserial".into(),
+            "-in".into(),
+            at("server.csr"),
+            "-CA".into(),
+            at("ca.pem"),
+            "-CAkey".into(),
+            at("ca.key"),
+            "-out".into(),
+            at("server.pem"),
+            "-extfile".into(),
+            san.clone(),
+        ],
+    ] {
+        let args: Vec<String> = args;
+        let Ok(o) = Command::new("openssl").args(&args).output() else {
+            return false;
+        };
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    }
+    true
+}

@@ -469,64 +469,13 @@ fn the_queue_works_over_tls_with_a_password_that_no_log_shows() {
     let dir = s.p("tls");
     std::fs::create_dir_all(&dir).unwrap();
     let at = |name: &str| format!("{dir}/{name}");
-    // A certificate authority of the test's own and a certificate for localhost.
-    let san = at("san.ext");
-    std::fs::write(&san, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    for args in [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=test-ca",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain(["-keyout".into(), at("ca.key"), "-out".into(), at("ca.pem")])
-        .collect::<Vec<_>>(),
-        vec![
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain([
-            "-keyout".into(),
-            at("server.key"),
-            "-out".into(),
-            at("server.csr"),
-        ])
-        .collect(),
-        vec!["x509", "-req", "-days", "1", "-CAcreateserial"]
-            .into_iter()
-            .map(String::from)
-            .chain(["-in".into(), at("server.csr"), "-CA".into(), at("ca.pem")])
-            .chain([
-                "-CAkey".into(),
-                at("ca.key"),
-                "-out".into(),
-                at("server.pem"),
-            ])
-            .chain(["-extfile".into(), san.clone()])
-            .collect(),
-    ] {
-        let Ok(o) = Command::new("openssl").args(&args).output() else {
-            assert!(
-                std::env::var("NEURAL_STYLE_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "NEURAL_STYLE_REQUIRE_REDIS=1 but openssl (for the TLS test) is not installed"
-            );
-            eprintln!("NOTICE: openssl is not installed; the TLS queue test is skipped");
-            return;
-        };
-        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    if !crate::test_certificates(&dir) {
+        assert!(
+            std::env::var("NEURAL_STYLE_REQUIRE_REDIS").as_deref() != Ok("1"),
+            "NEURAL_STYLE_REQUIRE_REDIS=1 but openssl (for the TLS test) is not installed"
+        );
+        eprintln!("NOTICE: openssl is not installed; the TLS queue test is skipped");
+        return;
     }
     let password = "s3cret-queue-password";
     let extra = [

@@ -141,3 +141,68 @@ fn a_failed_model_download_says_how_to_import_by_hand() {
     );
     assert!(!Path::new(&s.p("x.png")).exists());
 }
+
+#[test]
+fn model_downloads_trust_the_certificate_authority_in_ssl_cert_file() {
+    // An HTTPS mirror on 127.0.0.1 (openssl s_server) whose certificate a test authority
+    // signed: refused as unknown without SSL_CERT_FILE, trusted with it (the mirror then
+    // sends its 12 bytes).
+    let s = Scene::new();
+    let dir = s.p("tls");
+    std::fs::create_dir_all(format!("{dir}/models")).unwrap();
+    if !test_certificates(&dir) {
+        assert!(
+            std::env::var("NEURAL_STYLE_REQUIRE_REDIS").as_deref() != Ok("1"),
+            "openssl (for the TLS download test) is not installed"
+        );
+        eprintln!("NOTICE: openssl is not installed; the TLS download test is skipped");
+        return;
+    }
+    std::fs::write(format!("{dir}/models/vgg19-dcbb9e9d.pth"), "not a model\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-WWW", "-accept", &port.to_string()])
+        .args(["-cert", "server.pem", "-key", "server.key"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed().as_secs() < 20, "s_server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let download = |ca: Option<&str>| {
+        let mut c = bin();
+        c.args(["weights", "fetch", "vgg19"])
+            .args(["--cache-dir", &s.p("cache")])
+            .env(
+                "NEURAL_STYLE_MIRROR",
+                format!("https://127.0.0.1:{port}/models"),
+            )
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(ca) = ca {
+            c.env("SSL_CERT_FILE", ca);
+        }
+        c.output().unwrap()
+    };
+    let untrusted = download(None);
+    let trusted = download(Some(&format!("{dir}/ca.pem")));
+    let _ = server.kill();
+    let _ = server.wait();
+    // Refused at once (an untrusted certificate is not retried), with the way out.
+    assert_clean_error(&untrusted, &["invalid peer certificate", "SSL_CERT_FILE"]);
+    assert!(
+        !stderr(&untrusted).contains("retry"),
+        "{}",
+        stderr(&untrusted)
+    );
+    // Trusted: the bytes arrive (the server sends 12 and closes).
+    assert_clean_error(&trusted, &["the connection closed after 12 of"]);
+}
