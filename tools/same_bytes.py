@@ -44,6 +44,38 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def checkpoint_state(path):
+    """The SHA-256 of a checkpoint's state apart from its header's layout: every tensor
+    (name, shape, bytes) but the best loss, and the metadata but the checksum, with the
+    stage under one name and the best loss's four terms as numbers. Checkpoints that differ
+    only in how the header names things (the stage key `scale` then `stage`; the best loss
+    as a tensor then as JSON) give the same value."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = dict(header.pop("__metadata__", {}))
+    meta.pop("checksum", None)
+    meta["stage"] = meta.pop("stage", meta.pop("scale", None))
+    best = meta.pop("best_loss", None)
+    if best is not None:
+        terms = json.loads(best)
+        best = [terms[k] for k in ("total", "content", "style", "tv")]
+    h = hashlib.sha256()
+    for name in sorted(header):
+        info = header[name]
+        begin, end = info["data_offsets"]
+        raw = data[8 + n + begin:8 + n + end]
+        if name == "best_loss":
+            best = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+            continue
+        h.update(f"{name}{info['shape']}".encode() + raw)
+    h.update(json.dumps(sorted(meta.items())).encode())
+    h.update(struct.pack("<4f", *best) if best else b"")
+    return h.hexdigest()
+
+
 def mask_png(path, w, h, left):
     """A black and white PNG: white on the left half (or the right when `left` is False)."""
     import struct
@@ -80,6 +112,9 @@ class Runner:
                     self.results[f"{name}/{f}"] = sha(os.path.join(out, f))
             else:
                 self.results[f"{name}/{os.path.basename(out)}"] = sha(out)
+                if out.endswith(".ckpt"):
+                    self.results[f"{name}/{os.path.basename(out)} (state)"] = \
+                        checkpoint_state(out)
         print(f"{name}: {self.seconds.get(name, '-')} s", flush=True)
 
 

@@ -201,6 +201,63 @@ fn run_pair(
     run_under(multi, net, job, &plan, &signals.interrupted).map_err(|e| format!("{c} × {s}: {e}"))
 }
 
+/// A batch's images: each style read once, at the start; each photo once, before its first
+/// pair. One that cannot be read is said once (to `bad`) and its pairs are skipped.
+struct Images {
+    decoding: neural_style::Decoding,
+    styles: Vec<(PathBuf, Result<Image, String>)>,
+    /// The photo of the pairs being run.
+    current: Option<(PathBuf, Result<Image, String>)>,
+}
+
+impl Images {
+    fn new(
+        styles: &[PathBuf],
+        decoding: neural_style::Decoding,
+        bad: &mut dyn FnMut(&str),
+    ) -> Self {
+        let styles: Vec<(PathBuf, Result<Image, String>)> = styles
+            .iter()
+            .map(|p| {
+                (
+                    p.clone(),
+                    load_image(p, decoding).map_err(|e| format!("{e:#}")),
+                )
+            })
+            .collect();
+        for (_, r) in &styles {
+            if let Err(e) = r {
+                bad(e);
+            }
+        }
+        Self {
+            decoding,
+            styles,
+            current: None,
+        }
+    }
+
+    /// The photo `c` and the style `s` of a pair, or `None` when either cannot be read.
+    fn pair(&mut self, c: &Path, s: &Path, bad: &mut dyn FnMut(&str)) -> Option<(Image, Image)> {
+        let style = match self.styles.iter().find(|(p, _)| p == s).map(|(_, r)| r) {
+            Some(Ok(img)) => img.clone(),
+            Some(Err(_)) => return None,
+            None => unreachable!("every style was loaded"),
+        };
+        if self.current.as_ref().is_none_or(|(p, _)| p != c) {
+            let loaded = load_image(c, self.decoding).map_err(|e| format!("{e:#}"));
+            if let Err(e) = &loaded {
+                bad(e);
+            }
+            self.current = Some((c.to_path_buf(), loaded));
+        }
+        match self.current.as_ref().map(|(_, r)| r) {
+            Some(Ok(content)) => Some((content.clone(), style)),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the batch and prints a summary; exit 0 when every pair is done, 1 when some failed,
 /// 130/143 when interrupted.
 pub fn run(args: BatchArgs) -> Result<u8> {
@@ -241,23 +298,13 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         overall,
     } = ManyRuns::open(&template, bar, pairs.len())?;
     let say = |line: &str| print_above(&overall, line);
-    let load = |p: &Path| load_image(p, template.decoding);
-    // Each style is read once; a bad one skips its pairs.
     let mut failed: Vec<String> = Vec::new();
-    let styles: Vec<(PathBuf, Result<Image, String>)> = a
-        .style
-        .iter()
-        .map(|p| (p.clone(), load(p).map_err(|e| format!("{e:#}"))))
-        .collect();
-    for (_, r) in &styles {
-        if let Err(e) = r {
-            say(&format!("error: {e} (skipping its pairs)"));
-            failed.push(e.clone());
-        }
-    }
+    let mut images = Images::new(&a.style, template.decoding, &mut |e: &str| {
+        say(&format!("error: {e} (skipping its pairs)"));
+        failed.push(e.to_string());
+    });
     let started = Instant::now();
     let (mut done, mut skipped, mut failed_pairs) = (0usize, 0usize, 0usize);
-    let mut current: Option<(PathBuf, Result<Image, String>)> = None;
     for (c, s, out) in &pairs {
         overall.set_message(format!("{} × {}", stem(c), stem(s)));
         if out.exists() {
@@ -267,31 +314,14 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         }
         let partial = crate::config::partial_path(out);
         let _ = std::fs::remove_file(&partial);
-        let style = match styles.iter().find(|(p, _)| p == s).map(|(_, r)| r) {
-            Some(Ok(img)) => img.clone(),
-            Some(Err(_)) => {
-                failed_pairs += 1;
-                overall.inc(1);
-                continue;
-            }
-            None => unreachable!("every style was loaded"),
+        let bad = &mut |e: &str| {
+            say(&format!("error: {e} (skipping its pairs)"));
+            failed.push(e.to_string());
         };
-        // Each photo is read once, before its first pair.
-        if current.as_ref().is_none_or(|(p, _)| p != c) {
-            let loaded = load(c).map_err(|e| format!("{e:#}"));
-            if let Err(e) = &loaded {
-                say(&format!("error: {e} (skipping its pairs)"));
-                failed.push(e.clone());
-            }
-            current = Some((c.clone(), loaded));
-        }
-        let content = match current.as_ref().map(|(_, r)| r) {
-            Some(Ok(img)) => img.clone(),
-            _ => {
-                failed_pairs += 1;
-                overall.inc(1);
-                continue;
-            }
+        let Some((content, style)) = images.pair(c, s, bad) else {
+            failed_pairs += 1;
+            overall.inc(1);
+            continue;
         };
         let job = RunJob {
             output: out.clone(),

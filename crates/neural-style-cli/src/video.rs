@@ -164,18 +164,8 @@ pub fn run(args: VideoArgs) -> Result<u8> {
             config: config.check(styles.len()).map_err(flag_error)?,
             ..template.clone()
         };
-        let plan = job_plan(&job, &runs.net, inputs)?;
-        let result = run_under(
-            &runs.multi,
-            &runs.net,
-            &job,
-            &plan,
-            &runs.signals.interrupted,
-        );
-        let output = result.with_context(|| format!("{}", file.display()))?;
-        if interrupted(&output, &runs.signals) {
+        let Some(image) = run_frame(&runs, &job, inputs)? else {
             let partial = crate::config::partial_path(&out);
-            output.image.save(&partial)?;
             runs.overall.finish_and_clear();
             eprintln!(
                 "interrupted at frame {}: its best image so far is in {}; run the same command again to go on ({} of {} frames done)",
@@ -185,27 +175,18 @@ pub fn run(args: VideoArgs) -> Result<u8> {
                 frames.files.len()
             );
             return Ok(runs.signals.exit_code());
-        }
-        output.image.save(&out)?;
-        let _ = std::fs::remove_file(crate::config::partial_path(&out));
+        };
         computed += 1;
-        step(&mut before, frame, output.image);
+        step(&mut before, frame, image);
         runs.overall.inc(1);
     }
     runs.overall.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let per_frame = if computed > 0 {
-        format!(", {:.1} s per frame", secs / computed as f64)
-    } else {
-        String::new()
-    };
-    let flicker = flicker
-        .value()
-        .map_or("no still pixels".into(), |f| format!("{f:.4}"));
-    eprintln!(
-        "video: {} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
+    report(
         frames.files.len(),
-        if temporal { "on" } else { "off" }
+        (computed, skipped),
+        started,
+        flicker.value(),
+        temporal,
     );
     if encode {
         let fps = args.fps.or(frames.fps).unwrap_or(25.0);
@@ -216,6 +197,52 @@ pub fn run(args: VideoArgs) -> Result<u8> {
     }
     frames.remove_decoded();
     Ok(0)
+}
+
+/// Runs one frame's job and writes its result; `None` when the run was interrupted (its
+/// best image so far is then in the `.partial` file beside the result).
+fn run_frame(runs: &ManyRuns, job: &RunJob, inputs: Inputs) -> Result<Option<Image>> {
+    let plan = job_plan(job, &runs.net, inputs)?;
+    let result = run_under(
+        &runs.multi,
+        &runs.net,
+        job,
+        &plan,
+        &runs.signals.interrupted,
+    );
+    let file = job.content.as_deref().unwrap_or(Path::new(""));
+    let output = result.with_context(|| format!("{}", file.display()))?;
+    if interrupted(&output, &runs.signals) {
+        output
+            .image
+            .save(&crate::config::partial_path(&job.output))?;
+        return Ok(None);
+    }
+    output.image.save(&job.output)?;
+    let _ = std::fs::remove_file(crate::config::partial_path(&job.output));
+    Ok(Some(output.image))
+}
+
+/// Prints the job's last line: frames computed and skipped, the time, the flicker and
+/// whether the temporal term was on.
+fn report(
+    frames: usize,
+    (computed, skipped): (usize, usize),
+    started: Instant,
+    flicker: Option<f32>,
+    temporal: bool,
+) {
+    let secs = started.elapsed().as_secs_f64();
+    let per_frame = if computed > 0 {
+        format!(", {:.1} s per frame", secs / computed as f64)
+    } else {
+        String::new()
+    };
+    let flicker = flicker.map_or("no still pixels".into(), |f| format!("{f:.4}"));
+    eprintln!(
+        "video: {frames} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
+        if temporal { "on" } else { "off" }
+    );
 }
 
 /// A frame's settings and inputs: the template's, and with the result before it (`guide`:

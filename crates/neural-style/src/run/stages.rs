@@ -10,9 +10,10 @@ use crate::config::{Init, OptimizerKind, TransferConfig};
 use crate::error::{Error, Result};
 use crate::image::color::{PreserveColors, keep_luminance, match_histogram};
 use crate::image::io::Image;
-use crate::objective::parts::LossParts;
+use crate::objective::parts::{EvaluationTimes, LossParts};
 use crate::objective::statistics::StyleInput;
 use crate::objective::terms::Objective;
+use crate::objective::tiling::Tiling;
 use crate::run::checkpoint::Checkpoint;
 use crate::run::events::{Event, Observer, Output};
 use crate::run::inputs::{Inputs, noise_image};
@@ -166,6 +167,115 @@ struct Progress {
     initial_h_diag: Option<f32>,
 }
 
+/// The optimiser of a stage, as the settings choose it.
+struct Optimiser<'c> {
+    config: &'c TransferConfig,
+    evaluations: usize,
+    /// L-BFGS's first step: the curvature scale carried from the previous stage.
+    initial_h_diag: Option<f32>,
+    /// The network's input units per 0..1 pixel step (Adam's step is in pixels).
+    pixel_range: f32,
+}
+
+impl Optimiser<'_> {
+    /// Minimises `f` from `x`: L-BFGS (continuing from `resume`, `on_iteration` at each
+    /// iteration) or Adam.
+    fn minimize(
+        &self,
+        x: &mut [f32],
+        f: &mut impl crate::run::optim::Differentiable,
+        resume: Option<LbfgsState>,
+        on_iteration: &mut dyn FnMut(&mut LbfgsState) -> ControlFlow<()>,
+    ) -> crate::run::optim::Outcome {
+        let config = self.config;
+        match config.optimizer {
+            OptimizerKind::Lbfgs => {
+                let mut lbfgs =
+                    Lbfgs::new(self.evaluations, config.lbfgs_history, config.line_search);
+                lbfgs.safeguard = config.safeguard;
+                lbfgs.initial_h_diag = self.initial_h_diag;
+                lbfgs.minimize_resumable(x, f, resume, on_iteration)
+            }
+            OptimizerKind::Adam => Adam::new(
+                config.learning_rate / 255.0 * self.pixel_range,
+                self.evaluations,
+            )
+            .minimize(x, f),
+        }
+    }
+}
+
+/// One evaluation of a stage's objective at `x` (evaluation number `evaluation`): by tiles
+/// when `tiling` is given, each tile pass shown to the observer, else whole; with where its
+/// time went. `None` when the observer stopped it between tiles.
+fn evaluate(
+    objective: &Objective<'_>,
+    tiling: Option<&Tiling>,
+    x: &[f32],
+    evaluation: usize,
+    observer: &mut dyn Observer,
+) -> Result<Option<(LossParts, Vec<f32>, EvaluationTimes)>> {
+    let Some(tiling) = tiling else {
+        let (parts, grad) = objective.evaluate(x)?;
+        return Ok(Some((parts, grad, objective.last_times())));
+    };
+    let started = std::time::Instant::now();
+    let evaluated = objective.evaluate_tiled_observed(x, tiling, &mut |done, of| {
+        observer.on_event(&Event::Tile {
+            evaluation,
+            done,
+            of,
+        })
+    })?;
+    // A tiled evaluation is timed whole only.
+    let times = EvaluationTimes {
+        total: started.elapsed(),
+        ..Default::default()
+    };
+    Ok(evaluated.map(|(parts, grad)| (parts, grad, times)))
+}
+
+/// What a stage's checkpoints record besides the optimiser's state, and how often.
+struct Checkpointing<'p> {
+    /// L-BFGS iterations between checkpoints (0: none).
+    every: usize,
+    fingerprint: &'p str,
+    network: &'p str,
+    stage: usize,
+    /// Evaluations made at earlier stages.
+    done: usize,
+}
+
+impl Checkpointing<'_> {
+    /// At every `every`-th L-BFGS iteration, the run's state as a [`Checkpoint`] for the
+    /// observer. The state and the best image are moved into it and back, not copied: at
+    /// print sizes they are as large as the rest of the run.
+    fn offer(
+        &self,
+        state: &mut LbfgsState,
+        best: &mut Option<(LossParts, Vec<f32>)>,
+        observer: &mut dyn Observer,
+    ) -> ControlFlow<()> {
+        if self.every == 0 || state.n_iter == 0 || !state.n_iter.is_multiple_of(self.every) {
+            return ControlFlow::Continue(());
+        }
+        let checkpoint = Checkpoint {
+            fingerprint: self.fingerprint.to_string(),
+            weights: self.network.to_string(),
+            stage: self.stage,
+            done: self.done,
+            best: best.take(),
+            lbfgs: std::mem::take(state),
+        };
+        let flow = observer.on_event(&Event::Checkpoint {
+            checkpoint: &checkpoint,
+        });
+        *state = checkpoint.lbfgs;
+        *best = checkpoint.best;
+        flow
+    }
+}
+
 /// A stage that kept no best image: stopped before its first evaluation finished (between
 /// the tiles of a long one), it gives the image it started from, whose loss is not known;
 /// otherwise every evaluation was not finite, and the run diverged.
@@ -263,8 +373,6 @@ fn run_stage(
         initial_h_diag,
     } = progress;
     let config = plan.config();
-    let checkpoint_every = plan.checkpoints.every;
-    let fingerprint = &plan.checkpoints.fingerprint;
     let conv = net.convention;
     let Stage {
         width,
@@ -287,37 +395,20 @@ fn run_stage(
         let mut best = best.borrow_mut();
         count += 1;
         let evaluation = done + count;
-        let evaluation_started = std::time::Instant::now();
-        let evaluated = match &tiling {
-            Some(t) => objective.evaluate_tiled_observed(x, t, &mut |done, of| {
-                observer.on_event(&Event::Tile {
-                    evaluation,
-                    done,
-                    of,
-                })
-            }),
-            None => objective.evaluate(x).map(Some),
-        };
-        let (parts, grad) = match evaluated {
-            Ok(Some(evaluated)) => evaluated,
-            // Stopped between tiles: this evaluation never happened.
-            Ok(None) => {
-                count -= 1;
-                return ControlFlow::Break(());
-            }
-            Err(e) => {
-                failed = Some(e);
-                return ControlFlow::Break(());
-            }
-        };
+        let (parts, grad, times) =
+            match evaluate(&objective, tiling.as_ref(), x, evaluation, &mut **observer) {
+                Ok(Some(evaluated)) => evaluated,
+                // Stopped between tiles: this evaluation never happened.
+                Ok(None) => {
+                    count -= 1;
+                    return ControlFlow::Break(());
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    return ControlFlow::Break(());
+                }
+            };
         last = parts;
-        let times = match tiling {
-            Some(_) => crate::objective::parts::EvaluationTimes {
-                total: evaluation_started.elapsed(),
-                ..Default::default()
-            },
-            None => objective.last_times(),
-        };
         let finite = parts.total.is_finite() && grad.iter().all(|g| g.is_finite());
         if !finite {
             non_finite_at.get_or_insert(done + count);
@@ -347,43 +438,24 @@ fn run_stage(
         }
         ControlFlow::Continue((parts.total, grad))
     };
+    let checkpoints = Checkpointing {
+        every: plan.checkpoints.every,
+        fingerprint: &plan.checkpoints.fingerprint,
+        network: &plan.network,
+        stage: index,
+        done,
+    };
     let mut on_iteration = |state: &mut LbfgsState| -> ControlFlow<()> {
-        if checkpoint_every == 0
-            || state.n_iter == 0
-            || !state.n_iter.is_multiple_of(checkpoint_every)
-        {
-            return ControlFlow::Continue(());
-        }
-        // The state is moved into the checkpoint and back, not copied: at print sizes it is
-        // as large as the rest of the run.
-        let checkpoint = Checkpoint {
-            fingerprint: fingerprint.to_string(),
-            weights: plan.network.clone(),
-            stage: index,
-            done,
-            best: best.borrow_mut().take(),
-            lbfgs: std::mem::take(state),
-        };
-        let flow = observer.borrow_mut().on_event(&Event::Checkpoint {
-            checkpoint: &checkpoint,
-        });
-        *state = checkpoint.lbfgs;
-        *best.borrow_mut() = checkpoint.best;
-        flow
+        let mut best = best.borrow_mut();
+        checkpoints.offer(state, &mut best, &mut **observer.borrow_mut())
     };
-    let outcome = match config.optimizer {
-        OptimizerKind::Lbfgs => {
-            let mut lbfgs = Lbfgs::new(evaluations, config.lbfgs_history, config.line_search);
-            lbfgs.safeguard = config.safeguard;
-            lbfgs.initial_h_diag = initial_h_diag;
-            lbfgs.minimize_resumable(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration)
-        }
-        OptimizerKind::Adam => Adam::new(
-            config.learning_rate / 255.0 * conv.pixel_range(),
-            evaluations,
-        )
-        .minimize(&mut x, &mut f),
-    };
+    let outcome = Optimiser {
+        config,
+        evaluations,
+        initial_h_diag,
+        pixel_range: conv.pixel_range(),
+    }
+    .minimize(&mut x, &mut f, resume.map(|c| c.lbfgs), &mut on_iteration);
     if let Some(e) = failed {
         return Err(e);
     }
