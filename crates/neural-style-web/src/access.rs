@@ -230,8 +230,7 @@ impl AccessTokens {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_credentials);
         let given = bearer.or_else(|| cookie_value(headers, ACCESS_COOKIE))?;
         self.name_of_token(given)
     }
@@ -280,6 +279,15 @@ pub fn valid_token(token: &str) -> bool {
         && token
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The credentials of an `Authorization` value of the Bearer scheme, whose name is
+/// case-insensitive (RFC 9110, section 11.1): `Bearer`, `bearer` and `BEARER` alike.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
 }
 
 /// The client token of a request: the `X-Client-Token` header, else the cookie.
@@ -404,6 +412,16 @@ mod tests {
         .unwrap();
         let bearer = headers(&[("authorization", "Bearer fedcba9876543210fedc")]);
         assert_eq!(tokens.name_of(&bearer), Some("bob"));
+        // The scheme's name is case-insensitive (RFC 9110); the token is not.
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let value = format!("{scheme} fedcba9876543210fedc");
+            let given = headers(&[("authorization", &value)]);
+            assert_eq!(tokens.name_of(&given), Some("bob"), "{scheme}");
+        }
+        let upper = headers(&[("authorization", "Bearer FEDCBA9876543210FEDC")]);
+        assert_eq!(tokens.name_of(&upper), None);
+        let basic = headers(&[("authorization", "Basic fedcba9876543210fedc")]);
+        assert_eq!(tokens.name_of(&basic), None);
         let cookie = format!("{ACCESS_COOKIE}=0123456789abcdef0123");
         assert_eq!(
             tokens.name_of(&headers(&[("cookie", &cookie)])),
