@@ -688,3 +688,32 @@ fn os_errors_are_said_once() {
         assert_eq!(err.matches("os error").count(), 1, "{err}");
     }
 }
+
+/// `--resume` from a pipe refused at once (opening it would wait for a writer forever), and
+/// from a folder with what it is, not "shorter than a header".
+#[cfg(unix)]
+#[test]
+fn resume_from_a_pipe_or_a_folder_is_refused_at_once() {
+    let s = Scene::new();
+    let pipe = s.p("pipe.ckpt");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&pipe)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let folder = s.p("folder.ckpt");
+    std::fs::create_dir(&folder).unwrap();
+    let w = tiny_weights().to_string_lossy().into_owned();
+    for resume in [&pipe, &folder] {
+        let o = Command::new("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_neural-style"))
+            .args(["-c", &s.p("content.png"), "-s", &s.p("style.png"), "-w", &w])
+            .args(["-n", "2", "-o", &s.p("out.png"), "--resume", resume])
+            .output()
+            .unwrap();
+        assert_clean_error(&o, &[resume, "not a regular file"]);
+    }
+}

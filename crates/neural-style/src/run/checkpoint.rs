@@ -246,6 +246,14 @@ impl Checkpoint {
     /// (`scale`, a `best_loss` tensor of four) read the same.
     pub fn load(path: &Path) -> Result<Self> {
         let io = |e| Error::io(path, e);
+        // A pipe would block the open until a writer comes, and a folder or a device is
+        // no checkpoint: only regular files are read.
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(bad(
+                path,
+                "not a regular file (a folder, device, pipe or socket): give the checkpoint file",
+            ));
+        }
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut file = std::io::BufReader::with_capacity(1 << 20, file);
