@@ -27,6 +27,8 @@ pub struct Reporter {
     loss: String,
     /// Where checkpoints are written.
     pub checkpoint: Option<PathBuf>,
+    /// How many checkpoints this run wrote.
+    pub checkpoints_written: usize,
     /// The first error met while writing a log line or snapshot.
     pub error: Option<anyhow::Error>,
     /// Whether snapshots are written next to the output (`--save-every`); off when they
@@ -122,6 +124,7 @@ impl Reporter {
             tiles: 1,
             loss: String::new(),
             checkpoint: None,
+            checkpoints_written: 0,
             error: None,
             write_snapshots: true,
             silent: false,
@@ -248,10 +251,13 @@ impl Observer for Reporter {
                     .set_message(format!("{}{sep}tile pass {done}/{of}", self.loss));
             }
             Event::Checkpoint { checkpoint } => {
-                if let Some(path) = &self.checkpoint
-                    && let Err(e) = checkpoint.save(path)
-                {
-                    self.error.get_or_insert(e.into());
+                if let Some(path) = &self.checkpoint {
+                    match checkpoint.save(path) {
+                        Ok(()) => self.checkpoints_written += 1,
+                        Err(e) => {
+                            self.error.get_or_insert(e.into());
+                        }
+                    }
                 }
             }
             Event::Snapshot { evaluation, image } if self.write_snapshots => {

@@ -105,11 +105,21 @@ pub fn run(args: RunArgs) -> Result<u8> {
             output.evaluations,
             partial.display()
         );
-        if let Some((p, _)) = &job.checkpoint {
-            eprintln!(
-                "continue with the same flags and --resume {} (from its last checkpoint)",
+        // Only a checkpoint this run wrote, or the one it resumed from, can be resumed.
+        match &job.checkpoint {
+            Some((p, _))
+                if reporter.checkpoints_written > 0 || job.resume.as_deref() == Some(p) =>
+            {
+                eprintln!(
+                    "continue with the same flags and --resume {} (from its last checkpoint)",
+                    p.display()
+                );
+            }
+            Some((p, every)) => eprintln!(
+                "no checkpoint was written before the stop (the first comes after {every} L-BFGS iterations), so {} cannot be resumed; run the same command to start again",
                 p.display()
-            );
+            ),
+            None => {}
         }
         return Ok(signals.exit_code());
     }

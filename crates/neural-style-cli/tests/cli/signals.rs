@@ -5,9 +5,10 @@ use std::path::Path;
 
 use super::*;
 
-/// Starts a long run logging to `sig.jsonl` and waits until it has logged 3 evaluations.
+/// Starts a long run (with `extra` flags) logging to `sig.jsonl` and waits until it has
+/// logged 3 evaluations.
 #[cfg(unix)]
-fn start_long_run(s: &Scene) -> std::process::Child {
+fn start_long_run(s: &Scene, extra: &[&str]) -> std::process::Child {
     let log = s.p("sig.jsonl");
     let w = tiny_weights();
     let child = bin()
@@ -27,6 +28,7 @@ fn start_long_run(s: &Scene) -> std::process::Child {
             "-o",
             &s.p("sig.png"),
         ])
+        .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -44,9 +46,9 @@ fn start_long_run(s: &Scene) -> std::process::Child {
 /// Starts a long run, waits for a few evaluations in its log, sends `signal` with `kill`,
 /// and returns its exit status and stderr.
 #[cfg(unix)]
-fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) {
+fn interrupt_run(s: &Scene, signal: &str, extra: &[&str]) -> (std::process::ExitStatus, String) {
     use std::io::Read;
-    let mut child = start_long_run(s);
+    let mut child = start_long_run(s, extra);
     let killed = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -68,7 +70,7 @@ fn interrupt_run(s: &Scene, signal: &str) -> (std::process::ExitStatus, String) 
 fn sigint_sigterm_and_sighup_save_the_best_image_and_exit_130_143_and_129() {
     for (signal, code) in [("-INT", 130), ("-TERM", 143), ("-HUP", 129)] {
         let s = Scene::new();
-        let (status, err) = interrupt_run(&s, signal);
+        let (status, err) = interrupt_run(&s, signal, &[]);
         assert_eq!(status.code(), Some(code), "{signal}: {err}");
         assert!(!err.contains("panicked"), "{err}");
         let partial = s.p("sig.partial.png");
@@ -183,7 +185,7 @@ fn a_run_killed_with_sigterm_resumes_from_its_checkpoint_on_the_same_curve() {
 #[test]
 fn a_log_in_use_by_another_run_is_refused() {
     let s = Scene::new();
-    let mut first = start_long_run(&s);
+    let mut first = start_long_run(&s, &[]);
     let log = s.p("sig.jsonl");
     let w = tiny_weights();
     let (c, st, out) = (s.p("content.png"), s.p("style.png"), s.p("second.png"));
@@ -221,4 +223,19 @@ fn a_log_in_use_by_another_run_is_refused() {
         assert!(entry.is_object());
     }
     assert!(!Path::new(&out).exists());
+}
+
+/// Stopped before its first checkpoint, a run does not advise `--resume` from a file it
+/// never wrote (issue 43, D11).
+#[cfg(unix)]
+#[test]
+fn a_run_stopped_before_its_first_checkpoint_does_not_advise_resuming() {
+    let s = Scene::new();
+    let ckpt = s.p("never.ckpt");
+    let extra = ["--checkpoint", &ckpt, "--checkpoint-every", "100000"];
+    let (status, err) = interrupt_run(&s, "-TERM", &extra);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(!Path::new(&ckpt).exists());
+    assert!(!err.contains("--resume"), "{err}");
+    assert!(err.contains("no checkpoint was written"), "{err}");
 }
