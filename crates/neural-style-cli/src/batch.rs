@@ -300,7 +300,10 @@ pub fn run(args: BatchArgs) -> Result<u8> {
     let say = |line: &str| print_above(&overall, line);
     let mut failed: Vec<String> = Vec::new();
     let mut images = Images::new(&a.style, template.decoding, &mut |e: &str| {
-        say(&format!("error: {e} (skipping its pairs)"));
+        say(&format!(
+            "error: {} (skipping its pairs)",
+            crate::printable(e)
+        ));
         failed.push(e.to_string());
     });
     let started = Instant::now();
@@ -315,7 +318,10 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         let partial = crate::config::partial_path(out);
         let _ = std::fs::remove_file(&partial);
         let bad = &mut |e: &str| {
-            say(&format!("error: {e} (skipping its pairs)"));
+            say(&format!(
+                "error: {} (skipping its pairs)",
+                crate::printable(e)
+            ));
             failed.push(e.to_string());
         };
         let Some((content, style)) = images.pair(c, s, bad) else {
@@ -332,7 +338,7 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         let output = match run_pair(&job, &net, &multi, &signals, content, style) {
             Ok(o) => o,
             Err(e) => {
-                say(&format!("error: {e}"));
+                say(&format!("error: {}", crate::printable(&e)));
                 failed.push(e);
                 failed_pairs += 1;
                 overall.inc(1);
@@ -369,7 +375,7 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         started.elapsed().as_secs_f64(),
     );
     for f in &failed {
-        eprintln!("  failed: {f}");
+        eprintln!("  failed: {}", crate::printable(f));
     }
     Ok(if failed_pairs == 0 { 0 } else { 1 })
 }

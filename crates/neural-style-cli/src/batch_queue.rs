@@ -145,7 +145,7 @@ pub fn run(
         failed.len()
     );
     for f in &failed {
-        eprintln!("  failed: {f}");
+        eprintln!("  failed: {}", crate::printable(f));
     }
     Ok(if failed.is_empty() { 0 } else { 1 })
 }

@@ -54,8 +54,31 @@ where
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             2
         }
+    }
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\n`, ...), for lines that carry
+/// names from outside (file names, uploads): an escape sequence in a file name must not
+/// reach the terminal, and a newline must not break the one-line error.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::printable("a\u{1b}[31mb\nc é"), "a\\u{1b}[31mb\\nc é");
     }
 }

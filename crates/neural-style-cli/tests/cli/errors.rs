@@ -717,3 +717,25 @@ fn resume_from_a_pipe_or_a_folder_is_refused_at_once() {
         assert_clean_error(&o, &[resume, "not a regular file"]);
     }
 }
+
+/// A file name with a terminal escape sequence or a newline is printed escaped: the error
+/// stays one line and nothing reaches the terminal raw (issue 43, D14).
+#[test]
+fn control_characters_in_file_names_are_escaped_in_errors() {
+    let s = Scene::new();
+    let w = tiny_weights().to_string_lossy().into_owned();
+    let evil = s.p("\u{1b}[2J\nred.png");
+    let o = run(&[
+        "-c",
+        &evil,
+        "-s",
+        &s.p("style.png"),
+        "-w",
+        &w,
+        "-o",
+        &s.p("o.png"),
+    ]);
+    let err = stderr(&o);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert_clean_error(&o, &["\\u{1b}[2J\\nred.png"]);
+}
