@@ -203,6 +203,10 @@ impl RunJob {
         if let Some(c) = &checkpoint {
             refuse_overwriting_inputs(&[("--checkpoint", c)], None, &inputs)?;
         }
+        let mut ours: Vec<(&str, &Path)> = vec![("--output", &output)];
+        ours.extend(a.log.as_deref().map(|p| ("--log", p)));
+        ours.extend(checkpoint.as_deref().map(|p| ("--checkpoint", p)));
+        refuse_colliding_outputs(&ours, snapshots)?;
         Ok(Self {
             config,
             content: a.content,
@@ -442,6 +446,45 @@ pub fn refuse_overwriting_inputs(
 
 /// Whether `path` is (or links to) a name `--save-every every` writes for `output`:
 /// `OUT_NNNN.EXT` in the output's folder, NNNN a multiple of `every`.
+/// Refuses two of a run's files that are one (`--log x --checkpoint x`, `--log o.png -o
+/// o.png`), and a file that a `--save-every` snapshot would replace: the later write
+/// would lose the earlier.
+pub fn refuse_colliding_outputs(
+    written: &[(&str, &Path)],
+    snapshots: Option<(&Path, usize)>,
+) -> Result<()> {
+    for (i, (flag, path)) in written.iter().enumerate() {
+        if let Some((other, _)) = written[..i].iter().find(|(_, p)| same_place(p, path)) {
+            bail!(
+                "{}: {flag} and {other} name the same file; give each its own",
+                path.display()
+            );
+        }
+        if let Some((output, every)) = snapshots
+            && *flag != "--output"
+            && is_snapshot_name(path, output, every)
+        {
+            bail!(
+                "{}: {flag} would be replaced by a --save-every {every} snapshot of {}; choose another name",
+                path.display(),
+                output.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file, existing or not: the same file, or the same name in
+/// the same folder.
+fn same_place(a: &Path, b: &Path) -> bool {
+    let folder = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
+        _ => Path::new(".").canonicalize().ok(),
+    };
+    same_file(a, b)
+        || (a.file_name() == b.file_name() && folder(a).is_some() && folder(a) == folder(b))
+}
+
 fn is_snapshot_name(path: &Path, output: &Path, every: usize) -> bool {
     let folder = |p: &Path| match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),

@@ -739,3 +739,33 @@ fn control_characters_in_file_names_are_escaped_in_errors() {
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert_clean_error(&o, &["\\u{1b}[2J\\nred.png"]);
 }
+
+/// Two of a run's own files that are one are refused before any work, and nothing is
+/// written (issue 43, D12).
+#[test]
+fn a_runs_own_files_never_collide() {
+    let s = Scene::new();
+    let w = tiny_weights().to_string_lossy().into_owned();
+    let (x, out) = (s.p("x"), s.p("o.png"));
+    let (content, style, snapshot) = (s.p("content.png"), s.p("style.png"), s.p("o_0002.png"));
+    for (extra, says) in [
+        (
+            vec!["--log", &x, "--checkpoint", &x],
+            "--checkpoint and --log",
+        ),
+        (vec!["--log", &out], "--log and --output"),
+        (
+            vec!["--log", &snapshot, "--save-every", "2"],
+            "--save-every 2 snapshot",
+        ),
+    ] {
+        let mut args = vec!["-c", &content, "-s", &style];
+        args.extend(["-w", &w, "-n", "4", "-o", &out]);
+        args.extend(extra);
+        let o = run(&args);
+        assert_clean_error(&o, &[says]);
+        for f in [&x, &out, &snapshot] {
+            assert!(!Path::new(f).exists(), "{f} was written");
+        }
+    }
+}
