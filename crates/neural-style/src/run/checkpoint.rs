@@ -387,6 +387,15 @@ fn read_tensors(
             [count, row] => (count, row),
             _ => (1, total),
         };
+        // A history holds at most the longest L-BFGS history, of non-empty rows: checked
+        // before anything is allocated, as a crafted shape such as [2^60, 0] holds no
+        // bytes yet would ask for the memory of its count.
+        if t.shape.len() == 2 && (row == 0 || count > crate::config::MAX_LBFGS_HISTORY) {
+            return Err(bad(
+                path,
+                format!("tensor `{}` has an impossible shape {:?}", t.name, t.shape),
+            ));
+        }
         h.update(label(&t.name, &t.shape, 4 * total).as_bytes());
         file.seek(std::io::SeekFrom::Start(t.start))
             .map_err(|e| Error::io(path, e))?;
@@ -522,6 +531,21 @@ mod tests {
             (name.to_string(), view.unwrap())
         });
         safetensors::serialize_to_file(views, &Some(meta), path).unwrap();
+    }
+
+    #[test]
+    fn a_crafted_history_shape_is_refused_before_anything_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        for rows in [1usize << 60, 200_000_000] {
+            let path = dir.path().join("crafted.ckpt");
+            let meta = HashMap::from([("neural_style_checkpoint".to_string(), VERSION.into())]);
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, 0], &[])
+                    .unwrap();
+            safetensors::serialize_to_file([("old_dirs", view)], &Some(meta), &path).unwrap();
+            let err = Checkpoint::load(&path).unwrap_err().to_string();
+            assert!(err.contains("impossible shape"), "{err}");
+        }
     }
 
     #[test]
