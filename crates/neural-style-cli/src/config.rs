@@ -207,6 +207,11 @@ impl RunJob {
         ours.extend(a.log.as_deref().map(|p| ("--log", p)));
         ours.extend(checkpoint.as_deref().map(|p| ("--checkpoint", p)));
         refuse_colliding_outputs(&ours, snapshots)?;
+        // A device, pipe or socket where a file will be written is never replaced.
+        for (flag, p) in ours.iter().chain([&("--output", partial.as_path())]) {
+            neural_style::image::io::check_replaceable(p)
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        }
         Ok(Self {
             config,
             content: a.content,

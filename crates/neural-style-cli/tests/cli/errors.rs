@@ -769,3 +769,44 @@ fn a_runs_own_files_never_collide() {
         }
     }
 }
+
+/// A pipe, or a link to a device, where the run would write is refused before any work and
+/// left as it was: the atomic rename would replace it (issue 43, D1).
+#[cfg(unix)]
+#[test]
+fn outputs_never_replace_devices_or_pipes() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scene::new();
+    let w = tiny_weights().to_string_lossy().into_owned();
+    let (content, style) = (s.p("content.png"), s.p("style.png"));
+    let (fifo, null) = (s.p("fifo.png"), s.p("null.ckpt"));
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    let out = s.p("o.png");
+    for extra in [
+        vec!["-o", fifo.as_str()],
+        vec!["-o", &out, "--checkpoint", &null],
+        vec!["-o", &out, "--log", &null],
+    ] {
+        let mut args = vec!["-c", content.as_str(), "-s", &style, "-w", &w, "-n", "2"];
+        args.extend(&extra);
+        let o = run(&args);
+        assert_clean_error(&o, &[extra[extra.len() - 2], "not a regular file"]);
+    }
+    let kind = |p: &str| std::fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(&fifo).is_fifo());
+    assert!(kind(&null).is_symlink());
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    assert!(!Path::new(&out).exists());
+}

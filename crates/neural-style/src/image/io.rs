@@ -742,12 +742,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically_with(path, |f| f.write_all(bytes))
 }
 
+/// Refuses to write over `path` when it exists and is not a regular file (through links):
+/// the rename of an atomic write would replace a device node, a pipe or a socket (with
+/// `/dev/null` as an output, the machine's). A folder is refused likewise.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::io(
+            path,
+            std::io::Error::other(
+                "it is not a regular file (a device, pipe, socket or folder), and it is never written over; give a file name",
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// [`write_atomically`] with the contents streamed by `write` (through a buffer), so that a
-/// file larger than memory, such as a print-size checkpoint, is never held whole.
+/// file larger than memory, such as a print-size checkpoint, is never held whole. A target
+/// that is not a regular file is refused ([`check_replaceable`]).
 pub fn write_atomically_with(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {
+    check_replaceable(path)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
