@@ -105,6 +105,42 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// A whole configuration a job brings (a `batch --queue` pair's) against these limits,
+    /// as a page's settings are checked: its longest side, its evaluations and its style
+    /// images. A worker checks again what it takes, whoever queued it.
+    pub fn check_config(
+        &self,
+        config: &TransferConfig,
+        styles: usize,
+    ) -> Result<(), SettingsError> {
+        let refuse = |setting, value: String, allowed: String| {
+            Err(SettingsError::OutOfRange {
+                setting,
+                value,
+                allowed,
+            })
+        };
+        let side = match config.size {
+            Size::Longest(n) => n,
+            Size::Exact(w, h) => w.max(h),
+        };
+        if side > self.max_size {
+            let allowed = format!("{}..={} pixels", SIDES.start(), self.max_size);
+            return refuse("size", config.size.to_string(), allowed);
+        }
+        if config.iterations > self.max_iterations {
+            let allowed = format!("1..={}", self.max_iterations);
+            return refuse("iterations", config.iterations.to_string(), allowed);
+        }
+        if styles > self.max_styles {
+            let allowed = format!("at most {} style images", self.max_styles);
+            return refuse("style", styles.to_string(), allowed);
+        }
+        Ok(())
+    }
+}
+
 impl JobSettings {
     /// The run's configuration, checked: `base` (the server's settings) with these settings
     /// applied, for `styles` style images; `default_style` is the style weight that style

@@ -664,3 +664,41 @@ fn batch_queues_its_pairs_detaches_and_collects_the_same_pictures_as_a_local_bat
         stderr(&again)
     );
 }
+
+/// A `batch --queue` pair brings its whole configuration; the worker holds it to its own
+/// limits as it holds the page's jobs (issue 43, D7): `-n 100000` against the worker's
+/// default `--max-iterations 2000` fails with the reason instead of running.
+#[test]
+fn a_queued_batch_is_held_to_the_workers_limits() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let store = s.p("store");
+    let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    std::fs::create_dir_all(s.p("photos")).unwrap();
+    write_image(Path::new(&s.p("photos/a.png")), 40, 32, 0.0);
+    let (photos, style, out, w) = (s.p("photos"), s.p("style.png"), s.p("out"), tiny_weights());
+    let o = Command::new("timeout")
+        .arg("120")
+        .arg(env!("CARGO_BIN_EXE_neural-style"))
+        .args([
+            "batch",
+            "-c",
+            &photos,
+            "-s",
+            &style,
+            "-w",
+            w.to_str().unwrap(),
+        ])
+        .args(["--size", "48", "-n", "100000", "--threads", "1", "-o", &out])
+        .args(["--queue", &redis.url(), "--store", &store])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("iterations: 100000 is not allowed; use 1..=2000"),
+        "{err}"
+    );
+}

@@ -273,18 +273,11 @@ impl JobRunner<'_> {
             .map(|key| load(key, "style"))
             .collect::<Result<Vec<_>, _>>()?;
         let plan = || match &spec.config {
-            // A batch's job: its whole configuration, within this worker's size limit.
+            // A batch's job: its whole configuration, within this worker's limits.
             Some(config) => {
-                let side = match config.size {
-                    neural_style::Size::Longest(n) => n,
-                    neural_style::Size::Exact(w, h) => w.max(h),
-                };
-                if side > limits.max_size {
-                    return Err(format!(
-                        "size: {side} px is more than this worker's --max-size {}",
-                        limits.max_size
-                    ));
-                }
+                limits
+                    .check_config(config, styles.len())
+                    .map_err(|e| e.to_string())?;
                 let checked = config
                     .clone()
                     .check(styles.len())
