@@ -482,19 +482,21 @@ pub fn refuse_colliding_outputs(
 /// Whether two paths name one file, existing or not: the same file, or the same name in
 /// the same folder.
 fn same_place(a: &Path, b: &Path) -> bool {
-    let folder = |p: &Path| match p.parent() {
+    same_file(a, b)
+        || (a.file_name() == b.file_name()
+            && folder_of(a).is_some()
+            && folder_of(a) == folder_of(b))
+}
+
+/// The folder `path` is in, resolved (the current one for a bare name).
+fn folder_of(path: &Path) -> Option<PathBuf> {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
         _ => Path::new(".").canonicalize().ok(),
-    };
-    same_file(a, b)
-        || (a.file_name() == b.file_name() && folder(a).is_some() && folder(a) == folder(b))
+    }
 }
 
 fn is_snapshot_name(path: &Path, output: &Path, every: usize) -> bool {
-    let folder = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.canonicalize().ok(),
-        _ => Path::new(".").canonicalize().ok(),
-    };
     let (stem, ext) = stem_and_extension(output);
     // The name itself, and where a symbolic link points.
     let names = [Some(path.to_path_buf()), path.canonicalize().ok()];
@@ -509,7 +511,7 @@ fn is_snapshot_name(path: &Path, output: &Path, every: usize) -> bool {
         let multiple = number
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n > 0 && n % every as u64 == 0);
-        multiple && folder(&p).is_some() && folder(&p) == folder(output)
+        multiple && folder_of(&p).is_some() && folder_of(&p) == folder_of(output)
     })
 }
 

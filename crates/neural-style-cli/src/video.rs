@@ -96,7 +96,7 @@ pub fn run(args: VideoArgs) -> Result<u8> {
         bail!("--dpi: a video has no print resolution");
     }
     // Every setting, the temporal weight too, checked before any frame is decoded.
-    crate::config::settings(&a, args.temporal_weight)?;
+    let settings = crate::config::settings(&a, args.temporal_weight)?;
     if args.frame_iterations == Some(0) {
         return Err(not_allowed("--frame-iterations", 0, "at least 1"));
     }
@@ -116,11 +116,14 @@ pub fn run(args: VideoArgs) -> Result<u8> {
         );
     }
     let frames = InputFrames::open(&input, &out_dir)?;
-    let template = RunJob::from_args(RunArgs {
-        content: Some(frames.files[0].clone()),
-        output: Some(frame_path(&out_dir, 0)),
-        ..a.clone()
-    })?;
+    let template = RunJob {
+        config: settings,
+        ..RunJob::from_args(RunArgs {
+            content: Some(frames.files[0].clone()),
+            output: Some(frame_path(&out_dir, 0)),
+            ..a.clone()
+        })?
+    };
     let bar = "frame {pos}/{len} [{elapsed_precise}] {wide_bar} ETA {eta} {msg}";
     let runs = ManyRuns::open(&template, bar, frames.files.len())?;
     let load = |p: &Path| load_image(p, template.decoding);
@@ -256,7 +259,6 @@ fn frame_settings(
     guide: Option<&(Image, Image)>,
 ) -> (neural_style::TransferConfig, Inputs) {
     let mut config = template.config.get().clone();
-    config.temporal_weight = args.temporal_weight;
     let mut inputs = Inputs {
         content: Some(frame.clone()),
         styles: styles.to_vec(),
