@@ -702,3 +702,50 @@ fn a_queued_batch_is_held_to_the_workers_limits() {
         "{err}"
     );
 }
+
+/// `redis-cli` against the test's engine.
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let o = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "redis-cli {args:?}: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A job whose stored settings are not JSON (issue 43, D3) is failed once with the
+/// reason, and its stream entry is gone: no worker takes it again after the lease.
+#[test]
+fn a_job_whose_settings_cannot_be_read_fails_once() {
+    let s = Scene::new();
+    let Some((redis, store, port, _server)) = queue_with_server(&s) else {
+        return;
+    };
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let poison = submit(port, &images, 0, "poison");
+    let good = submit(port, &images, 1, "good");
+    let key = format!("neural-style:job:{poison}");
+    assert_eq!(redis_cli(&redis, &["HSET", &key, "spec", "{not json"]), "0");
+    let _worker = worker(&redis, &store, "w0", &s.p("w0.log"));
+    let mut list = Vec::new();
+    wait_until("both jobs to end", Duration::from_secs(60), || {
+        list = jobs(port).unwrap();
+        list.iter()
+            .all(|j| ["done", "failed"].contains(&j["status"].as_str().unwrap()))
+    });
+    // Three leases later, still failed once and nothing left to take.
+    std::thread::sleep(Duration::from_secs(6));
+    let list = jobs(port).unwrap();
+    let job = |id: &str| list.iter().find(|j| j["id"] == id).unwrap().clone();
+    let failed = job(&poison);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["attempts"], 1, "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.starts_with("its settings cannot be read"), "{error}");
+    assert_eq!(job(&good)["status"], "done");
+    assert_eq!(redis_cli(&redis, &["XLEN", "neural-style:jobs"]), "0");
+}

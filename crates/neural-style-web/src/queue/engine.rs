@@ -104,9 +104,10 @@ pub struct Claim {
 pub struct Started {
     /// The times a worker has started it (this one included).
     pub attempts: u32,
-    /// What to run.
-    pub spec: JobSpec,
-    /// Its view so far.
+    /// What to run, or why its stored settings cannot be read (a poison job: it is failed
+    /// once with that reason, never retried).
+    pub spec: Result<JobSpec, String>,
+    /// Its view so far (a fresh one when the stored view cannot be read).
     pub view: JobView,
 }
 
@@ -359,12 +360,23 @@ impl Engine {
         let _ = ok;
         let int = |v: &Value| redis::from_redis_value::<i64>(v.clone()).unwrap_or(0);
         let text = |v: &Value| redis::from_redis_value::<String>(v.clone()).unwrap_or_default();
-        let bad = |what: &str, e: serde_json::Error| QueueError::Engine {
-            url: self.shown.clone(),
-            error: format!("job {}: its {what} cannot be read ({e})", claim.id),
+        let unreadable = |what: &str, e: serde_json::Error| {
+            format!("its {what} cannot be read ({e}); the job is not tried")
         };
-        let spec: JobSpec = serde_json::from_str(&text(spec)).map_err(|e| bad("settings", e))?;
-        let mut view: JobView = serde_json::from_str(&text(view)).map_err(|e| bad("view", e))?;
+        let (view, bad_view) = match serde_json::from_str::<JobView>(&text(view)) {
+            Ok(view) => (view, None),
+            Err(e) => (
+                JobView::queued(claim.id.clone(), Default::default(), None),
+                Some(unreadable("view", e)),
+            ),
+        };
+        let spec =
+            serde_json::from_str::<JobSpec>(&text(spec)).map_err(|e| unreadable("settings", e));
+        let spec = match bad_view {
+            Some(reason) => Err(reason),
+            None => spec,
+        };
+        let mut view = view;
         let attempts = u32::try_from(int(attempts)).unwrap_or(u32::MAX);
         view.status = Status::Running;
         view.position = None;

@@ -182,13 +182,14 @@ impl JobRunner<'_> {
         let id = claim.id.as_str();
         let checkpoint = self.work_file(id, "ckpt");
         let result = self.work_file(id, "png");
-        let prepared = if attempts > MAX_ATTEMPTS {
-            Err(format!(
+        let prepared = match spec {
+            // A poison job: failed once, with the reason.
+            Err(reason) => Err(reason),
+            Ok(_) if attempts > MAX_ATTEMPTS => Err(format!(
                 "{} workers stopped while running this job (killed or crashed); it is not tried again",
                 attempts - 1
-            ))
-        } else {
-            self.prepare(&spec, &view, &checkpoint)
+            )),
+            Ok(spec) => self.prepare(&spec, &view, &checkpoint),
         };
         let ending = match prepared {
             Ok((plan, resumed)) => {
