@@ -1,7 +1,7 @@
 //! `neural-style worker`: flags -> the network loaded once and a worker of the queue
 //! across machines (`neural-style-web`'s `queue::worker`), printing a line per job, until
-//! Ctrl-C or SIGTERM (a job running then is continued by another worker from its last
-//! checkpoint).
+//! Ctrl-C or SIGTERM (a job running then goes on to its next checkpoint, saves it and is
+//! handed back, for another worker to continue at once; a second signal stops at once).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -68,10 +68,13 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
     ] {
+        // The first signal lets the running job reach its next checkpoint and hands it
+        // back; a second one ends the process at once (the job waits out its lease).
+        signal_hook::flag::register_conditional_shutdown(signal, 1, quit.clone())?;
         signal_hook::flag::register(signal, quit.clone())?;
     }
     eprintln!(
-        "worker {name}: taking jobs from {} (store {}); Ctrl-C stops it",
+        "worker {name}: taking jobs from {} (store {}); Ctrl-C hands a running job back at its next checkpoint (twice: stops at once)",
         engine.shown(),
         store.url()
     );
@@ -96,6 +99,12 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
         },
         WorkerNote::Lost { id } => {
             eprintln!("job {id}: another worker has taken it over; dropped here")
+        }
+        WorkerNote::HandedBack { id } => {
+            eprintln!("job {id}: checkpoint saved and handed back to the queue")
+        }
+        WorkerNote::CheckpointNotSaved { id, error } => {
+            eprintln!("job {id}: a checkpoint could not be saved ({error}); the next one is tried")
         }
     };
     let worked = worker::work(&net, &base, &engine, &store, &config, &quit, &mut note);

@@ -190,15 +190,31 @@ fn worker(redis: &Redis, store: &str, name: &str, log: &str) -> Proc {
     worker_with(redis, store, &[], name, log)
 }
 
+/// The same with a lease of `lease` seconds.
+fn worker_leased(redis: &Redis, store: &str, name: &str, log: &str, lease: &str) -> Proc {
+    worker_args(redis, store, &[], name, log, lease)
+}
+
 /// The same with variables for the store (S3's).
 fn worker_with(redis: &Redis, store: &str, env: &[(&str, String)], name: &str, log: &str) -> Proc {
+    worker_args(redis, store, env, name, log, "2")
+}
+
+fn worker_args(
+    redis: &Redis,
+    store: &str,
+    env: &[(&str, String)],
+    name: &str,
+    log: &str,
+    lease: &str,
+) -> Proc {
     let child = client_of(redis)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["worker", "-w", tiny_weights().to_str().unwrap()])
         .args(["--queue", &redis.url(), "--store", store, "--name", name])
         .args([
             "--lease",
-            "2",
+            lease,
             "--checkpoint-every",
             "2",
             "--checkpoint-seconds",
@@ -748,4 +764,73 @@ fn a_job_whose_settings_cannot_be_read_fails_once() {
     assert!(error.starts_with("its settings cannot be read"), "{error}");
     assert_eq!(job(&good)["status"], "done");
     assert_eq!(redis_cli(&redis, &["XLEN", "neural-style:jobs"]), "0");
+}
+
+/// SIGTERM to a worker mid-job (issue 43, D4): it saves its checkpoint, hands the job back
+/// at once (with a 60 s lease, a takeover by the lease would outlast the test) and exits
+/// cleanly; three such stops do not fail the job, which ends with the same picture as an
+/// uninterrupted one of the same settings.
+#[test]
+fn a_worker_stopped_by_sigterm_hands_its_job_back_at_once() {
+    let s = Scene::new();
+    let Some((redis, store, port, _server)) = queue_with_server(&s) else {
+        return;
+    };
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let moved = submit(port, &images, 0, "moved");
+    let still = submit(port, &images, 0, "still");
+    let view = |id: &str| {
+        let list = jobs(port).unwrap();
+        list.into_iter().find(|j| j["id"] == id).unwrap()
+    };
+    let mut reached = 0;
+    for round in 0..3 {
+        let log = s.p(&format!("w{round}.log"));
+        let mut w = worker_leased(&redis, &store, &format!("w{round}"), &log, "60");
+        wait_until("the job to go on", Duration::from_secs(30), || {
+            let j = view(&moved);
+            j["status"] == "running" && j["evaluation"].as_u64() > Some(reached + 4)
+        });
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.0.id().to_string()])
+            .status();
+        assert!(w.0.wait().unwrap().success());
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(log.contains("handed back"), "{log}");
+        let j = view(&moved);
+        assert_eq!(j["status"], "queued", "{j}");
+        assert_eq!(j["attempts"], 0, "{j}");
+        assert!(start.elapsed() < Duration::from_secs(20), "{log}");
+        reached = j["evaluation"].as_u64().unwrap();
+    }
+    let _last = worker_leased(&redis, &store, "w3", &s.p("w3.log"), "60");
+    wait_until("both jobs done", Duration::from_secs(60), || {
+        [&moved, &still]
+            .iter()
+            .all(|id| view(id)["status"] == "done")
+    });
+    let j = view(&moved);
+    assert_eq!(j["attempts"], 1, "{j}");
+    assert_eq!(j["worker"], "w3", "{j}");
+    assert!(j["resumed_from"].as_u64() >= Some(4), "{j}");
+    assert!(result(port, &moved) == result(port, &still));
+    // Their uploads and checkpoints are gone from the store; the results stay.
+    assert_eq!(files_under(&Path::new(&store).join("inputs")), 0);
+    assert_eq!(files_under(&Path::new(&store).join("checkpoints")), 0);
+    assert_eq!(files_under(&Path::new(&store).join("results")), 2);
+}
+
+/// Regular files in `dir` and below.
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
 }

@@ -26,6 +26,9 @@ const GROUP: &str = "workers";
 const IDEMPOTENCY_S: u64 = 7 * 24 * 3600;
 /// How long a worker waits on the stream before looking for abandoned jobs again.
 const BLOCK_MS: u64 = 1000;
+/// The idle time a handed-back entry is given: past the longest lease (a day), so that
+/// any worker's `XAUTOCLAIM` takes it at once.
+const HANDED_BACK_IDLE_MS: u64 = 2 * 24 * 3600 * 1000;
 
 /// The claim check every worker script starts with: whether the stream entry (KEYS[1],
 /// ARGV[1]) is pending under this worker (ARGV[2]).
@@ -57,7 +60,8 @@ redis.call('ZREM', KEYS[3], ARGV[3])
 local limit = redis.call('HGET', KEYS[2], 'limit')
 if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[3]) end
 redis.call('PUBLISH', ARGV[5], '1')
-return {1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view')}",
+return {1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view'),
+  redis.call('HGET', KEYS[2], 'checkpoint')}",
     )
 });
 
@@ -86,6 +90,29 @@ return 1",
     )
 });
 
+/// Names a job's latest checkpoint (see [`Engine::record_checkpoint`]).
+static RECORD: LazyLock<Script> = LazyLock::new(|| {
+    held_script(
+        r"if not held() then return {0, ''} end
+local old = redis.call('HGET', KEYS[2], 'checkpoint')
+redis.call('HSET', KEYS[2], 'checkpoint', ARGV[3])
+return {1, old or ''}",
+    )
+});
+
+/// Hands a claimed job back (see [`Engine::hand_back`]).
+static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
+    held_script(
+        r"if not held() then return 0 end
+redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+redis.call('HSET', KEYS[2], 'status', 'queued', 'view', ARGV[3])
+redis.call('HDEL', KEYS[2], 'worker')
+redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'IDLE', ARGV[4], 'JUSTID')
+redis.call('PUBLISH', ARGV[5], '1')
+return 1",
+    )
+});
+
 /// A job taken from the stream by one worker.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -109,6 +136,8 @@ pub struct Started {
     pub spec: Result<JobSpec, String>,
     /// Its view so far (a fresh one when the stored view cannot be read).
     pub view: JobView,
+    /// The object key of its latest checkpoint, when a worker saved one.
+    pub checkpoint: Option<String>,
 }
 
 /// What a renewal of a claim learnt.
@@ -354,10 +383,12 @@ impl Engine {
             .arg(self.channel(&claim.id))
             .invoke(con)
             .map_err(|e| self.error(e))?;
-        let [ok, attempts, spec, view] = reply.as_slice() else {
+        let [_, attempts, spec, view, checkpoint] = reply.as_slice() else {
             return Ok(None);
         };
-        let _ = ok;
+        let checkpoint = redis::from_redis_value::<Option<String>>(checkpoint.clone())
+            .unwrap_or(None)
+            .filter(|key| !key.is_empty());
         let int = |v: &Value| redis::from_redis_value::<i64>(v.clone()).unwrap_or(0);
         let text = |v: &Value| redis::from_redis_value::<String>(v.clone()).unwrap_or_default();
         let unreadable = |what: &str, e: serde_json::Error| {
@@ -386,6 +417,7 @@ impl Engine {
             attempts,
             spec,
             view,
+            checkpoint,
         }))
     }
 
@@ -443,6 +475,55 @@ impl Engine {
             .invoke(con)
             .map_err(|e| self.error(e))?;
         Ok(done == 1)
+    }
+
+    /// Names `key` the job's checkpoint to resume from, if this worker still holds the
+    /// claim: `Ok(None)` when it does not (the caller deletes its own upload), else the
+    /// key it replaces (the caller deletes that one), if any.
+    pub fn record_checkpoint(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        key: &str,
+    ) -> Result<Option<Option<String>>, QueueError> {
+        let (held, old): (i64, String) = RECORD
+            .key(self.stream())
+            .key(self.job(&claim.id))
+            .arg(&claim.entry)
+            .arg(&claim.consumer)
+            .arg(key)
+            .invoke(con)
+            .map_err(|e| self.error(e))?;
+        Ok((held == 1).then(|| Some(old).filter(|o| !o.is_empty() && o != key)))
+    }
+
+    /// Gives a claimed job back to the queue at once (its worker stops on a signal, after
+    /// saving its checkpoint): the entry's idle time is set past any lease, so the next
+    /// worker that looks takes it over, and this start is not counted as an attempt.
+    /// `false`, changing nothing, when the worker no longer holds the claim.
+    pub fn hand_back(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        view: &JobView,
+    ) -> Result<bool, QueueError> {
+        let mut view = view.clone();
+        view.status = Status::Queued;
+        view.worker = None;
+        view.attempts = view.attempts.saturating_sub(1);
+        view.eta_s = None;
+        view.tile = None;
+        let given: i64 = HAND_BACK
+            .key(self.stream())
+            .key(self.job(&claim.id))
+            .arg(&claim.entry)
+            .arg(&claim.consumer)
+            .arg(serde_json::to_string(&view).unwrap_or_default())
+            .arg(HANDED_BACK_IDLE_MS)
+            .arg(self.channel(&claim.id))
+            .invoke(con)
+            .map_err(|e| self.error(e))?;
+        Ok(given == 1)
     }
 
     // ---- the server's side (async) ----

@@ -5,7 +5,8 @@
 //! - **Claims expire.** A worker renews its claim on a job every few seconds (`XCLAIM`);
 //!   one that dies (SIGKILL, machine gone) stops renewing, and after the lease another
 //!   worker takes the job over (`XAUTOCLAIM`) and continues it from its last checkpoint,
-//!   exactly (the library's resume).
+//!   exactly (the library's resume). A worker told to stop saves its next checkpoint and
+//!   hands the job back at once, without counting an attempt.
 //! - **Nothing done twice.** Every write a worker makes to a job (progress, the final
 //!   state) checks in the same Redis script that the worker still holds the claim; a result
 //!   is written to the store once (create-if-absent) before the job is marked done, so a
@@ -97,22 +98,17 @@ pub(crate) mod keys {
         format!("results/{id}.png")
     }
 
-    /// The latest checkpoint of a running job.
-    pub(crate) fn checkpoint(id: &str) -> String {
-        format!("checkpoints/{id}.ckpt")
+    /// A checkpoint of a running job, written by the start `nonce` of a worker: each start
+    /// writes under a name of its own, and the job's hash names the one to resume from
+    /// (set by a script that checks the claim), so a worker that lost its claim late
+    /// never replaces the holder's checkpoint.
+    pub(crate) fn checkpoint(id: &str, nonce: &str) -> String {
+        format!("checkpoints/{id}/{nonce}.ckpt")
     }
 
-    /// Style uploads looked for when a job's files are deleted (more than any limit
-    /// allows).
-    const MAX_STYLE_FILES: usize = 16;
-
-    /// Everything of a job's but its result: the uploads and the checkpoint, once the job
-    /// has ended.
-    pub(crate) fn working_files(id: &str) -> Vec<String> {
-        let styles = (0..MAX_STYLE_FILES).map(|k| input(id, &format!("style-{k}")));
-        [input(id, "content"), checkpoint(id)]
-            .into_iter()
-            .chain(styles)
-            .collect()
+    /// The folders of everything of a job's but its result: the uploads and the
+    /// checkpoints, listed and deleted once the job has ended.
+    pub(crate) fn working_prefixes(id: &str) -> [String; 2] {
+        [format!("inputs/{id}/"), format!("checkpoints/{id}/")]
     }
 }

@@ -165,12 +165,10 @@ impl RemoteJobs {
     }
 
     async fn delete_files(&self, id: &str) {
-        for key in keys::working_files(id)
-            .into_iter()
-            .chain([keys::result(id)])
-        {
-            let _ = self.store.delete(&key).await;
+        for prefix in keys::working_prefixes(id) {
+            let _ = self.store.delete_prefix(&prefix).await;
         }
+        let _ = self.store.delete(&keys::result(id)).await;
     }
 
     /// A job's view, if `owner` made it.

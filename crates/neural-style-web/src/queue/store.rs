@@ -141,6 +141,22 @@ impl Store {
         }
     }
 
+    /// Removes every object whose key starts with `prefix` (a folder: ends with `/`).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), QueueError> {
+        use futures_util::TryStreamExt;
+        let folder = ObjectPath::from(prefix);
+        let found: Vec<_> = self
+            .inner
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(prefix, e))?;
+        for object in found {
+            self.delete(object.location.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     /// Removes the object at `key` (nothing there is fine).
     pub async fn delete(&self, key: &str) -> Result<(), QueueError> {
         match self.inner.delete(&ObjectPath::from(key)).await {

@@ -71,10 +71,25 @@ pub enum WorkerNote<'a> {
         /// The job.
         id: &'a str,
     },
+    /// The worker is stopping on a signal: it saved the job's checkpoint and gave the job
+    /// back to the queue, for another worker to continue at once.
+    HandedBack {
+        /// The job.
+        id: &'a str,
+    },
+    /// A checkpoint could not be saved to the store (the next one is tried; a takeover
+    /// continues from the last one saved).
+    CheckpointNotSaved {
+        /// The job.
+        id: &'a str,
+        /// Why.
+        error: &'a QueueError,
+    },
 }
 
-/// Takes and runs jobs until `quit` is set. A job running then is left to the lease: its
-/// last checkpoint is in the store, and another worker continues it.
+/// Takes and runs jobs until `quit` is set. A job running then goes on to its next
+/// checkpoint, which is saved to the store, and is handed back to the queue, where another
+/// worker continues it at once (not counted as an attempt).
 pub fn work(
     net: &Network,
     base: &TransferConfig,
@@ -160,8 +175,10 @@ struct JobRunner<'a> {
 enum Ending {
     /// With this image; `stopped`: early, at the owner's request.
     Image { image: Image, stopped: bool },
-    /// Another worker holds the job now, or this worker is quitting: leave it.
+    /// Another worker holds the job now: leave it.
     Dropped,
+    /// This worker is quitting, its checkpoint saved: give the job back.
+    HandBack,
 }
 
 impl JobRunner<'_> {
@@ -175,6 +192,7 @@ impl JobRunner<'_> {
             attempts,
             spec,
             mut view,
+            checkpoint: saved,
         }) = self.engine.start(con, claim)?
         else {
             return Ok(());
@@ -189,7 +207,7 @@ impl JobRunner<'_> {
                 "{} workers stopped while running this job (killed or crashed); it is not tried again",
                 attempts - 1
             )),
-            Ok(spec) => self.prepare(&spec, &view, &checkpoint),
+            Ok(spec) => self.prepare(&spec, saved.as_deref(), &checkpoint),
         };
         let ending = match prepared {
             Ok((plan, resumed)) => {
@@ -199,7 +217,7 @@ impl JobRunner<'_> {
                     resumed,
                 });
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.optimise(con, claim, &plan, &mut view, resumed, &checkpoint)
+                    self.optimise(con, claim, &plan, &mut view, resumed, &checkpoint, note)
                 }));
                 match outcome {
                     Ok(Ok(ending)) => Ok(ending),
@@ -212,7 +230,13 @@ impl JobRunner<'_> {
         let _ = std::fs::remove_file(&checkpoint);
         match ending {
             Ok(Ending::Dropped) => {
-                if !self.quit.load(Ordering::SeqCst) {
+                note(WorkerNote::Lost { id });
+                Ok(())
+            }
+            Ok(Ending::HandBack) => {
+                if self.engine.hand_back(con, claim, &view)? {
+                    note(WorkerNote::HandedBack { id });
+                } else {
                     note(WorkerNote::Lost { id });
                 }
                 Ok(())
@@ -248,12 +272,12 @@ impl JobRunner<'_> {
         self.config.work_dir.join(format!("{id}.{ext}"))
     }
 
-    /// The job's plan from its uploads, continuing from its checkpoint when the store has
-    /// one (a worker died on it); the error is the job's, for its owner.
+    /// The job's plan from its uploads, continuing from its checkpoint `saved` (the object
+    /// key a worker that stopped on it recorded); the error is the job's, for its owner.
     fn prepare(
         &self,
         spec: &JobSpec,
-        view: &JobView,
+        saved: Option<&str>,
         checkpoint: &Path,
     ) -> Result<(neural_style::Plan, bool), String> {
         let limits = &self.config.limits;
@@ -296,12 +320,12 @@ impl JobRunner<'_> {
             ),
         };
         let every = self.config.checkpoint_every;
-        let saved = if view.attempts > 1 {
-            self.runtime
-                .block_on(self.store.get(&keys::checkpoint(&view.id)))
-                .map_err(|e| e.to_string())?
-        } else {
-            None
+        let saved = match saved {
+            Some(key) => self
+                .runtime
+                .block_on(self.store.get(key))
+                .map_err(|e| e.to_string())?,
+            None => None,
         };
         // A checkpoint that cannot be used (damaged, from other weights) is not fatal: the
         // job starts over.
@@ -318,7 +342,10 @@ impl JobRunner<'_> {
             .map_err(|e| e.to_string())
     }
 
-    /// Runs the plan, publishing progress and saving checkpoints to the store.
+    /// Runs the plan, publishing progress and saving checkpoints to the store. When the
+    /// worker is told to quit, the run goes on to its next checkpoint, saves it whatever
+    /// the interval, and stops there.
+    #[allow(clippy::too_many_arguments)]
     fn optimise(
         &self,
         con: &mut redis::Connection,
@@ -327,8 +354,14 @@ impl JobRunner<'_> {
         view: &mut JobView,
         resumed: bool,
         checkpoint: &Path,
+        note: &mut dyn FnMut(WorkerNote<'_>),
     ) -> Result<Ending, String> {
         let id = claim.id.as_str();
+        // This start's checkpoints go under a name of their own (see `keys::checkpoint`).
+        let key = keys::checkpoint(id, &format!("{:016x}", rand::random::<u64>()));
+        let quitting = || self.quit.load(Ordering::SeqCst);
+        // Whether the checkpoint for quitting has been tried.
+        let mut saved_for_quit = false;
         // Renewed from a thread of its own: a tiled evaluation can take minutes.
         let held = AtomicBool::new(true);
         let stop = AtomicBool::new(false);
@@ -343,17 +376,15 @@ impl JobRunner<'_> {
             scope.spawn(move || self.renew_until_done(claim, lease, held, stop, &done));
             let mut observer = |event: &Event<'_>| {
                 if let Event::Checkpoint { checkpoint: state } = event
-                    && last_saved.is_none_or(|t| t.elapsed() >= self.config.checkpoint_interval)
+                    && (quitting()
+                        || last_saved
+                            .is_none_or(|t| t.elapsed() >= self.config.checkpoint_interval))
                 {
-                    last_saved = Some(std::time::Instant::now());
-                    let saved = state
-                        .save(checkpoint)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| std::fs::read(checkpoint).map_err(|e| e.to_string()));
-                    if let Ok(bytes) = saved {
-                        let _ = self
-                            .runtime
-                            .block_on(self.store.put(&keys::checkpoint(id), bytes));
+                    saved_for_quit = quitting();
+                    match self.save_checkpoint(con, claim, state, checkpoint, &key) {
+                        Ok(true) => last_saved = Some(std::time::Instant::now()),
+                        Ok(false) => held.store(false, Ordering::SeqCst),
+                        Err(error) => note(WorkerNote::CheckpointNotSaved { id, error: &error }),
                     }
                 }
                 if let Some(change) = progress.change(event) {
@@ -380,9 +411,8 @@ impl JobRunner<'_> {
                         }
                     }
                 }
-                let go_on = held.load(Ordering::SeqCst)
-                    && !stop.load(Ordering::SeqCst)
-                    && !self.quit.load(Ordering::SeqCst);
+                let go_on =
+                    held.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) && !saved_for_quit;
                 if go_on {
                     ControlFlow::Continue(())
                 } else {
@@ -400,12 +430,44 @@ impl JobRunner<'_> {
         let asked = stop.load(Ordering::SeqCst);
         if output.stopped && !asked {
             // Stopped because this worker is quitting: the job goes on elsewhere.
-            return Ok(Ending::Dropped);
+            return Ok(Ending::HandBack);
         }
         Ok(Ending::Image {
             image: output.image,
             stopped: output.stopped,
         })
+    }
+
+    /// Writes `state` to the work folder, puts it in the store at `key` and records it as
+    /// the job's checkpoint, deleting the one it replaces. `false`: this worker no longer
+    /// holds the claim (its upload is deleted again).
+    fn save_checkpoint(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        state: &Checkpoint,
+        file: &Path,
+        key: &str,
+    ) -> Result<bool, QueueError> {
+        let local = |e: String| QueueError::Store {
+            url: self.config.work_dir.display().to_string(),
+            key: key.to_string(),
+            error: e,
+        };
+        state.save(file).map_err(|e| local(e.to_string()))?;
+        let bytes = std::fs::read(file).map_err(|e| local(e.to_string()))?;
+        self.runtime.block_on(self.store.put(key, bytes))?;
+        let replaced = match self.engine.record_checkpoint(con, claim, key)? {
+            None => {
+                let _ = self.runtime.block_on(self.store.delete(key));
+                return Ok(false);
+            }
+            Some(replaced) => replaced,
+        };
+        if let Some(old) = replaced {
+            let _ = self.runtime.block_on(self.store.delete(&old));
+        }
+        Ok(true)
     }
 
     /// Renews the claim every quarter lease until the run ends; clears `held` when another
@@ -466,8 +528,8 @@ impl JobRunner<'_> {
         }
         // The uploads and the checkpoint are no longer needed; the result stays.
         self.runtime.block_on(async {
-            for key in keys::working_files(id) {
-                let _ = self.store.delete(&key).await;
+            for prefix in keys::working_prefixes(id) {
+                let _ = self.store.delete_prefix(&prefix).await;
             }
         });
         note(WorkerNote::Ended {
