@@ -72,7 +72,7 @@ pub struct WorkerArgs {
     /// The engine and the store (both needed).
     #[command(flatten)]
     pub queue: QueueArgs,
-    /// This worker's name among the workers (unique) [default: host name and process id].
+    /// This worker's name, shown in the jobs it runs [default: host name and process id].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
     /// Seconds a job stays claimed by a worker that stopped answering; after that another

@@ -834,3 +834,69 @@ fn files_under(dir: &Path) -> usize {
         .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
         .sum()
 }
+
+/// `XAUTOCLAIM` looks at ten pending entries a call: a worker that started from the
+/// stream's beginning each time never saw an abandoned job behind ten live ones. Its
+/// cursor goes on from call to call, so the job behind them is found by the second call.
+#[test]
+fn an_abandoned_job_behind_ten_running_ones_is_taken_over() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let engine = neural_style_web::queue::Engine::open(&redis.url()).unwrap();
+    let mut con = engine.connect().unwrap();
+    let stream = "neural-style:jobs";
+    let entries: Vec<String> = (0..15)
+        .map(|k| redis_cli(&redis, &["XADD", stream, "*", "id", &format!("job-{k}")]))
+        .collect();
+    let read = ["XREADGROUP", "GROUP", "workers", "busy", "COUNT", "15"];
+    redis_cli(&redis, &[&read[..], &["STREAMS", stream, ">"]].concat());
+    // The 14th stops being renewed (its worker died a minute ago); the others are live.
+    let xclaim = ["XCLAIM", stream, "workers", "busy", "0", &entries[13]];
+    redis_cli(
+        &redis,
+        &[&xclaim[..], &["IDLE", "60000", "JUSTID"]].concat(),
+    );
+    let mut cursor = "0-0".to_string();
+    let lease = Duration::from_secs(30);
+    let found = (0..3).find_map(|_| engine.claim(&mut con, "w", lease, &mut cursor).unwrap());
+    let found = found.expect("the abandoned job was not found in three calls");
+    assert_eq!(found.id, "job-13");
+    assert!(found.taken_over);
+}
+
+/// A second stream entry for a job's id (issue 43, D10) made two workers run it; the job
+/// hash names its own entry, and a worker that takes another one drops it unrun.
+#[test]
+fn a_second_entry_for_a_job_does_not_run_it_twice() {
+    let s = Scene::new();
+    let Some((redis, store, port, _server)) = queue_with_server(&s) else {
+        return;
+    };
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let id = submit(port, &images, 0, "twice");
+    redis_cli(&redis, &["XADD", "neural-style:jobs", "*", "id", &id]);
+    let logs = [s.p("w0.log"), s.p("w1.log")];
+    let _w0 = worker(&redis, &store, "w0", &logs[0]);
+    let _w1 = worker(&redis, &store, "w1", &logs[1]);
+    wait_until("the job to end", Duration::from_secs(60), || {
+        jobs(port).unwrap()[0]["status"] == "done"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let started: usize = logs
+        .iter()
+        .map(|log| {
+            std::fs::read_to_string(log)
+                .unwrap()
+                .matches("started")
+                .count()
+        })
+        .sum();
+    assert_eq!(started, 1);
+    assert_eq!(jobs(port).unwrap()[0]["attempts"], 1);
+    assert_eq!(redis_cli(&redis, &["XLEN", "neural-style:jobs"]), "0");
+}

@@ -1,7 +1,8 @@
 //! The queue's engine: Redis. Jobs wait as entries of one stream read by the consumer
 //! group `workers` (`XREADGROUP`); a worker's claim is the entry pending under its name,
 //! renewed by `XCLAIM` and taken over by another worker with `XAUTOCLAIM` once it has
-//! not been renewed for the lease. Each job is a hash (settings, view, owner, status);
+//! not been renewed for the lease. Each job is a hash (settings, view, owner, status, its
+//! stream entry, its latest checkpoint);
 //! every write a worker makes is a Lua script that first checks it still holds the claim.
 //!
 //! Keys, under a prefix (`neural-style` unless the URL's fragment names another):
@@ -11,11 +12,10 @@
 //! `{p}:owner:{owner}` (ids by time), `{p}:idem:{owner}:{key}` (idempotency keys, 7 days),
 //! `{p}:seq`; progress is published on `{p}:ev:{id}`.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Script, Value};
+use redis::{Commands, Script, Value};
 
 use super::{JobSpec, QueueError};
 use crate::jobs::{JobView, Status};
@@ -49,11 +49,13 @@ static START: LazyLock<Script> = LazyLock::new(|| {
     held_script(
         r"if not held() then return {0} end
 local status = redis.call('HGET', KEYS[2], 'status')
-if status ~= 'queued' and status ~= 'running' then
+local entry = redis.call('HGET', KEYS[2], 'entry')
+if (status ~= 'queued' and status ~= 'running') or (entry and entry ~= ARGV[1]) then
   redis.call('XACK', KEYS[1], 'workers', ARGV[1])
   redis.call('XDEL', KEYS[1], ARGV[1])
   return {0}
 end
+if not entry then redis.call('HSET', KEYS[2], 'entry', ARGV[1]) end
 local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -316,56 +318,57 @@ impl Engine {
 
     /// The next job for `consumer`: one whose worker has not renewed its claim for
     /// `lease`, else a new one (waiting up to a second). `None`: nothing to do now.
+    /// `cursor` is where the scan for abandoned jobs goes on (`XAUTOCLAIM` looks at a few
+    /// pending entries a call): the worker keeps it between calls, so that every pending
+    /// entry is looked at in turn however many jobs are running.
     pub fn claim(
         &self,
         con: &mut redis::Connection,
         consumer: &str,
         lease: Duration,
+        cursor: &mut String,
     ) -> Result<Option<Claim>, QueueError> {
-        type Entries = Vec<(String, HashMap<String, String>)>;
-        let (_, abandoned, _): (String, Entries, Value) = redis::cmd("XAUTOCLAIM")
-            .arg(self.stream())
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(lease.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(1)
-            .query(con)
-            .map_err(|e| self.error(e))?;
-        let claim = |(entry, fields): (String, HashMap<String, String>), taken_over| Claim {
-            entry,
-            id: fields.get("id").cloned().unwrap_or_default(),
+        use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
+        let claim = |found: StreamId, taken_over| Claim {
+            id: found.get::<String>("id").unwrap_or_default(),
+            entry: found.id,
             consumer: consumer.to_string(),
             taken_over,
         };
-        if let Some(found) = abandoned.into_iter().next() {
+        let abandoned: redis::streams::StreamAutoClaimReply = con
+            .xautoclaim_options(
+                self.stream(),
+                GROUP,
+                consumer,
+                lease.as_millis() as u64,
+                cursor.as_str(),
+                StreamAutoClaimOptions::default().count(1),
+            )
+            .map_err(|e| self.error(e))?;
+        *cursor = abandoned.next_stream_id;
+        if let Some(found) = abandoned.claimed.into_iter().next() {
             return Ok(Some(claim(found, true)));
         }
-        let read: Option<Vec<(String, Entries)>> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(BLOCK_MS)
-            .arg("STREAMS")
-            .arg(self.stream())
-            .arg(">")
-            .query(con)
+        let options = StreamReadOptions::default()
+            .group(GROUP, consumer)
+            .count(1)
+            .block(BLOCK_MS as usize);
+        let read: Option<redis::streams::StreamReadReply> = con
+            .xread_options(&[self.stream()], &[">"], &options)
             .map_err(|e| self.error(e))?;
         Ok(read
             .into_iter()
-            .flatten()
-            .flat_map(|(_, entries)| entries)
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
             .next()
             .map(|found| claim(found, false)))
     }
 
     /// Marks a claimed job running and returns what to run; `None` when it is no longer
     /// to be run (cancelled or removed while queued, or finished by a worker that lost
-    /// its claim late): its entry is then dropped from the stream.
+    /// its claim late) or the entry is not the job's own (a second entry for its id: the
+    /// job hash names the entry it was queued with): the entry is then dropped from the
+    /// stream.
     pub fn start(
         &self,
         con: &mut redis::Connection,
@@ -411,7 +414,7 @@ impl Engine {
         let attempts = u32::try_from(int(attempts)).unwrap_or(u32::MAX);
         view.status = Status::Running;
         view.position = None;
-        view.worker = Some(claim.consumer.clone());
+        view.worker = Some(super::worker::worker_name(&claim.consumer).to_string());
         view.attempts = attempts;
         Ok(Some(Started {
             attempts,
@@ -580,7 +583,8 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 local seq = redis.call('INCR', KEYS[6])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
 redis.call('ZADD', KEYS[7], seq, ARGV[1])
-redis.call('XADD', KEYS[5], '*', 'id', ARGV[1])
+local entry = redis.call('XADD', KEYS[5], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[2], 'entry', entry)
 return {'new', ARGV[1]}",
         );
         let idem_key = match idempotency {

@@ -25,7 +25,9 @@ const PREVIEW_EVERY: Duration = Duration::from_secs(1);
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Its name in the consumer group: unique among the workers.
+    /// Its name, shown in the jobs it runs. Its consumer in the group is this name and a
+    /// random part (see [`consumer_name`]), so two workers given the same name never take
+    /// each other's claims.
     pub name: String,
     /// How long a claim lasts without renewal; a worker renews it four times as often.
     pub lease: Duration,
@@ -123,6 +125,7 @@ pub fn work(
         quit,
         runtime: &runtime,
     };
+    let consumer = consumer_name(&config.name);
     let mut outage = false;
     let mut backoff = Duration::from_millis(200);
     while !quit.load(Ordering::SeqCst) {
@@ -141,14 +144,14 @@ pub fn work(
         outage = false;
         backoff = Duration::from_millis(200);
         note(WorkerNote::Connected);
+        let mut cursor = "0-0".to_string();
         while !quit.load(Ordering::SeqCst) {
-            let claimed =
-                engine
-                    .claim(&mut con, &config.name, config.lease)
-                    .and_then(|c| match c {
-                        Some(claim) => job.run(&mut con, &claim, note),
-                        None => Ok(()),
-                    });
+            let claimed = engine
+                .claim(&mut con, &consumer, config.lease, &mut cursor)
+                .and_then(|c| match c {
+                    Some(claim) => job.run(&mut con, &claim, note),
+                    None => Ok(()),
+                });
             if let Err(e) = claimed {
                 note(WorkerNote::Unreachable(&e));
                 outage = true;
@@ -157,6 +160,17 @@ pub fn work(
         }
     }
     Ok(())
+}
+
+/// The consumer a worker named `name` reads the stream as: `name#` and 16 random hex
+/// digits, new for each worker process.
+pub fn consumer_name(name: &str) -> String {
+    format!("{name}#{:016x}", rand::random::<u64>())
+}
+
+/// The worker's name in a consumer's (see [`consumer_name`]).
+pub fn worker_name(consumer: &str) -> &str {
+    consumer.rsplit_once('#').map_or(consumer, |(name, _)| name)
 }
 
 /// What running one job needs.
@@ -538,5 +552,19 @@ impl JobRunner<'_> {
             error: view.error.as_deref(),
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_workers_of_one_name_are_two_consumers_shown_by_that_name() {
+        let (a, b) = (consumer_name("w0#1"), consumer_name("w0#1"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "w0#1#".len() + 16);
+        assert_eq!(worker_name(&a), "w0#1");
+        assert_eq!(worker_name("plain"), "plain");
     }
 }
