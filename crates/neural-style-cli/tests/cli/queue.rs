@@ -242,8 +242,13 @@ fn submit(port: u16, images: &(Vec<u8>, Vec<u8>), pair: usize, key: &str) -> Str
         r#"{{"size": 64, "iterations": 150, "style_strength": {}}}"#,
         [0.0, 0.5, -0.5][pair]
     );
+    submit_settings(port, images, &settings, key)
+}
+
+/// Submits a job with these settings (JSON).
+fn submit_settings(port: u16, images: &(Vec<u8>, Vec<u8>), settings: &str, key: &str) -> String {
     let (content_type, body) = multipart(&[
-        field_part("settings", &settings),
+        field_part("settings", settings),
         file_part("content", images.0.clone()),
         file_part("style", images.1.clone()),
     ]);
@@ -336,6 +341,12 @@ fn thirty_jobs_on_three_workers_survive_a_killed_worker_server_and_engine() {
     server.kill();
     server = serve(&redis, &store, port, &s.p("serve-2.log"));
     std::thread::sleep(Duration::from_millis(500));
+    let started_before: Vec<usize> = (1..3)
+        .map(|i| {
+            let log = std::fs::read_to_string(s.p(&format!("w{i}.log"))).unwrap();
+            log.matches("started").count()
+        })
+        .collect();
     redis.restart();
 
     // Until all 30 have ended: never a job done without its result.
@@ -387,10 +398,11 @@ fn thirty_jobs_on_three_workers_survive_a_killed_worker_server_and_engine() {
     assert!(resumed["resumed_from"].as_u64() >= Some(2), "{resumed}");
     assert_ne!(resumed["worker"], "w0", "{resumed}");
 
-    // The workers that lived through Redis's restart reconnected to it.
+    // The workers that lived through Redis's restart went on taking jobs from it.
     for i in 1..3 {
         let log = std::fs::read_to_string(s.p(&format!("w{i}.log"))).unwrap();
-        assert!(log.matches("connected to").count() >= 2, "w{i}: {log}");
+        let started = log.matches("started").count();
+        assert!(started > started_before[i - 1], "w{i}: {log}");
     }
     // Workers stop on SIGTERM between jobs.
     for w in workers.iter_mut().skip(1) {
@@ -881,8 +893,10 @@ fn a_second_entry_for_a_job_does_not_run_it_twice() {
     let id = submit(port, &images, 0, "twice");
     redis_cli(&redis, &["XADD", "neural-style:jobs", "*", "id", &id]);
     let logs = [s.p("w0.log"), s.p("w1.log")];
-    let _w0 = worker(&redis, &store, "w0", &logs[0]);
-    let _w1 = worker(&redis, &store, "w1", &logs[1]);
+    let mut workers = [
+        worker(&redis, &store, "w0", &logs[0]),
+        worker(&redis, &store, "w1", &logs[1]),
+    ];
     wait_until("the job to end", Duration::from_secs(60), || {
         jobs(port).unwrap()[0]["status"] == "done"
     });
@@ -899,4 +913,47 @@ fn a_second_entry_for_a_job_does_not_run_it_twice() {
     assert_eq!(started, 1);
     assert_eq!(jobs(port).unwrap()[0]["attempts"], 1);
     assert_eq!(redis_cli(&redis, &["XLEN", "neural-style:jobs"]), "0");
+    // Idle workers stop on SIGTERM without taking the interrupted read for an outage.
+    for (w, log) in workers.iter_mut().zip(&logs) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.0.id().to_string()])
+            .status();
+        assert!(w.0.wait().unwrap().success());
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(!log.contains("retrying"), "{log}");
+    }
+}
+
+/// Redis restarts (issue 43, D15): the server's first request after it is answered (the
+/// command that met the dead connection is tried again), and a worker whose job ends
+/// during the outage reconnects to finish it instead of leaving it to be run again.
+#[test]
+fn a_redis_restart_costs_no_request_and_no_rerun() {
+    let s = Scene::new();
+    let Some((mut redis, store, port, _server)) = queue_with_server(&s) else {
+        return;
+    };
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let id = submit_settings(port, &images, r#"{"size": 64, "iterations": 500}"#, "long");
+    let log = s.p("w0.log");
+    let _w0 = worker(&redis, &store, "w0", &log);
+    wait_until("the job to run", Duration::from_secs(30), || {
+        jobs(port).unwrap()[0]["evaluation"].as_u64() >= Some(10)
+    });
+    redis.restart();
+    assert!(
+        jobs(port).is_some(),
+        "the first request after the restart failed"
+    );
+    wait_until("the job to end", Duration::from_secs(60), || {
+        jobs(port).is_some_and(|j| j[0]["status"] == "done")
+    });
+    let job = jobs(port).unwrap()[0].clone();
+    assert_eq!(job["id"], id.as_str());
+    assert_eq!(job["attempts"], 1, "{job}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(log.matches("started").count(), 1, "{log}");
 }

@@ -238,10 +238,10 @@ impl Engine {
         &self.shown
     }
 
-    fn error(&self, e: redis::RedisError) -> QueueError {
+    fn error(&self, source: redis::RedisError) -> QueueError {
         QueueError::Engine {
             url: self.shown.clone(),
-            error: e.to_string(),
+            source,
         }
     }
 

@@ -52,23 +52,54 @@ pub enum QueueError {
         reason: String,
     },
     /// The engine answered with an error or could not be reached.
-    #[error("queue engine at {url}: {error}")]
+    #[error("queue engine at {url}: {source}")]
     Engine {
         /// The URL, without its password.
         url: String,
         /// What went wrong.
-        error: String,
+        #[source]
+        source: redis::RedisError,
     },
     /// Reading or writing an object in the store.
-    #[error("store {url}: {key}: {error}")]
+    #[error("store {url}: {key}: {source}")]
     Store {
         /// The store.
         url: String,
         /// The object.
         key: String,
         /// What went wrong.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The worker's own folder, where checkpoints and results are written on their way to
+    /// the store.
+    #[error("work folder {path}: {error}")]
+    WorkFolder {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// What went wrong.
         error: String,
     },
+}
+
+impl QueueError {
+    /// Whether trying again later may succeed: the engine or the store was unreachable,
+    /// dropped the connection, timed out or is loading (an outage), as opposed to an
+    /// answer that will not change (a refused script, a missing permission).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Engine { source, .. } => {
+                !matches!(source.retry_method(), redis::RetryMethod::NoRetry)
+                    || source.is_io_error()
+                    || source.is_connection_dropped()
+                    || source.is_timeout()
+            }
+            // The object store's requests are retried inside it already; what it gives
+            // up on, or a local file system's I/O error, comes as `Generic`.
+            Self::Store { source, .. } => matches!(source, object_store::Error::Generic { .. }),
+            Self::QueueUrl { .. } | Self::StoreUrl { .. } | Self::WorkFolder { .. } => false,
+        }
+    }
 }
 
 /// What a worker needs to run a job: its settings and where its uploads are in the store.

@@ -68,6 +68,29 @@ impl RemoteJobs {
             .clone())
     }
 
+    /// `f` on the engine, tried again (after 0.2, 0.4, 0.8 s) while it fails for a
+    /// transient reason: after Redis restarts, the connection manager reconnects, but the
+    /// command that met the dead connection fails. Every call made through here is safe to
+    /// repeat (reads; submissions carry their idempotency key, stops and removals find
+    /// their work done).
+    async fn on_engine<T, F, Fut>(&self, f: F) -> Result<T, JobError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = Result<T, QueueError>>,
+    {
+        let con = self.con().await?;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match f(con.clone()).await {
+                Err(e) if e.is_transient() && wait <= Duration::from_millis(800) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
     /// Listens to the workers' progress until the runtime stops, resubscribing after an
     /// outage (and waking every watcher then, since changes may have been missed).
     pub async fn listen(&self) {
@@ -120,7 +143,6 @@ impl RemoteJobs {
             content,
             styles,
         } = upload;
-        let mut con = self.con().await?;
         let id = format!("{:016x}", rand::random::<u64>());
         let content_key = keys::input(&id, "content");
         self.store.put(&content_key, content).await?;
@@ -137,17 +159,15 @@ impl RemoteJobs {
             styles: style_keys,
         };
         let view = JobView::queued(id.clone(), settings, None);
+        let engine = &self.engine;
+        let (spec, view) = (&spec, &view);
         let submitted = self
-            .engine
-            .submit(
-                &mut con,
-                owner,
-                &view,
-                &spec,
-                idempotency,
-                self.max_queue,
-                limit,
-            )
+            .on_engine(|mut con| async move {
+                let max_queue = self.max_queue;
+                engine
+                    .submit(&mut con, owner, view, spec, idempotency, max_queue, limit)
+                    .await
+            })
             .await?;
         let id = match submitted {
             Submitted::New(id) => id,
@@ -173,19 +193,20 @@ impl RemoteJobs {
 
     /// A job's view, if `owner` made it.
     pub async fn view(&self, owner: &str, id: &str) -> Result<Option<JobView>, JobError> {
-        let mut con = self.con().await?;
+        let ids = &[id.to_string()];
         let views = self
-            .engine
-            .views(&mut con, owner, &[id.to_string()])
+            .on_engine(|mut con| async move { self.engine.views(&mut con, owner, ids).await })
             .await?;
         Ok(views.into_iter().next())
     }
 
     /// Every job of `owner`, newest first.
     pub async fn list(&self, owner: &str) -> Result<Vec<JobView>, JobError> {
-        let mut con = self.con().await?;
-        let ids = self.engine.ids(&mut con, owner, LISTED).await?;
-        Ok(self.engine.views(&mut con, owner, &ids).await?)
+        self.on_engine(|mut con| async move {
+            let ids = self.engine.ids(&mut con, owner, LISTED).await?;
+            self.engine.views(&mut con, owner, &ids).await
+        })
+        .await
     }
 
     /// A receiver that changes whenever the job does.
@@ -209,8 +230,8 @@ impl RemoteJobs {
 
     /// The latest preview (JPEG).
     pub async fn preview(&self, owner: &str, id: &str) -> Result<Option<Vec<u8>>, JobError> {
-        let mut con = self.con().await?;
-        Ok(self.engine.preview(&mut con, owner, id).await?)
+        self.on_engine(|mut con| async move { self.engine.preview(&mut con, owner, id).await })
+            .await
     }
 
     /// The result image (PNG) of a finished job.
@@ -227,8 +248,10 @@ impl RemoteJobs {
 
     /// Stops a job (a queued one at once, a running one at its worker's next renewal).
     pub async fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
-        let mut con = self.con().await?;
-        if !self.engine.stop(&mut con, owner, id).await? {
+        let found = self
+            .on_engine(|mut con| async move { self.engine.stop(&mut con, owner, id).await })
+            .await?;
+        if !found {
             return Err(JobError::NotFound(id.into()));
         }
         self.view(owner, id)
@@ -238,8 +261,10 @@ impl RemoteJobs {
 
     /// Removes a finished job and its files.
     pub async fn remove(&self, owner: &str, id: &str) -> Result<(), JobError> {
-        let mut con = self.con().await?;
-        match self.engine.remove(&mut con, owner, id).await? {
+        let removal = self
+            .on_engine(|mut con| async move { self.engine.remove(&mut con, owner, id).await })
+            .await?;
+        match removal {
             Removal::NotFound => Err(JobError::NotFound(id.into())),
             Removal::NotFinished => Err(JobError::NotFinished(id.into())),
             Removal::Removed => {

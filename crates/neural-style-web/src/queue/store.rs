@@ -86,11 +86,11 @@ impl Store {
         &self.url
     }
 
-    fn error(&self, key: &str, error: impl std::fmt::Display) -> QueueError {
+    fn error(&self, key: &str, source: object_store::Error) -> QueueError {
         QueueError::Store {
             url: self.url.clone(),
             key: key.to_string(),
-            error: error.to_string(),
+            source,
         }
     }
 

@@ -101,19 +101,15 @@ pub fn work(
     quit: &AtomicBool,
     note: &mut dyn FnMut(WorkerNote<'_>),
 ) -> Result<(), QueueError> {
-    std::fs::create_dir_all(&config.work_dir).map_err(|e| QueueError::Store {
-        url: config.work_dir.display().to_string(),
-        key: String::new(),
-        error: format!("cannot create the work folder: {e}"),
-    })?;
+    let work_folder = |e: std::io::Error| QueueError::WorkFolder {
+        path: config.work_dir.clone(),
+        error: e.to_string(),
+    };
+    std::fs::create_dir_all(&config.work_dir).map_err(work_folder)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| QueueError::Store {
-            url: store.url().to_string(),
-            key: String::new(),
-            error: e.to_string(),
-        })?;
+        .map_err(work_folder)?;
     let default_style = net.loss_weights(base).style;
     let job = JobRunner {
         net,
@@ -153,7 +149,15 @@ pub fn work(
                     None => Ok(()),
                 });
             if let Err(e) = claimed {
-                note(WorkerNote::Unreachable(&e));
+                // A signal interrupts a blocking read: that is the stop, not an outage.
+                if !quit.load(Ordering::SeqCst) {
+                    note(WorkerNote::Unreachable(&e));
+                }
+                // The store's outage: the job was handed back; wait before the next one.
+                if matches!(e, QueueError::Store { .. }) {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
                 outage = true;
                 break;
             }
@@ -185,6 +189,52 @@ struct JobRunner<'a> {
     runtime: &'a tokio::runtime::Runtime,
 }
 
+/// How long a worker keeps trying the store when it fails for a transient reason.
+const STORE_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Calls `f` again while it fails for a transient reason ([`QueueError::is_transient`]),
+/// waiting 0.2 s, 0.4 s, ... (at most 5 s) between tries, for at most `patience`.
+fn retrying<T>(
+    patience: Duration,
+    mut f: impl FnMut() -> Result<T, QueueError>,
+) -> Result<T, QueueError> {
+    let start = std::time::Instant::now();
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Err(e) if e.is_transient() && start.elapsed() + wait < patience => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Why a job could not be run.
+enum Failure {
+    /// Something of the job's own (an upload that does not decode, settings out of the
+    /// worker's limits): the job fails with this reason.
+    Job(String),
+    /// The store is away: the job is handed back, for later.
+    Outage(QueueError),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Job(reason)
+    }
+}
+
+/// A store error as a [`Failure`]: an outage if transient, else the job's.
+fn store_failure(e: QueueError) -> Failure {
+    if e.is_transient() {
+        Failure::Outage(e)
+    } else {
+        Failure::Job(e.to_string())
+    }
+}
+
 /// How a run ended.
 enum Ending {
     /// With this image; `stopped`: early, at the owner's request.
@@ -207,7 +257,7 @@ impl JobRunner<'_> {
             spec,
             mut view,
             checkpoint: saved,
-        }) = self.engine.start(con, claim)?
+        }) = self.on_engine(con, |c| self.engine.start(c, claim))?
         else {
             return Ok(());
         };
@@ -216,11 +266,11 @@ impl JobRunner<'_> {
         let result = self.work_file(id, "png");
         let prepared = match spec {
             // A poison job: failed once, with the reason.
-            Err(reason) => Err(reason),
-            Ok(_) if attempts > MAX_ATTEMPTS => Err(format!(
+            Err(reason) => Err(Failure::Job(reason)),
+            Ok(_) if attempts > MAX_ATTEMPTS => Err(Failure::Job(format!(
                 "{} workers stopped while running this job (killed or crashed); it is not tried again",
                 attempts - 1
-            )),
+            ))),
             Ok(spec) => self.prepare(&spec, saved.as_deref(), &checkpoint),
         };
         let ending = match prepared {
@@ -235,8 +285,8 @@ impl JobRunner<'_> {
                 }));
                 match outcome {
                     Ok(Ok(ending)) => Ok(ending),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err("internal error: the run panicked".to_string()),
+                    Ok(Err(e)) => Err(Failure::Job(e)),
+                    Err(_) => Err(Failure::Job("internal error: the run panicked".into())),
                 }
             }
             Err(e) => Err(e),
@@ -247,14 +297,7 @@ impl JobRunner<'_> {
                 note(WorkerNote::Lost { id });
                 Ok(())
             }
-            Ok(Ending::HandBack) => {
-                if self.engine.hand_back(con, claim, &view)? {
-                    note(WorkerNote::HandedBack { id });
-                } else {
-                    note(WorkerNote::Lost { id });
-                }
-                Ok(())
-            }
+            Ok(Ending::HandBack) => self.hand_back(con, claim, &view, note),
             Ok(Ending::Image { image, stopped }) => {
                 let written = image
                     .save(&result)
@@ -266,8 +309,20 @@ impl JobRunner<'_> {
                     Err(e) => return self.fail(con, claim, view, &e, note),
                 };
                 // The result first, once; then the state that points at it.
-                self.runtime
-                    .block_on(self.store.put_once(&keys::result(id), bytes))?;
+                let key = keys::result(id);
+                let put = retrying(STORE_PATIENCE, || {
+                    self.runtime
+                        .block_on(self.store.put_once(&key, bytes.clone()))
+                });
+                match put.map_err(store_failure) {
+                    Ok(_) => {}
+                    Err(Failure::Job(e)) => return self.fail(con, claim, view, &e, note),
+                    Err(Failure::Outage(e)) => {
+                        // The next worker continues from the last checkpoint.
+                        self.hand_back(con, claim, &view, note)?;
+                        return Err(e);
+                    }
+                }
                 view.status = if stopped {
                     Status::Stopped
                 } else {
@@ -278,8 +333,45 @@ impl JobRunner<'_> {
                 view.tile = None;
                 self.end(con, claim, &view, note)
             }
-            Err(e) => self.fail(con, claim, view, &e, note),
+            Err(Failure::Job(e)) => self.fail(con, claim, view, &e, note),
+            Err(Failure::Outage(e)) => {
+                self.hand_back(con, claim, &view, note)?;
+                Err(e)
+            }
         }
+    }
+
+    /// `f` on the engine, reconnecting and trying again while the engine is away, for up
+    /// to a lease (the claim is this worker's until then).
+    fn on_engine<T>(
+        &self,
+        con: &mut redis::Connection,
+        mut f: impl FnMut(&mut redis::Connection) -> Result<T, QueueError>,
+    ) -> Result<T, QueueError> {
+        let mut again = false;
+        retrying(self.config.lease, || {
+            if std::mem::replace(&mut again, true) {
+                *con = self.engine.connect()?;
+            }
+            f(con)
+        })
+    }
+
+    /// Gives the job back to the queue (see [`Engine::hand_back`]).
+    fn hand_back(
+        &self,
+        con: &mut redis::Connection,
+        claim: &Claim,
+        view: &JobView,
+        note: &mut dyn FnMut(WorkerNote<'_>),
+    ) -> Result<(), QueueError> {
+        let id = claim.id.as_str();
+        if self.on_engine(con, |c| self.engine.hand_back(c, claim, view))? {
+            note(WorkerNote::HandedBack { id });
+        } else {
+            note(WorkerNote::Lost { id });
+        }
+        Ok(())
     }
 
     fn work_file(&self, id: &str, ext: &str) -> PathBuf {
@@ -293,17 +385,20 @@ impl JobRunner<'_> {
         spec: &JobSpec,
         saved: Option<&str>,
         checkpoint: &Path,
-    ) -> Result<(neural_style::Plan, bool), String> {
+    ) -> Result<(neural_style::Plan, bool), Failure> {
         let limits = &self.config.limits;
-        let load = |key: &str, name: &str| -> Result<Image, String> {
-            let bytes = self
-                .runtime
-                .block_on(self.store.get(key))
-                .map_err(|e| e.to_string())?
+        let get = |key: &str| {
+            retrying(STORE_PATIENCE, || {
+                self.runtime.block_on(self.store.get(key))
+            })
+            .map_err(store_failure)
+        };
+        let load = |key: &str, name: &str| -> Result<Image, Failure> {
+            let bytes = get(key)?
                 .ok_or_else(|| format!("{name}: the upload is missing from the store ({key})"))?;
-            limits
+            Ok(limits
                 .decode_upload(&bytes, name)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?)
         };
         let content = load(&spec.content, "content")?;
         let styles = spec
@@ -335,10 +430,7 @@ impl JobRunner<'_> {
         };
         let every = self.config.checkpoint_every;
         let saved = match saved {
-            Some(key) => self
-                .runtime
-                .block_on(self.store.get(key))
-                .map_err(|e| e.to_string())?,
+            Some(key) => get(key)?,
             None => None,
         };
         // A checkpoint that cannot be used (damaged, from other weights) is not fatal: the
@@ -350,10 +442,10 @@ impl JobRunner<'_> {
         {
             return Ok((resumed, true));
         }
-        plan()?
+        Ok(plan()?
             .with_checkpoints(every, None)
             .map(|p| (p, false))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?)
     }
 
     /// Runs the plan, publishing progress and saving checkpoints to the store. When the
@@ -385,6 +477,7 @@ impl JobRunner<'_> {
         let mut progress = Progress::with_previews_every(PREVIEW_EVERY);
         let mut last_saved: Option<std::time::Instant> = None;
         let mut first = true;
+        let mut reconnected = std::time::Instant::now();
         let output = std::thread::scope(|scope| {
             let (held, stop) = (&held, &stop);
             scope.spawn(move || self.renew_until_done(claim, lease, held, stop, &done));
@@ -418,10 +511,21 @@ impl JobRunner<'_> {
                             Change::Preview(jpeg) => Some(jpeg.as_slice()),
                             _ => None,
                         };
-                        // An outage that lasts is the renewing thread's to notice.
-                        if let Ok(r) = self.engine.renew(con, claim, Some(view), preview) {
-                            held.fetch_and(r.held, Ordering::SeqCst);
-                            stop.fetch_or(r.stop, Ordering::SeqCst);
+                        // An outage that lasts is the renewing thread's to notice; this
+                        // connection is made again (at most once a second) once the
+                        // engine is back.
+                        match self.engine.renew(con, claim, Some(view), preview) {
+                            Ok(r) => {
+                                held.fetch_and(r.held, Ordering::SeqCst);
+                                stop.fetch_or(r.stop, Ordering::SeqCst);
+                            }
+                            Err(_) if reconnected.elapsed() >= Duration::from_secs(1) => {
+                                reconnected = std::time::Instant::now();
+                                if let Ok(fresh) = self.engine.connect() {
+                                    *con = fresh;
+                                }
+                            }
+                            Err(_) => {}
                         }
                     }
                 }
@@ -463,9 +567,8 @@ impl JobRunner<'_> {
         file: &Path,
         key: &str,
     ) -> Result<bool, QueueError> {
-        let local = |e: String| QueueError::Store {
-            url: self.config.work_dir.display().to_string(),
-            key: key.to_string(),
+        let local = |e: String| QueueError::WorkFolder {
+            path: file.to_path_buf(),
             error: e,
         };
         state.save(file).map_err(|e| local(e.to_string()))?;
@@ -536,7 +639,7 @@ impl JobRunner<'_> {
         note: &mut dyn FnMut(WorkerNote<'_>),
     ) -> Result<(), QueueError> {
         let id = claim.id.as_str();
-        if !self.engine.finish(con, claim, view)? {
+        if !self.on_engine(con, |c| self.engine.finish(c, claim, view))? {
             note(WorkerNote::Lost { id });
             return Ok(());
         }
