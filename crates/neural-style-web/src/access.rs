@@ -4,7 +4,8 @@
 //! API request that a browser marks as coming from another site (`Sec-Fetch-Site`,
 //! `Origin`, `Referer`) is refused; and every job belongs to the client that made it, named
 //! by an unguessable token (a `SameSite=Strict` cookie that the page gets, or an
-//! `X-Client-Token` header for scripts), so one visitor can neither list nor touch another's.
+//! `X-Client-Token` header for scripts), so one visitor can neither list nor touch another's;
+//! behind access tokens, the jobs are the access token's.
 //! A server reachable beyond this machine also needs an access token (`--token-file`):
 //! `Authorization: Bearer …` from scripts, or a cookie the page gets once its user has
 //! typed the token.
@@ -318,14 +319,29 @@ pub fn cookie(token: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The client a job request comes from (the owner of the jobs it may see).
+/// The client a job request comes from (the owner of the jobs it may see). Behind access
+/// tokens (`--token-file`) it is the access token's name, whatever client token comes
+/// with it: the jobs are the token holder's, in every browser of theirs, and a client
+/// token copied from someone else opens nothing of theirs. On an open server it is the
+/// client token.
 #[derive(Debug, Clone)]
 pub struct Client(pub String);
+
+impl Client {
+    /// The owner name of the holder of the access token `name`. A client token has no
+    /// `:`, so the two never meet.
+    fn of_access(name: &str) -> Self {
+        Client(format!("access:{name}"))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        if let Some(AccessName(name)) = parts.extensions.get::<AccessName>() {
+            return Ok(Client::of_access(name));
+        }
         token_of(&parts.headers).map(Client).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

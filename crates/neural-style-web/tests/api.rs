@@ -657,4 +657,34 @@ fn with_access_tokens_the_api_needs_one_and_each_token_has_its_share_of_the_queu
         submit_as("bobs-browser-000001", "bob-fedcba9876543210").0,
         201
     );
+
+    // The jobs are the access token's (issue 43, D5): bob sending alice's client token
+    // sees, stops, downloads and deletes none of hers; alice sees hers from any browser.
+    let bob_as_alices_browser = [
+        (TOKEN_HEADER, TOKEN),
+        ("Authorization", "Bearer bob-fedcba9876543210"),
+    ];
+    let (status, list) = call("GET", &server.url("/api/jobs"), &bob_as_alices_browser);
+    assert_eq!(status, 200, "{list}");
+    assert!(!list.contains(&first), "{list}");
+    let job = format!("/api/jobs/{first}");
+    for (method, path) in [
+        ("GET", job.clone()),
+        ("POST", format!("{job}/stop")),
+        ("GET", format!("{job}/result")),
+        ("DELETE", job.clone()),
+    ] {
+        let (status, body) = call(method, &server.url(&path), &bob_as_alices_browser);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let alice_elsewhere = [
+        (TOKEN_HEADER, "alices-phone-000001"),
+        ("Authorization", &format!("Bearer {alice}")),
+    ];
+    let (_, list) = call("GET", &server.url("/api/jobs"), &alice_elsewhere);
+    assert!(list.contains(&first), "{list}");
+    // Without a client token at all, the access token names the owner.
+    let (status, list) = call("GET", &server.url("/api/jobs"), &alice_elsewhere[1..]);
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(&first), "{list}");
 }
