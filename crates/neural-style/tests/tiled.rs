@@ -361,7 +361,7 @@ fn a_tiled_evaluation_reports_its_tiles_and_stops_between_them() {
 
 #[test]
 fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
-    use neural_style::run::memory::{Budget, Fitting, estimate, estimate_tiled, fit};
+    use neural_style::run::memory::{Budget, Fitting, estimate, estimate_tiled, fit, sizes_at};
     use neural_style::{Image, Inputs, Plan, Size, TileMode};
     let net = network(Padding::Zero, Pooling::Max);
     let inputs = Inputs {
@@ -386,10 +386,11 @@ fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
     };
     // What the fitted plan needs stays within the budget.
     let needs = |p: &Plan| match p.tiles() {
-        Some(t) => estimate_tiled(p.config(), arch, w, h, t.core as u32).total(),
-        None => estimate(p.config(), arch, w, h).total(),
+        Some(t) => estimate_tiled(p.config(), arch, &sizes_at(p, w, h), t.core as u32).total(),
+        None => estimate(p.config(), arch, &sizes_at(p, w, h)).total(),
     };
-    let whole = estimate(plan(TileMode::Auto).config(), arch, w, h).total();
+    let planned = plan(TileMode::Auto);
+    let whole = estimate(planned.config(), arch, &sizes_at(&planned, w, h)).total();
     let cases = [
         (whole, "as planned"),
         (whole - gib(2), "history"),
@@ -421,7 +422,7 @@ fn a_plan_larger_than_memory_is_fitted_by_history_then_tiles_then_both() {
                 "{expect}"
             );
             for s in stages.iter().filter(|s| !tiled(s)) {
-                let e = estimate(p.config(), arch, s.width, s.height).total();
+                let e = estimate(p.config(), arch, &sizes_at(&p, s.width, s.height)).total();
                 assert!(e <= limit, "{expect}: {}x{} whole", s.width, s.height);
             }
         }

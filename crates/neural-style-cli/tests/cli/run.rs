@@ -427,6 +427,28 @@ fn runs_that_would_not_fit_in_memory_are_refused_or_shortened_before_starting() 
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// The style is sized by the output's longest side: a narrow output with a large style
+/// spends its memory on the style's pass (issue 43, D2). The estimate counts the style as
+/// resized: refused whole, evaluated by tiles (the style's statistics too) when allowed.
+#[test]
+fn the_memory_check_counts_the_style_as_resized() {
+    let s = Scene::new();
+    let w = tiny_weights();
+    let w = w.to_str().unwrap();
+    let tall = s.p("tall-style.png");
+    write_image(Path::new(&tall), 1500, 2000, 1.0);
+    let (c, out) = (s.p("content.png"), s.p("narrow.png"));
+    let narrow = ["--size", "16x2000", "--no-coarse-to-fine", "-n", "1"];
+    let args = [&["-c", &c, "-s", &tall, "-w", w, "-o", &out][..], &narrow[..]].concat();
+    let o = run(&[&args[..], &["--max-memory", "1G", "--no-tile"]].concat());
+    assert_clean_error(&o, &["16x2000", "GiB of memory"]);
+    assert!(!Path::new(&out).exists());
+    let o = run(&[&args[..], &["--max-memory", "2G"]].concat());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("evaluating it in tiles of"), "{err}");
+}
+
 /// The final loss in the "wrote ..." line.
 fn final_loss(o: &std::process::Output) -> f64 {
     let err = stderr(o);
