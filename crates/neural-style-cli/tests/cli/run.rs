@@ -439,7 +439,11 @@ fn the_memory_check_counts_the_style_as_resized() {
     write_image(Path::new(&tall), 1500, 2000, 1.0);
     let (c, out) = (s.p("content.png"), s.p("narrow.png"));
     let narrow = ["--size", "16x2000", "--no-coarse-to-fine", "-n", "1"];
-    let args = [&["-c", &c, "-s", &tall, "-w", w, "-o", &out][..], &narrow[..]].concat();
+    let args = [
+        &["-c", &c, "-s", &tall, "-w", w, "-o", &out][..],
+        &narrow[..],
+    ]
+    .concat();
     let o = run(&[&args[..], &["--max-memory", "1G", "--no-tile"]].concat());
     assert_clean_error(&o, &["16x2000", "GiB of memory"]);
     assert!(!Path::new(&out).exists());

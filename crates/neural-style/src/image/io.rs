@@ -618,47 +618,113 @@ enum JpegDamage {
     Corrupt(String),
 }
 
-/// Checks that a JPEG is whole: its scan data is followed by the end-of-image marker, and
-/// it decodes in strict mode, where data that ends early or does not decode is an error
-/// rather than grey pixels.
+/// Checks that a JPEG is whole: its scans end with the end-of-image marker, their restart
+/// markers follow the restart interval, it decodes in strict mode (where data that does
+/// not decode is an error rather than grey pixels), and its data does not run out before
+/// the last block.
+///
+/// The last check: a decoder that meets a marker before the last block (a file cut and
+/// closed with FF D9, a progressive file cut in a scan) goes on with zero bits, as
+/// libjpeg does, and fills the rest with flat blocks. So the image is decoded a second
+/// time with 512 one bits put before its end-of-image marker: a whole scan never reads
+/// them and decodes the same, one that ran out reads them and does not.
 fn strict_jpeg(bytes: &[u8]) -> std::result::Result<(), JpegDamage> {
-    if !ends_with_end_marker(bytes) {
-        return Err(JpegDamage::EndsEarly);
-    }
-    let options = zune_core::options::DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
-    let cursor = zune_core::bytestream::ZCursor::new(bytes);
-    zune_jpeg::JpegDecoder::new_with_options(cursor, options)
+    let end = scan_end(bytes)?;
+    let decode = |bytes: &[u8], strict: bool| {
+        let options = zune_core::options::DecoderOptions::default()
+            .set_strict_mode(strict)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX);
+        zune_jpeg::JpegDecoder::new_with_options(
+            zune_core::bytestream::ZCursor::new(bytes),
+            options,
+        )
         .decode()
-        .map(drop)
-        .map_err(|e| JpegDamage::Corrupt(format!("{e:?}")))
+    };
+    let pixels = decode(bytes, true).map_err(|e| JpegDamage::Corrupt(format!("{e:?}")))?;
+    let mut ones = Vec::with_capacity(bytes.len() + 128);
+    ones.extend_from_slice(&bytes[..end]);
+    // FF 00 is a stuffed FF in scan data: eight one bits.
+    ones.extend(std::iter::repeat_n([0xFF, 0x00], 64).flatten());
+    ones.extend_from_slice(&bytes[end..]);
+    match decode(&ones, false) {
+        Ok(again) if again == pixels => Ok(()),
+        _ => Err(JpegDamage::EndsEarly),
+    }
 }
 
-/// Whether the JPEG's first scan is followed by an end-of-image marker (FF D9). The
-/// segments before the scan are skipped by their lengths (an EXIF thumbnail has its own
-/// marker); inside scan data a literal FF is always followed by 00 or a restart marker
-/// (ITU T.81, B.1.1.5), so FF D9 there is the end. Bytes after it do not matter.
-fn ends_with_end_marker(bytes: &[u8]) -> bool {
+/// Where the end-of-image marker (FF D9) that ends the JPEG's scans is. The segments
+/// between scans are skipped by their lengths (an EXIF thumbnail has its own markers);
+/// inside scan data a literal FF is followed by 00, and the only markers allowed are the
+/// restart markers RST0..RST7, in turn, and only after a restart interval (DRI) is set
+/// (ITU T.81, B.1.1.5 and B.2.1). Bytes after the end do not matter.
+fn scan_end(bytes: &[u8]) -> std::result::Result<usize, JpegDamage> {
+    let corrupt = |what: &str| Err(JpegDamage::Corrupt(what.to_string()));
+    let mut interval = 0u16;
     let mut at = 2; // after SOI
-    while at + 4 <= bytes.len() {
+    while at + 2 <= bytes.len() {
         if bytes[at] != 0xFF {
-            return false;
+            return corrupt("a segment does not start with a marker");
         }
         let marker = bytes[at + 1];
-        if marker == 0xFF {
-            at += 1; // fill byte
+        match marker {
+            0xFF => at += 1, // fill byte
+            0xD9 => return Ok(at),
+            0xD0..=0xD7 => return corrupt("a restart marker outside scan data"),
+            _ => {
+                let Some(length) = bytes.get(at + 2..at + 4) else {
+                    break;
+                };
+                let length = usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if marker == 0xDD && length == 4 && at + 6 <= bytes.len() {
+                    interval = u16::from_be_bytes([bytes[at + 4], bytes[at + 5]]);
+                }
+                at += 2 + length;
+                if marker == 0xDA {
+                    at = scan_data_end(bytes, at, interval)?;
+                }
+            }
+        }
+    }
+    Err(JpegDamage::EndsEarly)
+}
+
+/// The end of the scan data starting at `at` (where its next marker is, or the file's
+/// end), checking its restart markers against the restart `interval` (0: none allowed).
+fn scan_data_end(
+    bytes: &[u8],
+    mut at: usize,
+    interval: u16,
+) -> std::result::Result<usize, JpegDamage> {
+    let mut restarts = 0u8;
+    while at + 1 < bytes.len() {
+        if bytes[at] != 0xFF {
+            at += 1;
             continue;
         }
-        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
-        if marker == 0xDA {
-            let scan = &bytes[(at + 2 + length).min(bytes.len())..];
-            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        match bytes[at + 1] {
+            0x00 => at += 2,
+            0xFF => at += 1,
+            m @ 0xD0..=0xD7 => {
+                if interval == 0 {
+                    return Err(JpegDamage::Corrupt(
+                        "a restart marker in a scan without restart intervals".into(),
+                    ));
+                }
+                if m != 0xD0 + restarts % 8 {
+                    return Err(JpegDamage::Corrupt(format!(
+                        "restart marker RST{} where RST{} belongs",
+                        m - 0xD0,
+                        restarts % 8
+                    )));
+                }
+                restarts = restarts.wrapping_add(1);
+                at += 2;
+            }
+            _ => return Ok(at),
         }
-        at += 2 + length;
     }
-    false
+    Ok(bytes.len())
 }
 
 /// What is wrong with a damaged JPEG, for its error: how much of it decoded, judged by the
@@ -929,6 +995,68 @@ mod tests {
                 let partial = Image::decode_within(&damaged, name, lenient, u32::MAX).unwrap();
                 assert_eq!((partial.width, partial.height), (64, 48));
             }
+        }
+    }
+
+    /// Where the scan data of a JPEG starts (after its first SOS header).
+    fn scan_start(jpeg: &[u8]) -> usize {
+        let sos = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        sos + 2 + usize::from(u16::from_be_bytes([jpeg[sos + 2], jpeg[sos + 3]]))
+    }
+
+    /// Damage that a decoder hides (issue 43, D8): the file cut and closed with an
+    /// end-of-image marker, a restart marker written into the data, restart markers out
+    /// of turn. Each is refused; every whole JPEG at hand is not.
+    #[test]
+    fn damage_behind_a_closing_marker_or_in_restart_markers_is_found() {
+        let fixture = |name: &str| {
+            std::fs::read(neural_style_testdata::fixture(&format!("images/{name}"))).unwrap()
+        };
+        let name = Path::new("photo.jpg");
+        let closed_at = |jpeg: &[u8], fraction: f64| {
+            let mut cut = jpeg[..(jpeg.len() as f64 * fraction) as usize].to_vec();
+            cut.extend([0xFF, 0xD9]);
+            cut
+        };
+        let with_marker_at = |jpeg: &[u8], fraction: f64, marker: u8| {
+            let start = scan_start(jpeg);
+            let at = start + ((jpeg.len() - start) as f64 * fraction) as usize;
+            let mut marked = jpeg.to_vec();
+            marked[at..at + 2].copy_from_slice(&[0xFF, marker]);
+            marked
+        };
+        let restarts = fixture("restarts.jpg");
+        let first_rst = restarts.windows(2).position(|w| w == [0xFF, 0xD0]).unwrap();
+        let mut out_of_turn = restarts.clone();
+        out_of_turn[first_rst + 1] = 0xD1;
+        let damaged = [
+            ("baseline closed at 60%", closed_at(&baseline_jpeg(), 0.6)),
+            (
+                "progressive closed at 60%",
+                closed_at(&fixture("progressive.jpg"), 0.6),
+            ),
+            ("with restarts closed at 60%", closed_at(&restarts, 0.6)),
+            (
+                "RST0 written at 40%",
+                with_marker_at(&baseline_jpeg(), 0.4, 0xD0),
+            ),
+            ("restart markers out of turn", out_of_turn),
+        ];
+        for (how, jpeg) in damaged {
+            let e = Image::decode(&jpeg, name, 1 << 20).map(|_| ()).unwrap_err();
+            assert!(matches!(e, Error::DamagedImage { .. }), "{how}: {e}");
+        }
+        let mut whole = vec![baseline_jpeg(), restarts];
+        for name in [
+            "progressive.jpg",
+            "cmyk.jpg",
+            "dpi-exif.jpg",
+            "dpi-jfif.jpg",
+        ] {
+            whole.push(fixture(name));
+        }
+        for (k, jpeg) in whole.iter().enumerate() {
+            assert!(strict_jpeg(jpeg).is_ok(), "whole JPEG {k} refused");
         }
     }
 
