@@ -212,6 +212,7 @@ impl RunJob {
             neural_style::image::io::check_replaceable(p)
                 .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
         }
+        let side_used = config.get().input_side_used();
         Ok(Self {
             config,
             content: a.content,
@@ -228,8 +229,9 @@ impl RunJob {
             threads: a.network.threads,
             device: a.network.device.parse().map_err(flag_error)?,
             decoding: neural_style::Decoding {
-                max_pixels: a.network.max_input_pixels,
                 accept_damaged: a.network.accept_damaged,
+                side_used,
+                ..neural_style::Decoding::within(a.network.max_input_pixels)
             },
             quiet: a.quiet,
             no_memory_check: a.no_memory_check,

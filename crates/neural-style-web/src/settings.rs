@@ -96,11 +96,12 @@ impl Limits {
     /// largest size, since no job uses more. The server and the queue's workers decode the
     /// same bytes the same way.
     pub fn decode_upload(&self, bytes: &[u8], name: &str) -> neural_style::Result<Image> {
-        let decoding = Decoding {
-            max_pixels: self.max_input_pixels,
-            accept_damaged: self.accept_damaged,
-        };
         let side = self.max_size.saturating_mul(2);
+        let decoding = Decoding {
+            accept_damaged: self.accept_damaged,
+            side_used: side,
+            ..Decoding::within(self.max_input_pixels)
+        };
         Image::decode_within(bytes, std::path::Path::new(name), decoding, side)
     }
 }

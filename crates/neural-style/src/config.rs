@@ -315,6 +315,19 @@ impl TransferConfig {
         self.style_layers.as_deref().unwrap_or(DEFAULT_STYLE_LAYERS)
     }
 
+    /// The longest side a run uses of any input image, with a margin for the final
+    /// resize: twice the output's longest side (or the style's, at a `style_scale` above
+    /// 1). Larger inputs may be reduced while they are decoded
+    /// ([`crate::Decoding::side_used`]).
+    pub fn input_side_used(&self) -> u32 {
+        let longest = match self.size {
+            Size::Longest(n) => n,
+            Size::Exact(w, h) => w.max(h),
+        };
+        let style = (f64::from(longest) * f64::from(self.style_scale.max(1.0))).ceil();
+        (2.0 * style).min(f64::from(u32::MAX)) as u32
+    }
+
     /// Content layers, then style layers not already listed: every layer a run reads.
     pub fn layers(&self) -> Vec<Layer> {
         let mut out: Vec<Layer> = Vec::new();

@@ -48,6 +48,25 @@ pub enum Error {
         limit: u64,
     },
 
+    /// Decoding an image would take more memory than allowed.
+    #[error(
+        "{path}: image is {width}x{height}: decoding it takes about {} MB, more than the {} MB allowed (the input pixel limit's share of memory)",
+        bytes >> 20,
+        limit >> 20
+    )]
+    TooLargeToDecode {
+        /// The file.
+        path: PathBuf,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bytes the decode would take.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// An image has a size the engine cannot use.
     #[error("{path}: image is {width}x{height}: {message}")]
     ImageSize {

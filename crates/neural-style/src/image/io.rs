@@ -23,6 +23,13 @@ pub struct Decoding {
     /// Use what decodes of a damaged image (a JPEG cut short or with corrupt data, whose
     /// missing part is flat grey) instead of refusing it.
     pub accept_damaged: bool,
+    /// The longest side the caller will use of the image (`u32::MAX`: all of it). A PNG
+    /// too large to decode whole within [`STREAM_ABOVE_BYTES`] is reduced by a whole
+    /// factor while it is decoded, row by row, down to no less than this.
+    pub side_used: u32,
+    /// Most bytes a decode may take: the decoder's buffer and the planar `f32` image
+    /// (see [`decode_cost`]). A larger image is refused, saying this limit.
+    pub max_bytes: u64,
 }
 
 impl Default for Decoding {
@@ -32,13 +39,32 @@ impl Default for Decoding {
 }
 
 impl Decoding {
-    /// At most `max_pixels`, damaged images refused.
+    /// At most `max_pixels` (and [`Decoding::bytes_for`] them), damaged images refused,
+    /// all of each image kept.
     pub fn within(max_pixels: u64) -> Self {
         Self {
             max_pixels,
             accept_damaged: false,
+            side_used: u32::MAX,
+            max_bytes: Self::bytes_for(max_pixels),
         }
     }
+
+    /// The byte limit that lets an 8-bit RGB image of `max_pixels` decode whole: 3 bytes
+    /// a pixel decoded and 12 converted.
+    pub fn bytes_for(max_pixels: u64) -> u64 {
+        max_pixels.saturating_mul(15).max(64 << 20)
+    }
+}
+
+/// A PNG whose whole decode would cost more than this ([`decode_cost`]) is decoded row by
+/// row and reduced on the way when it is larger than the side used.
+pub const STREAM_ABOVE_BYTES: u64 = 256 << 20;
+
+/// Bytes a whole decode of `pixels` costs: the decoder's buffer (`bytes_per_pixel` each)
+/// and the planar `f32` RGB image made from it (12 each).
+pub fn decode_cost(pixels: u64, bytes_per_pixel: u64) -> u64 {
+    pixels.saturating_mul(bytes_per_pixel + 12)
 }
 
 /// An RGB image stored as three planes (R, G, B) of `width * height` values in 0..1.
@@ -104,6 +130,9 @@ impl Image {
             return Self::decode_within(&bytes, path, decoding, u32::MAX);
         }
         let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+        if let Some(k) = png_reduction(&head[..n], path, decoding, u32::MAX)? {
+            return png_streamed(reader.into_inner(), path, decoding, k, u32::MAX);
+        }
         decode(
             reader,
             &head[..n],
@@ -132,6 +161,9 @@ impl Image {
     ) -> Result<Self> {
         let reader = ImageReader::new(std::io::Cursor::new(bytes));
         let head = &bytes[..bytes.len().min(64)];
+        if let Some(k) = png_reduction(head, name, decoding, max_side)? {
+            return png_streamed(reader.into_inner(), name, decoding, k, max_side);
+        }
         let len = bytes.len() as u64;
         decode(reader, head, len, name, decoding, max_side, Some(bytes))
     }
@@ -141,11 +173,18 @@ impl Image {
         let (width, height) = (img.width(), img.height());
         let plane = width as usize * height as usize;
         let mut data = vec![0.0f32; 3 * plane];
-        let rgba = img.to_rgba32f();
-        for (i, p) in rgba.pixels().enumerate() {
-            let a = p[3].clamp(0.0, 1.0);
-            for c in 0..3 {
-                data[c * plane + i] = (p[c] * a + (1.0 - a)).clamp(0.0, 1.0);
+        // A band of rows at a time: an `f32` RGBA copy of the whole image would take 16
+        // bytes a pixel beside the decoded one.
+        const BAND: u32 = 64;
+        for top in (0..height).step_by(BAND as usize) {
+            let rows = BAND.min(height - top);
+            let band = img.crop_imm(0, top, width, rows).to_rgba32f();
+            let start = top as usize * width as usize;
+            for (i, p) in band.pixels().enumerate() {
+                let a = p[3].clamp(0.0, 1.0);
+                for c in 0..3 {
+                    data[c * plane + start + i] = (p[c] * a + (1.0 - a)).clamp(0.0, 1.0);
+                }
             }
         }
         Self {
@@ -562,7 +601,7 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
     };
     reader.set_format(format);
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some((max_pixels.saturating_mul(16)).max(64 << 20));
+    limits.max_alloc = Some(decoding.max_bytes);
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
@@ -574,6 +613,18 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
             width: w,
             height: h,
             limit: max_pixels,
+        });
+    }
+    let pixels = u64::from(w) * u64::from(h);
+    let per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    let cost = decode_cost(pixels, per_pixel);
+    if cost > decoding.max_bytes {
+        return Err(Error::TooLargeToDecode {
+            path: path.to_path_buf(),
+            width: w,
+            height: h,
+            bytes: cost,
+            limit: decoding.max_bytes,
         });
     }
     let orientation = decoder
@@ -606,6 +657,152 @@ fn decode<R: std::io::BufRead + std::io::Seek>(
             height: image.height,
             message: "too small: at least 2x2 pixels are needed".into(),
         });
+    }
+    Ok(image)
+}
+
+/// The whole factor by which a PNG (its first bytes `head`, from its IHDR chunk) is to be
+/// reduced while decoding, when it is one to decode row by row: not interlaced, costing
+/// more than [`STREAM_ABOVE_BYTES`] whole (or more than the byte limit). `None`: decode it
+/// whole. The pixel limit is checked here, before anything is allocated.
+fn png_reduction(
+    head: &[u8],
+    path: &Path,
+    decoding: Decoding,
+    max_side: u32,
+) -> Result<Option<u32>> {
+    if head.len() < 29 || !head.starts_with(b"\x89PNG\r\n\x1a\n") || &head[12..16] != b"IHDR" {
+        return Ok(None);
+    }
+    let be = |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let (width, height, depth, colour, interlaced) = (be(16), be(20), head[24], head[25], head[28]);
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > decoding.max_pixels {
+        return Err(Error::TooManyPixels {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: decoding.max_pixels,
+        });
+    }
+    // Samples a pixel as the `image` crate decodes it (a palette becomes RGB or RGBA).
+    let samples = match colour {
+        0 => 1,
+        4 => 2,
+        2 => 3,
+        3 => 4,
+        _ => 4,
+    };
+    let cost = decode_cost(pixels, samples * if depth == 16 { 2 } else { 1 });
+    if interlaced != 0 || (cost <= STREAM_ABOVE_BYTES && cost <= decoding.max_bytes) {
+        return Ok(None);
+    }
+    let side = decoding.side_used.min(max_side).max(1);
+    Ok(Some((width.max(height) / side).max(1)))
+}
+
+/// Decodes the PNG read by `reader` row by row, each `k` x `k` block of pixels averaged
+/// into one as it comes (alpha composited over white first), so that no more than the
+/// reduced image and a row are held; then its EXIF orientation, and at most `max_side`
+/// pixels on its longest side (Lanczos). A reduced image larger than the byte limit is
+/// refused before it is allocated.
+fn png_streamed<R: std::io::BufRead + std::io::Seek>(
+    reader: R,
+    path: &Path,
+    decoding: Decoding,
+    k: u32,
+    max_side: u32,
+) -> Result<Image> {
+    let decode_err = |e: png::DecodingError| Error::ImageDecode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut decoder = png::Decoder::new_with_limits(
+        reader,
+        png::Limits {
+            bytes: usize::try_from(decoding.max_bytes).unwrap_or(usize::MAX),
+        },
+    );
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut png = decoder.read_info().map_err(decode_err)?;
+    let (width, height) = (png.info().width, png.info().height);
+    let orientation = png
+        .info()
+        .exif_metadata
+        .as_deref()
+        .and_then(image::metadata::Orientation::from_exif_chunk);
+    let (w, h) = ((width / k).max(1), (height / k).max(1));
+    let plane = w as usize * h as usize;
+    let cost = 12 * plane as u64;
+    if cost > decoding.max_bytes {
+        return Err(Error::TooLargeToDecode {
+            path: path.to_path_buf(),
+            width,
+            height,
+            bytes: cost,
+            limit: decoding.max_bytes,
+        });
+    }
+    let (colour, depth) = png.output_color_type();
+    let channels = colour.samples();
+    let wide = depth == png::BitDepth::Sixteen;
+    let sample = |row: &[u8], i: usize| -> f32 {
+        if wide {
+            f32::from(u16::from_be_bytes([row[2 * i], row[2 * i + 1]])) / 65535.0
+        } else {
+            f32::from(row[i]) / 255.0
+        }
+    };
+    let mut data = vec![0.0f32; 3 * plane];
+    let mut sums = vec![0.0f32; 3 * w as usize];
+    let share = 1.0 / (k * k) as f32;
+    for y in 0..height {
+        let row = png
+            .next_row()
+            .map_err(decode_err)?
+            .ok_or_else(|| Error::ImageDecode {
+                path: path.to_path_buf(),
+                message: format!("the PNG ends at row {y} of {height}"),
+            })?;
+        let row = row.data();
+        if y / k >= h {
+            continue;
+        }
+        for x in 0..(w * k) as usize {
+            let at = x * channels;
+            let (rgb, a) = match channels {
+                1 | 2 => (
+                    [sample(row, at); 3],
+                    (channels == 2).then(|| sample(row, at + 1)),
+                ),
+                _ => (
+                    [sample(row, at), sample(row, at + 1), sample(row, at + 2)],
+                    (channels == 4).then(|| sample(row, at + 3)),
+                ),
+            };
+            let a = a.unwrap_or(1.0);
+            for c in 0..3 {
+                sums[c * w as usize + x / k as usize] += (rgb[c] * a + (1.0 - a)).clamp(0.0, 1.0);
+            }
+        }
+        if (y + 1) % k == 0 {
+            let out = (y / k) as usize * w as usize;
+            for c in 0..3 {
+                for x in 0..w as usize {
+                    data[c * plane + out + x] = sums[c * w as usize + x] * share;
+                }
+            }
+            sums.fill(0.0);
+        }
+    }
+    let mut image = Image::new(w, h, data);
+    if let Some(o) = orientation.filter(|o| *o != image::metadata::Orientation::NoTransforms) {
+        let mut turned = DynamicImage::ImageRgb32F(image.to_rgb32f());
+        turned.apply_orientation(o);
+        image = Image::from_dynamic(&turned);
+    }
+    if image.width.max(image.height) > max_side {
+        image = image.resized_to_longest(max_side);
     }
     Ok(image)
 }
@@ -1057,6 +1254,94 @@ mod tests {
         }
         for (k, jpeg) in whole.iter().enumerate() {
             assert!(strict_jpeg(jpeg).is_ok(), "whole JPEG {k} refused");
+        }
+    }
+
+    /// A `width` x `height` RGBA PNG of 16 bits a channel: the left half opaque red, the
+    /// right half transparent (white once composited); deflate makes it tiny.
+    fn rgba16_png(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Sixteen);
+        encoder.set_compression(png::Compression::Fastest);
+        let mut writer = encoder.write_header().unwrap();
+        let mut stream = writer.stream_writer().unwrap();
+        let row: Vec<u8> = (0..width)
+            .flat_map(|x| {
+                if x < width / 2 {
+                    [255, 255, 0, 0, 0, 0, 255, 255]
+                } else {
+                    [0; 8]
+                }
+            })
+            .collect();
+        for _ in 0..height {
+            stream.write_all(&row).unwrap();
+        }
+        stream.finish().unwrap();
+        writer.finish().unwrap();
+        out
+    }
+
+    /// A decompression bomb (issue 43, D9): 5000x4000 RGBA16 costs 400 MB decoded whole.
+    /// With a side used of 1000 it is reduced while decoding, within a 64 MiB limit that a
+    /// whole decode could never meet; without, the limit refuses it and says so.
+    #[test]
+    fn a_large_png_is_reduced_while_decoding_within_the_byte_limit() {
+        let bomb = rgba16_png(5000, 4000);
+        let name = Path::new("bomb.png");
+        let tight = Decoding {
+            max_bytes: 64 << 20,
+            ..Decoding::within(100_000_000)
+        };
+        let reduced = Decoding {
+            side_used: 1000,
+            ..tight
+        };
+        let img = Image::decode_within(&bomb, name, reduced, u32::MAX).unwrap();
+        assert_eq!((img.width, img.height), (1000, 800));
+        let plane = 1000 * 800;
+        let at = |c: usize, x: usize, y: usize| img.data[c * plane + y * 1000 + x];
+        assert_eq!(
+            [at(0, 10, 10), at(1, 10, 10), at(2, 10, 10)],
+            [1.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            [at(0, 990, 700), at(1, 990, 700), at(2, 990, 700)],
+            [1.0; 3]
+        );
+        let e = Image::decode_within(&bomb, name, tight, u32::MAX).unwrap_err();
+        assert!(matches!(e, Error::TooLargeToDecode { .. }), "{e}");
+        let message = e.to_string();
+        assert!(message.starts_with("bomb.png: image is 5000x4000: decoding it takes about 228 MB, more than the 64 MB allowed"), "{message}");
+        // The server's way: at most 512 px on the longest side, reduced first.
+        let served = Image::decode_within(&bomb, name, reduced, 512).unwrap();
+        assert_eq!((served.width, served.height), (512, 410));
+    }
+
+    /// The conversion to planar RGB goes by bands of rows; each pixel is converted as one
+    /// conversion of the whole image would.
+    #[test]
+    fn the_banded_conversion_matches_one_conversion_of_the_whole() {
+        let img = DynamicImage::ImageRgba16(image::ImageBuffer::from_fn(7, 150, |x, y| {
+            image::Rgba([
+                (x * 9000) as u16,
+                (y * 400) as u16,
+                777,
+                ((x + y) * 300) as u16,
+            ])
+        }));
+        let banded = Image::from_dynamic(&img);
+        let whole = img.to_rgba32f();
+        for (i, p) in whole.pixels().enumerate() {
+            let a = p[3].clamp(0.0, 1.0);
+            for c in 0..3 {
+                assert_eq!(
+                    banded.data[c * 7 * 150 + i],
+                    (p[c] * a + (1.0 - a)).clamp(0.0, 1.0)
+                );
+            }
         }
     }
 
