@@ -309,7 +309,7 @@ pub fn run(args: BatchArgs) -> Result<u8> {
     let started = Instant::now();
     let (mut done, mut skipped, mut failed_pairs) = (0usize, 0usize, 0usize);
     for (c, s, out) in &pairs {
-        overall.set_message(format!("{} × {}", stem(c), stem(s)));
+        overall.set_message(crate::printable(&format!("{} × {}", stem(c), stem(s))));
         if out.exists() {
             skipped += 1;
             overall.inc(1);
@@ -350,7 +350,7 @@ pub fn run(args: BatchArgs) -> Result<u8> {
                 .image
                 .save_with(&partial, &save_options(&job, Some(c)))?;
             overall.finish_and_clear();
-            eprintln!(
+            say!(
                 "interrupted in {} × {}: its best image so far is in {}; run the same command again to finish the batch ({done} done now, {skipped} done before, {} to go)",
                 c.display(),
                 s.display(),
@@ -369,13 +369,13 @@ pub fn run(args: BatchArgs) -> Result<u8> {
         overall.inc(1);
     }
     overall.finish_and_clear();
-    eprintln!(
+    say!(
         "batch: {} pairs in {:.1} s: {done} done, {skipped} already done (skipped), {failed_pairs} failed",
         pairs.len(),
         started.elapsed().as_secs_f64(),
     );
     for f in &failed {
-        eprintln!("  failed: {}", crate::printable(f));
+        say!("  failed: {}", crate::printable(f));
     }
     Ok(if failed_pairs == 0 { 0 } else { 1 })
 }

@@ -84,7 +84,7 @@ pub fn run(
     }
     if detach {
         bar.finish_and_clear();
-        eprintln!(
+        say!(
             "batch: {} jobs queued ({skipped} pairs already done); run the same command without --detach to collect the results",
             waiting.len()
         );
@@ -94,7 +94,7 @@ pub fn run(
     while !waiting.is_empty() {
         if signals.interrupted.load(Ordering::SeqCst) {
             bar.finish_and_clear();
-            eprintln!(
+            say!(
                 "interrupted: {} jobs go on on the workers; run the same command again to collect them ({done} collected now)",
                 waiting.len()
             );
@@ -111,7 +111,7 @@ pub fn run(
                         .with_context(|| format!("job {id}: done, but its result is missing"))?;
                     neural_style::image::io::write_atomically(out, &bytes)?;
                     runtime.block_on(jobs.remove(OWNER, &id))?;
-                    bar.println(format!("wrote {}", out.display()));
+                    bar.println(crate::printable(&format!("wrote {}", out.display())));
                     bar.inc(1);
                     done += 1;
                 }
@@ -122,7 +122,7 @@ pub fn run(
                         style.display(),
                         error.unwrap_or_else(|| "cancelled".to_string())
                     );
-                    bar.println(format!("error: {e}"));
+                    bar.println(crate::printable(&format!("error: {e}")));
                     failed.push(e);
                     // Forgotten, so that running the batch again tries the pair again.
                     runtime.block_on(jobs.remove(OWNER, &id))?;
@@ -139,13 +139,13 @@ pub fn run(
         }
     }
     bar.finish_and_clear();
-    eprintln!(
+    say!(
         "batch: {} pairs: {done} done by the workers, {skipped} already done (skipped), {} failed",
         pairs.len(),
         failed.len()
     );
     for f in &failed {
-        eprintln!("  failed: {}", crate::printable(f));
+        say!("  failed: {}", crate::printable(f));
     }
     Ok(if failed.is_empty() { 0 } else { 1 })
 }

@@ -90,14 +90,14 @@ pub fn run(args: &BenchArgs) -> Result<u8> {
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let threads = rayon::current_num_threads();
     if args.json {
-        println!(
+        tell!(
             "{}",
             serde_json::json!({"engine": "neural-style", "arch": arch.to_string(), "size": n, "steps": times.len(),
                 "median_s": median, "min_s": min, "max_s": max, "peak_rss_mib": rss, "threads": threads, "backend": backend, "padding": format!("{:?}", args.padding).to_lowercase(),
                 "convolution": format!("{:?}", args.convolution).to_lowercase(), "bf16": vgg.bf16()})
         );
     } else {
-        println!(
+        tell!(
             "neural-style {arch} {n}x{n} on {backend}, {} padding, {} convolution{}: median {median:.3} s/step (min {min:.3}, max {max:.3}, {} steps, {threads} threads), peak RSS {rss:.0} MiB",
             format!("{:?}", args.padding).to_lowercase(),
             format!("{:?}", args.convolution).to_lowercase(),

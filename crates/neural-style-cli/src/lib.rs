@@ -3,6 +3,21 @@
 //! its default job for another program (the Python package) with images in memory and
 //! events to a callback.
 
+/// `eprintln!` for lines that may carry names from outside (file names, uploads, worker
+/// names): control characters other than line breaks are escaped ([`printable_lines`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::printable_lines(&format!($($arg)*)))
+    };
+}
+
+/// [`say!`] for standard output.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::printable_lines(&format!($($arg)*)))
+    };
+}
+
 mod batch;
 #[cfg(feature = "queue")]
 mod batch_queue;
@@ -75,10 +90,19 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// [`printable`] line by line: the line breaks of a message of several lines are kept.
+pub fn printable_lines(text: &str) -> String {
+    text.split('\n')
+        .map(printable)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[cfg(test)]
 mod printable_tests {
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {
         assert_eq!(super::printable("a\u{1b}[31mb\nc é"), "a\\u{1b}[31mb\\nc é");
+        assert_eq!(super::printable_lines("a\u{7}\nb\r"), "a\\u{7}\nb\\r");
     }
 }

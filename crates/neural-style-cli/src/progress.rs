@@ -95,9 +95,9 @@ pub fn run_under(
 /// Prints a line on stderr above `bar` (plainly when the bar is hidden).
 pub fn print_above(bar: &ProgressBar, line: &str) {
     if bar.is_hidden() {
-        eprintln!("{line}");
+        say!("{line}");
     } else {
-        bar.println(line);
+        bar.println(crate::printable_lines(line));
     }
 }
 

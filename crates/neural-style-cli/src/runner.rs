@@ -249,11 +249,11 @@ pub fn check_memory(job: &RunJob, plan: Plan) -> Result<Plan> {
     })?;
     for f in fitted {
         match f {
-            Fitting::Tiles { core, whole } => eprintln!(
+            Fitting::Tiles { core, whole } => say!(
                 "note: a {w}x{h} evaluation of the whole image needs about {:.1} GiB and {available:.1} GiB is available; evaluating it in tiles of {core} px (--no-tile forbids it)",
                 gib(whole)
             ),
-            Fitting::History { from, to, needs } => eprintln!(
+            Fitting::History { from, to, needs } => say!(
                 "note: a {w}x{h} run with L-BFGS history {from} needs about {:.1} GiB and {available:.1} GiB is available; using history {to}",
                 gib(needs)
             ),

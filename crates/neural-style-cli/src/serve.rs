@@ -115,7 +115,7 @@ pub fn run(a: ServeArgs) -> Result<u8> {
     let addr = listener.local_addr().context("--bind")?;
     let server = Server::new(Arc::new(net), base, config)?;
     if !addr.ip().is_loopback() {
-        eprintln!(
+        say!(
             "listening on {addr}: the API needs one of the access tokens of {}",
             a.token_file
                 .as_deref()
@@ -123,24 +123,24 @@ pub fn run(a: ServeArgs) -> Result<u8> {
                 .unwrap_or_default()
         );
     }
-    eprintln!("{description}");
+    say!("{description}");
     #[cfg(feature = "queue")]
     let queue = a.queue.queue.as_ref();
     #[cfg(not(feature = "queue"))]
     let queue: Option<&String> = None;
     match queue {
         #[cfg(feature = "queue")]
-        Some(queue) => eprintln!(
+        Some(queue) => say!(
             "serving the web UI on http://{addr}/; jobs go to the queue at {} (store {}), run by `neural-style worker`s; Ctrl-C stops the server, not the jobs",
             neural_style_web::queue::engine::redacted(queue),
             a.queue.store.as_deref().unwrap_or_default()
         ),
-        _ => eprintln!(
+        _ => say!(
             "serving the web UI on http://{addr}/ (results in {}); Ctrl-C stops it, keeping the best image of a running job",
             a.results.display()
         ),
     }
     server.serve(listener, neural_style_web::termination())?;
-    eprintln!("stopped");
+    say!("stopped");
     Ok(0)
 }

@@ -146,14 +146,14 @@ pub fn run(args: SheetArgs) -> Result<u8> {
     if signals.interrupted.load(Ordering::SeqCst) {
         let partial = crate::config::partial_path(&job.output);
         sheet.save(&partial)?;
-        eprintln!(
+        say!(
             "interrupted after {done} of {total} cells; the sheet so far is in {}",
             partial.display()
         );
         return Ok(signals.exit_code());
     }
     sheet.save(&job.output)?;
-    eprintln!(
+    say!(
         "wrote {} ({}x{}, {total} cells)",
         job.output.display(),
         sheet.width,

@@ -90,7 +90,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let output = output?;
     reporter.log_result(&output);
     if let Some(e) = reporter.error.take() {
-        eprintln!("warning: {e:#}");
+        say!("warning: {e:#}");
     }
     if interrupted(&output, &signals) {
         let partial = crate::config::partial_path(&job.output);
@@ -100,7 +100,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
             l if l.is_finite() => format!(" (loss {l:.6e})"),
             _ => String::new(),
         };
-        eprintln!(
+        say!(
             "interrupted after {} evaluations; best image so far{loss} saved to {}",
             output.evaluations,
             partial.display()
@@ -110,12 +110,12 @@ pub fn run(args: RunArgs) -> Result<u8> {
             Some((p, _))
                 if reporter.checkpoints_written > 0 || job.resume.as_deref() == Some(p) =>
             {
-                eprintln!(
+                say!(
                     "continue with the same flags and --resume {} (from its last checkpoint)",
                     p.display()
                 );
             }
-            Some((p, every)) => eprintln!(
+            Some((p, every)) => say!(
                 "no checkpoint was written before the stop (the first comes after {every} L-BFGS iterations), so {} cannot be resumed; run the same command to start again",
                 p.display()
             ),
@@ -124,7 +124,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         return Ok(signals.exit_code());
     }
     for line in notes(&output) {
-        eprintln!("{line}");
+        say!("{line}");
     }
     output.image.save_with(&job.output, &save)?;
     // How much of the photo's layout is left, which the losses do not tell.
@@ -132,7 +132,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         .structure
         .map(|s| format!("; structure {s:.3} (coarse SSIM with the photo, 1 = all kept)"))
         .unwrap_or_default();
-    eprintln!(
+    say!(
         "wrote {} after {} evaluations: final loss {:.6e} (content {:.6e}, style {:.6e}, tv {:.6e}); best {:.6e}{structure}",
         job.output.display(),
         output.evaluations,

@@ -170,7 +170,7 @@ pub fn run(args: VideoArgs) -> Result<u8> {
         let Some(image) = run_frame(&runs, &job, inputs)? else {
             let partial = crate::config::partial_path(&out);
             runs.overall.finish_and_clear();
-            eprintln!(
+            say!(
                 "interrupted at frame {}: its best image so far is in {}; run the same command again to go on ({} of {} frames done)",
                 i + 1,
                 partial.display(),
@@ -194,9 +194,9 @@ pub fn run(args: VideoArgs) -> Result<u8> {
     if encode {
         let fps = args.fps.or(frames.fps).unwrap_or(25.0);
         encode_frames(&out_dir, &output, fps)?;
-        eprintln!("wrote {} ({fps} frames per second)", output.display());
+        say!("wrote {} ({fps} frames per second)", output.display());
     } else {
-        eprintln!("wrote the frames to {}", out_dir.display());
+        say!("wrote the frames to {}", out_dir.display());
     }
     frames.remove_decoded();
     Ok(0)
@@ -242,7 +242,7 @@ fn report(
         String::new()
     };
     let flicker = flicker.map_or("no still pixels".into(), |f| format!("{f:.4}"));
-    eprintln!(
+    say!(
         "video: {frames} frames ({computed} computed, {skipped} already done) in {secs:.1} s{per_frame}; flicker (mean change where the input is still, 0..1): {flicker}; temporal term {}",
         if temporal { "on" } else { "off" }
     );

@@ -32,7 +32,7 @@ impl DownloadReporter {
             return;
         }
         if self.bar.is_hidden() {
-            eprintln!("{text}");
+            say!("{text}");
         } else {
             self.bar.println(text);
         }
@@ -87,7 +87,7 @@ impl DownloadReporter {
 pub fn model_weights(model: &Model, cache: &Cache, quiet: bool) -> Result<PathBuf> {
     let converted = cache.converted_path(model);
     if !converted.is_file() && !quiet {
-        eprintln!(
+        say!(
             "Model {} is not cached yet: fetching it to {}",
             model.name,
             cache.dir().display()
@@ -139,7 +139,7 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
     match &args.action {
         WeightsAction::List => {
             let cache = cache()?;
-            println!("cache: {}", cache.dir().display());
+            tell!("cache: {}", cache.dir().display());
             for entry in cache.entries() {
                 let m = &entry.model;
                 let default = if m.name == neural_style_models::DEFAULT_MODEL {
@@ -147,30 +147,30 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
                 } else {
                     ""
                 };
-                println!("{}{default}: {}", m.name, m.summary);
+                tell!("{}{default}: {}", m.name, m.summary);
                 let size = m
                     .size
                     .map(|s| indicatif::HumanBytes(s).to_string())
                     .unwrap_or_else(|| "size unknown".into());
-                println!("  {} ({size}), SHA-256 {}", m.file_name, m.sha256);
+                tell!("  {} ({size}), SHA-256 {}", m.file_name, m.sha256);
                 for url in &m.urls {
-                    println!("  from {url}");
+                    tell!("  from {url}");
                 }
                 match &entry.file {
                     Some((p, n)) => {
-                        println!("  cached: {} ({})", p.display(), indicatif::HumanBytes(*n))
+                        tell!("  cached: {} ({})", p.display(), indicatif::HumanBytes(*n))
                     }
-                    None => println!("  not cached"),
+                    None => tell!("  not cached"),
                 }
                 if let Some((p, n)) = &entry.converted {
-                    println!(
+                    tell!(
                         "  conv-only: {} ({})",
                         p.display(),
                         indicatif::HumanBytes(*n)
                     );
                 }
                 if let Some(n) = entry.partial {
-                    println!(
+                    tell!(
                         "  interrupted download: {} so far (resumed by `weights fetch {}`)",
                         indicatif::HumanBytes(n),
                         m.name
@@ -183,7 +183,7 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
             for name in models {
                 let m = find(name)?;
                 let path = model_weights(&m, &cache, quiet)?;
-                println!("{}: {}", m.name, path.display());
+                tell!("{}: {}", m.name, path.display());
             }
         }
         WeightsAction::Verify { models } => {
@@ -199,15 +199,15 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
                 models.iter().map(|n| find(n)).collect::<Result<_>>()?
             };
             if models.is_empty() {
-                println!("nothing cached in {}", cache.dir().display());
+                tell!("nothing cached in {}", cache.dir().display());
             }
             let mut failed = 0;
             for m in &models {
                 match cache.verify(m) {
-                    Ok(p) => println!("{}: OK ({})", m.name, p.display()),
+                    Ok(p) => tell!("{}: OK ({})", m.name, p.display()),
                     Err(e) => {
                         failed += 1;
-                        println!(
+                        tell!(
                             "{}: FAILED: {e} (removed; it will be downloaded again)",
                             m.name
                         );
@@ -227,12 +227,12 @@ pub fn run(args: &WeightsArgs, quiet: bool) -> Result<u8> {
             let path = cache
                 .import(&m, file)
                 .with_context(|| format!("importing {} as {}", file.display(), m.name))?;
-            println!("{}: imported to {}", m.name, path.display());
+            tell!("{}: imported to {}", m.name, path.display());
             let mut reporter = DownloadReporter::new(quiet);
             let converted = cache
                 .weights(&m, &Downloader::default(), &mut |e| reporter.on_event(e))
                 .map_err(|e| explain(e, &m, &cache))?;
-            println!("{}: conv-only weights at {}", m.name, converted.display());
+            tell!("{}: conv-only weights at {}", m.name, converted.display());
         }
         WeightsAction::Convert {
             input,
@@ -259,7 +259,7 @@ fn convert_file(
     let convention = preprocess.map(InputConvention::from);
     let started = std::time::Instant::now();
     let info = WeightFile::open(input)?.write_conv_safetensors(arch, convention, output)?;
-    println!(
+    tell!(
         "wrote {} ({}, {} convolutions, {}) in {:.1} s",
         output.display(),
         info.arch,

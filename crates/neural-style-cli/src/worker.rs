@@ -47,7 +47,7 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
         .unwrap_or_else(std::env::temp_dir)
         .join(format!("neural-style-worker-{}", std::process::id()));
     let (net, base, description) = load_network_flags(&a.network)?;
-    eprintln!("{description}");
+    say!("{description}");
     let config = WorkerConfig {
         name: name.clone(),
         lease: Duration::from_secs(a.lease),
@@ -73,19 +73,19 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
         signal_hook::flag::register_conditional_shutdown(signal, 1, quit.clone())?;
         signal_hook::flag::register(signal, quit.clone())?;
     }
-    eprintln!(
+    say!(
         "worker {name}: taking jobs from {} (store {}); Ctrl-C hands a running job back at its next checkpoint (twice: stops at once)",
         engine.shown(),
         store.url()
     );
     let mut note = |n: WorkerNote<'_>| match n {
-        WorkerNote::Connected => eprintln!("connected to {}", engine.shown()),
-        WorkerNote::Unreachable(e) => eprintln!("{e}; retrying"),
+        WorkerNote::Connected => say!("connected to {}", engine.shown()),
+        WorkerNote::Unreachable(e) => say!("{e}; retrying"),
         WorkerNote::Took {
             id,
             attempts,
             resumed,
-        } => eprintln!(
+        } => say!(
             "job {id}: started (attempt {attempts}{})",
             if resumed {
                 ", from its last checkpoint"
@@ -94,23 +94,23 @@ pub fn run(a: WorkerArgs) -> Result<u8> {
             }
         ),
         WorkerNote::Ended { id, status, error } => match error {
-            Some(e) => eprintln!("job {id}: {status:?}: {e}"),
-            None => eprintln!("job {id}: {status:?}"),
+            Some(e) => say!("job {id}: {status:?}: {e}"),
+            None => say!("job {id}: {status:?}"),
         },
         WorkerNote::Lost { id } => {
-            eprintln!("job {id}: another worker has taken it over; dropped here")
+            say!("job {id}: another worker has taken it over; dropped here")
         }
         WorkerNote::HandedBack { id } => {
-            eprintln!("job {id}: checkpoint saved and handed back to the queue")
+            say!("job {id}: checkpoint saved and handed back to the queue")
         }
         WorkerNote::CheckpointNotSaved { id, error } => {
-            eprintln!("job {id}: a checkpoint could not be saved ({error}); the next one is tried")
+            say!("job {id}: a checkpoint could not be saved ({error}); the next one is tried")
         }
     };
     let worked = worker::work(&net, &base, &engine, &store, &config, &quit, &mut note);
     let _ = std::fs::remove_dir_all(&work_dir);
     worked?;
-    eprintln!("worker {name}: stopped");
+    say!("worker {name}: stopped");
     Ok(0)
 }
 

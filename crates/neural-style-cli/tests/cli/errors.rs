@@ -738,6 +738,17 @@ fn control_characters_in_file_names_are_escaped_in_errors() {
     let err = stderr(&o);
     assert!(!err.contains('\u{1b}'), "{err:?}");
     assert_clean_error(&o, &["\\u{1b}[2J\\nred.png"]);
+    // Nor in the lines of a run that works: its output's name in "wrote ...".
+    let out = s.p("\u{1b}]0;pwned\u{7}o.png");
+    let o = run(&["-c", &s.p("content.png"), "-s", &s.p("style.png")]
+        .into_iter()
+        .chain(["-w", &w, "--size", "32", "-n", "1", "-o", &out])
+        .collect::<Vec<_>>());
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err:?}");
+    assert!(Path::new(&out).exists());
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("\\u{1b}]0;pwned\\u{7}o.png"), "{err:?}");
 }
 
 /// Two of a run's own files that are one are refused before any work, and nothing is
