@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Fuzz the image decoder, the weights parser and the web server's upload path with
+# Fuzz the image decoder, the weights parser, the web server's upload path and the
+# checkpoint reader with
 # cargo-fuzz (libFuzzer; needs a nightly toolchain, installed with rustup if missing, and
 # cargo-fuzz, installed if missing).
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (default 600; image_decode
-#                                                    weights_parse web_upload)
+#                                                    weights_parse web_upload
+#                                                    checkpoint_load)
 #
 # Seeds come from the test fixtures; the corpus lives in fuzz/corpus/ (ignored by git) and is
 # minimised after each run so it stays small. A crash stops the script with the input saved
@@ -13,10 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-600}"
 shift || true
-if [ $# -gt 0 ]; then targets=("$@"); else targets=(image_decode weights_parse web_upload); fi
+if [ $# -gt 0 ]; then targets=("$@"); else targets=(image_decode weights_parse web_upload checkpoint_load); fi
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-mkdir -p fuzz/corpus/image_decode fuzz/corpus/weights_parse fuzz/corpus/web_upload
+mkdir -p fuzz/corpus/image_decode fuzz/corpus/weights_parse fuzz/corpus/web_upload fuzz/corpus/checkpoint_load
 # Seeds: a few small images of different formats, and the tiny weights fixtures.
 python3 - <<'PY' 2>/dev/null || true
 from PIL import Image
@@ -49,9 +51,26 @@ for name, parts in {
 PY
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors fuzz/corpus/weights_parse/seed.safetensors
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.pth fuzz/corpus/weights_parse/seed.pth
+# Checkpoints of a tiny run: after its first iterations, and later with a fuller history.
+if [ ! -e fuzz/corpus/checkpoint_load/seed-2.ckpt ]; then
+  cargo build -q -p neural-style-cli
+  seeds=$(mktemp -d)
+  python3 -c "import zlib,struct,sys
+def chunk(k,d): b=k+d; return struct.pack('>I',len(d))+b+struct.pack('>I',zlib.crc32(b))
+raw=b''.join(b'\\0'+bytes((x*9+y*5)%256 for x in range(48)) for y in range(16))
+sys.stdout.buffer.write(b'\\x89PNG\\r\\n\\x1a\\n'+chunk(b'IHDR',struct.pack('>IIBBBBB',16,16,8,2,0,0,0))+chunk(b'IDAT',zlib.compress(raw))+chunk(b'IEND',b''))" > "$seeds/in.png"
+  for n in 2 6; do
+    target/debug/neural-style -c "$seeds/in.png" -s "$seeds/in.png" \
+      -w crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors --size 16 \
+      --no-coarse-to-fine -n "$n" --lbfgs-history 3 --checkpoint "fuzz/corpus/checkpoint_load/seed-$n.ckpt" \
+      --checkpoint-every 2 -o "$seeds/out.png" -q
+  done
+  rm -r "$seeds"
+fi
 for target in "${targets[@]}"; do
   maxlen=65536
   [ "$target" = weights_parse ] && maxlen=400000
+  [ "$target" = checkpoint_load ] && maxlen=131072
   echo "== $target: $secs s"
   cargo +nightly fuzz run --fuzz-dir fuzz -s none "$target" "fuzz/corpus/$target" -- \
     -max_total_time="$secs" -max_len=$maxlen -rss_limit_mb=4096 -print_final_stats=1 2>&1 \
