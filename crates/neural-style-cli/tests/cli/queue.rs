@@ -957,3 +957,55 @@ fn a_redis_restart_costs_no_request_and_no_rerun() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.matches("started").count(), 1, "{log}");
 }
+
+/// Folders and files in `dir` and below.
+fn entries_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| 1 + if p.is_dir() { entries_under(&p) } else { 0 })
+        .sum()
+}
+
+/// A retried submission (the same `Idempotency-Key`) finds its job before anything is
+/// uploaded again, and one the engine cannot take leaves no uploads behind in the store.
+#[test]
+fn retried_or_refused_submissions_leave_no_uploads() {
+    let s = Scene::new();
+    let Some((mut redis, store, port, _server)) = queue_with_server(&s) else {
+        return;
+    };
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let inputs = Path::new(&store).join("inputs");
+    let first = submit(port, &images, 0, "once");
+    let after_first = entries_under(&inputs);
+    assert_eq!(submit(port, &images, 0, "once"), first);
+    assert_eq!(
+        entries_under(&inputs),
+        after_first,
+        "the retry uploaded again"
+    );
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    let (content_type, body) = multipart(&[
+        file_part("content", images.0.clone()),
+        file_part("style", images.1.clone()),
+    ]);
+    let r = agent()
+        .post(format!("http://127.0.0.1:{port}/api/jobs"))
+        .header("X-Client-Token", TOKEN)
+        .header("Content-Type", content_type)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(
+        files_under(&inputs),
+        2,
+        "a refused submission left its uploads"
+    );
+}

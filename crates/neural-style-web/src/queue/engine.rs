@@ -534,7 +534,13 @@ impl Engine {
     /// A connection for the server, reconnecting by itself after the engine comes back;
     /// the consumer group is made if missing.
     pub async fn manager(&self) -> Result<redis::aio::ConnectionManager, QueueError> {
-        let mut con = redis::aio::ConnectionManager::new(self.client.clone())
+        // Two reconnection tries (0.1 and 0.2 s apart) a command: a request made while
+        // the engine is away fails within seconds (the server tries it again a few times
+        // itself) instead of waiting out six tries.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let mut con = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
             .await
             .map_err(|e| self.error(e))?;
         self.group_made(self.make_group().query_async(&mut con).await)?;
@@ -588,7 +594,7 @@ redis.call('HSET', KEYS[2], 'entry', entry)
 return {'new', ARGV[1]}",
         );
         let idem_key = match idempotency {
-            Some(key) => format!("{}:idem:{owner}:{key}", self.prefix),
+            Some(key) => self.idempotency_key(owner, key),
             None => format!("{}:idem:-:{}", self.prefix, view.id),
         };
         let (kind, value): (String, String) = script
@@ -616,6 +622,24 @@ return {'new', ARGV[1]}",
             "full" => Submitted::Full(value.parse().unwrap_or(0)),
             _ => Submitted::New(value),
         })
+    }
+
+    fn idempotency_key(&self, owner: &str, key: &str) -> String {
+        format!("{}:idem:{owner}:{key}", self.prefix)
+    }
+
+    /// The job that `owner`'s idempotency `key` names, if any.
+    pub async fn idempotent_job(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<String>, QueueError> {
+        redis::cmd("GET")
+            .arg(self.idempotency_key(owner, key))
+            .query_async(con)
+            .await
+            .map_err(|e| self.error(e))
     }
 
     /// The views of `ids` that `owner` made (others are left out), in that order.

@@ -143,32 +143,37 @@ impl RemoteJobs {
             content,
             styles,
         } = upload;
-        let id = format!("{:016x}", rand::random::<u64>());
-        let content_key = keys::input(&id, "content");
-        self.store.put(&content_key, content).await?;
-        let mut style_keys = Vec::new();
-        for (k, bytes) in styles.into_iter().enumerate() {
-            let key = keys::input(&id, &format!("style-{k}"));
-            self.store.put(&key, bytes).await?;
-            style_keys.push(key);
-        }
-        let spec = JobSpec {
-            settings: settings.clone(),
-            config,
-            content: content_key,
-            styles: style_keys,
-        };
-        let view = JobView::queued(id.clone(), settings, None);
         let engine = &self.engine;
-        let (spec, view) = (&spec, &view);
-        let submitted = self
-            .on_engine(|mut con| async move {
-                let max_queue = self.max_queue;
-                engine
-                    .submit(&mut con, owner, view, spec, idempotency, max_queue, limit)
-                    .await
-            })
-            .await?;
+        // A retried submission finds its job before anything is uploaded again.
+        if let Some(key) = idempotency {
+            let found = self
+                .on_engine(
+                    |mut con| async move { engine.idempotent_job(&mut con, owner, key).await },
+                )
+                .await?;
+            if let Some(existing) = found {
+                let view = self.view(owner, &existing).await?;
+                return view.ok_or(JobError::NotFound(existing));
+            }
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        // Whatever fails from here on takes this job's uploads with it: no orphans.
+        let queued = self
+            .upload_and_queue(
+                owner,
+                &id,
+                (settings, config, content, styles),
+                idempotency,
+                limit,
+            )
+            .await;
+        let submitted = match queued {
+            Ok(submitted) => submitted,
+            Err(e) => {
+                self.delete_files(&id).await;
+                return Err(e);
+            }
+        };
         let id = match submitted {
             Submitted::New(id) => id,
             Submitted::Existing(existing) => {
@@ -182,6 +187,46 @@ impl RemoteJobs {
         };
         let view = self.view(owner, &id).await?;
         view.ok_or(JobError::NotFound(id))
+    }
+
+    /// Puts the uploads of job `id` in the store, then queues it.
+    async fn upload_and_queue(
+        &self,
+        owner: &str,
+        id: &str,
+        (settings, config, content, styles): (
+            JobSettings,
+            Option<neural_style::TransferConfig>,
+            Vec<u8>,
+            Vec<Vec<u8>>,
+        ),
+        idempotency: Option<&str>,
+        limit: (&str, usize),
+    ) -> Result<Submitted, JobError> {
+        let content_key = keys::input(id, "content");
+        self.store.put(&content_key, content).await?;
+        let mut style_keys = Vec::new();
+        for (k, bytes) in styles.into_iter().enumerate() {
+            let key = keys::input(id, &format!("style-{k}"));
+            self.store.put(&key, bytes).await?;
+            style_keys.push(key);
+        }
+        let spec = JobSpec {
+            settings: settings.clone(),
+            config,
+            content: content_key,
+            styles: style_keys,
+        };
+        let view = JobView::queued(id.to_string(), settings, None);
+        let engine = &self.engine;
+        let (spec, view) = (&spec, &view);
+        self.on_engine(|mut con| async move {
+            let max_queue = self.max_queue;
+            engine
+                .submit(&mut con, owner, view, spec, idempotency, max_queue, limit)
+                .await
+        })
+        .await
     }
 
     async fn delete_files(&self, id: &str) {
