@@ -24,6 +24,9 @@ use crate::runner::Signals;
 const OWNER: &str = "neural-style-batch";
 /// How often the batch looks at its jobs while it waits.
 const POLL: Duration = Duration::from_millis(300);
+/// How long a batch's finished jobs wait for the command to collect them (`--detach`, then
+/// the same command again): thirty days; then they are forgotten and queued again.
+const BATCH_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Queues the pairs whose result is missing and, unless `detach`, waits for them.
 pub fn run(
@@ -38,7 +41,7 @@ pub fn run(
             "--init FILE and --log are for runs on this machine; they are not available with --queue"
         );
     }
-    let engine = Engine::open(queue)?;
+    let engine = Engine::open(queue)?.with_retention(Some(BATCH_RETENTION));
     let store = Store::open(store)?;
     let jobs = RemoteJobs::new(engine, store, usize::MAX >> 12);
     let mut config = template.config.get().clone();

@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// Most jobs waiting in the queue; more are refused (503) until one finishes.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_queue: usize,
+    /// With --queue: how long a finished or cancelled job is kept (its view, preview,
+    /// idempotency key and result) before Redis and the store forget it, such as 7days,
+    /// 12h or 90s; 0 keeps them for ever.
+    #[cfg(feature = "queue")]
+    #[arg(long, default_value = "7days", value_name = "TIME", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
     /// Largest upload (the photo and paintings of one job together); larger ones get 413.
     #[arg(long, default_value = "50M", value_name = "SIZE", value_parser = parse_bytes)]
     pub max_upload: u64,

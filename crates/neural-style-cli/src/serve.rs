@@ -53,7 +53,8 @@ fn server_config(a: &ServeArgs) -> Result<ServerConfig> {
         (None, _) => None,
         (Some(_), None) => bail!("--queue needs --store: where the workers find the uploads"),
         (Some(queue), Some(store)) => Some(RemoteQueue {
-            engine: Engine::open(queue)?,
+            engine: Engine::open(queue)?
+                .with_retention((!a.retention.is_zero()).then_some(a.retention)),
             store: Store::open(store)?,
         }),
     };

@@ -244,7 +244,10 @@ impl Server {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             #[cfg(feature = "queue")]
             if let Some(remote) = remote {
-                // The workers' progress, for the event streams of the jobs watched here.
+                // The workers' progress, for the event streams of the jobs watched here;
+                // results past the retention are deleted from the store.
+                let sweeping = remote.clone();
+                tokio::spawn(async move { sweeping.sweep().await });
                 tokio::spawn(async move { remote.listen().await });
             }
             let (closing, closed) = tokio::sync::watch::channel(false);

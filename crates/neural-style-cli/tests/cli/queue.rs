@@ -159,9 +159,22 @@ fn serve(redis: &Redis, store: &str, port: u16, log: &str) -> Proc {
 
 /// The same with variables for the store (S3's).
 fn serve_with(redis: &Redis, store: &str, env: &[(&str, String)], port: u16, log: &str) -> Proc {
+    serve_args(redis, store, env, port, log, &[])
+}
+
+/// The same with more flags.
+fn serve_args(
+    redis: &Redis,
+    store: &str,
+    env: &[(&str, String)],
+    port: u16,
+    log: &str,
+    extra: &[&str],
+) -> Proc {
     let mut child = client_of(redis)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["serve", "-w", tiny_weights().to_str().unwrap()])
+        .args(extra)
         .args(["--bind", &format!("127.0.0.1:{port}")])
         .args(["--queue", &redis.url(), "--store", store])
         .args(["--max-per-client", "0"])
@@ -1008,4 +1021,70 @@ fn retried_or_refused_submissions_leave_no_uploads() {
         2,
         "a refused submission left its uploads"
     );
+}
+
+/// Finished and cancelled jobs are kept for `--retention`, then forgotten: their hashes,
+/// previews and idempotency keys expire in Redis, the owner's list drops them, and the
+/// server deletes their results from the store (at its start, then every ten minutes). A
+/// job cancelled while queued loses its uploads at once.
+#[test]
+fn finished_jobs_are_forgotten_after_the_retention() {
+    let s = Scene::new();
+    let Some(redis) = Redis::start(&s.p("redis")) else {
+        return;
+    };
+    let store = s.p("store");
+    let port = free_port();
+    let keep = ["--retention", "3s"];
+    let server = serve_args(&redis, &store, &[], port, &s.p("serve.log"), &keep);
+    let images = (
+        png_bytes(&s, "c.png", 80, 60, 0.0),
+        png_bytes(&s, "s.png", 60, 60, 2.0),
+    );
+    let cancelled = submit(port, &images, 1, "cancelled");
+    let r = agent()
+        .post(format!("http://127.0.0.1:{port}/api/jobs/{cancelled}/stop"))
+        .header("X-Client-Token", TOKEN)
+        .send_empty()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let inputs = Path::new(&store).join("inputs");
+    assert_eq!(files_under(&inputs), 0, "a cancelled job kept its uploads");
+    let done = submit(port, &images, 0, "done");
+    let _w0 = worker(&redis, &store, "w0", &s.p("w0.log"));
+    wait_until("the job to end", Duration::from_secs(60), || {
+        jobs(port)
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == done.as_str() && j["status"] == "done")
+    });
+    let results = Path::new(&store).join("results");
+    assert_eq!(files_under(&results), 1);
+    let gone = |what: &str| !redis_cli(&redis, &["KEYS", "*"]).contains(what);
+    wait_until("the jobs to expire", Duration::from_secs(10), || {
+        gone(":job:")
+    });
+    let keys = redis_cli(&redis, &["KEYS", "*"]);
+    assert!(
+        !keys.contains(":idem:") && !keys.contains(":preview:"),
+        "{keys}"
+    );
+    // A server started now sweeps: the result (older than the retention by a second or
+    // two: its age is counted in whole seconds) leaves the store, the owner's list Redis.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(server);
+    let _again = serve_args(&redis, &store, &[], port, &s.p("serve-2.log"), &keep);
+    let start = Instant::now();
+    while files_under(&results) != 0 || !gone(":owner:") {
+        let keys = redis_cli(&redis, &["KEYS", "*"]);
+        let left = files_under(&results);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not swept: {left} results, {keys}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Left: the stream and the sequence number.
+    assert_eq!(redis_cli(&redis, &["DBSIZE"]), "2");
+    assert_eq!(jobs(port).unwrap().len(), 0);
 }

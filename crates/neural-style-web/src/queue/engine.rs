@@ -10,7 +10,11 @@
 //! `{p}:waiting` and `{p}:waiting:{limit}` (queued ids by submission order, all and per
 //! access token or client),
 //! `{p}:owner:{owner}` (ids by time), `{p}:idem:{owner}:{key}` (idempotency keys, 7 days),
-//! `{p}:seq`; progress is published on `{p}:ev:{id}`.
+//! `{p}:seq`; progress is published on `{p}:ev:{id}`. Every script declares each key it
+//! touches (a job's share keys are read from its hash first), as Redis Cluster and ACL
+//! key patterns need. A job ended (or cancelled while queued) expires with its preview
+//! and idempotency key after the retention written into its hash at submission; the
+//! server's sweep drops expired ids from the owners' lists.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -59,8 +63,7 @@ if not entry then redis.call('HSET', KEYS[2], 'entry', ARGV[1]) end
 local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
 redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
-local limit = redis.call('HGET', KEYS[2], 'limit')
-if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[3]) end
+redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('PUBLISH', ARGV[5], '1')
 return {1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view'),
   redis.call('HGET', KEYS[2], 'checkpoint')}",
@@ -87,6 +90,10 @@ static FINISH: LazyLock<Script> = LazyLock::new(|| {
 redis.call('HSET', KEYS[2], 'status', ARGV[3], 'view', ARGV[4])
 redis.call('XACK', KEYS[1], 'workers', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
+local keep = tonumber(redis.call('HGET', KEYS[2], 'retain') or '0')
+if keep and keep > 0 then
+  for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], keep) end
+end
 redis.call('PUBLISH', ARGV[5], '1')
 return 1",
     )
@@ -162,6 +169,17 @@ pub enum Submitted {
     Full(usize),
 }
 
+/// What a stop request did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopping {
+    /// No such job of this client.
+    NotFound,
+    /// The job was queued: it is cancelled.
+    Cancelled,
+    /// The job runs (or has ended): its worker stops it at its next renewal.
+    Asked,
+}
+
 /// What a removal found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Removal {
@@ -179,6 +197,17 @@ pub struct Engine {
     client: redis::Client,
     prefix: String,
     shown: String,
+    /// Seconds a finished job is kept (its hash, preview and idempotency key; 0: for
+    /// ever), written into each job submitted.
+    retention_s: u64,
+}
+
+/// Keys of a job's that its hash names: its client's share of the waiting queue and its
+/// idempotency key. Read before a script that touches them, so that every script
+/// declares each key it touches (Redis Cluster, ACL key patterns).
+struct ShareKeys {
+    waiting: String,
+    idempotency: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -230,7 +259,59 @@ impl Engine {
             client,
             prefix,
             shown,
+            retention_s: 0,
         })
+    }
+
+    /// Keeps each job submitted from now on for `retention` after it ends (its hash,
+    /// preview and idempotency key expire then); `None`: for ever.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention_s = retention.map_or(0, |d| d.as_secs().max(1));
+        self
+    }
+
+    /// Seconds a finished job is kept (0: for ever).
+    pub fn retention_s(&self) -> u64 {
+        self.retention_s
+    }
+
+    /// A job's share keys (see [`ShareKeys`]), read from its hash; a key of this prefix
+    /// that holds nothing stands in for one the job has not.
+    fn share_keys(&self, con: &mut redis::Connection, id: &str) -> Result<ShareKeys, QueueError> {
+        let (limit, idem): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.job(id))
+            .arg("limit")
+            .arg("idem")
+            .query(con)
+            .map_err(|e| self.error(e))?;
+        Ok(self.shares_of(limit, idem))
+    }
+
+    fn shares_of(&self, limit: Option<String>, idem: Option<String>) -> ShareKeys {
+        let none = format!("{}:none", self.prefix);
+        ShareKeys {
+            waiting: limit.map_or_else(
+                || none.clone(),
+                |l| format!("{}{l}", self.owner_waiting_prefix()),
+            ),
+            idempotency: idem.unwrap_or(none),
+        }
+    }
+
+    /// [`Engine::share_keys`] for the server.
+    async fn share_keys_async(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+        id: &str,
+    ) -> Result<ShareKeys, QueueError> {
+        let (limit, idem): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.job(id))
+            .arg("limit")
+            .arg("idem")
+            .query_async(con)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(self.shares_of(limit, idem))
     }
 
     /// The URL without its password.
@@ -375,10 +456,12 @@ impl Engine {
         claim: &Claim,
     ) -> Result<Option<Started>, QueueError> {
         let script = &*START;
+        let shares = self.share_keys(con, &claim.id)?;
         let reply: Vec<Value> = script
             .key(self.stream())
             .key(self.job(&claim.id))
             .key(self.waiting())
+            .key(&shares.waiting)
             .arg(&claim.entry)
             .arg(&claim.consumer)
             .arg(&claim.id)
@@ -467,9 +550,12 @@ impl Engine {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
+        let shares = self.share_keys(con, &claim.id)?;
         let done: i64 = script
             .key(self.stream())
             .key(self.job(&claim.id))
+            .key(self.preview_key(&claim.id))
+            .key(&shares.idempotency)
             .arg(&claim.entry)
             .arg(&claim.consumer)
             .arg(status)
@@ -584,7 +670,7 @@ if all >= tonumber(ARGV[6]) then return {'full', tostring(all)} end
 local mine = redis.call('ZCARD', KEYS[7])
 if tonumber(ARGV[7]) > 0 and mine >= tonumber(ARGV[7]) then return {'full', tostring(mine)} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[8])
-redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued', 'limit', ARGV[9], 'idem', KEYS[1])
+redis.call('HSET', KEYS[2], 'spec', ARGV[2], 'view', ARGV[3], 'owner', ARGV[4], 'status', 'queued', 'limit', ARGV[9], 'idem', KEYS[1], 'retain', ARGV[10])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 local seq = redis.call('INCR', KEYS[6])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
@@ -614,6 +700,7 @@ return {'new', ARGV[1]}",
             .arg(limit.1)
             .arg(IDEMPOTENCY_S)
             .arg(limit.0)
+            .arg(self.retention_s)
             .invoke_async(con)
             .await
             .map_err(|e| self.error(e))?;
@@ -664,11 +751,16 @@ return {'new', ARGV[1]}",
         type Row = (Option<String>, Option<String>, Option<String>);
         let replies: Vec<Value> = pipe.query_async(con).await.map_err(|e| self.error(e))?;
         let mut views = Vec::new();
-        for pair in replies.chunks(2) {
+        let mut expired = Vec::new();
+        for (pair, id) in replies.chunks(2).zip(ids) {
             let [row, rank] = pair else { continue };
             let Ok((who, status, view)) = redis::from_redis_value::<Row>(row.clone()) else {
                 continue;
             };
+            if who.is_none() && status.is_none() && view.is_none() {
+                expired.push(id);
+                continue;
+            }
             if who.as_deref() != Some(owner) {
                 continue;
             }
@@ -684,7 +776,73 @@ return {'new', ARGV[1]}",
                 .flatten();
             views.push(view);
         }
+        // Jobs past their retention leave the owner's list as it is read.
+        if !expired.is_empty() {
+            redis::cmd("ZREM")
+                .arg(self.owner_jobs(owner))
+                .arg(&expired)
+                .query_async::<()>(con)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
         Ok(views)
+    }
+
+    /// Drops from every owner's list the jobs that have expired (past their retention),
+    /// so that a client who never comes back leaves nothing behind; returns how many.
+    pub async fn prune_owner_lists(
+        &self,
+        con: &mut redis::aio::ConnectionManager,
+    ) -> Result<usize, QueueError> {
+        let mut lists: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(self.owner_jobs("*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(con)
+                .await
+                .map_err(|e| self.error(e))?;
+            lists.extend(found);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut pruned = 0;
+        for list in lists {
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&list)
+                .arg(0)
+                .arg(-1)
+                .query_async(con)
+                .await
+                .map_err(|e| self.error(e))?;
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("EXISTS").arg(self.job(id));
+            }
+            let exists: Vec<bool> = pipe.query_async(con).await.map_err(|e| self.error(e))?;
+            let gone: Vec<&String> = ids
+                .iter()
+                .zip(exists)
+                .filter(|(_, e)| !e)
+                .map(|(id, _)| id)
+                .collect();
+            if !gone.is_empty() {
+                redis::cmd("ZREM")
+                    .arg(&list)
+                    .arg(&gone)
+                    .query_async::<()>(con)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                pruned += gone.len();
+            }
+        }
+        Ok(pruned)
     }
 
     /// The ids of `owner`'s jobs, newest first (at most `max`).
@@ -703,38 +861,51 @@ return {'new', ARGV[1]}",
             .map_err(|e| self.error(e))
     }
 
-    /// Asks a job of `owner` to stop: a queued one is cancelled at once, a running one
-    /// stops at its worker's next renewal. `false`: no such job of theirs.
+    /// Asks a job of `owner` to stop: a queued one is cancelled at once (and kept for the
+    /// retention), a running one stops at its worker's next renewal.
     pub async fn stop(
         &self,
         con: &mut redis::aio::ConnectionManager,
         owner: &str,
         id: &str,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<Stopping, QueueError> {
         let script = Script::new(
             r"
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'stop', '1')
+local cancelled = 1
 if redis.call('HGET', KEYS[1], 'status') == 'queued' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   redis.call('ZREM', KEYS[2], ARGV[2])
-  local limit = redis.call('HGET', KEYS[1], 'limit')
-  if limit then redis.call('ZREM', ARGV[4] .. limit, ARGV[2]) end
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  local keep = tonumber(redis.call('HGET', KEYS[1], 'retain') or '0')
+  if keep and keep > 0 then
+    for i = 4, #KEYS do redis.call('EXPIRE', KEYS[i], keep) end
+    redis.call('EXPIRE', KEYS[1], keep)
+  end
+  cancelled = 2
 end
 redis.call('PUBLISH', ARGV[3], '1')
-return 1",
+return cancelled",
         );
+        let shares = self.share_keys_async(con, id).await?;
         let found: i64 = script
             .key(self.job(id))
             .key(self.waiting())
+            .key(&shares.waiting)
+            .key(self.preview_key(id))
+            .key(&shares.idempotency)
             .arg(owner)
             .arg(id)
             .arg(self.channel(id))
-            .arg(self.owner_waiting_prefix())
             .invoke_async(con)
             .await
             .map_err(|e| self.error(e))?;
-        Ok(found == 1)
+        Ok(match found {
+            0 => Stopping::NotFound,
+            2 => Stopping::Cancelled,
+            _ => Stopping::Asked,
+        })
     }
 
     /// Forgets a finished job of `owner`, and its idempotency key (its files are the
@@ -750,16 +921,16 @@ return 1",
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'queued' or s == 'running' then return 1 end
-local idem = redis.call('HGET', KEYS[1], 'idem')
-if idem then redis.call('DEL', idem) end
-redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 2",
         );
+        let shares = self.share_keys_async(con, id).await?;
         let outcome: i64 = script
             .key(self.job(id))
             .key(self.owner_jobs(owner))
             .key(self.preview_key(id))
+            .key(&shares.idempotency)
             .arg(owner)
             .arg(id)
             .invoke_async(con)

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::{OnceCell, watch};
 
-use super::engine::{Removal, Submitted};
+use super::engine::{Removal, Stopping, Submitted};
 use super::{Engine, JobSpec, QueueError, Store, keys};
 use crate::jobs::{JobError, JobView};
 use crate::settings::JobSettings;
@@ -108,6 +108,25 @@ impl RemoteJobs {
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
+        }
+    }
+
+    /// Deletes the results older than the engine's retention (their jobs have expired in
+    /// Redis by then) and drops expired jobs from the owners' lists, now and every ten
+    /// minutes, until the runtime stops. Nothing with a retention of 0 (for ever).
+    pub async fn sweep(&self) {
+        let keep = self.engine.retention_s();
+        if keep == 0 {
+            return;
+        }
+        let age = Duration::from_secs(keep);
+        loop {
+            // An outage of the store or the engine is tried again at the next round.
+            let _ = self.store.delete_older_than("results/", age).await;
+            if let Ok(mut con) = self.con().await {
+                let _ = self.engine.prune_owner_lists(&mut con).await;
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
         }
     }
 
@@ -291,13 +310,16 @@ impl RemoteJobs {
         Ok(self.store.get(&keys::result(id)).await?)
     }
 
-    /// Stops a job (a queued one at once, a running one at its worker's next renewal).
+    /// Stops a job (a queued one at once, its uploads deleted; a running one at its
+    /// worker's next renewal).
     pub async fn stop(&self, owner: &str, id: &str) -> Result<JobView, JobError> {
-        let found = self
+        let stopping = self
             .on_engine(|mut con| async move { self.engine.stop(&mut con, owner, id).await })
             .await?;
-        if !found {
-            return Err(JobError::NotFound(id.into()));
+        match stopping {
+            Stopping::NotFound => return Err(JobError::NotFound(id.into())),
+            Stopping::Cancelled => self.delete_files(id).await,
+            Stopping::Asked => {}
         }
         self.view(owner, id)
             .await?

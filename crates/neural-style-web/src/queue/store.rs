@@ -157,6 +157,36 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the objects under `prefix` last written more than `age` ago; returns how
+    /// many.
+    pub async fn delete_older_than(
+        &self,
+        prefix: &str,
+        age: std::time::Duration,
+    ) -> Result<usize, QueueError> {
+        use futures_util::TryStreamExt;
+        let folder = ObjectPath::from(prefix);
+        let found: Vec<_> = self
+            .inner
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(|e| self.error(prefix, e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let limit = i64::try_from(now.saturating_sub(age).as_secs()).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        for object in found
+            .into_iter()
+            .filter(|o| o.last_modified.timestamp() < limit)
+        {
+            self.delete(object.location.as_ref()).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
     /// Removes the object at `key` (nothing there is fine).
     pub async fn delete(&self, key: &str) -> Result<(), QueueError> {
         match self.inner.delete(&ObjectPath::from(key)).await {
