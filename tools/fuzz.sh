@@ -52,15 +52,18 @@ PY
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors fuzz/corpus/weights_parse/seed.safetensors
 cp crates/neural-style-testdata/fixtures/tiny_vgg19.pth fuzz/corpus/weights_parse/seed.pth
 # Checkpoints of a tiny run: after its first iterations, and later with a fuller history.
-if [ ! -e fuzz/corpus/checkpoint_load/seed-2.ckpt ]; then
+if [ ! -e fuzz/corpus/checkpoint_load/seed-4.ckpt ]; then
   cargo build -q -p neural-style-cli
   seeds=$(mktemp -d)
-  python3 -c "import zlib,struct,sys
-def chunk(k,d): b=k+d; return struct.pack('>I',len(d))+b+struct.pack('>I',zlib.crc32(b))
-raw=b''.join(b'\\0'+bytes((x*9+y*5)%256 for x in range(48)) for y in range(16))
-sys.stdout.buffer.write(b'\\x89PNG\\r\\n\\x1a\\n'+chunk(b'IHDR',struct.pack('>IIBBBBB',16,16,8,2,0,0,0))+chunk(b'IDAT',zlib.compress(raw))+chunk(b'IEND',b''))" > "$seeds/in.png"
-  for n in 2 6; do
-    target/debug/neural-style -c "$seeds/in.png" -s "$seeds/in.png" \
+  for k in 1 2; do
+    python3 -c "import zlib,struct,sys
+k=$k
+def chunk(t,d): b=t+d; return struct.pack('>I',len(d))+b+struct.pack('>I',zlib.crc32(b))
+raw=b''.join(b'\\0'+bytes((x*9*k+y*5)%256 for x in range(48)) for y in range(16))
+sys.stdout.buffer.write(b'\\x89PNG\\r\\n\\x1a\\n'+chunk(b'IHDR',struct.pack('>IIBBBBB',16,16,8,2,0,0,0))+chunk(b'IDAT',zlib.compress(raw))+chunk(b'IEND',b''))" > "$seeds/in$k.png"
+  done
+  for n in 4 8; do
+    target/debug/neural-style -c "$seeds/in1.png" -s "$seeds/in2.png" \
       -w crates/neural-style-testdata/fixtures/tiny_vgg19.safetensors --size 16 \
       --no-coarse-to-fine -n "$n" --lbfgs-history 3 --checkpoint "fuzz/corpus/checkpoint_load/seed-$n.ckpt" \
       --checkpoint-every 2 -o "$seeds/out.png" -q

@@ -3,15 +3,23 @@
 //! (`s3://bucket/prefix`, AWS or any S3-compatible store), or a folder that all machines
 //! share (`file:///srv/neural-style` or a plain path).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 
 use super::QueueError;
+
+/// Files larger than this go to the store as multipart uploads ([`Store::put_file`]).
+pub const MULTIPART_ABOVE: u64 = 64 << 20;
+/// The part size of a multipart upload (S3 takes 5 MiB to 5 GiB a part, the last smaller).
+pub const PART_BYTES: usize = 16 << 20;
 
 /// An object store and the URL it was opened from.
 #[derive(Clone)]
@@ -127,6 +135,89 @@ impl Store {
         }
     }
 
+    /// Writes the file at `file` to `key`, replacing what was there, reading it a part at
+    /// a time: a checkpoint of gigabytes is never held in memory. Above
+    /// [`MULTIPART_ABOVE`] it goes up as a multipart upload of [`PART_BYTES`] parts, at
+    /// most four in flight (one S3 PUT takes at most 5 GiB); an upload that fails is
+    /// aborted.
+    pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), QueueError> {
+        use std::io::Read;
+        let local = |e: std::io::Error| QueueError::WorkFolder {
+            path: file.to_path_buf(),
+            error: e.to_string(),
+        };
+        let len = std::fs::metadata(file).map_err(local)?.len();
+        if len <= MULTIPART_ABOVE {
+            return self.put(key, std::fs::read(file).map_err(local)?).await;
+        }
+        let mut reader = std::fs::File::open(file).map_err(local)?;
+        let upload = (self.inner)
+            .put_multipart(&ObjectPath::from(key))
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut buffer = vec![0u8; PART_BYTES];
+        let sent: Result<(), QueueError> = async {
+            loop {
+                parts
+                    .wait_for_capacity(4)
+                    .await
+                    .map_err(|e| self.error(key, e))?;
+                let mut filled = 0;
+                while filled < buffer.len() {
+                    match reader.read(&mut buffer[filled..]).map_err(local)? {
+                        0 => break,
+                        n => filled += n,
+                    }
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                parts.write(&buffer[..filled]);
+            }
+        }
+        .await;
+        match sent {
+            Ok(()) => parts
+                .finish()
+                .await
+                .map(drop)
+                .map_err(|e| self.error(key, e)),
+            Err(e) => {
+                let _ = parts.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the object at `key` to the file `file`, a part at a time; `false` when there
+    /// is no such object.
+    pub async fn get_file(&self, key: &str, file: &Path) -> Result<bool, QueueError> {
+        use futures_util::StreamExt;
+        use std::io::Write;
+        let local = |e: std::io::Error| QueueError::WorkFolder {
+            path: file.to_path_buf(),
+            error: e.to_string(),
+        };
+        let got = match self
+            .inner
+            .get_opts(&ObjectPath::from(key), GetOptions::default())
+            .await
+        {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(self.error(key, e)),
+        };
+        let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(local)?);
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk.map_err(|e| self.error(key, e))?)
+                .map_err(local)?;
+        }
+        out.flush().map_err(local)?;
+        Ok(true)
+    }
+
     /// The object at `key`; `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
         let path = ObjectPath::from(key);
@@ -193,5 +284,32 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(key, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file past the multipart threshold goes up in parts and comes back whole, byte for
+    /// byte; a missing object is `false`.
+    #[test]
+    fn a_large_file_goes_up_in_parts_and_comes_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+        let len = MULTIPART_ABOVE as usize + PART_BYTES + 12_345;
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let (file, back) = (dir.path().join("big.ckpt"), dir.path().join("back.ckpt"));
+        std::fs::write(&file, &data).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            store.put_file("checkpoints/j/a.ckpt", &file).await.unwrap();
+            assert!(store.get_file("checkpoints/j/a.ckpt", &back).await.unwrap());
+            assert!(!store.get_file("checkpoints/j/none", &back).await.unwrap());
+        });
+        assert!(std::fs::read(&back).unwrap() == data);
     }
 }

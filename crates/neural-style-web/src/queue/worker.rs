@@ -430,13 +430,15 @@ impl JobRunner<'_> {
         };
         let every = self.config.checkpoint_every;
         let saved = match saved {
-            Some(key) => get(key)?,
-            None => None,
+            Some(key) => retrying(STORE_PATIENCE, || {
+                self.runtime.block_on(self.store.get_file(key, checkpoint))
+            })
+            .map_err(store_failure)?,
+            None => false,
         };
         // A checkpoint that cannot be used (damaged, from other weights) is not fatal: the
         // job starts over.
-        if let Some(bytes) = saved
-            && std::fs::write(checkpoint, bytes).is_ok()
+        if saved
             && let Ok(c) = Checkpoint::load(checkpoint)
             && let Ok(resumed) = plan()?.with_checkpoints(every, Some((c, checkpoint)))
         {
@@ -572,8 +574,7 @@ impl JobRunner<'_> {
             error: e,
         };
         state.save(file).map_err(|e| local(e.to_string()))?;
-        let bytes = std::fs::read(file).map_err(|e| local(e.to_string()))?;
-        self.runtime.block_on(self.store.put(key, bytes))?;
+        self.runtime.block_on(self.store.put_file(key, file))?;
         let replaced = match self.engine.record_checkpoint(con, claim, key)? {
             None => {
                 let _ = self.runtime.block_on(self.store.delete(key));
