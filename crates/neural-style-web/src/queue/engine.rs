@@ -61,12 +61,13 @@ if (status ~= 'queued' and status ~= 'running') or (entry and entry ~= ARGV[1]) 
 end
 if not entry then redis.call('HSET', KEYS[2], 'entry', ARGV[1]) end
 local attempts = redis.call('HINCRBY', KEYS[2], 'attempts', 1)
+local strikes = redis.call('HINCRBY', KEYS[2], 'strikes', 1)
 redis.call('HSET', KEYS[2], 'status', 'running', 'worker', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
 redis.call('ZREM', KEYS[4], ARGV[3])
 redis.call('PUBLISH', ARGV[5], '1')
 return {1, attempts, redis.call('HGET', KEYS[2], 'spec'), redis.call('HGET', KEYS[2], 'view'),
-  redis.call('HGET', KEYS[2], 'checkpoint')}",
+  redis.call('HGET', KEYS[2], 'checkpoint'), strikes}",
     )
 });
 
@@ -104,7 +105,7 @@ static RECORD: LazyLock<Script> = LazyLock::new(|| {
     held_script(
         r"if not held() then return {0, ''} end
 local old = redis.call('HGET', KEYS[2], 'checkpoint')
-redis.call('HSET', KEYS[2], 'checkpoint', ARGV[3])
+redis.call('HSET', KEYS[2], 'checkpoint', ARGV[3], 'strikes', 0)
 return {1, old or ''}",
     )
 });
@@ -114,6 +115,7 @@ static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
     held_script(
         r"if not held() then return 0 end
 redis.call('HINCRBY', KEYS[2], 'attempts', -1)
+redis.call('HINCRBY', KEYS[2], 'strikes', -1)
 redis.call('HSET', KEYS[2], 'status', 'queued', 'view', ARGV[3])
 redis.call('HDEL', KEYS[2], 'worker')
 redis.call('XCLAIM', KEYS[1], 'workers', ARGV[2], 0, ARGV[1], 'IDLE', ARGV[4], 'JUSTID')
@@ -140,6 +142,11 @@ pub struct Claim {
 pub struct Started {
     /// The times a worker has started it (this one included).
     pub attempts: u32,
+    /// The starts since the job last saved a checkpoint (this one included): workers that
+    /// stopped on it without it making progress. A worker killed while the job goes on
+    /// from checkpoint to checkpoint is not the job's fault; one that dies again and
+    /// again before the next checkpoint may be.
+    pub strikes: u32,
     /// What to run, or why its stored settings cannot be read (a poison job: it is failed
     /// once with that reason, never retried).
     pub spec: Result<JobSpec, String>,
@@ -469,7 +476,7 @@ impl Engine {
             .arg(self.channel(&claim.id))
             .invoke(con)
             .map_err(|e| self.error(e))?;
-        let [_, attempts, spec, view, checkpoint] = reply.as_slice() else {
+        let [_, attempts, spec, view, checkpoint, strikes] = reply.as_slice() else {
             return Ok(None);
         };
         let checkpoint = redis::from_redis_value::<Option<String>>(checkpoint.clone())
@@ -495,12 +502,14 @@ impl Engine {
         };
         let mut view = view;
         let attempts = u32::try_from(int(attempts)).unwrap_or(u32::MAX);
+        let strikes = u32::try_from(int(strikes)).unwrap_or(u32::MAX);
         view.status = Status::Running;
         view.position = None;
         view.worker = Some(super::worker::worker_name(&claim.consumer).to_string());
         view.attempts = attempts;
         Ok(Some(Started {
             attempts,
+            strikes,
             spec,
             view,
             checkpoint,

@@ -21,11 +21,26 @@ pub const MULTIPART_ABOVE: u64 = 64 << 20;
 /// The part size of a multipart upload (S3 takes 5 MiB to 5 GiB a part, the last smaller).
 pub const PART_BYTES: usize = 16 << 20;
 
+/// The variable that makes a store fail a share of its reads and writes at random, for
+/// chaos tests: `NEURAL_STYLE_STORE_FAULTS=0.1` fails one in ten (half of the failed
+/// writes are made before they fail, as when an answer is lost).
+pub const FAULTS_VARIABLE: &str = "NEURAL_STYLE_STORE_FAULTS";
+
 /// An object store and the URL it was opened from.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     url: String,
+    /// The share of calls failed on purpose ([`FAULTS_VARIABLE`]); 0 but in chaos tests.
+    faults: f64,
+}
+
+/// Where an injected fault strikes a write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    Before,
+    After,
 }
 
 impl std::fmt::Debug for Store {
@@ -65,6 +80,7 @@ impl Store {
             return Ok(Self {
                 inner,
                 url: url.to_string(),
+                faults: faults_from_env(),
             });
         }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
@@ -86,7 +102,31 @@ impl Store {
         Ok(Self {
             inner: Arc::new(fs),
             url: url.to_string(),
+            faults: faults_from_env(),
         })
+    }
+
+    /// An injected fault for this call ([`FAULTS_VARIABLE`]).
+    fn roll(&self) -> Fault {
+        if self.faults <= 0.0 || rand::random::<f64>() >= self.faults {
+            return Fault::None;
+        }
+        if rand::random::<bool>() {
+            Fault::Before
+        } else {
+            Fault::After
+        }
+    }
+
+    /// The error of an injected fault: what an unreachable store gives (transient).
+    fn injected(&self, key: &str) -> QueueError {
+        self.error(
+            key,
+            object_store::Error::Generic {
+                store: "fault injection",
+                source: format!("{FAULTS_VARIABLE}: an injected failure").into(),
+            },
+        )
     }
 
     /// The URL it was opened from.
@@ -105,6 +145,10 @@ impl Store {
     /// Writes `bytes` at `key`, replacing what was there (atomically: readers see the old
     /// object or the new one).
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), QueueError> {
+        let fault = self.roll();
+        if fault == Fault::Before {
+            return Err(self.injected(key));
+        }
         self.inner
             .put_opts(
                 &ObjectPath::from(key),
@@ -112,8 +156,11 @@ impl Store {
                 PutOptions::default(),
             )
             .await
-            .map(|_| ())
-            .map_err(|e| self.error(key, e))
+            .map_err(|e| self.error(key, e))?;
+        match fault {
+            Fault::After => Err(self.injected(key)),
+            _ => Ok(()),
+        }
     }
 
     /// Writes `bytes` at `key` unless something is there already; returns whether this
@@ -124,14 +171,22 @@ impl Store {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        match self
+        let fault = self.roll();
+        if fault == Fault::Before {
+            return Err(self.injected(key));
+        }
+        let written = match self
             .inner
             .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), options)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.error(key, e)),
+            Ok(_) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => false,
+            Err(e) => return Err(self.error(key, e)),
+        };
+        match fault {
+            Fault::After => Err(self.injected(key)),
+            _ => Ok(written),
         }
     }
 
@@ -147,6 +202,9 @@ impl Store {
             error: e.to_string(),
         };
         let len = std::fs::metadata(file).map_err(local)?.len();
+        if self.roll() != Fault::None {
+            return Err(self.injected(key));
+        }
         if len <= MULTIPART_ABOVE {
             return self.put(key, std::fs::read(file).map_err(local)?).await;
         }
@@ -199,6 +257,9 @@ impl Store {
             path: file.to_path_buf(),
             error: e.to_string(),
         };
+        if self.roll() != Fault::None {
+            return Err(self.injected(key));
+        }
         let got = match self
             .inner
             .get_opts(&ObjectPath::from(key), GetOptions::default())
@@ -220,6 +281,9 @@ impl Store {
 
     /// The object at `key`; `None` when there is none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, QueueError> {
+        if self.roll() != Fault::None {
+            return Err(self.injected(key));
+        }
         let path = ObjectPath::from(key);
         match self.inner.get_opts(&path, GetOptions::default()).await {
             Ok(got) => got
@@ -280,11 +344,24 @@ impl Store {
 
     /// Removes the object at `key` (nothing there is fine).
     pub async fn delete(&self, key: &str) -> Result<(), QueueError> {
+        if self.roll() != Fault::None {
+            return Err(self.injected(key));
+        }
         match self.inner.delete(&ObjectPath::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error(key, e)),
         }
     }
+}
+
+/// The share of calls to fail ([`FAULTS_VARIABLE`]), 0 when unset or not a number in
+/// 0..1.
+fn faults_from_env() -> f64 {
+    std::env::var(FAULTS_VARIABLE)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|f| (0.0..1.0).contains(f))
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

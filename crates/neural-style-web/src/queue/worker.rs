@@ -17,7 +17,8 @@ use crate::jobs::{JobView, Status};
 use crate::progress::{self, Change, Progress};
 use crate::settings::Limits;
 
-/// Workers a job may stop on (killed, crashed) before it is failed instead of retried.
+/// Workers a job may stop on (killed, crashed) in a row without saving a new checkpoint
+/// before it is failed instead of retried.
 pub const MAX_ATTEMPTS: u32 = 3;
 /// Least time between two previews a worker sends through the engine.
 const PREVIEW_EVERY: Duration = Duration::from_secs(1);
@@ -254,6 +255,7 @@ impl JobRunner<'_> {
     ) -> Result<(), QueueError> {
         let Some(Started {
             attempts,
+            strikes,
             spec,
             mut view,
             checkpoint: saved,
@@ -267,9 +269,9 @@ impl JobRunner<'_> {
         let prepared = match spec {
             // A poison job: failed once, with the reason.
             Err(reason) => Err(Failure::Job(reason)),
-            Ok(_) if attempts > MAX_ATTEMPTS => Err(Failure::Job(format!(
-                "{} workers stopped while running this job (killed or crashed); it is not tried again",
-                attempts - 1
+            Ok(_) if strikes > MAX_ATTEMPTS => Err(Failure::Job(format!(
+                "{} workers stopped while running this job before it reached a new checkpoint (killed or crashed); it is not tried again",
+                strikes - 1
             ))),
             Ok(spec) => self.prepare(&spec, saved.as_deref(), &checkpoint),
         };
