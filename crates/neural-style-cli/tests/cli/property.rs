@@ -1,6 +1,10 @@
 //! A property of the whole CLI: on randomly shaped tiny images (sides 1..=64, so aspects up
 //! to 1:64) with random flag values from their documented ranges, a run either succeeds
-//! and writes its image, or fails with exactly one `error:` line; it never panics.
+//! and writes its image, or fails with exactly one `error:` line; it never panics. One
+//! case in four also aims the run's files at something it must not write (issue 43): a
+//! FIFO or `/dev/null` as the output, the log or the checkpoint, or two of its own files
+//! that are one. Such a run is refused in one line before any work, writes nothing, and
+//! leaves the special file as it was.
 //! `NEURAL_STYLE_PROPERTY_SEED` and `NEURAL_STYLE_PROPERTY_CASES` replay or widen it.
 
 use rand::rngs::ChaCha8Rng;
@@ -90,6 +94,39 @@ fn random_flags(rng: &mut ChaCha8Rng) -> Vec<String> {
     flags
 }
 
+/// Files of a run aimed where it must not write: its flags, and the special file (if any)
+/// that must be left as it was.
+fn hostile_outputs(rng: &mut ChaCha8Rng, s: &Scene, out: &str) -> (Vec<String>, Option<String>) {
+    let fifo = s.p("fifo");
+    if !Path::new(&fifo).exists() {
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+    }
+    let log = s.p("run.log");
+    let snapshot = out.replace(".png", "_0002.png");
+    let (flags, special): (Vec<&str>, Option<&str>) = match rng.random_range(0..7) {
+        0 => (vec!["--output", &fifo], Some(&fifo)),
+        1 => (vec!["--log", &fifo], Some(&fifo)),
+        2 => (vec!["--checkpoint", &fifo], Some(&fifo)),
+        3 => (vec!["--log", "/dev/null"], Some("/dev/null")),
+        4 => (vec!["--log", out], None),
+        5 => (vec!["--log", &log, "--checkpoint", &log], None),
+        _ => (vec!["--log", &snapshot, "--save-every", "2"], None),
+    };
+    (
+        flags.into_iter().map(str::to_string).collect(),
+        special.map(str::to_string),
+    )
+}
+
+/// Whether `path` is a FIFO or a character device (what the hostile cases aim at).
+fn is_special(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo() || m.file_type().is_char_device())
+        .unwrap_or(false)
+}
+
 #[test]
 fn random_tiny_shapes_and_flags_never_panic_and_fail_in_one_line() {
     let seed = env_or("NEURAL_STYLE_PROPERTY_SEED", SEED);
@@ -103,20 +140,26 @@ fn random_tiny_shapes_and_flags_never_panic_and_fail_in_one_line() {
         let (c, st, out) = (s.p("c.png"), s.p("s.png"), s.p(&format!("out{case}.png")));
         let content = random_image(&mut rng, &c);
         let style = random_image(&mut rng, &st);
-        let flags = random_flags(&mut rng);
-        let mut args = vec![
-            "-c",
-            &c,
-            "-s",
-            &st,
-            "-w",
-            w.to_str().unwrap(),
-            "-o",
-            &out,
-            "-q",
-        ];
+        let mut flags = random_flags(&mut rng);
+        let hostile = rng
+            .random_bool(0.25)
+            .then(|| hostile_outputs(&mut rng, &s, &out));
+        if let Some((extra, _)) = &hostile {
+            flags.extend(extra.iter().cloned());
+        }
+        let mut args = vec!["-c", &c, "-s", &st, "-w", w.to_str().unwrap(), "-q"];
         args.extend(flags.iter().map(String::as_str));
-        let o = run(&args);
+        // The output, unless a hostile case aims it elsewhere.
+        if !flags.iter().any(|f| f == "--output") {
+            args.extend(["-o", &out]);
+        }
+        // A run that opened a FIFO would wait for a reader for ever: `timeout` ends it.
+        let o = Command::new("timeout")
+            .arg("120")
+            .arg(env!("CARGO_BIN_EXE_neural-style"))
+            .args(&args)
+            .output()
+            .unwrap();
         let err = stderr(&o);
         let what = format!(
             "case {case} (seed {seed:#x}): content {content:?}, style {style:?}, {flags:?}\n{err}"
@@ -125,6 +168,13 @@ fn random_tiny_shapes_and_flags_never_panic_and_fail_in_one_line() {
             !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
             "{what}"
         );
+        if let Some((_, special)) = &hostile {
+            assert_eq!(o.status.code(), Some(2), "refused: {what}");
+            if let Some(special) = special {
+                assert!(is_special(special), "{special} was replaced: {what}");
+            }
+            assert!(!Path::new(&out).exists(), "{what}");
+        }
         if o.status.success() {
             assert!(image::open(&out).is_ok(), "{what}");
             ok += 1;
