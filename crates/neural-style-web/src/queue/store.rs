@@ -296,17 +296,19 @@ impl Store {
         }
     }
 
-    /// Removes every object whose key starts with `prefix` (a folder: ends with `/`).
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), QueueError> {
+    /// The objects under `prefix` (a folder: ends with `/`).
+    async fn list(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, QueueError> {
         use futures_util::TryStreamExt;
-        let folder = ObjectPath::from(prefix);
-        let found: Vec<_> = self
-            .inner
-            .list(Some(&folder))
+        (self.inner)
+            .list(Some(&ObjectPath::from(prefix)))
             .try_collect()
             .await
-            .map_err(|e| self.error(prefix, e))?;
-        for object in found {
+            .map_err(|e| self.error(prefix, e))
+    }
+
+    /// Removes every object whose key starts with `prefix` (a folder: ends with `/`).
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), QueueError> {
+        for object in self.list(prefix).await? {
             self.delete(object.location.as_ref()).await?;
         }
         Ok(())
@@ -319,14 +321,7 @@ impl Store {
         prefix: &str,
         age: std::time::Duration,
     ) -> Result<usize, QueueError> {
-        use futures_util::TryStreamExt;
-        let folder = ObjectPath::from(prefix);
-        let found: Vec<_> = self
-            .inner
-            .list(Some(&folder))
-            .try_collect()
-            .await
-            .map_err(|e| self.error(prefix, e))?;
+        let found = self.list(prefix).await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
