@@ -883,7 +883,12 @@ fn an_abandoned_job_behind_ten_running_ones_is_taken_over() {
         return;
     };
     let engine = neural_style_web::queue::Engine::open(&redis.url()).unwrap();
-    let mut con = engine.connect().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut con = engine.connect(runtime.handle()).unwrap();
     let stream = "neural-style:jobs";
     let entries: Vec<String> = (0..15)
         .map(|k| redis_cli(&redis, &["XADD", stream, "*", "id", &format!("job-{k}")]))

@@ -19,7 +19,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Commands, Script, Value};
+use redis::{Script, Value};
 
 use super::{JobSpec, QueueError};
 use crate::jobs::{JobView, Status};
@@ -123,6 +123,14 @@ redis.call('PUBLISH', ARGV[5], '1')
 return 1",
     )
 });
+
+/// A worker's connection to the engine ([`Engine::connect`]): a connection manager and
+/// the runtime that drives it, for blocking calls from any of the worker's threads.
+#[derive(Clone)]
+pub struct WorkerConnection {
+    manager: redis::aio::ConnectionManager,
+    runtime: tokio::runtime::Handle,
+}
 
 /// A job taken from the stream by one worker.
 #[derive(Debug, Clone)]
@@ -284,14 +292,10 @@ impl Engine {
 
     /// A job's share keys (see [`ShareKeys`]), read from its hash; a key of this prefix
     /// that holds nothing stands in for one the job has not.
-    fn share_keys(&self, con: &mut redis::Connection, id: &str) -> Result<ShareKeys, QueueError> {
-        let (limit, idem): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.job(id))
-            .arg("limit")
-            .arg("idem")
-            .query(con)
-            .map_err(|e| self.error(e))?;
-        Ok(self.shares_of(limit, idem))
+    fn share_keys(&self, con: &mut WorkerConnection, id: &str) -> Result<ShareKeys, QueueError> {
+        con.runtime
+            .clone()
+            .block_on(self.share_keys_async(&mut con.manager, id))
     }
 
     fn shares_of(&self, limit: Option<String>, idem: Option<String>) -> ShareKeys {
@@ -371,18 +375,34 @@ impl Engine {
         channel.strip_prefix(&self.prefix)?.strip_prefix(":ev:")
     }
 
-    // ---- the worker's side (blocking) ----
+    // ---- the worker's side (blocking calls on a runtime's connection manager) ----
 
-    /// A blocking connection (the worker's), with the consumer group made if missing.
-    pub fn connect(&self) -> Result<redis::Connection, QueueError> {
-        let mut con = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(5))
+    /// The worker's connection: the redis crate's connection manager, which reconnects by
+    /// itself after an outage, driven by `runtime` (a multi-threaded one, so that the
+    /// worker's renewing thread is served while its main thread computes). The consumer
+    /// group is made if missing.
+    pub fn connect(
+        &self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<WorkerConnection, QueueError> {
+        // A command may wait on a blocking read of the stream (a second), so the answer's
+        // timeout is well past it.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 10_000)));
+        let client = self.client.clone();
+        let mut manager = runtime
+            .block_on(redis::aio::ConnectionManager::new_with_config(
+                client, config,
+            ))
             .map_err(|e| self.error(e))?;
-        con.set_read_timeout(Some(Duration::from_millis(BLOCK_MS + 10_000)))
-            .map_err(|e| self.error(e))?;
-        self.group_made(self.make_group().query(&mut con))?;
-        Ok(con)
+        self.group_made(runtime.block_on(self.make_group().query_async(&mut manager)))?;
+        Ok(WorkerConnection {
+            manager,
+            runtime: runtime.clone(),
+        })
     }
 
     /// `XGROUP CREATE` of the workers' group (and the stream), for every connection.
@@ -411,11 +431,13 @@ impl Engine {
     /// entry is looked at in turn however many jobs are running.
     pub fn claim(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         consumer: &str,
         lease: Duration,
         cursor: &mut String,
     ) -> Result<Option<Claim>, QueueError> {
+        use redis::AsyncCommands;
+        let (manager, runtime) = (&mut con.manager, &con.runtime);
         use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
         let claim = |found: StreamId, taken_over| Claim {
             id: found.get::<String>("id").unwrap_or_default(),
@@ -423,15 +445,15 @@ impl Engine {
             consumer: consumer.to_string(),
             taken_over,
         };
-        let abandoned: redis::streams::StreamAutoClaimReply = con
-            .xautoclaim_options(
+        let abandoned: redis::streams::StreamAutoClaimReply = runtime
+            .block_on(manager.xautoclaim_options(
                 self.stream(),
                 GROUP,
                 consumer,
                 lease.as_millis() as u64,
                 cursor.as_str(),
                 StreamAutoClaimOptions::default().count(1),
-            )
+            ))
             .map_err(|e| self.error(e))?;
         *cursor = abandoned.next_stream_id;
         if let Some(found) = abandoned.claimed.into_iter().next() {
@@ -441,8 +463,8 @@ impl Engine {
             .group(GROUP, consumer)
             .count(1)
             .block(BLOCK_MS as usize);
-        let read: Option<redis::streams::StreamReadReply> = con
-            .xread_options(&[self.stream()], &[">"], &options)
+        let read: Option<redis::streams::StreamReadReply> = runtime
+            .block_on(manager.xread_options(&[self.stream()], &[">"], &options))
             .map_err(|e| self.error(e))?;
         Ok(read
             .into_iter()
@@ -459,22 +481,26 @@ impl Engine {
     /// stream.
     pub fn start(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
     ) -> Result<Option<Started>, QueueError> {
         let script = &*START;
         let shares = self.share_keys(con, &claim.id)?;
-        let reply: Vec<Value> = script
-            .key(self.stream())
-            .key(self.job(&claim.id))
-            .key(self.waiting())
-            .key(&shares.waiting)
-            .arg(&claim.entry)
-            .arg(&claim.consumer)
-            .arg(&claim.id)
-            .arg(self.owner_waiting_prefix())
-            .arg(self.channel(&claim.id))
-            .invoke(con)
+        let reply: Vec<Value> = con
+            .runtime
+            .block_on(
+                script
+                    .key(self.stream())
+                    .key(self.job(&claim.id))
+                    .key(self.waiting())
+                    .key(&shares.waiting)
+                    .arg(&claim.entry)
+                    .arg(&claim.consumer)
+                    .arg(&claim.id)
+                    .arg(self.owner_waiting_prefix())
+                    .arg(self.channel(&claim.id))
+                    .invoke_async(&mut con.manager),
+            )
             .map_err(|e| self.error(e))?;
         let [_, attempts, spec, view, checkpoint, strikes] = reply.as_slice() else {
             return Ok(None);
@@ -519,7 +545,7 @@ impl Engine {
     /// Renews the claim; with a view (and a preview), also publishes the job's progress.
     pub fn renew(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         view: Option<&JobView>,
         preview: Option<&[u8]>,
@@ -529,16 +555,20 @@ impl Engine {
             Some(v) => serde_json::to_string(v).unwrap_or_default(),
             None => String::new(),
         };
-        let (held, stop): (i64, i64) = script
-            .key(self.stream())
-            .key(self.job(&claim.id))
-            .key(self.preview_key(&claim.id))
-            .arg(&claim.entry)
-            .arg(&claim.consumer)
-            .arg(view)
-            .arg(preview.unwrap_or_default())
-            .arg(self.channel(&claim.id))
-            .invoke(con)
+        let (held, stop): (i64, i64) = con
+            .runtime
+            .block_on(
+                script
+                    .key(self.stream())
+                    .key(self.job(&claim.id))
+                    .key(self.preview_key(&claim.id))
+                    .arg(&claim.entry)
+                    .arg(&claim.consumer)
+                    .arg(view)
+                    .arg(preview.unwrap_or_default())
+                    .arg(self.channel(&claim.id))
+                    .invoke_async(&mut con.manager),
+            )
             .map_err(|e| self.error(e))?;
         Ok(Renewal {
             held: held == 1,
@@ -550,7 +580,7 @@ impl Engine {
     /// nothing, when the worker no longer holds the claim.
     pub fn finish(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         view: &JobView,
     ) -> Result<bool, QueueError> {
@@ -560,17 +590,21 @@ impl Engine {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         let shares = self.share_keys(con, &claim.id)?;
-        let done: i64 = script
-            .key(self.stream())
-            .key(self.job(&claim.id))
-            .key(self.preview_key(&claim.id))
-            .key(&shares.idempotency)
-            .arg(&claim.entry)
-            .arg(&claim.consumer)
-            .arg(status)
-            .arg(serde_json::to_string(view).unwrap_or_default())
-            .arg(self.channel(&claim.id))
-            .invoke(con)
+        let done: i64 = con
+            .runtime
+            .block_on(
+                script
+                    .key(self.stream())
+                    .key(self.job(&claim.id))
+                    .key(self.preview_key(&claim.id))
+                    .key(&shares.idempotency)
+                    .arg(&claim.entry)
+                    .arg(&claim.consumer)
+                    .arg(status)
+                    .arg(serde_json::to_string(view).unwrap_or_default())
+                    .arg(self.channel(&claim.id))
+                    .invoke_async(&mut con.manager),
+            )
             .map_err(|e| self.error(e))?;
         Ok(done == 1)
     }
@@ -580,17 +614,21 @@ impl Engine {
     /// key it replaces (the caller deletes that one), if any.
     pub fn record_checkpoint(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         key: &str,
     ) -> Result<Option<Option<String>>, QueueError> {
-        let (held, old): (i64, String) = RECORD
-            .key(self.stream())
-            .key(self.job(&claim.id))
-            .arg(&claim.entry)
-            .arg(&claim.consumer)
-            .arg(key)
-            .invoke(con)
+        let (held, old): (i64, String) = con
+            .runtime
+            .block_on(
+                RECORD
+                    .key(self.stream())
+                    .key(self.job(&claim.id))
+                    .arg(&claim.entry)
+                    .arg(&claim.consumer)
+                    .arg(key)
+                    .invoke_async(&mut con.manager),
+            )
             .map_err(|e| self.error(e))?;
         Ok((held == 1).then(|| Some(old).filter(|o| !o.is_empty() && o != key)))
     }
@@ -601,7 +639,7 @@ impl Engine {
     /// `false`, changing nothing, when the worker no longer holds the claim.
     pub fn hand_back(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         view: &JobView,
     ) -> Result<bool, QueueError> {
@@ -611,15 +649,19 @@ impl Engine {
         view.attempts = view.attempts.saturating_sub(1);
         view.eta_s = None;
         view.tile = None;
-        let given: i64 = HAND_BACK
-            .key(self.stream())
-            .key(self.job(&claim.id))
-            .arg(&claim.entry)
-            .arg(&claim.consumer)
-            .arg(serde_json::to_string(&view).unwrap_or_default())
-            .arg(HANDED_BACK_IDLE_MS)
-            .arg(self.channel(&claim.id))
-            .invoke(con)
+        let given: i64 = con
+            .runtime
+            .block_on(
+                HAND_BACK
+                    .key(self.stream())
+                    .key(self.job(&claim.id))
+                    .arg(&claim.entry)
+                    .arg(&claim.consumer)
+                    .arg(serde_json::to_string(&view).unwrap_or_default())
+                    .arg(HANDED_BACK_IDLE_MS)
+                    .arg(self.channel(&claim.id))
+                    .invoke_async(&mut con.manager),
+            )
             .map_err(|e| self.error(e))?;
         Ok(given == 1)
     }

@@ -13,7 +13,7 @@
 //!   job is never done without its result.
 //! - **Nothing lost.** The server keeps no state of its own: it can restart at any moment.
 //!   Redis keeps the jobs (with its append-only file it survives its own restart), and
-//!   workers and servers reconnect.
+//!   workers and servers reconnect (the redis crate's connection manager).
 //! - **Live progress.** Workers publish each change on a channel per job; the server
 //!   subscribes once and wakes the job's event streams, so the page works the same as with
 //!   the embedded queue.
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::JobSettings;
 
-pub use engine::Engine;
+pub use engine::{Engine, WorkerConnection};
 pub use remote::{RemoteJobs, Upload};
 pub use store::Store;
 pub use worker::{WorkerConfig, WorkerNote};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use neural_style::{Checkpoint, Event, Image, Network, TransferConfig};
 
-use super::engine::{Claim, Engine, Started};
+use super::engine::{Claim, Engine, Started, WorkerConnection};
 use super::{JobSpec, QueueError, Store, keys};
 use crate::jobs::{JobView, Status};
 use crate::progress::{self, Change, Progress};
@@ -107,7 +107,10 @@ pub fn work(
         error: e.to_string(),
     };
     std::fs::create_dir_all(&config.work_dir).map_err(work_folder)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // One thread of its own drives the engine's connection and the store's requests, so
+    // that the renewing thread is answered while the main thread computes.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(work_folder)?;
@@ -126,7 +129,7 @@ pub fn work(
     let mut outage = false;
     let mut backoff = Duration::from_millis(200);
     while !quit.load(Ordering::SeqCst) {
-        let mut con = match engine.connect() {
+        let mut con = match engine.connect(runtime.handle()) {
             Ok(con) => con,
             Err(e) => {
                 if !outage {
@@ -249,7 +252,7 @@ enum Ending {
 impl JobRunner<'_> {
     fn run(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         note: &mut dyn FnMut(WorkerNote<'_>),
     ) -> Result<(), QueueError> {
@@ -343,26 +346,20 @@ impl JobRunner<'_> {
         }
     }
 
-    /// `f` on the engine, reconnecting and trying again while the engine is away, for up
-    /// to a lease (the claim is this worker's until then).
+    /// `f` on the engine, tried again while the engine is away (the connection manager
+    /// reconnects by itself), for up to a lease (the claim is this worker's until then).
     fn on_engine<T>(
         &self,
-        con: &mut redis::Connection,
-        mut f: impl FnMut(&mut redis::Connection) -> Result<T, QueueError>,
+        con: &mut WorkerConnection,
+        mut f: impl FnMut(&mut WorkerConnection) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
-        let mut again = false;
-        retrying(self.config.lease, || {
-            if std::mem::replace(&mut again, true) {
-                *con = self.engine.connect()?;
-            }
-            f(con)
-        })
+        retrying(self.config.lease, || f(con))
     }
 
     /// Gives the job back to the queue (see [`Engine::hand_back`]).
     fn hand_back(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         view: &JobView,
         note: &mut dyn FnMut(WorkerNote<'_>),
@@ -458,7 +455,7 @@ impl JobRunner<'_> {
     #[allow(clippy::too_many_arguments)]
     fn optimise(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         plan: &neural_style::Plan,
         view: &mut JobView,
@@ -481,10 +478,10 @@ impl JobRunner<'_> {
         let mut progress = Progress::with_previews_every(PREVIEW_EVERY);
         let mut last_saved: Option<std::time::Instant> = None;
         let mut first = true;
-        let mut reconnected = std::time::Instant::now();
         let output = std::thread::scope(|scope| {
             let (held, stop) = (&held, &stop);
-            scope.spawn(move || self.renew_until_done(claim, lease, held, stop, &done));
+            let renewing = con.clone();
+            scope.spawn(move || self.renew_until_done(renewing, claim, lease, held, stop, &done));
             let mut observer = |event: &Event<'_>| {
                 if let Event::Checkpoint { checkpoint: state } = event
                     && (quitting()
@@ -515,21 +512,11 @@ impl JobRunner<'_> {
                             Change::Preview(jpeg) => Some(jpeg.as_slice()),
                             _ => None,
                         };
-                        // An outage that lasts is the renewing thread's to notice; this
-                        // connection is made again (at most once a second) once the
-                        // engine is back.
-                        match self.engine.renew(con, claim, Some(view), preview) {
-                            Ok(r) => {
-                                held.fetch_and(r.held, Ordering::SeqCst);
-                                stop.fetch_or(r.stop, Ordering::SeqCst);
-                            }
-                            Err(_) if reconnected.elapsed() >= Duration::from_secs(1) => {
-                                reconnected = std::time::Instant::now();
-                                if let Ok(fresh) = self.engine.connect() {
-                                    *con = fresh;
-                                }
-                            }
-                            Err(_) => {}
+                        // An outage that lasts is the renewing thread's to notice; the
+                        // connection comes back by itself.
+                        if let Ok(r) = self.engine.renew(con, claim, Some(view), preview) {
+                            held.fetch_and(r.held, Ordering::SeqCst);
+                            stop.fetch_or(r.stop, Ordering::SeqCst);
                         }
                     }
                 }
@@ -565,7 +552,7 @@ impl JobRunner<'_> {
     /// holds the claim (its upload is deleted again).
     fn save_checkpoint(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         state: &Checkpoint,
         file: &Path,
@@ -592,8 +579,10 @@ impl JobRunner<'_> {
 
     /// Renews the claim every quarter lease until the run ends; clears `held` when another
     /// worker took the job, sets `stop` when its owner asked.
+    #[allow(clippy::too_many_arguments)]
     fn renew_until_done(
         &self,
+        mut con: WorkerConnection,
         claim: &Claim,
         lease: Duration,
         held: &AtomicBool,
@@ -601,26 +590,19 @@ impl JobRunner<'_> {
         done: &std::sync::mpsc::Receiver<()>,
     ) {
         let every = (lease / 4).max(Duration::from_millis(100));
-        let mut con = None;
-        // Woken at once when the run ends (its sender is dropped), else every `every`.
+        // Woken at once when the run ends (its sender is dropped), else every `every`; an
+        // outage is waited out (the connection comes back by itself).
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(every) {
-            if con.is_none() {
-                con = self.engine.connect().ok();
-            }
-            let Some(c) = con.as_mut() else { continue };
-            match self.engine.renew(c, claim, None, None) {
-                Ok(r) => {
-                    held.fetch_and(r.held, Ordering::SeqCst);
-                    stop.fetch_or(r.stop, Ordering::SeqCst);
-                }
-                Err(_) => con = None,
+            if let Ok(r) = self.engine.renew(&mut con, claim, None, None) {
+                held.fetch_and(r.held, Ordering::SeqCst);
+                stop.fetch_or(r.stop, Ordering::SeqCst);
             }
         }
     }
 
     fn fail(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         mut view: JobView,
         error: &str,
@@ -636,7 +618,7 @@ impl JobRunner<'_> {
     /// Writes the final state (if this worker still holds the job) and cleans the store.
     fn end(
         &self,
-        con: &mut redis::Connection,
+        con: &mut WorkerConnection,
         claim: &Claim,
         view: &JobView,
         note: &mut dyn FnMut(WorkerNote<'_>),
