@@ -309,6 +309,17 @@ impl Engine {
         }
     }
 
+    /// Runs a worker's script invocation on its connection.
+    fn invoke<T: redis::FromRedisValue>(
+        &self,
+        con: &mut WorkerConnection,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        con.runtime
+            .block_on(call.invoke_async(&mut con.manager))
+            .map_err(|e| self.error(e))
+    }
+
     /// [`Engine::share_keys`] for the server.
     async fn share_keys_async(
         &self,
@@ -486,22 +497,19 @@ impl Engine {
     ) -> Result<Option<Started>, QueueError> {
         let script = &*START;
         let shares = self.share_keys(con, &claim.id)?;
-        let reply: Vec<Value> = con
-            .runtime
-            .block_on(
-                script
-                    .key(self.stream())
-                    .key(self.job(&claim.id))
-                    .key(self.waiting())
-                    .key(&shares.waiting)
-                    .arg(&claim.entry)
-                    .arg(&claim.consumer)
-                    .arg(&claim.id)
-                    .arg(self.owner_waiting_prefix())
-                    .arg(self.channel(&claim.id))
-                    .invoke_async(&mut con.manager),
-            )
-            .map_err(|e| self.error(e))?;
+        let reply: Vec<Value> = self.invoke(
+            con,
+            script
+                .key(self.stream())
+                .key(self.job(&claim.id))
+                .key(self.waiting())
+                .key(&shares.waiting)
+                .arg(&claim.entry)
+                .arg(&claim.consumer)
+                .arg(&claim.id)
+                .arg(self.owner_waiting_prefix())
+                .arg(self.channel(&claim.id)),
+        )?;
         let [_, attempts, spec, view, checkpoint, strikes] = reply.as_slice() else {
             return Ok(None);
         };
@@ -555,21 +563,18 @@ impl Engine {
             Some(v) => serde_json::to_string(v).unwrap_or_default(),
             None => String::new(),
         };
-        let (held, stop): (i64, i64) = con
-            .runtime
-            .block_on(
-                script
-                    .key(self.stream())
-                    .key(self.job(&claim.id))
-                    .key(self.preview_key(&claim.id))
-                    .arg(&claim.entry)
-                    .arg(&claim.consumer)
-                    .arg(view)
-                    .arg(preview.unwrap_or_default())
-                    .arg(self.channel(&claim.id))
-                    .invoke_async(&mut con.manager),
-            )
-            .map_err(|e| self.error(e))?;
+        let (held, stop): (i64, i64) = self.invoke(
+            con,
+            script
+                .key(self.stream())
+                .key(self.job(&claim.id))
+                .key(self.preview_key(&claim.id))
+                .arg(&claim.entry)
+                .arg(&claim.consumer)
+                .arg(view)
+                .arg(preview.unwrap_or_default())
+                .arg(self.channel(&claim.id)),
+        )?;
         Ok(Renewal {
             held: held == 1,
             stop: stop == 1,
@@ -590,22 +595,19 @@ impl Engine {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         let shares = self.share_keys(con, &claim.id)?;
-        let done: i64 = con
-            .runtime
-            .block_on(
-                script
-                    .key(self.stream())
-                    .key(self.job(&claim.id))
-                    .key(self.preview_key(&claim.id))
-                    .key(&shares.idempotency)
-                    .arg(&claim.entry)
-                    .arg(&claim.consumer)
-                    .arg(status)
-                    .arg(serde_json::to_string(view).unwrap_or_default())
-                    .arg(self.channel(&claim.id))
-                    .invoke_async(&mut con.manager),
-            )
-            .map_err(|e| self.error(e))?;
+        let done: i64 = self.invoke(
+            con,
+            script
+                .key(self.stream())
+                .key(self.job(&claim.id))
+                .key(self.preview_key(&claim.id))
+                .key(&shares.idempotency)
+                .arg(&claim.entry)
+                .arg(&claim.consumer)
+                .arg(status)
+                .arg(serde_json::to_string(view).unwrap_or_default())
+                .arg(self.channel(&claim.id)),
+        )?;
         Ok(done == 1)
     }
 
@@ -618,18 +620,15 @@ impl Engine {
         claim: &Claim,
         key: &str,
     ) -> Result<Option<Option<String>>, QueueError> {
-        let (held, old): (i64, String) = con
-            .runtime
-            .block_on(
-                RECORD
-                    .key(self.stream())
-                    .key(self.job(&claim.id))
-                    .arg(&claim.entry)
-                    .arg(&claim.consumer)
-                    .arg(key)
-                    .invoke_async(&mut con.manager),
-            )
-            .map_err(|e| self.error(e))?;
+        let (held, old): (i64, String) = self.invoke(
+            con,
+            RECORD
+                .key(self.stream())
+                .key(self.job(&claim.id))
+                .arg(&claim.entry)
+                .arg(&claim.consumer)
+                .arg(key),
+        )?;
         Ok((held == 1).then(|| Some(old).filter(|o| !o.is_empty() && o != key)))
     }
 
@@ -649,20 +648,17 @@ impl Engine {
         view.attempts = view.attempts.saturating_sub(1);
         view.eta_s = None;
         view.tile = None;
-        let given: i64 = con
-            .runtime
-            .block_on(
-                HAND_BACK
-                    .key(self.stream())
-                    .key(self.job(&claim.id))
-                    .arg(&claim.entry)
-                    .arg(&claim.consumer)
-                    .arg(serde_json::to_string(&view).unwrap_or_default())
-                    .arg(HANDED_BACK_IDLE_MS)
-                    .arg(self.channel(&claim.id))
-                    .invoke_async(&mut con.manager),
-            )
-            .map_err(|e| self.error(e))?;
+        let given: i64 = self.invoke(
+            con,
+            HAND_BACK
+                .key(self.stream())
+                .key(self.job(&claim.id))
+                .arg(&claim.entry)
+                .arg(&claim.consumer)
+                .arg(serde_json::to_string(&view).unwrap_or_default())
+                .arg(HANDED_BACK_IDLE_MS)
+                .arg(self.channel(&claim.id)),
+        )?;
         Ok(given == 1)
     }
 
